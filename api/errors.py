@@ -1,0 +1,70 @@
+"""The one place typed errors become HTTP answers: a plain-text body (message + newline)."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import PlainTextResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ..core import errors
+from .versioning import UNROUTED
+
+log = logging.getLogger(__name__)
+
+STATUS_BY_ERROR: dict[type[errors.MoorageError], int] = {
+    errors.NotFound: 404,
+    errors.InvalidParameter: 400,
+    errors.Conflict: 409,
+    errors.Impossible: 406,
+    errors.Unauthorized: 401,
+    errors.Forbidden: 403,
+    errors.NotSupported: 500,
+    errors.Unavailable: 500,
+    errors.ConfigError: 500,
+    errors.DriverError: 500,
+}
+
+
+def status_for(exc: errors.MoorageError) -> int:
+    for cls in type(exc).__mro__:
+        if cls in STATUS_BY_ERROR:
+            return STATUS_BY_ERROR[cls]
+    return 500
+
+
+def plain(message: str, status: int) -> PlainTextResponse:
+    return PlainTextResponse(message.rstrip("\n") + "\n", status_code=status,
+                             media_type="text/plain; charset=utf-8")
+
+
+async def moorage_error_handler(request: Request, exc: errors.MoorageError) -> PlainTextResponse:
+    return plain(exc.message, status_for(exc))
+
+
+async def validation_error_handler(request: Request, exc: RequestValidationError) -> PlainTextResponse:
+    first = exc.errors()[0] if exc.errors() else {}
+    where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+    return plain(f"Bad parameter: {where}: {first.get('msg', 'invalid request')}", 400)
+
+
+async def not_found_handler(request: Request, exc: StarletteHTTPException) -> PlainTextResponse:
+    # gorilla/mux answered unknown paths and wrong methods alike with its plain 404
+    if exc.status_code in (404, 405):
+        request.scope[UNROUTED] = True
+        return plain("404 page not found", 404)
+    return plain(str(exc.detail), exc.status_code)
+
+
+async def unexpected_error_handler(request: Request, exc: Exception) -> PlainTextResponse:
+    log.exception("internal error on %s %s", request.method, request.url.path)
+    return plain(f"{type(exc).__name__}: {exc}", 500)
+
+
+def install(app) -> None:
+    app.add_exception_handler(errors.MoorageError, moorage_error_handler)
+    app.add_exception_handler(RequestValidationError, validation_error_handler)
+    app.add_exception_handler(StarletteHTTPException, not_found_handler)
+    app.add_exception_handler(Exception, unexpected_error_handler)

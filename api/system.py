@@ -1,0 +1,116 @@
+"""System endpoints: ``/_ping``, ``/version``, ``/info``, ``/events``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import platform
+import threading
+from pathlib import Path
+
+from fastapi import Request
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+
+from ..core import __version__
+from . import API_VERSION_STR
+from .params import KernelDep, query_int
+
+
+async def ping(request: Request) -> PlainTextResponse:
+    """``OK`` with ``Api-Version: 1.6``: today's docker CLI negotiates down to 1.6 from this."""
+    return PlainTextResponse("OK", headers={"Api-Version": API_VERSION_STR, "Cache-Control": "no-cache"})
+
+
+def _git_commit() -> str:
+    here = Path(__file__).resolve().parent.parent
+    head = here / ".git" / "HEAD"
+    try:
+        ref = head.read_text().strip()
+        if ref.startswith("ref: "):
+            return (here / ".git" / ref[5:]).read_text().strip()[:7]
+        return ref[:7]
+    except OSError:
+        return ""
+
+
+_GIT_COMMIT = _git_commit()
+
+
+async def version(kernel: KernelDep) -> JSONResponse:
+    """``Version`` is moorage's own; ``GitCommit`` the source commit when known; ``GoVersion``
+    names the Python that runs the daemon (docs/api.md)."""
+    body = {"Version": __version__}
+    if _GIT_COMMIT:
+        body["GitCommit"] = _GIT_COMMIT
+    body["GoVersion"] = f"{platform.python_implementation()} {platform.python_version()}"
+    return JSONResponse(body)
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text().strip()
+    except OSError:
+        return ""
+
+
+def _count(kernel, service: str) -> int:
+    svc = kernel.services.get(service)
+    return len(svc) if svc is not None else 0
+
+
+def collect_info(kernel) -> dict:
+    """The /info object: Debug, Containers, Images always; other keys only when non-zero."""
+    graph = kernel.drivers.get("graph")
+    info = {
+        "Debug": kernel.config.daemon.debug,
+        "Containers": _count(kernel, "containers"),
+        "Images": _count(kernel, "images"),
+        "NFd": len(os.listdir("/proc/self/fd")),
+        "NGoroutines": threading.active_count(),
+        "MemoryLimit": Path("/sys/fs/cgroup/memory/memory.limit_in_bytes").exists(),
+        "SwapLimit": Path("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes").exists(),
+        "IPv4Forwarding": _read("/proc/sys/net/ipv4/ip_forward") == "1",
+        "NEventsListener": len(kernel.events),
+        "KernelVersion": platform.release() or "<unknown>",
+        "Driver": graph.name if graph else "",
+        "DriverStatus": [list(pair) for pair in graph.status()] if graph else [],
+        "ExecutionDriver": kernel.drivers["exec"].name if kernel.drivers.get("exec") else "",
+        "Drivers": {family: (d.name if d else "") for family, d in kernel.drivers.items()},
+    }
+    registry = kernel.drivers.get("registry")
+    index = getattr(registry, "index_server_address", "")
+    if index:
+        info["IndexServerAddress"] = index
+    keep = {"Debug", "Containers", "Images"}
+    return {k: v for k, v in info.items() if k in keep or v}
+
+
+async def info(kernel: KernelDep) -> JSONResponse:
+    return JSONResponse(await kernel.run_blocking(collect_info, kernel))
+
+
+async def events(request: Request, kernel: KernelDep) -> StreamingResponse:
+    """Replay stored events with ``time >= since`` (when since is set), then stream new ones,
+    each a JSON object written and flushed alone, with no separator (the v1.6 format)."""
+    since = query_int(request, "since", 0)
+    queue = kernel.events.subscribe()  # before the replay, so nothing falls in between
+    replay = kernel.events.history(since) if since > 0 else []
+
+    async def stream():
+        try:
+            seen = set()
+            for event in replay:
+                seen.add(id(event))
+                yield json.dumps(event.to_api()).encode()
+            while True:
+                event = await queue.get()
+                if id(event) in seen:
+                    continue
+                yield json.dumps(event.to_api()).encode()
+        except asyncio.CancelledError:
+            raise
+        finally:
+            kernel.events.unsubscribe(queue)
+
+    return StreamingResponse(stream(), media_type="application/json")

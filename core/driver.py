@@ -1,0 +1,130 @@
+"""What every driver class shares, and the registry that selects drivers by name.
+
+A driver class names itself (``name``), declares its typed config section (``Options``, a
+pydantic model), and probes its prerequisites in ``__init__``: it raises ``NotSupported`` when
+this host cannot run it, which lets auto-selection move on; any other exception is a failure.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, ClassVar, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from .errors import ConfigError, NotFound, NotSupported, PluginError
+
+log = logging.getLogger(__name__)
+
+
+class NoOptions(BaseModel):
+    """A driver without settings; any key in its config section is an error."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Driver:
+    """Base of every driver class of every family.
+
+    ``home`` is the driver's own state directory (``<root>/<family>/<name>``), created before
+    ``__init__`` runs; ``options`` is its config section parsed into ``Options``; ``context``
+    gives daemon-wide facts (``root``, ``debug`` and family-specific values such as the DNS
+    servers) that the driver may read but not change.
+    """
+
+    #: The name the config and the API use for this driver (``vfs``, ``native``...).
+    name: ClassVar[str] = ""
+    #: Default auto-selection priority within its family: lower is tried first.
+    priority: ClassVar[int] = 100
+    #: The pydantic model of this driver's config section.
+    Options: ClassVar[type[BaseModel]] = NoOptions
+
+    def __init__(self, home: Path, options: BaseModel, context: Mapping[str, Any] | None = None) -> None:
+        self.home = Path(home)
+        self.options = options
+        self.context = dict(context or {})
+
+
+D = TypeVar("D", bound=Driver)
+
+
+def describe(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+class DriverFamily(Generic[D]):
+    """The registered driver classes of one family, selected by name."""
+
+    def __init__(self, family: str, base: type[D]) -> None:
+        self.family = family
+        self.base = base
+        self._classes: dict[str, type[D]] = {}
+
+    def register(self, classes: Iterable[type[D]], source: str) -> None:
+        for cls in classes:
+            if not (isinstance(cls, type) and issubclass(cls, self.base)):
+                raise PluginError(f"{source} registered {cls!r} as a {self.family} driver, "
+                                  f"but it is not a subclass of {describe(self.base)}")
+            if not cls.name:
+                raise PluginError(f"{source}: {self.family} driver {describe(cls)} has no name")
+            other = self._classes.get(cls.name)
+            if other is not None and other is not cls:
+                raise PluginError(f"{self.family} driver name {cls.name!r} is registered twice: "
+                                  f"by {describe(other)} and by {describe(cls)}")
+            self._classes[cls.name] = cls
+
+    def names(self) -> list[str]:
+        return sorted(self._classes)
+
+    def get(self, name: str) -> type[D]:
+        try:
+            return self._classes[name]
+        except KeyError:
+            registered = ", ".join(self.names()) or "none"
+            raise NotFound(f"{self.family} driver {name!r} is not available (registered: {registered}); "
+                           f"the plugin that provides it may not be installed or may be blocked") from None
+
+    def by_priority(self) -> list[type[D]]:
+        return sorted(self._classes.values(), key=lambda c: (c.priority, c.name))
+
+    def parse_options(self, cls: type[D], section: Mapping[str, Any], where: str) -> BaseModel:
+        try:
+            return cls.Options.model_validate(dict(section))
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            key = ".".join(str(p) for p in first["loc"])
+            raise ConfigError(f"{where}: key {key!r}: {first['msg']}") from None
+
+    def create(self, name: str, root: Path, section: Mapping[str, Any], context: Mapping[str, Any],
+               where: str) -> D:
+        """Instantiate ``name``; NotSupported and other failures propagate to the caller."""
+        cls = self.get(name)
+        options = self.parse_options(cls, section, where)
+        home = root / self.family / cls.name
+        home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return cls(home, options, context)
+
+    def select(self, wanted: str | None, priority: list[str] | None, root: Path,
+               sections: Mapping[str, Mapping[str, Any]], context: Mapping[str, Any],
+               where: str) -> D:
+        """The configured driver, or the first of the priority list this host supports.
+
+        A driver named by the config must work: NotSupported then becomes a ConfigError. In
+        auto-selection NotSupported moves on to the next candidate; any other error stops.
+        """
+        if wanted:
+            try:
+                return self.create(wanted, root, sections.get(wanted, {}), context, where)
+            except NotSupported as exc:
+                raise ConfigError(f"{self.family} driver {wanted!r} is not supported on this host: {exc}") from None
+        candidates = [self.get(n) for n in priority] if priority else self.by_priority()
+        reasons = []
+        for cls in candidates:
+            try:
+                return self.create(cls.name, root, sections.get(cls.name, {}), context, where)
+            except NotSupported as exc:
+                log.info("%s driver %s not supported here: %s", self.family, cls.name, exc)
+                reasons.append(f"{cls.name}: {exc}")
+        raise ConfigError(f"no {self.family} driver works on this host ({'; '.join(reasons) or 'none registered'})")

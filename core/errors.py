@@ -1,0 +1,62 @@
+"""The typed error vocabulary shared by core, drivers and the API.
+
+Drivers and core raise these; ``moorage.api.errors`` maps each class to an HTTP status in one
+place. Nothing here knows about HTTP. The message is shown to the client as it is, so it should
+read as a sentence about the user's request.
+"""
+
+
+class MoorageError(Exception):
+    """Base of every error moorage reports on purpose; anything else is an internal failure."""
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0]) if self.args else self.__class__.__name__
+
+
+class NotFound(MoorageError):
+    """The named container, image, link, driver or file does not exist."""
+
+
+class InvalidParameter(MoorageError):
+    """A request parameter or config value is malformed (a bad boolean, integer, name...)."""
+
+
+class Conflict(MoorageError):
+    """The request clashes with existing state (a name in use, a tag held by two repos...)."""
+
+
+class Impossible(MoorageError):
+    """The request is well formed but cannot be done in the object's current state."""
+
+
+class Unauthorized(MoorageError):
+    """Credentials were missing or refused."""
+
+
+class Forbidden(MoorageError):
+    """Credentials were accepted but the action is not allowed (e.g. an inactive account)."""
+
+
+class NotSupported(MoorageError):
+    """A driver cannot work on this host (a missing kernel feature, filesystem or tool).
+
+    Auto-selection moves on to the next candidate driver when a driver's constructor raises
+    this; for a driver the config names explicitly it is reported and the daemon stops.
+    """
+
+
+class Unavailable(MoorageError):
+    """A remote service (a registry, a download URL) could not be reached or failed."""
+
+
+class ConfigError(MoorageError):
+    """The daemon configuration (file, flags, plugins) is wrong; the daemon does not start."""
+
+
+class PluginError(ConfigError):
+    """A plugin failed to load or registered something invalid."""
+
+
+class DriverError(MoorageError):
+    """A driver failed while doing its work (a mount, a syscall, a tool that exited non-zero)."""

@@ -1,0 +1,190 @@
+"""Exec drivers: running a container's process.
+
+Vocabulary. Core prepares everything a container needs (the rootfs from the graph driver, the
+mounts, the environment, the resolved command) into a ``ProcessSpec`` and hands it to the exec
+driver, which isolates and runs the process (namespaces, cgroups, capabilities), records its
+output and exit status, and lets core signal it, list its processes and attach to its stdio.
+
+The driver owns everything below ``spec.state_dir / "exec"`` and its own ``home``. A container
+outlives the daemon: when the daemon stops or is killed the process keeps running, its output
+keeps being logged and its exit status is still recorded (the driver runs a small monitor, or
+leans on a tool's own, e.g. LXC's); a restarted daemon calls ``restore``.
+
+Flow at ``POST /containers/{id}/start``::
+
+    pid = driver.start(spec, on_namespace=network.join)   # network.join(pid) configures eth0
+    ... driver.wait(id) -> exit status ...                 # core's monitor thread
+    driver.release(id)                                     # after the exit: cgroups, pty, fds
+
+The network namespace: with ``spec.isolate_network`` the driver makes a new one and calls
+``on_namespace(pid)`` before the container's command runs, with a host pid whose
+``/proc/<pid>/ns/net`` is that namespace; the container's command starts only after the
+callback returns. If the callback raises, the driver kills the process, cleans up and re-raises.
+Without it the process shares the host's network namespace (the ``host`` network driver).
+
+Exit statuses: the process's exit code, or ``128 + n`` if it was killed by signal ``n``; a
+command that cannot be found or executed exits ``127`` (``126`` if not executable).
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..driver import Driver
+from . import hookspec
+
+
+@dataclass(frozen=True)
+class Mount:
+    """A bind mount of a host path (a volume, a bind, /etc/hosts...) into the container."""
+
+    source: Path
+    destination: str  # absolute, inside the container
+    readonly: bool = False
+
+
+@dataclass(frozen=True)
+class Resources:
+    memory: int = 0  # bytes; 0: no limit
+    memory_swap: int = 0  # memory+swap bytes; 0: twice memory; -1: unlimited swap
+    cpu_shares: int = 0  # relative weight; 0: the default
+    pids: int = 0  # max processes; 0: no limit
+
+
+@dataclass
+class ProcessSpec:
+    """Everything an exec driver needs to run one container's process."""
+
+    container_id: str
+    rootfs: Path  # the graph driver's mount of the container layer
+    args: list[str]  # the command: args[0] is looked up in the container's PATH
+    env: list[str]  # "KEY=value", complete (core adds HOME, PATH, HOSTNAME...)
+    hostname: str
+    state_dir: Path  # <root>/containers/<id>; the driver's files go in state_dir/"exec"
+    log_path: Path  # the JSON-lines log the driver appends output to (see ``write_log_line``)
+    domainname: str = ""
+    user: str = ""  # "", name, uid, name:group or uid:gid; resolved in rootfs/etc/passwd, group
+    working_dir: str = ""  # created if missing; "" means /
+    tty: bool = False
+    open_stdin: bool = False
+    stdin_once: bool = False
+    privileged: bool = False
+    isolate_network: bool = True
+    resources: Resources = field(default_factory=Resources)
+    mounts: list[Mount] = field(default_factory=list)
+    #: Driver-specific settings from start's ``LxcConf`` ([key, value] pairs), in order.
+    driver_options: list[tuple[str, str]] = field(default_factory=list)
+
+
+class Stream(enum.IntEnum):
+    """Stream numbers as in the attach multiplexing header."""
+
+    STDIN = 0
+    STDOUT = 1
+    STDERR = 2
+
+
+class Attachment(abc.ABC):
+    """A live connection to a running container's stdio, from ``ExecDriver.attach``.
+
+    Output written by the container after ``attach`` returned is delivered, in order, to every
+    attachment; with a tty everything arrives as STDOUT. Methods block; core calls them from
+    worker threads.
+    """
+
+    @abc.abstractmethod
+    def read(self) -> tuple[Stream, bytes] | None:
+        """The next chunk of output, or None once the process has exited and all output is read
+        (or ``close`` was called)."""
+
+    @abc.abstractmethod
+    def write(self, data: bytes) -> None:
+        """Send bytes to the container's stdin. Raises ``Impossible`` if stdin is not open."""
+
+    @abc.abstractmethod
+    def close_stdin(self) -> None:
+        """Close the container's stdin so the process reads EOF (the StdinOnce rule)."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Detach; the process keeps running. Unblocks a pending ``read``."""
+
+
+class ExecDriver(Driver, abc.ABC):
+    """Runs container processes. All methods block and are called from core's worker threads.
+    Core serialises calls per container; calls for different containers run concurrently.
+    Every method taking a ``container_id`` raises ``NotFound`` for a container this driver
+    never started (or already released)."""
+
+    @abc.abstractmethod
+    def start(self, spec: ProcessSpec, on_namespace: Callable[[int], None] | None = None) -> int:
+        """Start the container's process and return its host pid once it runs.
+
+        Raises ``InvalidParameter`` for a user that does not exist in the container, and
+        ``DriverError`` when isolation cannot be set up (nothing is left behind: no cgroup,
+        mount or process). A command that is not found is not an error here: the process
+        exits 127, as ``wait`` reports.
+        """
+
+    @abc.abstractmethod
+    def wait(self, container_id: str, timeout: float | None = None) -> int | None:
+        """Block until the process exits and return its exit status; None on timeout.
+
+        Returns at once for a process that already exited (also one that exited while the
+        daemon was down). Any number of threads may wait on one container.
+        """
+
+    @abc.abstractmethod
+    def signal(self, container_id: str, signum: int) -> None:
+        """Send ``signum`` to the container's first process (pid 1 inside it).
+
+        A process that already exited is not an error.
+        """
+
+    @abc.abstractmethod
+    def processes(self, container_id: str) -> list[int]:
+        """Host pids of every process of the container, its first process first."""
+
+    @abc.abstractmethod
+    def attach(self, container_id: str) -> Attachment:
+        """A new ``Attachment`` to the running process's stdio. Raises ``Impossible`` if the
+        process has exited."""
+
+    @abc.abstractmethod
+    def resize(self, container_id: str, height: int, width: int) -> None:
+        """Set the pty window size. Raises ``Impossible`` for a container without a tty."""
+
+    @abc.abstractmethod
+    def restore(self, spec: ProcessSpec) -> bool:
+        """Re-adopt a container started by an earlier daemon.
+
+        Returns True if its process is still running (``wait``, ``signal``, ``attach`` then
+        work as for one this daemon started), False if it exited (``wait`` then returns the
+        recorded status, or None if none was recorded).
+        """
+
+    @abc.abstractmethod
+    def release(self, container_id: str) -> None:
+        """Free what the driver holds for an exited container (cgroups, pty, monitor).
+
+        Called once after each exit; safe to call again. Afterwards the driver no longer
+        knows the container until the next ``start`` or ``restore``.
+        """
+
+    def cleanup(self) -> None:
+        """Called at daemon shutdown. Running containers must keep running."""
+
+
+@hookspec
+def moorage_exec_register() -> list[type[ExecDriver]]:
+    """Register exec driver classes.
+
+    :return: the ``ExecDriver`` subclasses this plugin provides; ``-e`` and the ``[exec]
+        driver`` config key select one by its ``name``.
+
+    Called once at daemon start, before any driver is instantiated.
+    """

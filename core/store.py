@@ -1,0 +1,108 @@
+"""The state store: every file moorage keeps is written atomically.
+
+A write goes to a temporary file in the same directory, is fsynced, renamed over the target and
+the directory is fsynced, so a daemon killed at any moment leaves either the old or the new
+content, never a torn file. ``DaemonLock`` keeps two daemons off one root directory.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Replace ``path`` with ``data`` atomically and durably (write, fsync, rename, fsync dir)."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), mode)
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    fsync_dir(path.parent)
+
+
+def write_json(path: Path, value: Any, mode: int = 0o600) -> None:
+    atomic_write(path, json.dumps(value, indent=1, sort_keys=False).encode() + b"\n", mode)
+
+
+def read_json(path: Path, default: Any = None) -> Any:
+    try:
+        with open(path, "rb") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        return default
+
+
+def ensure_dir(path: Path, mode: int = 0o700) -> Path:
+    path = Path(path)
+    path.mkdir(mode=mode, parents=True, exist_ok=True)
+    return path
+
+
+def remove_stale_temp_files(directory: Path) -> None:
+    """Drop ``.*.tmp`` leftovers of writes interrupted by a crash (the targets are intact)."""
+    for entry in Path(directory).glob(".*.tmp"):
+        try:
+            entry.unlink()
+        except FileNotFoundError:
+            pass
+
+
+class DaemonLock:
+    """An exclusive ``flock`` on ``<root>/moorage.lock``, held for the daemon's lifetime.
+
+    The kernel drops the lock when the process dies, so a SIGKILLed daemon never leaves a
+    stale lock behind; the file records the holder's pid for the error message.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.path = Path(root) / "moorage.lock"
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        ensure_dir(self.path.parent)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            if exc.errno in (errno.EAGAIN, errno.EACCES):
+                raise ConfigError(
+                    f"another moorage daemon (pid {holder}) is already using the root directory "
+                    f"{self.path.parent}; stop it or choose another root with -g"
+                ) from None
+            raise
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None

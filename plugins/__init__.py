@@ -1,0 +1,1 @@
+"""Feature plugins that are not drivers."""

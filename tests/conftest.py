@@ -1,0 +1,149 @@
+"""Shared fixtures: a real daemon process on a real unix socket and TCP port, and clean-up."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+
+MOORAGE = [sys.executable, "-m", "moorage.api.cli"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def unmount_below(path: Path) -> None:
+    """Lazily unmount every mount at or below ``path`` (deepest first)."""
+    prefix = str(Path(path).resolve())
+    with open("/proc/self/mounts") as f:
+        points = [line.split()[1].replace("\\040", " ") for line in f]
+    for point in sorted((p for p in points if p == prefix or p.startswith(prefix + "/")), key=len, reverse=True):
+        subprocess.run(["umount", "-l", point], check=False, capture_output=True)
+
+
+class Daemon:
+    """A ``moorage daemon`` subprocess with its own root, socket, TCP port and config file."""
+
+    def __init__(self, base: Path, config: str = "", flags: list[str] | None = None) -> None:
+        self.base = base
+        self.root = base / "root"
+        self.sock = base / "moorage.sock"
+        self.port = free_port()
+        self.pidfile = base / "moorage.pid"
+        self.config_path = base / "daemon.toml"
+        self.config_path.write_text(config)
+        self.log_path = base / "daemon.log"
+        self.flags = flags or []
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def unix_url(self) -> str:
+        return f"unix://{self.sock}"
+
+    def argv(self) -> list[str]:
+        return [*MOORAGE, "daemon", "--config", str(self.config_path), "-g", str(self.root),
+                "-H", f"unix://{self.sock}", "-H", f"tcp://127.0.0.1:{self.port}", "-p", str(self.pidfile),
+                *self.flags]
+
+    def start(self, wait: bool = True) -> Daemon:
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(self.argv(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        log.close()
+        if wait:
+            self.wait_ready()
+        return self
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"daemon exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                if self.client().get("/_ping").status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"daemon did not answer /_ping within {timeout}s:\n{self.log()}")
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def client(self, tcp: bool = False, timeout: float = 60) -> httpx.Client:
+        if tcp:
+            return httpx.Client(base_url=self.url, timeout=timeout)
+        return httpx.Client(transport=httpx.HTTPTransport(uds=str(self.sock)), base_url="http://moorage",
+                            timeout=timeout)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> int | None:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait(10)
+
+    def kill(self) -> None:
+        """SIGKILL: the daemon gets no chance to clean up (containers keep running)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+@pytest.fixture
+def daemon_factory(tmp_path_factory):
+    """``daemon_factory(config="", flags=[...], start=True)`` -> a started ``Daemon``.
+
+    Every daemon is stopped, and everything mounted below its directory is unmounted, when
+    the test ends, pass or fail. Tests that make cgroups, namespaces, bridges or nft tables
+    add their own finalizers through the driver fixtures of their family.
+    """
+    made: list[Daemon] = []
+
+    def make(config: str = "", flags: list[str] | None = None, start: bool = True) -> Daemon:
+        base = tmp_path_factory.mktemp(f"daemon-{uuid.uuid4().hex[:6]}")
+        d = Daemon(base, config, flags)
+        made.append(d)
+        if start:
+            d.start()
+        return d
+
+    yield make
+    for d in made:
+        d.stop()
+        unmount_below(d.base)
+        shutil.rmtree(d.base, ignore_errors=True)
+
+
+@pytest.fixture
+def daemon(daemon_factory) -> Daemon:
+    """A daemon with the default drivers and an empty config file."""
+    return daemon_factory()
+
+
+def pytest_collection_modifyitems(config, items):
+    if os.geteuid() != 0:
+        skip = pytest.mark.skip(reason="moorage's tests need root (real mounts, namespaces, cgroups)")
+        for item in items:
+            item.add_marker(skip)
