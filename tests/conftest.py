@@ -36,7 +36,8 @@ def unmount_below(path: Path) -> None:
 class Daemon:
     """A ``moorage daemon`` subprocess with its own root, socket, TCP port and config file."""
 
-    def __init__(self, base: Path, config: str = "", flags: list[str] | None = None) -> None:
+    def __init__(self, base: Path, config: str = "", flags: list[str] | None = None,
+                 env: dict[str, str] | None = None) -> None:
         self.base = base
         self.root = base / "root"
         self.sock = base / "moorage.sock"
@@ -46,6 +47,7 @@ class Daemon:
         self.config_path.write_text(config)
         self.log_path = base / "daemon.log"
         self.flags = flags or []
+        self.env = {**os.environ, **(env or {})}
         self.proc: subprocess.Popen | None = None
 
     @property
@@ -63,7 +65,8 @@ class Daemon:
 
     def start(self, wait: bool = True) -> Daemon:
         log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(self.argv(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(self.argv(), stdout=log, stderr=subprocess.STDOUT,
+                                     start_new_session=True, env=self.env)
         log.close()
         if wait:
             self.wait_ready()
@@ -113,7 +116,7 @@ class Daemon:
 
 @pytest.fixture
 def daemon_factory(tmp_path_factory):
-    """``daemon_factory(config="", flags=[...], start=True)`` -> a started ``Daemon``.
+    """``daemon_factory(config="", flags=[...], start=True, env={})`` -> a started ``Daemon``.
 
     Every daemon is stopped, and everything mounted below its directory is unmounted, when
     the test ends, pass or fail. Tests that make cgroups, namespaces, bridges or nft tables
@@ -121,9 +124,10 @@ def daemon_factory(tmp_path_factory):
     """
     made: list[Daemon] = []
 
-    def make(config: str = "", flags: list[str] | None = None, start: bool = True) -> Daemon:
+    def make(config: str = "", flags: list[str] | None = None, start: bool = True,
+             env: dict[str, str] | None = None) -> Daemon:
         base = tmp_path_factory.mktemp(f"daemon-{uuid.uuid4().hex[:6]}")
-        d = Daemon(base, config, flags)
+        d = Daemon(base, config, flags, env)
         made.append(d)
         if start:
             d.start()

@@ -1,0 +1,233 @@
+"""Plugin loading through real entry points: third-party distributions are made in a temp dir
+(a package plus its ``.dist-info`` with ``entry_points.txt``) and put on the daemon's path."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from moorage.core.driver import DriverFamily
+from moorage.core.errors import ConfigError, NotFound, NotSupported, PluginError
+from moorage.core.hookspecs.network import NetworkDriver
+from moorage.core.plugins import PluginManager
+
+NETWORK_DRIVER = '''
+from moorage.core.errors import NotSupported
+from moorage.core.hookspecs import hookimpl
+from moorage.core.hookspecs.network import Endpoint, NetworkDriver
+
+
+class {cls}(NetworkDriver):
+    """A network driver with no network: containers get loopback only."""
+    name = "{name}"
+    priority = {priority}
+    isolates = True
+
+    def __init__(self, home, options, context=None):
+        super().__init__(home, options, context)
+        {init}
+
+    def join(self, container_id, pid, ports, hostname=""):
+        return Endpoint()
+
+    def leave(self, container_id):
+        pass
+
+    def release(self, container_id):
+        pass
+
+    def restore(self, container_id, endpoint):
+        pass
+
+    def status(self):
+        return [["Plugin", "{name}"]]
+
+    def cleanup(self):
+        pass
+
+
+@hookimpl
+def moorage_network_register():
+    return [{cls}]
+'''
+
+CONFIGURED_HOOK = '''
+import json, os
+from moorage.core.hookspecs import hookimpl
+
+
+@hookimpl
+def moorage_daemon_configured(config):
+    path = os.path.join(str(config["daemon"]["root"]), "configured-by-plugin.json")
+    with open(path, "w") as f:
+        json.dump({"root": str(config["daemon"]["root"])}, f)
+'''
+
+
+def make_distribution(site: Path, dist: str, modules: dict[str, str], entry_points: dict[str, str]) -> None:
+    """Install ``dist`` into ``site`` the way pip lays it out: modules plus a dist-info."""
+    for module, source in modules.items():
+        (site / f"{module}.py").write_text(textwrap.dedent(source))
+    info = site / f"{dist.replace('-', '_')}-0.1.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.1\n")
+    lines = "\n".join(f"{name} = {value}" for name, value in entry_points.items())
+    (info / "entry_points.txt").write_text(f"[moorage]\n{lines}\n")
+
+
+def network_module(cls: str, name: str, priority: int = 50, init: str = "pass") -> str:
+    return NETWORK_DRIVER.format(cls=cls, name=name, priority=priority, init=init)
+
+
+@pytest.fixture
+def site(tmp_path):
+    path = tmp_path / "site"
+    path.mkdir()
+    return path
+
+
+def env_for(site: Path, **extra) -> dict[str, str]:
+    return {"PYTHONPATH": str(site), **extra}
+
+
+def test_third_party_driver_loads_and_is_selected(daemon_factory, site):
+    make_distribution(site, "moorage-tpnet", {"tpnet": network_module("TpNet", "tpnet"),
+                                              "tphook": CONFIGURED_HOOK},
+                      {"tpnet": "tpnet", "tphook": "tphook"})
+    d = daemon_factory('[network]\ndriver = "tpnet"\n', env=env_for(site))
+    info = d.client().get("/info").json()
+    assert info["Drivers"]["network"] == "tpnet"
+    # the lifecycle hook ran with the effective config
+    marker = json.loads((d.root / "configured-by-plugin.json").read_text())
+    assert marker == {"root": str(d.root)}
+
+
+def test_hook_moorage_daemon_configured(daemon_factory, site):
+    make_distribution(site, "moorage-tphook", {"tphook": CONFIGURED_HOOK}, {"tphook": "tphook"})
+    d = daemon_factory(env=env_for(site))
+    assert (d.root / "configured-by-plugin.json").exists()
+
+
+def test_hook_moorage_network_register(daemon_factory, site):
+    make_distribution(site, "moorage-tpnet", {"tpnet": network_module("TpNet", "tpnet")}, {"tpnet": "tpnet"})
+    d = daemon_factory('[network]\ndriver = "tpnet"\n', env=env_for(site))
+    assert d.client().get("/info").json()["Drivers"]["network"] == "tpnet"
+
+
+def test_blocked_plugin_is_not_loaded_and_unknown_name_lists_registered(daemon_factory, site):
+    make_distribution(site, "moorage-tpnet", {"tpnet": network_module("TpNet", "tpnet")}, {"tpnet": "tpnet"})
+    d = daemon_factory('[plugins]\nblocked = ["tpnet"]\n[network]\ndriver = "tpnet"\n', env=env_for(site),
+                       start=False)
+    d.start(wait=False)
+    assert d.proc.wait(30) != 0
+    log = d.log()
+    assert "network driver 'tpnet' is not available (registered:" in log
+    assert "may not be installed" in log
+
+
+def test_autoload_disabled_loads_only_builtins_and_enabled(daemon_factory, site):
+    make_distribution(site, "moorage-tpnet", {"tpnet": network_module("TpNet", "tpnet")}, {"tpnet": "tpnet"})
+    env = env_for(site, MOORAGE_DISABLE_PLUGIN_AUTOLOAD="1")
+    d = daemon_factory('[network]\ndriver = "tpnet"\n', env=env, start=False)
+    d.start(wait=False)
+    assert d.proc.wait(30) != 0
+    assert "network driver 'tpnet' is not available" in d.log()
+    d2 = daemon_factory('[plugins]\nenable = ["tpnet"]\n[network]\ndriver = "tpnet"\n', env=env)
+    assert d2.client().get("/info").json()["Drivers"]["network"] == "tpnet"
+
+
+def test_broken_plugin_names_distribution_and_entry_point(daemon_factory, site):
+    make_distribution(site, "moorage-broken", {"brokenplugin": "raise ImportError('needs libfoo')\n"},
+                      {"broken": "brokenplugin"})
+    d = daemon_factory(env=env_for(site), start=False)
+    d.start(wait=False)
+    assert d.proc.wait(30) != 0
+    log = d.log()
+    assert "entry point 'broken' (brokenplugin) of distribution moorage-broken 0.1" in log
+    assert "needs libfoo" in log
+
+
+def test_duplicate_driver_names_are_refused_naming_both(daemon_factory, site):
+    make_distribution(site, "moorage-a", {"tpa": network_module("FirstNet", "same")}, {"tpa": "tpa"})
+    make_distribution(site, "moorage-b", {"tpb": network_module("SecondNet", "same")}, {"tpb": "tpb"})
+    d = daemon_factory(env=env_for(site), start=False)
+    d.start(wait=False)
+    assert d.proc.wait(30) != 0
+    log = d.log()
+    assert "network driver name 'same' is registered twice" in log
+    assert "tpa.FirstNet" in log and "tpb.SecondNet" in log
+
+
+def test_not_supported_moves_on_but_other_errors_are_fatal(daemon_factory, site):
+    make_distribution(site, "moorage-prio", {
+        "tpunsup": network_module("Unsupported", "unsup", 1, "raise NotSupported('no such kernel feature')"),
+        "tpok": network_module("Works", "works", 2),
+        "tpboom": network_module("Boom", "boom", 3, "raise RuntimeError('kaboom')"),
+    }, {"tpunsup": "tpunsup", "tpok": "tpok", "tpboom": "tpboom"})
+    d = daemon_factory('[network]\npriority = ["unsup", "works"]\n', env=env_for(site))
+    assert d.client().get("/info").json()["Drivers"]["network"] == "works"
+    # named explicitly, an unsupported driver stops the daemon with the reason
+    d2 = daemon_factory('[network]\ndriver = "unsup"\n', env=env_for(site), start=False)
+    d2.start(wait=False)
+    assert d2.proc.wait(30) != 0
+    assert "network driver 'unsup' is not supported on this host: no such kernel feature" in d2.log()
+    # any other error is a failure even in auto-selection
+    d3 = daemon_factory('[network]\npriority = ["boom", "works"]\n', env=env_for(site), start=False)
+    d3.start(wait=False)
+    assert d3.proc.wait(30) != 0
+    assert "kaboom" in d3.log()
+
+
+# -- the same rules, unit-level -----------------------------------------------------------------
+class _Base(NetworkDriver):
+    def join(self, container_id, pid, ports, hostname=""): ...
+    def leave(self, container_id): ...
+    def release(self, container_id): ...
+    def restore(self, container_id, endpoint): ...
+    def status(self): return []
+    def cleanup(self): ...
+
+
+class _Good(_Base):
+    name = "good"
+
+
+class _Unsupported(_Base):
+    name = "unsupported"
+    priority = 1
+
+    def __init__(self, *a, **k):
+        raise NotSupported("missing thing")
+
+
+def test_driver_family_select_and_errors(tmp_path):
+    family = DriverFamily("network", NetworkDriver)
+    family.register([_Good, _Unsupported], "test")
+    assert family.names() == ["good", "unsupported"]
+    chosen = family.select(None, None, tmp_path, {}, {}, "cfg")
+    assert isinstance(chosen, _Good) and chosen.home == tmp_path / "network" / "good"
+    with pytest.raises(NotFound, match=r"registered: good, unsupported"):
+        family.get("nope")
+    with pytest.raises(ConfigError, match="not supported on this host: missing thing"):
+        family.select("unsupported", None, tmp_path, {}, {}, "cfg")
+    with pytest.raises(PluginError, match="not a subclass"):
+        family.register([object], "test")
+    with pytest.raises(ConfigError, match="key 'x': Extra inputs are not permitted"):
+        family.select("good", None, tmp_path, {"good": {"x": 1}}, {}, "cfg")
+
+
+def test_plugin_manager_rejects_a_register_hook_returning_a_class():
+    from moorage.core.hookspecs import hookimpl
+
+    class Plugin:
+        @hookimpl
+        def moorage_network_register(self):
+            return _Good
+
+    pm = PluginManager()
+    pm.register(Plugin(), "bad")
+    with pytest.raises(PluginError, match="must return a list"):
+        pm.collect_drivers()
