@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import NamedTuple
 
-from . import system
+from . import attach, containers, images, system
 
 
 class Route(NamedTuple):
@@ -25,4 +25,28 @@ ROUTES: list[Route] = [
     Route("GET", "/version", system.version),
     Route("GET", "/info", system.info),
     Route("GET", "/events", system.events),
+    Route("POST", "/images/create", images.create),
+    Route("GET", "/images/json", images.list_images),
+    Route("GET", "/images/viz", images.viz),
+    Route("GET", "/images/{name:path}/json", images.inspect),
+    Route("GET", "/images/{name:path}/history", images.history),
+    Route("POST", "/images/{name:path}/tag", images.tag),
+    Route("DELETE", "/images/{name:path}", images.delete),
+    Route("POST", "/containers/create", containers.create),
+    Route("GET", "/containers/json", containers.list_containers),
+    Route("GET", "/containers/ps", containers.list_containers),
+    Route("GET", "/containers/{name:path}/json", containers.inspect),
+    Route("GET", "/containers/{name:path}/changes", containers.changes),
+    Route("GET", "/containers/{name:path}/export", containers.export),
+    Route("GET", "/containers/{name:path}/top", containers.top),
+    Route("POST", "/containers/{name:path}/start", containers.start),
+    Route("POST", "/containers/{name:path}/stop", containers.stop),
+    Route("POST", "/containers/{name:path}/restart", containers.restart),
+    Route("POST", "/containers/{name:path}/kill", containers.kill),
+    Route("POST", "/containers/{name:path}/wait", containers.wait),
+    Route("POST", "/containers/{name:path}/resize", containers.resize),
+    Route("POST", "/containers/{name:path}/attach", attach.attach),
+    Route("POST", "/containers/{name:path}/copy", containers.copy),
+    Route("DELETE", "/containers/{name:path}", containers.remove),
+    Route("POST", "/commit", containers.commit),
 ]

@@ -56,6 +56,7 @@ class Kernel:
             for family in FAMILIES:
                 self.drivers[family] = self._select(family)
             self.names = NameRegistry(self.root / "linkgraph.db")
+            self._setup_services()
             self.plugins.hook.moorage_daemon_configured(config=self.config.redacted())
         except BaseException:
             self._lock.release()
@@ -74,6 +75,19 @@ class Kernel:
                                    context, self.config.where(family, "driver"))
         log.info("%s driver: %s", family, driver.name)
         return driver
+
+    def _setup_services(self) -> None:
+        """The image and container services need a graph driver; without one the daemon still
+        answers the system endpoints."""
+        if self.drivers["graph"] is None:
+            return
+        from . import containers, images, runner
+
+        images.setup(self)
+        containers.setup(self)
+        run = runner.setup(self)
+        if self.drivers["exec"] is not None:
+            run.restore_all()
 
     def shutdown(self) -> None:
         if not self._started:

@@ -55,6 +55,9 @@ class NetworkDriver(Driver, abc.ABC):
 
     #: Whether containers get their own network namespace (False: they share the host's).
     isolates: ClassVar[bool] = True
+    #: Whether ``join`` publishes ports on the host (False: bindings are ignored, and the
+    #: returned ``Endpoint.ports`` shows every requested port as exposed only, i.e. None).
+    publishes: ClassVar[bool] = True
 
     @abc.abstractmethod
     def join(self, container_id: str, pid: int, ports: dict[str, list[PortBinding]],
@@ -63,23 +66,34 @@ class NetworkDriver(Driver, abc.ABC):
         publish ``ports`` (keys ``"<port>/<proto>"``; every exposed port is a key, with an
         empty list when it is not published).
 
-        Raises ``Conflict`` ("Port already in use: N") for a host port that is taken,
-        ``DriverError`` on a failure; on any error nothing of the join is left behind.
+        A binding's empty ``host_ip`` becomes the daemon's default (``context["daemon"].default_ip``,
+        else ``0.0.0.0``) and ``host_port`` 0 a free port of 49153–65535; the returned
+        ``Endpoint.ports`` holds the bindings actually made, and None for a port that is only
+        exposed. Joining a container that already joined (and did not leave) is an error.
+
+        Raises ``InvalidParameter`` for a malformed port key or host port, ``Conflict``
+        ("Port already in use: N") for a host port that is taken, ``DriverError`` on a
+        failure; on any error nothing of the join is left behind (interfaces, rules, proxies,
+        host ports and any address newly reserved for it).
         """
 
     @abc.abstractmethod
     def leave(self, container_id: str) -> None:
         """Undo ``join`` after the container stopped: unpublish ports, remove host-side
-        interfaces. The address stays reserved for the container. Safe to call twice."""
+        interfaces. The address stays reserved for the container. Safe to call twice, and for
+        a container this driver instance never joined (e.g. one that died while the daemon
+        was down)."""
 
     @abc.abstractmethod
     def release(self, container_id: str) -> None:
-        """Forget the container (at removal): its address may be handed out again."""
+        """Forget the container (at removal): its address may be handed out again. Does what
+        ``leave`` does if the container had not left. Unknown containers are ignored."""
 
     @abc.abstractmethod
     def restore(self, container_id: str, endpoint: Endpoint) -> None:
         """Re-adopt a container still running after a daemon restart (its port proxies,
-        rules and address reservations are re-established from ``endpoint``)."""
+        rules and address reservations are re-established from ``endpoint``, the ``Endpoint``
+        its ``join`` returned). Raises ``Conflict`` if a published host port is now taken."""
 
     def link(self, parent_id: str, child_id: str, ports: list[str], enable: bool) -> None:
         """Allow (or, with ``enable`` False, stop allowing) traffic between a linked parent and
@@ -92,8 +106,10 @@ class NetworkDriver(Driver, abc.ABC):
 
     @abc.abstractmethod
     def cleanup(self) -> None:
-        """Called at daemon shutdown: remove host-side state (bridge rules, proxies). Running
-        containers keep their namespaces; ``restore`` re-establishes the rest."""
+        """Called at daemon shutdown: remove host-side state (bridge rules, proxies, a bridge
+        the driver created when no container is attached to it). Running containers keep
+        their namespaces and addresses; ``restore`` re-establishes the rest. The instance is
+        not used afterwards."""
 
 
 @hookspec

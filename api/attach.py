@@ -1,0 +1,118 @@
+"""``POST /containers/{id}/attach``: the connection is taken over (``api/hijack.py``) and raw
+bytes flow both ways (reference §4.1).
+
+Without a tty and for API ≥ 1.6, output is multiplexed: each write is a frame with an 8-byte
+header ``[stream, 0, 0, 0, size (uint32 big-endian)]``. With ``logs=1`` the JSON log is
+replayed first; with ``stream=1`` live output follows, and stdin flows to the container when
+``stdin=1`` and the container has ``OpenStdin``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import struct
+
+from fastapi import Request, Response
+
+from ..core.hookspecs.exec import Stream
+from ..core.logs import read_log
+from .containers import ContainersDep, RunnerDep
+from .hijack import RawConnection, hijack, wants_upgrade
+from .params import ApiVersion, KernelDep, query_bool
+
+DETACH = (b"\x10", b"\x11")  # Ctrl-P then Ctrl-Q, each alone in one read
+
+
+class OutputWriter:
+    def __init__(self, raw: RawConnection, multiplex: bool) -> None:
+        self.raw, self.multiplex = raw, multiplex
+
+    async def write(self, stream: Stream, data: bytes) -> None:
+        if not data:
+            return
+        if self.multiplex:
+            data = struct.pack(">BxxxI", int(stream), len(data)) + data
+        await self.raw.write(data)
+
+
+async def attach(name: str, request: Request, kernel: KernelDep, containers: ContainersDep, runner: RunnerDep,
+                 version: ApiVersion) -> Response:
+    logs, stream = query_bool(request, "logs"), query_bool(request, "stream")
+    want_stdin, want_stdout, want_stderr = (query_bool(request, n) for n in ("stdin", "stdout", "stderr"))
+    container = await kernel.run_blocking(containers.get, name)  # 404 before the takeover
+    raw = hijack(request.scope)
+    try:
+        await raw.send_status(upgrade=wants_upgrade(request.headers))
+        tty = bool(container.config["Tty"])
+        out = OutputWriter(raw, multiplex=not tty and version >= 1.6)
+        wanted = {Stream.STDOUT: want_stdout, Stream.STDERR: want_stderr}
+        if logs:
+            entries = await kernel.run_blocking(lambda: list(read_log(container.log_path)))
+            for entry in entries:
+                which = Stream.STDERR if entry.stream == "stderr" else Stream.STDOUT
+                if wanted[which]:
+                    await out.write(which, entry.log.encode())
+        if stream:
+            await _stream(kernel, runner, container, raw, out, wanted,
+                          want_stdin and container.config["OpenStdin"], tty)
+    except (ConnectionError, OSError):
+        pass
+    finally:
+        raw.close()
+    return Response()
+
+
+async def _stream(kernel, runner, container, raw: RawConnection, out: OutputWriter, wanted, stdin: bool,
+                  tty: bool) -> None:
+    container, attachment = await kernel.run_blocking(runner.attach, container.id)
+    if attachment is None:
+        return
+    stdin_once = bool(container.config["StdinOnce"]) and not tty
+
+    async def pump_output() -> None:
+        while True:
+            item = await kernel.run_blocking(attachment.read)
+            if item is None:
+                return
+            which, data = item
+            if wanted.get(which):
+                await out.write(which, data)
+
+    async def pump_input() -> None:
+        while True:
+            data = await raw.read()
+            if not data:
+                break
+            if tty and data in DETACH:
+                if data == DETACH[1]:
+                    break
+                continue
+            await kernel.run_blocking(attachment.write, data)
+        if stdin_once:
+            await kernel.run_blocking(attachment.close_stdin)
+        else:
+            await kernel.run_blocking(attachment.close)  # ends the attach; the process keeps running
+
+    output = asyncio.ensure_future(pump_output())
+    tasks = {output}
+    if stdin:
+        tasks.add(asyncio.ensure_future(pump_input()))
+    else:
+        tasks.add(asyncio.ensure_future(_drain_input(raw)))
+    try:
+        await output
+        if stdin_once:
+            await kernel.run_blocking(runner.wait, container.id)
+    finally:
+        for task in tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await kernel.run_blocking(attachment.close)
+
+
+async def _drain_input(raw: RawConnection) -> None:
+    """Input without stdin is dropped (Docker did the same)."""
+    while await raw.read():
+        pass

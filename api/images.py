@@ -1,0 +1,147 @@
+"""Image endpoints (v1.6 shapes): create (import), list, viz, inspect, history, tag, delete.
+
+Handlers parse parameters and dispatch to the image service (``moorage.core.images``) through
+the kernel; blocking work runs in core's executor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+import httpx
+from fastapi import Depends, Request, Response
+from fastapi.responses import JSONResponse, PlainTextResponse
+
+from ..core.errors import Conflict, InvalidParameter, MoorageError, NotFound, NotSupported, Unavailable
+from ..core.images import ImageService, setup
+from ..core.kernel import Kernel
+from ..core.tags import DEFAULT_TAG, validate_repo_name, validate_tag_name
+from .errors import plain
+from .params import KernelDep, query_bool
+from .streams import BodyReader, IterReader, ProgressReader, json_stream
+
+DOWNLOAD_TIMEOUT = httpx.Timeout(60.0, connect=15.0)
+
+
+def get_images(request: Request) -> ImageService:
+    kernel: Kernel = request.app.state.kernel
+    service = kernel.services.get("images")
+    if service is None:
+        # Kernel.start normally calls core.images.setup; this covers a kernel started without it
+        service = setup(kernel)
+    return service
+
+
+ImagesDep = Annotated[ImageService, Depends(get_images)]
+
+
+def legacy_500(exc: MoorageError) -> PlainTextResponse:
+    """Docker 0.6 answered these failures (unknown image on tag/history, bad tag names) with
+    500, because its status came from message text; clients and tests expect that status."""
+    return plain(exc.message, 500)
+
+
+async def create(request: Request, kernel: KernelDep, images: ImagesDep) -> Response:
+    """``POST /images/create``: import from the body (``fromSrc=-``) or a URL."""
+    query = request.query_params
+    if query.get("fromImage"):
+        raise NotSupported("pulling images (fromImage) is not available in this daemon yet")
+    source = query.get("fromSrc", "")
+    repo, tag = query.get("repo", ""), query.get("tag", "")
+    if not source:
+        return plain("Missing parameter: fromImage or fromSrc", 500)
+    if repo:
+        try:
+            validate_repo_name(repo)
+            validate_tag_name(tag or DEFAULT_TAG)
+        except InvalidParameter as exc:
+            return legacy_500(exc)
+
+    if source == "-":
+        body = BodyReader(request.stream(), asyncio.get_running_loop())
+
+        def job(progress):
+            image = images.import_tar(body, source, repo, tag)
+            return {"status": image.short_id}
+    else:
+        url = source if "://" in source else f"http://{source}"
+        if not url.startswith(("http://", "https://")):
+            raise InvalidParameter(f"Bad parameter: fromSrc={source!r}: only http and https URLs can be imported")
+
+        def job(progress):
+            progress({"status": f"Downloading from {url}"})
+            try:
+                with httpx.Client(timeout=DOWNLOAD_TIMEOUT, follow_redirects=True) as client, \
+                        client.stream("GET", url) as answer:
+                    if answer.status_code >= 400:
+                        raise Unavailable(f"Got HTTP status code >= 400: {answer.status_code} "
+                                          f"{answer.reason_phrase}")
+                    total = int(answer.headers.get("content-length") or 0)
+                    stream = ProgressReader(IterReader(answer.iter_raw()), total, "Importing", progress)
+                    image = images.import_tar(stream, source, repo, tag)
+            except httpx.HTTPError as exc:
+                raise Unavailable(f"Error downloading {url}: {exc}") from None
+            return {"status": image.short_id}
+
+    return await json_stream(kernel, job)
+
+
+async def list_images(request: Request, kernel: KernelDep, images: ImagesDep) -> JSONResponse:
+    """``GET /images/json?all=&filter=``: one row per repository:tag (the 1.6 shape)."""
+    all_ = query_bool(request, "all")
+    pattern = request.query_params.get("filter", "")
+    return JSONResponse(await kernel.run_blocking(images.list_rows, all_, pattern))
+
+
+async def viz(kernel: KernelDep, images: ImagesDep) -> PlainTextResponse:
+    """``GET /images/viz``: the image tree in Graphviz dot."""
+    return PlainTextResponse(await kernel.run_blocking(images.viz), media_type="text/plain; charset=utf-8")
+
+
+def container_resolves(kernel: Kernel, name: str) -> bool:
+    """Whether ``name`` also names a container: the containers service, once there, answers
+    through its ``lookup(name)`` (None when unknown)."""
+    containers = kernel.services.get("containers")
+    lookup = getattr(containers, "lookup", None)
+    if lookup is None:
+        return False
+    try:
+        return lookup(name) is not None
+    except NotFound:
+        return False
+
+
+async def inspect(name: str, kernel: KernelDep, images: ImagesDep) -> JSONResponse:
+    """``GET /images/{name}/json``: the image JSON with its ``Size``."""
+    image = await kernel.run_blocking(images.resolve, name)
+    if await kernel.run_blocking(container_resolves, kernel, name):
+        raise Conflict("Conflict between containers and images")
+    return JSONResponse(image.to_json())
+
+
+async def history(name: str, kernel: KernelDep, images: ImagesDep) -> Response:
+    """``GET /images/{name}/history``: the image and its ancestors."""
+    try:
+        return JSONResponse(await kernel.run_blocking(images.history, name))
+    except NotFound as exc:
+        return legacy_500(exc)
+
+
+async def tag(name: str, request: Request, kernel: KernelDep, images: ImagesDep) -> Response:
+    """``POST /images/{name}/tag?repo=&tag=&force=``: 201 with an empty body."""
+    query = request.query_params
+    force = query_bool(request, "force")
+    try:
+        await kernel.run_blocking(images.tag_image, name, query.get("repo", ""), query.get("tag", ""), force)
+    except (NotFound, InvalidParameter) as exc:
+        return legacy_500(exc)
+    return Response(status_code=201)
+
+
+async def delete(name: str, kernel: KernelDep, images: ImagesDep) -> JSONResponse:
+    """``DELETE /images/{name}``: ``[{"Untagged": id}, {"Deleted": id}, ...]``; 409 when nothing went."""
+    removed = await kernel.run_blocking(images.delete, name)
+    if not removed:
+        raise Conflict(f"Conflict, {name} wasn't deleted")
+    return JSONResponse(removed)

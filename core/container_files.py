@@ -1,0 +1,84 @@
+"""Files core writes for a container: the init layer's mount points, ``/etc/hostname``,
+``/etc/hosts`` and ``/etc/resolv.conf`` (bind-mounted from the container's directory)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .store import atomic_write
+
+#: Mount points the ``<id>-init`` layer holds, so changes and commits leave them out.
+INIT_DIRS = ("dev/pts", "dev/shm", "proc", "sys", "etc")
+INIT_FILES = (".dockerinit", ".dockerenv", "etc/resolv.conf", "etc/hosts", "etc/hostname")
+
+
+def populate_init_layer(rootfs: Path) -> None:
+    for rel in INIT_DIRS:
+        path = rootfs / rel
+        if path.is_symlink():
+            path.unlink()
+        path.mkdir(mode=0o755, parents=True, exist_ok=True)
+    for rel in INIT_FILES:
+        path = rootfs / rel
+        if path.is_symlink() or path.is_dir():
+            continue  # an image's own /etc/resolv.conf symlink is left alone; we mount over it
+        if not path.exists():
+            path.touch(mode=0o644)
+
+
+def hostname_file(hostname: str, domainname: str) -> bytes:
+    return f"{hostname}\n".encode()
+
+
+def hosts_file(hostname: str, domainname: str, address: str, links: dict[str, str]) -> bytes:
+    """``links`` maps alias -> address."""
+    names = f"{hostname}.{domainname} {hostname}" if domainname else hostname
+    lines = [f"{address or '127.0.0.1'}\t{names}", "127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback",
+             "fe00::0\tip6-localnet", "ff00::0\tip6-mcastprefix", "ff02::1\tip6-allnodes", "ff02::2\tip6-allrouters"]
+    lines += [f"{ip}\t{alias}" for alias, ip in sorted(links.items())]
+    return ("\n".join(lines) + "\n").encode()
+
+
+def resolv_conf(dns: list[str], host_path: Path = Path("/etc/resolv.conf")) -> bytes:
+    """The configured servers, else the host's resolv.conf as it is."""
+    if dns:
+        return "".join(f"nameserver {server}\n" for server in dns).encode()
+    try:
+        return host_path.read_bytes()
+    except OSError:
+        return b""
+
+
+def write_container_files(directory: Path, hostname: str, domainname: str, dns: list[str], address: str = "",
+                          links: dict[str, str] | None = None) -> None:
+    atomic_write(directory / "hostname", hostname_file(hostname, domainname), 0o644)
+    atomic_write(directory / "hosts", hosts_file(hostname, domainname, address, links or {}), 0o644)
+    atomic_write(directory / "resolv.conf", resolv_conf(dns), 0o644)
+
+
+def safe_join(root: Path, path: str, follow_last: bool = False) -> Path:
+    """``path`` inside the container tree ``root``, resolving symlinks as the container would
+    (absolute links point into ``root``); the result never leaves ``root``. The last component
+    is resolved only with ``follow_last``."""
+    root = Path(os.path.realpath(root))
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    current = root
+    hops = 0
+    while parts:
+        part = parts.pop(0)
+        if part == "..":
+            current = current.parent if current != root else root
+            continue
+        candidate = current / part
+        if candidate.is_symlink() and (parts or follow_last):
+            hops += 1
+            if hops > 40:
+                raise OSError(f"too many levels of symbolic links in {path}")
+            target = os.readlink(candidate)
+            if target.startswith("/"):
+                current = root
+            parts = [p for p in target.split("/") if p not in ("", ".")] + parts
+            continue
+        current = candidate
+    return current

@@ -1,0 +1,473 @@
+"""The container service: the container records, their state on disk, and the operations that
+do not run anything (create, inspect, list, remove, changes, export, copy, commit, top).
+Running them — start, stop, kill, wait, restart, attach, restore — is ``moorage.core.runner``.
+
+On disk, per container, ``<root>/containers/<id>/``:
+
+    config.json      the inspect object (reference §2.4) plus ``Moorage``: what core needs to
+                     find the container again (its drivers, its network endpoint)
+    hostconfig.json  the last start's host config, with allocated host ports written back
+    hostname, hosts, resolv.conf   bind-mounted into the container
+    <id>-json.log    the output, written by the exec driver
+    exec/            the exec driver's own files
+
+Both JSON files are written atomically; a container is created in ``containers/_tmp`` and
+renamed into place, and removed by renaming it back there first, so a daemon killed at any
+moment restarts with whole containers only.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import container_config as cc
+from .archive import IterStream, tree_tar
+from .container_files import populate_init_layer, safe_join, write_container_files
+from .errors import Impossible, InvalidParameter, NotFound
+from .humanize import human_duration
+from .ids import PrefixIndex, new_id, short_id
+from .images import format_time, parse_time
+from .layers import differ_for
+from .store import ensure_dir, fsync_dir, read_json, write_json
+
+log = logging.getLogger(__name__)
+
+ZERO_TIME = "0001-01-01T00:00:00Z"
+EMPTY_NETWORK = {"IPAddress": "", "IPPrefixLen": 0, "Gateway": "", "Bridge": "", "PortMapping": None, "Ports": None}
+
+
+def init_layer(container_id: str) -> str:
+    return f"{container_id}-init"
+
+
+@dataclass
+class State:
+    running: bool = False
+    pid: int = 0
+    exit_code: int = 0
+    started_at: str = ZERO_TIME
+    finished_at: str = ZERO_TIME
+    ghost: bool = False
+
+    def to_api(self) -> dict:
+        return {"Running": self.running, "Pid": self.pid, "ExitCode": self.exit_code,
+                "StartedAt": self.started_at, "FinishedAt": self.finished_at, "Ghost": self.ghost}
+
+    @classmethod
+    def from_api(cls, data: dict) -> State:
+        return cls(running=bool(data.get("Running")), pid=int(data.get("Pid") or 0),
+                   exit_code=int(data.get("ExitCode") or 0), started_at=data.get("StartedAt") or ZERO_TIME,
+                   finished_at=data.get("FinishedAt") or ZERO_TIME, ghost=bool(data.get("Ghost")))
+
+
+@dataclass
+class Container:
+    id: str
+    created: str
+    path: str
+    args: list[str]
+    config: dict
+    image: str
+    name: str
+    directory: Path
+    state: State = field(default_factory=State)
+    network: dict = field(default_factory=lambda: dict(EMPTY_NETWORK))
+    volumes: dict[str, str] = field(default_factory=dict)
+    volumes_rw: dict[str, bool] = field(default_factory=dict)
+    #: what core needs beyond the inspect object: drivers used, the network endpoint
+    internal: dict = field(default_factory=dict)
+    host_config: dict = field(default_factory=lambda: dict(cc.HOST_CONFIG_FIELDS))
+    #: serialises start/stop/kill/remove of this container
+    lock: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
+    #: set when the current run's exit has been fully recorded (also when never started)
+    exited: threading.Event = field(default_factory=threading.Event, repr=False, compare=False)
+
+    @property
+    def log_path(self) -> Path:
+        return self.directory / f"{self.id}-json.log"
+
+    def to_api(self) -> dict:
+        """The inspect object, keys in Docker 0.6.5's order."""
+        return {
+            "ID": self.id, "Created": self.created, "Path": self.path, "Args": list(self.args),
+            "Config": copy.deepcopy(self.config), "State": self.state.to_api(), "Image": self.image,
+            "NetworkSettings": copy.deepcopy(self.network), "SysInitPath": "",
+            "ResolvConfPath": str(self.directory / "resolv.conf"),
+            "HostnamePath": str(self.directory / "hostname"), "HostsPath": str(self.directory / "hosts"),
+            "Name": self.name, "Volumes": dict(self.volumes), "VolumesRW": dict(self.volumes_rw),
+            "Driver": self.internal.get("GraphDriver", ""),
+        }
+
+    def to_disk(self) -> dict:
+        data = self.to_api()
+        data["Moorage"] = self.internal
+        return data
+
+    @classmethod
+    def from_disk(cls, data: dict, directory: Path, host_config: dict | None) -> Container:
+        c = cls(id=data["ID"], created=data["Created"], path=data["Path"], args=list(data.get("Args") or []),
+                config=cc.normalize_config(data.get("Config")), image=data["Image"], name=data.get("Name", ""),
+                directory=directory, state=State.from_api(data.get("State") or {}),
+                network=data.get("NetworkSettings") or dict(EMPTY_NETWORK), volumes=data.get("Volumes") or {},
+                volumes_rw=data.get("VolumesRW") or {}, internal=data.get("Moorage") or {})
+        c.host_config = cc.normalize_host_config(host_config)
+        return c
+
+
+class _Chunks:
+    """Iterator adapter that runs a finaliser when iteration ends or is abandoned."""
+
+    def __init__(self, chunks: Iterator[bytes], done) -> None:
+        self._chunks, self._done = chunks, done
+
+    def __iter__(self):
+        try:
+            yield from self._chunks
+        finally:
+            self._done()
+
+
+class ContainerService:
+    """Containers of one daemon. Thread-safe; methods block (the API calls them through
+    ``kernel.run_blocking``)."""
+
+    def __init__(self, kernel) -> None:
+        self.kernel = kernel
+        self.dir = ensure_dir(kernel.root / "containers")
+        self.tmp = ensure_dir(self.dir / "_tmp")
+        self.images = kernel.services["images"]
+        self.names = kernel.names
+        self.graph = kernel.driver("graph")
+        self._containers: dict[str, Container] = {}
+        self._index = PrefixIndex()
+        self._lock = threading.Lock()
+        self._recover()
+        self._load()
+
+    # -- records ---------------------------------------------------------------------------
+    def _recover(self) -> None:
+        """Finish what a killed daemon left half-done: half-created or half-removed containers."""
+        for entry in self.tmp.iterdir():
+            cid = entry.name.removeprefix("creating-").removeprefix("removing-")
+            for layer in (cid, init_layer(cid)):
+                try:
+                    if self.graph.exists(layer):
+                        self.graph.remove(layer)
+                except Exception:
+                    log.exception("could not remove layer %s of an interrupted container", layer)
+            shutil.rmtree(entry, ignore_errors=True)
+
+    def _load(self) -> None:
+        for entry in sorted(self.dir.iterdir()):
+            if entry.name.startswith("_") or not entry.is_dir():
+                continue
+            data = read_json(entry / "config.json")
+            if not data or data.get("ID") != entry.name:
+                log.error("skipping container directory %s: no config or an id that does not match", entry)
+                continue
+            try:
+                container = Container.from_disk(data, entry, read_json(entry / "hostconfig.json"))
+            except Exception:
+                log.exception("skipping container %s: unreadable config", entry.name)
+                continue
+            if not container.state.running:
+                container.exited.set()
+            if self.names.name_of(container.id) is None:
+                container.name = self.names.generate(container.id)  # as Docker: a random name
+            self._containers[container.id] = container
+            self._index.add(container.id)
+
+    def __len__(self) -> int:
+        return len(self._containers)
+
+    def all(self) -> list[Container]:
+        with self._lock:
+            return sorted(self._containers.values(), key=lambda c: (c.created, c.id), reverse=True)
+
+    def lookup(self, name: str) -> Container | None:
+        """By name or link path first, then by unique id prefix (reference §2.1)."""
+        cid = self.names.resolve(name) if name else None
+        if cid is None:
+            cid = self._index.find(name)
+        with self._lock:
+            return self._containers.get(cid) if cid else None
+
+    def get(self, name: str) -> Container:
+        container = self.lookup(name)
+        if container is None:
+            raise NotFound(f"No such container: {name}")
+        return container
+
+    def save(self, container: Container) -> None:
+        write_json(container.directory / "config.json", container.to_disk())
+
+    def save_host_config(self, container: Container) -> None:
+        write_json(container.directory / "hostconfig.json", container.host_config)
+
+    def names_of(self, container: Container) -> list[str]:
+        return self.names.names_of(container.id)
+
+    def image_name(self, image_id: str) -> str:
+        """The image's first ``repo:tag`` (alphabetically), else its short id: the events'
+        ``from`` and the list's ``Image``."""
+        tags = sorted(f"{r}:{t}" for r, t in self.images.tags.tags_of(image_id))
+        return tags[0] if tags else short_id(image_id)
+
+    def publish(self, status: str, container: Container) -> None:
+        self.kernel.events.publish(status, short_id(container.id), self.image_name(container.image))
+
+    # -- create ----------------------------------------------------------------------------
+    def create(self, body: Any, name: str | None = None) -> tuple[Container, list[str]]:
+        config = cc.normalize_config(body)
+        if not config["Image"]:
+            raise InvalidParameter("Bad parameter: Image is required")
+        image = self.images.lookup(config["Image"])
+        if image is None:
+            repo, _, tag = config["Image"].rpartition(":") if ":" in config["Image"].split("/")[-1] else (
+                config["Image"], "", "")
+            raise NotFound(f"No such image: {repo or config['Image']} (tag: {tag or 'latest'})")
+        warnings = cc.merge_with_image(config, image.config)
+        cc.validate(config)
+        path, args = cc.command(config)
+        if config["Memory"] and not Path("/sys/fs/cgroup/memory/memory.limit_in_bytes").exists():
+            warnings.append("Your kernel does not support memory limit capabilities. Limitation discarded.")
+        if Path("/proc/sys/net/ipv4/ip_forward").read_text().strip() != "1" and not config["NetworkDisabled"]:
+            network = self.kernel.drivers.get("network")
+            if network is not None and network.isolates:
+                warnings.append("IPv4 forwarding is disabled.")
+        cid = new_id()
+        if not config["Hostname"]:
+            config["Hostname"] = cid[:12]
+        registered = self.names.reserve(name, cid) if name else self.names.generate(cid)
+        staging = self.tmp / f"creating-{cid}"
+        try:
+            staging.mkdir(mode=0o700)
+            self.graph.create(init_layer(cid), image.id)
+            rootfs = self.graph.get(init_layer(cid))
+            try:
+                populate_init_layer(rootfs)
+            finally:
+                self.graph.put(init_layer(cid))
+            self.graph.create(cid, init_layer(cid))
+            container = Container(id=cid, created=format_time(), path=path, args=args, config=config, image=image.id,
+                                  name=registered, directory=self.dir / cid)
+            container.internal = {"GraphDriver": self.graph.name}
+            container.exited.set()
+            write_container_files(staging, config["Hostname"], config["Domainname"],
+                                  config["Dns"] or self.kernel.config.daemon.dns)
+            container.directory = staging
+            write_json(staging / "config.json", container.to_disk())
+            write_json(staging / "hostconfig.json", container.host_config)
+            fsync_dir(staging)
+            os.rename(staging, self.dir / cid)
+            fsync_dir(self.dir)
+            container.directory = self.dir / cid
+        except BaseException:
+            self.names.purge(cid)
+            shutil.rmtree(staging, ignore_errors=True)
+            for layer in (cid, init_layer(cid)):
+                try:
+                    if self.graph.exists(layer):
+                        self.graph.remove(layer)
+                except Exception:
+                    log.exception("could not remove layer %s of a failed create", layer)
+            raise
+        with self._lock:
+            self._containers[cid] = container
+            self._index.add(cid)
+        self.publish("create", container)
+        self.kernel.plugins.hook.moorage_container_created(container_id=cid, config=copy.deepcopy(config))
+        return container, warnings
+
+    # -- remove ----------------------------------------------------------------------------
+    def remove(self, name: str, volumes: bool = False) -> None:
+        container = self.get(name)
+        with container.lock:
+            if container.state.running:
+                raise Impossible("Impossible to remove a running container, please stop it first")
+            network_name = container.internal.get("NetworkDriver")
+            network = self.kernel.drivers.get("network")
+            if network is not None and network_name == network.name:
+                network.release(container.id)
+            self.names.purge(container.id)
+            with self._lock:
+                self._containers.pop(container.id, None)
+                self._index.discard(container.id)
+            trash = self.tmp / f"removing-{container.id}"
+            os.rename(container.directory, trash)
+            fsync_dir(self.dir)
+            for layer in (container.id, init_layer(container.id)):
+                if self.graph.exists(layer):
+                    self.graph.remove(layer)
+            shutil.rmtree(trash, ignore_errors=True)
+            if volumes:
+                self._remove_volumes(container)
+        self.publish("destroy", container)
+        self.kernel.plugins.hook.moorage_container_destroyed(container_id=container.id)
+
+    def _remove_volumes(self, container: Container) -> None:
+        """Delete the container's own volumes (never bind sources, never volumes another
+        container still uses)."""
+        volumes_dir = (self.kernel.root / "volumes").resolve()
+        in_use = {p for c in self.all() for p in c.volumes.values()}
+        for host_path in container.volumes.values():
+            path = Path(host_path).resolve()
+            if path.parent.parent == volumes_dir and host_path not in in_use:
+                shutil.rmtree(path.parent, ignore_errors=True)
+
+    # -- inspect and list ------------------------------------------------------------------
+    def inspect(self, name: str) -> dict:
+        return self.get(name).to_api()
+
+    def status(self, container: Container) -> str:
+        if container.state.running:
+            if container.state.ghost:
+                return "Ghost"
+            return "Up " + human_duration(time.time() - parse_time(container.state.started_at))
+        return f"Exit {container.state.exit_code}"
+
+    def list(self, all: bool = False, limit: int = -1, since: str = "", before: str = "",
+             size: bool = False) -> list[dict]:
+        """``GET /containers/json`` rows (reference §2.5), newest first."""
+        containers = self.all()
+        everything = all or limit > 0 or since or before
+        rows: list[dict] = []
+        found_before = not before
+        for container in containers:
+            cid12 = container.id[:12]
+            if not found_before:
+                if before in (cid12, container.id):
+                    found_before = True
+                continue
+            if since and since in (cid12, container.id):
+                break
+            if not everything and not container.state.running:
+                continue
+            if limit > 0 and len(rows) >= limit:
+                break
+            rows.append(self._row(container, size))
+        return [] if limit == 0 else rows
+
+    def _row(self, container: Container, size: bool) -> dict:
+        row = {
+            "Id": container.id,
+            "Image": self.image_name(container.image),
+            "Command": f"{container.path} {' '.join(container.args)}",
+            "Created": parse_time(container.created),
+            "Status": self.status(container),
+            "Ports": port_rows(container),
+            "SizeRw": 0,
+            "SizeRootFs": 0,
+            "Names": self.names_of(container),
+        }
+        if size:
+            row["SizeRw"] = self.size_rw(container)
+            row["SizeRootFs"] = row["SizeRw"] + self.images.virtual_size(self.images.get(container.image))
+        return row
+
+    def size_rw(self, container: Container) -> int:
+        try:
+            return int(differ_for(self.graph).diff_size(container.id, init_layer(container.id)))
+        except Exception:
+            log.exception("size of %s", short_id(container.id))
+            return 0
+
+    # -- filesystem operations -------------------------------------------------------------
+    def changes(self, name: str) -> list[dict] | None:
+        container = self.get(name)
+        changes = differ_for(self.graph).changes(container.id, init_layer(container.id))
+        return [{"Path": c.path, "Kind": int(c.kind)} for c in changes] or None
+
+    def export(self, name: str) -> Iterator[bytes]:
+        """An uncompressed tar of the container's filesystem, entries under ``./``."""
+        container = self.get(name)
+        rootfs = self.graph.get(container.id)
+        self.publish("export", container)
+        return iter(_Chunks(tree_tar(rootfs, "."), lambda: self.graph.put(container.id)))
+
+    def copy(self, name: str, resource: str) -> Iterator[bytes]:
+        """A tar of ``resource`` (and what is below it) named by its basename."""
+        container = self.get(name)
+        if not resource:
+            raise InvalidParameter("Resource cannot be empty")
+        rootfs = self.graph.get(container.id)
+        try:
+            path = safe_join(rootfs, resource.lstrip("/"))
+            if not os.path.lexists(path):
+                raise NotFound(f"No such file or directory: {resource}")
+            base = os.path.basename(os.path.normpath("/" + resource)) or "."
+        except BaseException:
+            self.graph.put(container.id)
+            raise
+        return iter(_Chunks(tree_tar(path, base), lambda: self.graph.put(container.id)))
+
+    def commit(self, name: str, repo: str = "", tag: str = "", comment: str = "", author: str = "",
+               config: Any = None) -> str:
+        """A new image from the container's changes; ``config`` becomes the image config as sent
+        (an all-zero Config when absent: no merging, reference §6.4). Returns the full id."""
+        container = self.get(name)
+        image_config = cc.normalize_config(config) if config else dict(cc.CONFIG_FIELDS)
+        image = self.images.new_image(parent=container.image, comment=comment, container=container.id,
+                                      container_config=copy.deepcopy(container.config), config=image_config,
+                                      author=author)
+        diff = differ_for(self.graph).diff(container.id, init_layer(container.id))
+        self.images.register(image, IterStream(diff))
+        if repo:
+            self.images.tag(repo, tag or "latest", image.id)
+        return image.id
+
+    def top(self, name: str, ps_args: str = "") -> dict:
+        """``ps`` on the host, limited to the container's processes (reference §3.5)."""
+        container = self.get(name)
+        if not container.state.running:
+            raise Impossible(f"Container {short_id(container.id)} is not running")
+        pids = {str(p) for p in self.kernel.driver("exec").processes(container.id)}
+        args = ps_args.split() if ps_args else ["-ef"]
+        out = subprocess.run(["ps", *args], capture_output=True, text=True)
+        if out.returncode != 0:
+            raise InvalidParameter(f"Error running ps: {out.stderr.strip()}")
+        lines = out.stdout.splitlines()
+        titles = lines[0].split()
+        if "PID" not in titles:
+            raise InvalidParameter("Couldn't find PID field in ps output")
+        pid_column = titles.index("PID")
+        processes = []
+        for line in lines[1:]:
+            fields = line.split(None, len(titles) - 1)
+            if len(fields) > pid_column and fields[pid_column] in pids:
+                processes.append(fields)
+        return {"Titles": titles, "Processes": processes}
+
+
+def port_rows(container: Container) -> list[dict] | None:
+    """The list's ``Ports``: published bindings, and ``PrivatePort: 0`` rows for ports that are
+    only exposed (the 0.6 quirk); None when there are no ports."""
+    rows = []
+    ports = container.network.get("Ports") or {}
+    exposed = set(container.config.get("ExposedPorts") or {})
+    for key in sorted(exposed | set(ports)):
+        number, _, proto = key.partition("/")
+        bindings = ports.get(key)
+        if bindings:
+            for b in bindings:
+                rows.append({"PrivatePort": int(number), "PublicPort": int(b["HostPort"]), "Type": proto,
+                             "IP": b.get("HostIp", "")})
+        else:
+            rows.append({"PrivatePort": 0, "PublicPort": int(number), "Type": proto, "IP": ""})
+    return rows or None
+
+
+def setup(kernel) -> ContainerService:
+    service = ContainerService(kernel)
+    kernel.services["containers"] = service
+    return service

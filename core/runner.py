@@ -1,0 +1,390 @@
+"""Running containers: start, stop, kill, restart, wait, attach, resize, and restore after a
+daemon restart. Each running container has a monitor thread that waits on the exec driver and
+records the exit (state, network, rootfs, events, hooks).
+
+Start, in order (reference §3.1): register links, refuse a running container, mount the
+rootfs (graph ``get``), set up volumes and binds, write hosts/hostname/resolv.conf, build the
+``ProcessSpec``, and let the exec driver start it; the exec driver calls back with the pid of
+the new network namespace, where the network driver joins the container before its command
+runs. Any failure undoes what was done, in reverse.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal as signals
+import threading
+from pathlib import Path
+
+from . import container_config as cc
+from .container_files import hosts_file, write_container_files
+from .containers import EMPTY_NETWORK, Container, ContainerService
+from .errors import Impossible, InvalidParameter, NotFound
+from .hookspecs.exec import Attachment, Mount, ProcessSpec, Resources
+from .hookspecs.network import Endpoint, PortBinding
+from .ids import short_id
+from .images import format_time
+from .store import atomic_write
+from .volumes import VolumeManager
+
+log = logging.getLogger(__name__)
+
+DEFAULT_STOP_TIMEOUT = 10
+
+
+class Runner:
+    def __init__(self, kernel, containers: ContainerService) -> None:
+        self.kernel = kernel
+        self.containers = containers
+        self.graph = containers.graph
+        self.volumes = VolumeManager(kernel.root, containers)
+
+    @property
+    def exec(self):
+        return self.kernel.driver("exec")
+
+    def network_for(self, container: Container):
+        """The network driver for this container, or None for loopback only."""
+        if container.config["NetworkDisabled"]:
+            return None
+        return self.kernel.drivers.get("network")
+
+    # -- start -----------------------------------------------------------------------------
+    def start(self, name: str, host_config: dict | None = None) -> None:
+        container = self.containers.get(name)
+        with container.lock:
+            if host_config is not None:
+                container.host_config = cc.normalize_host_config(host_config)
+            hc = container.host_config
+            link_env, link_hosts = self._register_links(container, hc)
+            if container.state.running:
+                raise Impossible(f"Cannot start container {name}: The container {container.id} is already running.")
+            self._start(container, link_env, link_hosts)
+        self.containers.publish("start", container)
+        self.kernel.plugins.hook.moorage_container_started(container_id=container.id, pid=container.state.pid)
+
+    def _start(self, container: Container, link_env: list[str], link_hosts: dict[str, str]) -> None:
+        hc = container.host_config
+        config = container.config
+        exec_driver = self.exec
+        network = self.network_for(container)
+        isolate = network is None or network.isolates
+        rootfs = self.graph.get(container.id)
+        undo: list = [lambda: self.graph.put(container.id)]
+        try:
+            mounts = self.volumes.mounts(container, rootfs, hc)
+            write_container_files(container.directory, config["Hostname"], config["Domainname"],
+                                  config["Dns"] or self.kernel.config.daemon.dns, "", link_hosts)
+            mounts += [Mount(container.directory / "hostname", "/etc/hostname"),
+                       Mount(container.directory / "hosts", "/etc/hosts"),
+                       Mount(container.directory / "resolv.conf", "/etc/resolv.conf")]
+            ports = requested_ports(config, hc)
+            endpoint_box: list[Endpoint] = []
+
+            def on_namespace(pid: int) -> None:
+                if network is None or not network.isolates:
+                    return
+                endpoint = network.join(container.id, pid, ports, config["Hostname"])
+                endpoint_box.append(endpoint)
+                if endpoint.ip_address:  # the container's own address in its /etc/hosts
+                    atomic_write(container.directory / "hosts",
+                                 hosts_file(config["Hostname"], config["Domainname"], endpoint.ip_address,
+                                            link_hosts), 0o644)
+
+            spec = self.spec(container, rootfs, mounts, link_env, isolate)
+            container.exited.clear()
+            pid = exec_driver.start(spec, on_namespace=on_namespace)
+            if network is not None:
+                undo.append(lambda: network.leave(container.id))
+        except BaseException:
+            container.exited.set()
+            for step in reversed(undo):
+                try:
+                    step()
+                except Exception:
+                    log.exception("undoing a failed start of %s", short_id(container.id))
+            raise
+        endpoint = endpoint_box[0] if endpoint_box else Endpoint()
+        container.network = network_settings(endpoint)
+        container.internal.update(ExecDriver=exec_driver.name, NetworkDriver=network.name if network else "",
+                                  Endpoint=endpoint_to_json(endpoint))
+        self._write_back_ports(container, endpoint)
+        container.state.running, container.state.pid, container.state.ghost = True, pid, False
+        container.state.started_at = format_time()
+        self.containers.save(container)
+        self.containers.save_host_config(container)
+        self._monitor(container)
+
+    def spec(self, container: Container, rootfs: Path, mounts: list[Mount], link_env: list[str],
+             isolate: bool) -> ProcessSpec:
+        config, hc = container.config, container.host_config
+        return ProcessSpec(
+            container_id=container.id, rootfs=rootfs, args=[container.path, *container.args],
+            env=cc.environment(config, link_env), hostname=config["Hostname"], state_dir=container.directory,
+            log_path=container.log_path, domainname=config["Domainname"], user=config["User"],
+            working_dir=config["WorkingDir"], tty=config["Tty"], open_stdin=config["OpenStdin"],
+            stdin_once=config["StdinOnce"], privileged=bool(config["Privileged"] or hc["Privileged"]),
+            isolate_network=isolate,
+            resources=Resources(memory=config["Memory"], memory_swap=config["MemorySwap"],
+                                cpu_shares=config["CpuShares"]),
+            mounts=mounts,
+            driver_options=[(str(e["Key"]), str(e.get("Value", ""))) for e in hc["LxcConf"] or []],
+        )
+
+    def _write_back_ports(self, container: Container, endpoint: Endpoint) -> None:
+        """Allocated host ports go back into the host config, so a later start without a body
+        asks for the same ports (reference §3.1)."""
+        bindings = {}
+        for key, made in endpoint.ports.items():
+            if made:
+                bindings[key] = [{"HostIp": b.host_ip, "HostPort": str(b.host_port)} for b in made]
+        if bindings:
+            container.host_config["PortBindings"] = bindings
+
+    def _register_links(self, container: Container, hc: dict) -> tuple[list[str], dict[str, str]]:
+        """Register ``Links`` as name-graph edges, then build the env and hosts entries for every
+        child linked under this container (reference §3.2)."""
+        for spec in hc["Links"] or []:
+            child_name, alias = cc.parse_link(spec)
+            child_id = self.containers.names.resolve(child_name)
+            if child_id is None:
+                raise NotFound(f"Could not find entity for {child_name}")
+            if child_id == container.id:
+                raise InvalidParameter("Cannot link to yourself")
+            self.containers.names.link(container.name, alias, child_id)
+        hc["Links"] = None  # links live in the name graph from now on
+        env: list[str] = []
+        hosts: dict[str, str] = {}
+        for path, child_id in sorted(self.containers.names.children(container.name).items()):
+            child = self.containers.lookup(child_id)
+            alias = path.rsplit("/", 1)[1]
+            if child is None or not child.state.running:
+                raise Impossible(f"Cannot link to a non running container: {self.containers.names.name_of(child_id)} "
+                                 f"AS {path}")
+            ip = child.network.get("IPAddress", "")
+            env += link_environment(alias, path, ip, child)
+            if ip:
+                hosts[alias] = ip
+        return env, hosts
+
+    # -- the monitor -----------------------------------------------------------------------
+    def _monitor(self, container: Container) -> None:
+        thread = threading.Thread(target=self._watch, args=(container,), name=f"monitor-{container.id[:12]}",
+                                  daemon=True)
+        thread.start()
+
+    def _watch(self, container: Container) -> None:
+        exit_code = None
+        try:
+            exit_code = self.exec.wait(container.id)
+        except Exception:
+            log.exception("waiting on %s failed", short_id(container.id))
+        self._record_exit(container, -1 if exit_code is None else exit_code)
+
+    def _record_exit(self, container: Container, exit_code: int) -> None:
+        network_name = container.internal.get("NetworkDriver")
+        network = self.kernel.drivers.get("network")
+        for step in (lambda: network.leave(container.id) if network is not None and network_name == network.name
+                     else None,
+                     lambda: self.graph.put(container.id),
+                     lambda: self.exec.release(container.id)):
+            try:
+                step()
+            except Exception:
+                log.exception("cleaning up after %s exited", short_id(container.id))
+        state = container.state
+        state.running, state.pid, state.ghost = False, 0, False
+        state.exit_code = exit_code
+        state.finished_at = format_time()
+        container.network = dict(EMPTY_NETWORK)
+        try:
+            if container.directory.exists():
+                self.containers.save(container)
+        except Exception:
+            log.exception("saving the exit of %s", short_id(container.id))
+        container.exited.set()
+        self.containers.publish("die", container)
+        self.kernel.plugins.hook.moorage_container_died(container_id=container.id, exit_code=exit_code)
+
+    # -- stop, kill, restart, wait ---------------------------------------------------------
+    def stop(self, name: str, timeout: int = DEFAULT_STOP_TIMEOUT) -> None:
+        container = self.containers.get(name)
+        if timeout < 0:
+            timeout = DEFAULT_STOP_TIMEOUT
+        with container.lock:
+            self._stop(container, timeout)
+        self.containers.publish("stop", container)
+
+    def _stop(self, container: Container, timeout: float) -> None:
+        if not container.state.running:
+            return
+        self._signal(container, signals.SIGTERM)
+        if not container.exited.wait(timeout):
+            self._signal(container, signals.SIGKILL)
+            container.exited.wait()
+
+    def _signal(self, container: Container, signum: int) -> None:
+        try:
+            self.exec.signal(container.id, signum)
+        except NotFound:
+            pass  # already gone: the monitor records the exit
+
+    def kill(self, name: str, signum: int = 0) -> None:
+        container = self.containers.get(name)
+        with container.lock:
+            if not container.state.running:
+                return
+            if signum:
+                self._signal(container, signum)
+                return
+            self._signal(container, signals.SIGKILL)
+            container.exited.wait()
+        self.containers.publish("kill", container)
+
+    def restart(self, name: str, timeout: int = DEFAULT_STOP_TIMEOUT) -> None:
+        container = self.containers.get(name)
+        if timeout < 0:
+            timeout = DEFAULT_STOP_TIMEOUT
+        with container.lock:
+            self._stop(container, timeout)
+            link_env, link_hosts = self._register_links(container, container.host_config)
+            self._start(container, link_env, link_hosts)
+        self.containers.publish("restart", container)
+
+    def wait(self, name: str) -> int:
+        container = self.containers.get(name)
+        container.exited.wait()
+        return container.state.exit_code
+
+    # -- attach ----------------------------------------------------------------------------
+    def attach(self, name: str) -> tuple[Container, Attachment | None]:
+        """An attachment to a running container's stdio, or None if it is not running."""
+        container = self.containers.get(name)
+        if not container.state.running:
+            return container, None
+        try:
+            return container, self.exec.attach(container.id)
+        except (Impossible, NotFound):
+            return container, None
+
+    def resize(self, name: str, height: int, width: int) -> None:
+        container = self.containers.get(name)
+        if not container.state.running:
+            raise Impossible(f"Container {short_id(container.id)} is not running")
+        self.exec.resize(container.id, height, width)
+
+    # -- restore ---------------------------------------------------------------------------
+    def restore_all(self) -> None:
+        """Find containers again after a daemon restart (reference §7.6, with live restore):
+        still running ones are re-adopted; ones that exited while the daemon was down get
+        their recorded exit status (-127 if none was recorded); with ``restart`` those that
+        were running are started again."""
+        restart = self.kernel.config.daemon.restart
+        for container in self.containers.all():
+            if not container.state.running:
+                continue
+            with container.lock:
+                try:
+                    running = self._restore(container)
+                except Exception:
+                    log.exception("could not restore %s", short_id(container.id))
+                    running = False
+                    container.state.running = False
+                    container.state.exit_code = -127
+                    container.exited.set()
+                    self.containers.save(container)
+                if running or not restart:
+                    continue
+                try:
+                    link_env, link_hosts = self._register_links(container, container.host_config)
+                    self._start(container, link_env, link_hosts)
+                except Exception:
+                    log.exception("could not restart %s", short_id(container.id))
+
+    def _restore(self, container: Container) -> bool:
+        exec_name = container.internal.get("ExecDriver")
+        if exec_name != self.exec.name:
+            raise Impossible(f"container {short_id(container.id)} was started by exec driver {exec_name!r}")
+        rootfs = self.graph.get(container.id)
+        spec = self.spec(container, rootfs, [], [], True)
+        if self.exec.restore(spec):
+            network = self.kernel.drivers.get("network")
+            if network is not None and container.internal.get("NetworkDriver") == network.name:
+                network.restore(container.id, endpoint_from_json(container.internal.get("Endpoint") or {}))
+            container.exited.clear()
+            self._monitor(container)
+            return True
+        code = self.exec.wait(container.id, timeout=0)
+        self._record_exit(container, -127 if code is None else code)
+        return False
+
+
+def requested_ports(config: dict, hc: dict) -> dict[str, list[PortBinding]]:
+    """Every exposed port, with the bindings asked for; PublishAllPorts gives unbound ones a
+    random port (reference §3.1)."""
+    ports: dict[str, list[PortBinding]] = {}
+    bindings = hc["PortBindings"] or {}
+    for key in config["ExposedPorts"] or {}:
+        asked = bindings.get(key) or []
+        made = []
+        for b in asked:
+            host_port = str((b or {}).get("HostPort") or "0")
+            if not host_port.isdigit() or int(host_port) > 65535:
+                raise InvalidParameter(f"Bad parameter: invalid host port {host_port!r} for {key}")
+            made.append(PortBinding(host_ip=(b or {}).get("HostIp") or "", host_port=int(host_port)))
+        if not made and hc["PublishAllPorts"]:
+            made = [PortBinding()]
+        ports[key] = made
+    return ports
+
+
+def network_settings(endpoint: Endpoint) -> dict:
+    ports = None
+    if endpoint.ports:
+        ports = {k: ([{"HostIp": b.host_ip, "HostPort": str(b.host_port)} for b in v] if v else None)
+                 for k, v in endpoint.ports.items()}
+    return {"IPAddress": endpoint.ip_address, "IPPrefixLen": endpoint.ip_prefix_len, "Gateway": endpoint.gateway,
+            "Bridge": endpoint.bridge, "PortMapping": None, "Ports": ports}
+
+
+def endpoint_to_json(endpoint: Endpoint) -> dict:
+    return {"ip_address": endpoint.ip_address, "ip_prefix_len": endpoint.ip_prefix_len,
+            "gateway": endpoint.gateway, "bridge": endpoint.bridge,
+            "ports": {k: ([[b.host_ip, b.host_port] for b in v] if v is not None else None)
+                      for k, v in endpoint.ports.items()}}
+
+
+def endpoint_from_json(data: dict) -> Endpoint:
+    return Endpoint(ip_address=data.get("ip_address", ""), ip_prefix_len=data.get("ip_prefix_len", 0),
+                    gateway=data.get("gateway", ""), bridge=data.get("bridge", ""),
+                    ports={k: ([PortBinding(ip, port) for ip, port in v] if v is not None else None)
+                           for k, v in (data.get("ports") or {}).items()})
+
+
+def link_environment(alias: str, path: str, ip: str, child: Container) -> list[str]:
+    """The variables a link injects (reference §3.2)."""
+    prefix = alias.upper()
+    env = []
+    exposed = sorted(child.config.get("ExposedPorts") or {},
+                     key=lambda k: (int(k.split("/")[0]), k.split("/")[1] != "tcp"))
+    if exposed:
+        number, _, proto = exposed[0].partition("/")
+        env.append(f"{prefix}_PORT={proto}://{ip}:{number}")
+    for key in exposed:
+        number, _, proto = key.partition("/")
+        base = f"{prefix}_PORT_{number}_{proto.upper()}"
+        env += [f"{base}={proto}://{ip}:{number}", f"{base}_ADDR={ip}", f"{base}_PORT={number}",
+                f"{base}_PROTO={proto}"]
+    env.append(f"{prefix}_NAME={path}")
+    for entry in child.config.get("Env") or []:
+        parts = entry.split("=")
+        if len(parts) == 2 and parts[0] not in ("HOME", "PATH"):
+            env.append(f"{prefix}_ENV_{parts[0]}={parts[1]}")
+    return env
+
+
+def setup(kernel) -> Runner:
+    runner = Runner(kernel, kernel.services["containers"])
+    kernel.services["runner"] = runner
+    return runner
+

@@ -1,0 +1,129 @@
+"""The tag store: repository -> tag -> image id, kept in ``<root>/repositories-<driver>``.
+
+The file holds ``{"Repositories": {"<repo>": {"<tag>": "<64hex>"}}}`` and is rewritten whole
+and atomically (mode 0600) on every change, so a daemon killed mid-change leaves either the old
+or the new mapping. A repository whose last tag goes away disappears. Names used only locally
+(tag, import, commit) are not checked against the registry's naming rules, as in Docker 0.6.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from .errors import InvalidParameter
+from .store import read_json, write_json
+
+DEFAULT_TAG = "latest"
+
+
+def parse_repository_tag(name: str) -> tuple[str, str]:
+    """Split ``repo[:tag]`` at the last ``:`` unless what follows it holds a ``/``.
+
+    ``host:5000/repo`` therefore has no tag; the tag is ``""`` when absent (callers apply the
+    ``latest`` default where Docker did).
+    """
+    repo, sep, tag = name.rpartition(":")
+    if not sep or "/" in tag:
+        return name, ""
+    return repo, tag
+
+
+def validate_repo_name(name: str) -> str:
+    if not name:
+        raise InvalidParameter("Repository name can't be empty")
+    if "://" in name:
+        raise InvalidParameter(f"Invalid repository name {name!r}: a URL is not a repository name")
+    return name
+
+
+def validate_tag_name(tag: str) -> str:
+    if not tag:
+        raise InvalidParameter("Tag name can't be empty")
+    if "/" in tag or ":" in tag:
+        raise InvalidParameter(f"Illegal tag name: {tag}")
+    return tag
+
+
+class TagStore:
+    """Thread-safe; every mutation is one atomic rewrite of the file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._lock = threading.RLock()
+        data = read_json(self.path, None) or {}
+        repos = data.get("Repositories") or {}
+        self._repos: dict[str, dict[str, str]] = {r: dict(t) for r, t in repos.items() if t}
+        if data == {}:
+            self._save()
+
+    def _save(self) -> None:
+        write_json(self.path, {"Repositories": self._repos}, mode=0o600)
+
+    # -- reading ------------------------------------------------------------------------------
+    def repositories(self) -> dict[str, dict[str, str]]:
+        """A copy of the whole mapping."""
+        with self._lock:
+            return {r: dict(t) for r, t in self._repos.items()}
+
+    def get(self, repo: str, tag: str) -> str | None:
+        with self._lock:
+            return self._repos.get(repo, {}).get(tag)
+
+    def repository(self, repo: str) -> dict[str, str] | None:
+        with self._lock:
+            tags = self._repos.get(repo)
+            return dict(tags) if tags is not None else None
+
+    def by_id(self) -> dict[str, list[str]]:
+        """``{image id: ["repo:tag", ...]}`` sorted, for every tagged image."""
+        out: dict[str, list[str]] = {}
+        with self._lock:
+            for repo, tags in self._repos.items():
+                for tag, image_id in tags.items():
+                    out.setdefault(image_id, []).append(f"{repo}:{tag}")
+        return {k: sorted(v) for k, v in out.items()}
+
+    def tags_of(self, image_id: str) -> list[tuple[str, str]]:
+        with self._lock:
+            return sorted((r, t) for r, tags in self._repos.items() for t, i in tags.items() if i == image_id)
+
+    # -- changing -----------------------------------------------------------------------------
+    def set(self, repo: str, tag: str, image_id: str) -> None:
+        """Point ``repo:tag`` at ``image_id``; an existing tag is overwritten (Docker 0.6 always forced)."""
+        validate_repo_name(repo)
+        validate_tag_name(tag)
+        with self._lock:
+            self._repos.setdefault(repo, {})[tag] = image_id
+            self._save()
+
+    def delete(self, repo: str, tag: str) -> bool:
+        """Remove ``repo:tag`` (the whole repository when ``tag`` is empty); whether anything went."""
+        with self._lock:
+            tags = self._repos.get(repo)
+            if tags is None:
+                return False
+            if tag:
+                if tag not in tags:
+                    return False
+                del tags[tag]
+                if not tags:
+                    del self._repos[repo]
+            else:
+                del self._repos[repo]
+            self._save()
+            return True
+
+    def delete_all(self, image_id: str) -> None:
+        """Drop every tag pointing at ``image_id``."""
+        with self._lock:
+            changed = False
+            for repo in list(self._repos):
+                tags = self._repos[repo]
+                for tag in [t for t, i in tags.items() if i == image_id]:
+                    del tags[tag]
+                    changed = True
+                if not tags:
+                    del self._repos[repo]
+            if changed:
+                self._save()

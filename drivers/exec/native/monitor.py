@@ -1,0 +1,387 @@
+"""The per-container monitor: a small process outside the daemon that owns a container's stdio.
+
+Forked from the zygote (``zygote.py``) in a session of its own, so it survives the daemon being
+killed. It starts the container's first process (``container.run``) in a new pid namespace,
+holds its pipes or pty master, appends complete output lines to the JSON log, serves attach,
+wait and signal requests on ``<exec dir>/monitor.sock`` (``protocol.py``), records the exit
+status atomically in ``<exec dir>/exit.json`` and exits once the process is gone and every
+client was told.
+
+The start handshake with the driver runs on ``chan`` (a SOCK_SEQPACKET socket, one JSON
+document per message): the monitor sends ``{"pid": n}`` once the namespaces exist, the driver
+answers ``go`` (after the network driver configured the namespace) or ``abort``, and the monitor
+confirms ``{"started": true}`` once the command was executed, or sends ``{"error": "..."}``.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import selectors
+import signal
+import socket
+import struct
+import termios
+from pathlib import Path
+from typing import Any
+
+from moorage.core.logs import LogWriter
+from moorage.core.store import atomic_write
+
+from . import container, linux, protocol
+
+MAX_CLIENT_BACKLOG = 4 << 20  # bytes queued for a slow attach client before it is dropped
+EXIT_FILE = "exit.json"
+
+
+def _send(chan: socket.socket, obj: dict[str, Any]) -> None:
+    chan.send(json.dumps(obj).encode())
+
+
+def exit_status(wait_status: int) -> int:
+    code = os.waitstatus_to_exitcode(wait_status)
+    return 128 - code if code < 0 else code
+
+
+class Client:
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.parser = protocol.FrameParser()
+        self.out = bytearray()
+        self.attached = False
+        self.waiting = False
+
+
+class Monitor:
+    def __init__(self, request: dict[str, Any], chan: socket.socket) -> None:
+        self.request = request
+        self.chan = chan
+        self.exec_dir = Path(request["exec_dir"])
+        self.tty: bool = request["tty"]
+        self.sel = selectors.DefaultSelector()
+        self.clients: dict[int, Client] = {}
+        self.outputs: dict[int, str] = {}  # fd -> stream name
+        self.stdin_fd = -1
+        self.stdin_pending = bytearray()
+        self.stdin_close_requested = False
+        self.master = -1
+        self.tty_stdin = False
+        self.pid = 0
+        self.status: int | None = None
+        self.log: LogWriter | None = None
+
+    # -- start -------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        request = self.request
+        address, dirfd = protocol.socket_address(self.exec_dir)
+        try:
+            try:
+                os.unlink(self.exec_dir / protocol.SOCKET_NAME)
+            except FileNotFoundError:
+                pass
+            self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+            self.listener.bind(address)
+        finally:
+            os.close(dirfd)
+        os.chmod(self.exec_dir / protocol.SOCKET_NAME, 0o600)
+        self.listener.listen(64)
+        self.log = LogWriter(Path(request["log_path"]))
+        console = None
+        if self.tty:
+            self.master, slave = os.openpty()
+            console = container.console_path(slave)
+            stdio = (slave, slave, slave)
+            child_fds = [slave]
+            self.tty_stdin = bool(request["open_stdin"])
+            self.outputs[self.master] = "stdout"
+        else:
+            out_r, out_w = os.pipe()
+            err_r, err_w = os.pipe()
+            if request["open_stdin"]:
+                in_r, self.stdin_fd = os.pipe()
+            else:
+                in_r = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
+            stdio = (in_r, out_w, err_w)
+            child_fds = [in_r, out_w, err_w]
+            self.outputs[out_r] = "stdout"
+            self.outputs[err_r] = "stderr"
+        sync_r, sync_w = os.pipe()
+        go_r, go_w = os.pipe()
+        linux.unshare(linux.CLONE_NEWPID)
+        pid = os.fork()
+        if pid == 0:
+            container.run(request["cfg"], stdio, self.tty, console, sync_w, go_r, request["cgroup_files"])
+            os._exit(1)  # not reached
+        self.pid = pid
+        for fd in (*child_fds, sync_w, go_r):
+            os.close(fd)
+        ready = os.read(sync_r, 65536)
+        if ready != b"R":
+            self._fail(ready[1:].decode(errors="replace") or "the container process died during setup")
+        _send(self.chan, {"pid": pid})
+        answer = self.chan.recv(64)
+        if answer != b"go":
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            self._cleanup_socket()
+            os._exit(0)
+        os.write(go_w, b"G")
+        os.close(go_w)
+        result = b""
+        while chunk := os.read(sync_r, 65536):
+            result += chunk
+        os.close(sync_r)
+        if result:
+            self._fail(result[1:].decode(errors="replace"))
+        _send(self.chan, {"started": True})
+        self.chan.close()
+
+    def _fail(self, message: str) -> None:
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        os.waitpid(self.pid, 0)
+        self._cleanup_socket()
+        _send(self.chan, {"error": message})
+        os._exit(0)
+
+    def _cleanup_socket(self) -> None:
+        try:
+            os.unlink(self.exec_dir / protocol.SOCKET_NAME)
+        except FileNotFoundError:
+            pass
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        for fd in self.outputs:
+            os.set_blocking(fd, False)
+            self.sel.register(fd, selectors.EVENT_READ, "output")
+        if self.stdin_fd >= 0 and not self.tty:
+            os.set_blocking(self.stdin_fd, False)
+        self.listener.setblocking(False)
+        self.sel.register(self.listener, selectors.EVENT_READ, "listen")
+        pidfd = os.pidfd_open(self.pid)
+        self.sel.register(pidfd, selectors.EVENT_READ, "exit")
+        while self.outputs or self.status is None:
+            for key, events in self.sel.select():
+                kind = key.data
+                if kind == "output":
+                    self._on_output(key.fd)
+                elif kind == "listen":
+                    self._accept()
+                elif kind == "exit":
+                    _, wait_status = os.waitpid(self.pid, 0)
+                    self.status = exit_status(wait_status)
+                    self.sel.unregister(pidfd)
+                    os.close(pidfd)
+                elif kind == "stdin":
+                    self._flush_stdin()
+                else:
+                    self._on_client(key.data, events)
+        self._finish()
+
+    def _on_output(self, fd: int) -> None:
+        try:
+            data = os.read(fd, 65536)
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            if exc.errno != errno.EIO:  # EIO: the last holder of the pty slave is gone
+                raise
+            data = b""
+        if not data:
+            self.sel.unregister(fd)
+            del self.outputs[fd]
+            os.close(fd)
+            if fd == self.master:
+                self.master = -1
+            return
+        stream = self.outputs[fd]
+        assert self.log is not None
+        self.log.write(stream, data)
+        kind = protocol.STDOUT if stream == "stdout" else protocol.STDERR
+        out = protocol.frame(kind, data)
+        for client in list(self.clients.values()):
+            if client.attached:
+                self._queue(client, out)
+
+    def _accept(self) -> None:
+        try:
+            sock, _ = self.listener.accept()
+        except BlockingIOError:
+            return
+        sock.setblocking(False)
+        client = Client(sock)
+        self.clients[sock.fileno()] = client
+        self.sel.register(sock, selectors.EVENT_READ, client)
+
+    def _queue(self, client: Client, data: bytes) -> None:
+        if len(client.out) > MAX_CLIENT_BACKLOG:
+            self._drop(client)
+            return
+        was_empty = not client.out
+        client.out += data
+        if was_empty:
+            self._send_out(client)
+
+    def _send_out(self, client: Client) -> None:
+        try:
+            sent = client.sock.send(client.out)
+            del client.out[:sent]
+        except BlockingIOError:
+            pass
+        except OSError:
+            self._drop(client)
+            return
+        events = selectors.EVENT_READ | (selectors.EVENT_WRITE if client.out else 0)
+        self.sel.modify(client.sock, events, client)
+
+    def _drop(self, client: Client) -> None:
+        if self.clients.pop(client.sock.fileno(), None) is not None:
+            self.sel.unregister(client.sock)
+            client.sock.close()
+
+    def _on_client(self, client: Client, events: int) -> None:
+        if events & selectors.EVENT_WRITE:
+            self._send_out(client)
+            if client.sock.fileno() not in self.clients:
+                return
+        if not events & selectors.EVENT_READ:
+            return
+        try:
+            data = client.sock.recv(65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._drop(client)
+            return
+        for kind, payload in client.parser.feed(data):
+            self._on_frame(client, kind, payload)
+
+    def _on_frame(self, client: Client, kind: int, payload: bytes) -> None:
+        if kind == protocol.WAIT:
+            client.waiting = True
+            if self.status is not None and not self.outputs:
+                self._queue(client, protocol.frame(protocol.EXIT, str(self.status).encode()))
+        elif kind == protocol.ATTACH:
+            client.attached = True
+            client.waiting = True
+            self._queue(client, protocol.frame(protocol.ACK))
+        elif kind == protocol.STDIN:
+            if not (self.tty_stdin if self.tty else self.stdin_fd >= 0) or self.stdin_close_requested:
+                return
+            self.stdin_pending += payload
+            self._flush_stdin()
+        elif kind == protocol.CLOSE_STDIN:
+            self.stdin_close_requested = True
+            self._flush_stdin()
+        elif kind == protocol.RESIZE:
+            if self.master < 0:
+                self._queue(client, protocol.frame(protocol.ERROR, b"the container has no tty"))
+                return
+            height, width = struct.unpack("!HH", payload)
+            try:
+                fcntl.ioctl(self.master, termios.TIOCSWINSZ, struct.pack("HHHH", height, width, 0, 0))
+            except OSError as exc:
+                self._queue(client, protocol.frame(protocol.ERROR, str(exc).encode()))
+                return
+            self._queue(client, protocol.frame(protocol.ACK))
+        elif kind == protocol.SIGNAL:
+            if self.status is None:
+                try:
+                    os.kill(self.pid, int(payload))
+                except (ProcessLookupError, ValueError):
+                    pass
+            self._queue(client, protocol.frame(protocol.ACK))
+
+    def _flush_stdin(self) -> None:
+        if self.tty:
+            self._flush_pty()
+            return
+        fd = self.stdin_fd
+        if fd < 0:
+            self.stdin_pending.clear()
+            return
+        while self.stdin_pending:
+            try:
+                n = os.write(fd, self.stdin_pending)
+            except BlockingIOError:
+                break
+            except OSError:  # the container closed its stdin
+                self.stdin_pending.clear()
+                break
+            del self.stdin_pending[:n]
+        registered = self.sel.get_map().get(fd) is not None
+        if self.stdin_pending and not registered:
+            self.sel.register(fd, selectors.EVENT_WRITE, "stdin")
+        elif not self.stdin_pending and registered:
+            self.sel.unregister(fd)
+        if self.stdin_close_requested and not self.stdin_pending:
+            os.close(fd)
+            self.stdin_fd = -1
+
+    def _flush_pty(self) -> None:
+        # The master is also the output fd (non-blocking); what does not fit now is written at
+        # the next stdin frame.
+        if self.master < 0 or not self.tty_stdin:
+            self.stdin_pending.clear()
+            return
+        while self.stdin_pending:
+            try:
+                n = os.write(self.master, self.stdin_pending[:4096])
+            except BlockingIOError:
+                return
+            except OSError:
+                self.stdin_pending.clear()
+                return
+            del self.stdin_pending[:n]
+        if self.stdin_close_requested:
+            try:
+                os.write(self.master, b"\x04")  # end of input for a reader in canonical mode
+            except OSError:
+                pass
+            self.tty_stdin = False
+
+    def _finish(self) -> None:
+        assert self.log is not None and self.status is not None
+        self.log.close()
+        atomic_write(self.exec_dir / EXIT_FILE, json.dumps({"status": self.status}).encode())
+        self._cleanup_socket()
+        self.listener.close()
+        exit_frame = protocol.frame(protocol.EXIT, str(self.status).encode())
+        for client in list(self.clients.values()):
+            if client.waiting:
+                client.out += exit_frame
+            client.sock.setblocking(True)
+            client.sock.settimeout(5)
+            try:
+                client.sock.sendall(client.out)
+            except OSError:
+                pass
+            client.sock.close()
+        os._exit(0)
+
+
+def main(request: dict[str, Any], chan_fd: int) -> None:
+    """The monitor process's whole life; never returns."""
+    chan = socket.socket(fileno=chan_fd)
+    monitor = Monitor(request, chan)
+    try:
+        monitor.start()
+    except BaseException as exc:  # noqa: BLE001 - reported to the driver, which raises DriverError
+        try:
+            if monitor.pid:
+                os.kill(monitor.pid, signal.SIGKILL)
+                os.waitpid(monitor.pid, 0)
+            monitor._cleanup_socket()
+            _send(chan, {"error": f"{type(exc).__name__}: {exc}"})
+        finally:
+            os._exit(1)
+    monitor.run()

@@ -1,0 +1,86 @@
+"""The ``vfs`` graph driver: every layer is a full copy of its parent, in ``<home>/dir/<id>``.
+
+It works on any filesystem, so it is the last resort of auto-selection. Creating a layer from
+a parent copies it with ``cp -a --reflink=auto``: instant on filesystems with reflinks (btrfs,
+xfs), otherwise a plain copy that keeps modes, owners, timestamps, xattrs, hardlinks,
+symlinks, device nodes and sparse files. Nothing is mounted; ``get`` returns the directory.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from moorage.core.errors import Conflict, NotFound
+from moorage.core.hookspecs import hookimpl
+from moorage.core.hookspecs.graph import GraphDriver
+
+from .common import RefCounts, check_id, copy_tree, temp_name
+
+
+class VfsDriver(GraphDriver):
+    name = "vfs"
+    priority = 90
+
+    def __init__(self, home, options, context=None) -> None:
+        super().__init__(home, options, context)
+        self.dir = self.home / "dir"
+        self.dir.mkdir(mode=0o700, exist_ok=True)
+        self.refs = RefCounts()
+        for leftover in self.dir.glob(".tmp-*"):  # creations interrupted by a crash
+            shutil.rmtree(leftover, ignore_errors=True)
+
+    def _path(self, id: str) -> Path:
+        return self.dir / check_id(id)
+
+    def create(self, id: str, parent: str | None) -> None:
+        path = self._path(id)
+        if path.exists():
+            raise Conflict(f"layer {id} already exists")
+        tmp = self.dir / temp_name(id)
+        try:
+            if parent is None:
+                tmp.mkdir(mode=0o755)
+            else:
+                source = self._path(parent)
+                if not source.is_dir():
+                    raise NotFound(f"parent layer {parent} does not exist")
+                copy_tree(source, tmp)
+            os.rename(tmp, path)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+
+    def remove(self, id: str) -> None:
+        path = self._path(id)
+        if not path.is_dir():
+            raise NotFound(f"layer {id} does not exist")
+        self.refs.drop(id)
+        doomed = self.dir / temp_name(id)
+        os.rename(path, doomed)  # gone at once; a crash mid-delete leaves only a .tmp- dir
+        shutil.rmtree(doomed)
+
+    def get(self, id: str) -> Path:
+        path = self._path(id)
+        if not path.is_dir():
+            raise NotFound(f"layer {id} does not exist")
+        self.refs.increment(id)
+        return path
+
+    def put(self, id: str) -> None:
+        self.refs.decrement(id)
+
+    def exists(self, id: str) -> bool:
+        return self._path(id).is_dir()
+
+    def status(self) -> list[tuple[str, str]]:
+        return [("Root Dir", str(self.home))]
+
+    def cleanup(self) -> None:
+        self.refs.reset()
+
+
+@hookimpl
+def moorage_graph_register():
+    return [VfsDriver]

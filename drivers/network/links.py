@@ -1,0 +1,208 @@
+"""Link, address and route work for the bridge driver, all through pyroute2.
+
+A container's namespace is reached through ``/proc/<pid>/ns/net``: the container end of the
+veth pair is created directly inside it (as ``eth0``, so no rename and no window in which a
+temporary name exists on the host), then configured from an ``IPRoute`` bound to that
+namespace.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import functools
+import ipaddress
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+from moorage.core.errors import DriverError
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
+#: Docker's candidate bridge addresses, in order (reference §7.3)
+BRIDGE_CANDIDATES = (
+    "172.17.42.1/16", "10.0.42.1/16", "10.1.42.1/16", "10.42.42.1/16",
+    "172.16.42.1/24", "172.16.43.1/24", "172.16.44.1/24", "10.0.42.1/24", "10.0.43.1/24",
+    "192.168.42.1/24", "192.168.43.1/24", "192.168.44.1/24",
+)
+CONTAINER_IFNAME = "eth0"
+CLONE_NEWNET = 0x40000000
+
+
+def host_routes(ipr: IPRoute) -> list[ipaddress.IPv4Network]:
+    """The destinations of the host's IPv4 routes, without default routes."""
+    nets = []
+    for route in ipr.get_routes(family=socket.AF_INET):
+        dst, length = route.get("RTA_DST"), route["dst_len"]
+        if dst and length:
+            nets.append(ipaddress.IPv4Network(f"{dst}/{length}", strict=False))
+    return nets
+
+
+def nameservers(resolv_conf: Path = Path("/etc/resolv.conf")) -> list[ipaddress.IPv4Address]:
+    found = []
+    with contextlib.suppress(OSError):
+        for line in resolv_conf.read_text().splitlines():
+            parts = line.split()
+            if len(parts) >= 2 and parts[0] == "nameserver":
+                with contextlib.suppress(ValueError):
+                    found.append(ipaddress.IPv4Address(parts[1]))
+    return found
+
+
+def choose_bridge_address(routes: list[ipaddress.IPv4Network],
+                          servers: list[ipaddress.IPv4Address]) -> ipaddress.IPv4Interface:
+    """The first candidate overlapping no route and holding no nameserver (Docker 0.7's rule)."""
+    for candidate in BRIDGE_CANDIDATES:
+        iface = ipaddress.IPv4Interface(candidate)
+        if any(iface.network.overlaps(r) for r in routes) or any(s in iface.network for s in servers):
+            continue
+        return iface
+    raise DriverError("Could not find a free IP address range for the bridge. "
+                      "Please configure its address with --bip (or [network.bridge] bip)")
+
+
+def link_index(ipr: IPRoute, name: str) -> int | None:
+    found = ipr.link_lookup(ifname=name)
+    return found[0] if found else None
+
+
+def ipv4_address(ipr: IPRoute, index: int) -> ipaddress.IPv4Interface | None:
+    for addr in ipr.get_addr(family=socket.AF_INET, index=index):
+        return ipaddress.IPv4Interface(f"{addr.get('IFA_ADDRESS')}/{addr['prefixlen']}")
+    return None
+
+
+def create_bridge(ipr: IPRoute, name: str, address: ipaddress.IPv4Interface, mtu: int) -> int:
+    try:
+        ipr.link("add", ifname=name, kind="bridge")
+    except NetlinkError as exc:
+        raise DriverError(f"cannot create the bridge {name}: {os.strerror(exc.code)}") from None
+    index = link_index(ipr, name)
+    try:
+        ipr.link("set", index=index, mtu=mtu)
+        ipr.addr("add", index=index, address=str(address.ip), prefixlen=address.network.prefixlen)
+        ipr.link("set", index=index, state="up")
+    except NetlinkError as exc:
+        with contextlib.suppress(NetlinkError):
+            ipr.link("del", index=index)
+        raise DriverError(f"cannot configure the bridge {name}: {os.strerror(exc.code)}") from None
+    return index
+
+
+def delete_link(ipr: IPRoute, name: str) -> bool:
+    """Delete interface ``name``; False if it does not exist (a veth whose peer's namespace
+    died disappears by itself)."""
+    index = link_index(ipr, name)
+    if index is None:
+        return False
+    try:
+        ipr.link("del", index=index)
+    except NetlinkError as exc:
+        if exc.code != 19:  # ENODEV: gone in the meantime
+            raise DriverError(f"cannot delete interface {name}: {os.strerror(exc.code)}") from None
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def namespace_fd(pid: int) -> Iterator[int]:
+    try:
+        fd = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise DriverError(f"process {pid} does not exist: cannot join its network namespace") from None
+    try:
+        yield fd
+    finally:
+        os.close(fd)
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def _setns(fd: int) -> None:
+    if _libc().setns(fd, CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"setns: {os.strerror(err)}")
+
+
+def namespace_iproute(pid: int) -> IPRoute:
+    """An ``IPRoute`` whose netlink socket lives in the network namespace of ``pid``.
+
+    A socket stays in the namespace it was created in, so the calling thread switches into
+    the namespace only while the socket is made and then back (setns affects the calling
+    thread alone). This costs a few milliseconds where ``IPRoute(netns=...)``, which forks a
+    helper process, costs about thirty.
+    """
+    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        with namespace_fd(pid) as target:
+            _setns(target)
+            try:
+                return IPRoute()
+            finally:
+                try:
+                    _setns(own)
+                except OSError as exc:  # cannot happen short of a kernel bug; say so loudly
+                    raise RuntimeError(f"a worker thread could not return to the daemon's network "
+                                       f"namespace: {exc}") from exc
+    finally:
+        os.close(own)
+
+
+def attach_container(ipr: IPRoute, pid: int, host_ifname: str, bridge: str, address: ipaddress.IPv4Interface,
+                     gateway: str, mtu: int) -> None:
+    """Create the veth pair (``host_ifname`` on ``bridge``, ``eth0`` in the namespace of
+    ``pid``), configure ``eth0`` and loopback and the default route via ``gateway``.
+
+    ``ipr`` is an ``IPRoute`` of the host. On failure the host end is deleted (which takes
+    the container end with it).
+    """
+    bridge_index = link_index(ipr, bridge)
+    if bridge_index is None:
+        raise DriverError(f"the bridge {bridge} does not exist")
+    with namespace_fd(pid) as nsfd:
+        try:
+            ipr.link("add", ifname=host_ifname, kind="veth", mtu=mtu,
+                     peer={"ifname": CONTAINER_IFNAME, "net_ns_fd": nsfd, "mtu": mtu})
+        except NetlinkError as exc:
+            raise DriverError(f"cannot create the veth pair {host_ifname}: {os.strerror(exc.code)}") from None
+    try:
+        host_index = link_index(ipr, host_ifname)
+        ipr.link("set", index=host_index, master=bridge_index, state="up")
+        with namespace_iproute(pid) as nsr:
+            nsr.link("set", index=link_index(nsr, "lo"), state="up")
+            eth0 = link_index(nsr, CONTAINER_IFNAME)
+            nsr.addr("add", index=eth0, address=str(address.ip), prefixlen=address.network.prefixlen)
+            nsr.link("set", index=eth0, state="up")
+            nsr.route("add", dst="0.0.0.0/0", gateway=gateway)
+    except BaseException as exc:
+        delete_link(ipr, host_ifname)
+        if isinstance(exc, NetlinkError):
+            raise DriverError(f"cannot configure the network of process {pid}: {os.strerror(exc.code)}") from None
+        raise
+
+
+def enslave(host_ifname: str, bridge: str) -> bool:
+    """Put an existing host-side veth (back) on ``bridge``; False if the veth is gone."""
+    with IPRoute() as ipr:
+        index, bridge_index = link_index(ipr, host_ifname), link_index(ipr, bridge)
+        if index is None or bridge_index is None:
+            return False
+        ipr.link("set", index=index, master=bridge_index, state="up")
+        return True
+
+
+def set_ip_forward() -> bool:
+    """Turn on IPv4 forwarding (Docker 0.8's default); False if it cannot be written."""
+    path = Path("/proc/sys/net/ipv4/ip_forward")
+    try:
+        if path.read_text().strip() != "1":
+            path.write_text("1\n")
+        return True
+    except OSError:
+        return False

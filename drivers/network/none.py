@@ -1,0 +1,64 @@
+"""The ``none`` network driver: a network namespace with loopback only.
+
+Selected by ``-b none`` (or ``[network] driver = "none"``). (A container created with
+``NetworkDisabled`` gets the same network whatever the daemon's driver: core then asks the exec
+driver for a namespace and does not call the network driver at all.) ``join`` checks that
+the process has a namespace of its own and brings ``lo`` up (the exec driver normally did
+already; doing it again is harmless). Port bindings are ignored, as Docker ignored them for a
+container without network: the ``Endpoint`` shows every requested port as exposed only.
+"""
+
+from __future__ import annotations
+
+import os
+
+from moorage.core.errors import DriverError
+from moorage.core.hookspecs import hookimpl
+from moorage.core.hookspecs.network import Endpoint, NetworkDriver, PortBinding
+
+from .links import namespace_iproute
+from .portmap import parse_port_key
+
+
+class NoneDriver(NetworkDriver):
+    """Loopback only."""
+
+    name = "none"
+    priority = 90
+    publishes = False
+
+    def join(self, container_id: str, pid: int, ports: dict[str, list[PortBinding]],
+             hostname: str = "") -> Endpoint:
+        exposed = {str(parse_port_key(key)): None for key in ports or {}}
+        path = f"/proc/{pid}/ns/net"
+        try:
+            own = os.stat(path).st_ino != os.stat("/proc/self/ns/net").st_ino
+        except FileNotFoundError:
+            raise DriverError(f"process {pid} does not exist: cannot join its network namespace") from None
+        if not own:
+            raise DriverError(f"process {pid} shares the daemon's network namespace; it needs its own")
+        with namespace_iproute(pid) as nsr:
+            lo = nsr.link_lookup(ifname="lo")
+            if lo and not nsr.get_links(lo[0])[0]["flags"] & 1:
+                nsr.link("set", index=lo[0], state="up")
+        return Endpoint(ports=exposed)
+
+    def leave(self, container_id: str) -> None:
+        pass
+
+    def release(self, container_id: str) -> None:
+        pass
+
+    def restore(self, container_id: str, endpoint: Endpoint) -> None:
+        pass
+
+    def status(self) -> list[tuple[str, str]]:
+        return [("Network", "none (loopback only)")]
+
+    def cleanup(self) -> None:
+        pass
+
+
+@hookimpl
+def moorage_network_register() -> list[type[NetworkDriver]]:
+    return [NoneDriver]

@@ -1,0 +1,266 @@
+"""Blob transfer: verified streaming downloads that unpack as they go, and gzip for pushes."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import zlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from moorage.core.errors import InvalidParameter, Unavailable
+from moorage.core.hookspecs.registry import Progress
+
+from .transport import Session, Transient
+
+CHUNK = 1 << 20
+GZIP_MAGIC = b"\x1f\x8b"
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+_UNITS = ("B", "kB", "MB", "GB", "TB", "PB")
+
+
+class DigestMismatch(Unavailable):
+    """A blob's content does not match the digest that names it."""
+
+
+class Cancelled(Exception):
+    """The pull this download belongs to failed elsewhere; stop early."""
+
+
+def human_size(size: float) -> str:
+    """Docker 0.6's HumanSize: decimal units, four significant digits (``1.024 MB``)."""
+    unit = 0
+    while size >= 1000 and unit < len(_UNITS) - 1:
+        size /= 1000
+        unit += 1
+    return f"{size:.4g} {_UNITS[unit]}"
+
+
+def progress_text(current: int, total: int | None) -> str:
+    """The v1.6 preformatted progress string: ``"%8v/%v (%v)"``."""
+    if not total:
+        return f"{human_size(current):>8}/? (n/a)"
+    return f"{human_size(current):>8}/{human_size(total)} ({int(current * 100 / total)}%)"
+
+
+class Meter:
+    """Sends ``status`` progress for one layer every 512 kB or 1%, whichever is smaller, and at
+    the end."""
+
+    def __init__(self, progress: Progress, status: str, short_id: str, total: int | None) -> None:
+        self.progress, self.status, self.short_id, self.total = progress, status, short_id, total
+        self.step = min(512 * 1024, max(1, (total or 0) // 100)) if total else 512 * 1024
+        self.current = 0
+        self._last = 0
+
+    def reset(self) -> None:
+        self.current = self._last = 0
+
+    def add(self, n: int) -> None:
+        self.current += n
+        if self.current - self._last >= self.step:
+            self._send()
+
+    def done(self) -> None:
+        if self.current != self._last or self.current == 0:
+            self._send()
+
+    def _send(self) -> None:
+        self._last = self.current
+        self.progress({"status": self.status, "progress": progress_text(self.current, self.total),
+                       "id": self.short_id})
+
+
+def serialized(progress: Progress) -> Progress:
+    """A progress callback that worker threads may share."""
+    lock = threading.Lock()
+
+    def call(message: dict) -> None:
+        with lock:
+            progress(message)
+
+    return call
+
+
+def new_hash(digest: str) -> hashlib._Hash:
+    algorithm, _, hexpart = digest.partition(":")
+    if algorithm not in ("sha256", "sha512") or not hexpart:
+        raise InvalidParameter(f"unsupported digest {digest!r}")
+    return hashlib.new(algorithm)
+
+
+def fetch_blob(session: Session, repository: str, digest: str, size: int | None = None) -> bytes:
+    """A small blob (a config, a manifest) read whole and verified."""
+    def get() -> bytes:
+        response = session.send("GET", f"/v2/{repository}/blobs/{digest}")
+        session.check(response, f"blob {digest} of {repository}")
+        return response.content
+
+    data = session.with_retries(f"download of {digest}", get)
+    verify(data, digest, size)
+    return data
+
+
+def verify(data: bytes, digest: str, size: int | None = None) -> None:
+    h = new_hash(digest)
+    h.update(data)
+    got = f"{digest.partition(':')[0]}:{h.hexdigest()}"
+    if got != digest or (size is not None and size != len(data)):
+        raise DigestMismatch(f"blob {digest} failed verification (got {got}, {len(data)} bytes)")
+
+
+@dataclass
+class LayerFile:
+    """A downloaded layer: ``path`` holds the uncompressed tar, verified against ``diff_id``."""
+
+    path: Path
+    size: int
+
+
+class _Unpacker:
+    """Feeds compressed bytes through gzip (several members allowed) or passes a plain tar."""
+
+    def __init__(self, head: bytes, digest: str) -> None:
+        if head.startswith(ZSTD_MAGIC):
+            raise InvalidParameter(f"layer {digest} is zstd-compressed, which this client does not support")
+        self.gzip = head.startswith(GZIP_MAGIC)
+        self._d = zlib.decompressobj(16 + zlib.MAX_WBITS) if self.gzip else None
+
+    def feed(self, data: bytes) -> bytes:
+        if self._d is None:
+            return data
+        out = []
+        while data:
+            out.append(self._d.decompress(data))
+            if self._d.eof:
+                data = self._d.unused_data
+                self._d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            else:
+                data = b""
+        return b"".join(out)
+
+    def finish(self) -> bytes:
+        return self._d.flush() if self._d is not None else b""
+
+
+def download_layer(session: Session, repository: str, digest: str, size: int | None, diff_id: str,
+                   dest: Path, meter: Meter, cancelled: threading.Event | None = None) -> LayerFile:
+    """Stream blob ``digest`` into ``dest`` as an uncompressed tar, verifying the compressed
+    bytes against ``digest`` and the tar against ``diff_id``. A connection lost mid-stream
+    starts the blob again. On failure ``dest`` is removed."""
+
+    def attempt() -> LayerFile:
+        meter.reset()
+        compressed, uncompressed = new_hash(digest), new_hash(diff_id)
+        received = written = 0
+        unpacker: _Unpacker | None = None
+        response = session.send("GET", f"/v2/{repository}/blobs/{digest}", stream=True)
+        try:
+            session.check(response, f"layer {digest} of {repository}")
+            with open(dest, "wb") as out:
+                for chunk in response.iter_raw(CHUNK):
+                    if cancelled is not None and cancelled.is_set():
+                        raise Cancelled(digest)
+                    if unpacker is None:
+                        unpacker = _Unpacker(chunk, digest)
+                    compressed.update(chunk)
+                    received += len(chunk)
+                    data = unpacker.feed(chunk)
+                    uncompressed.update(data)
+                    out.write(data)
+                    written += len(data)
+                    meter.add(len(chunk))
+                if unpacker is not None:
+                    data = unpacker.finish()
+                    uncompressed.update(data)
+                    out.write(data)
+                    written += len(data)
+        except zlib.error as exc:
+            raise DigestMismatch(f"layer {digest} is not a valid gzip stream: {exc}") from None
+        finally:
+            response.close()
+        got = f"{digest.partition(':')[0]}:{compressed.hexdigest()}"
+        if got != digest or (size is not None and received != size):
+            raise DigestMismatch(f"layer {digest} failed verification (got {got}, {received} bytes)")
+        got = f"{diff_id.partition(':')[0]}:{uncompressed.hexdigest()}"
+        if got != diff_id:
+            raise DigestMismatch(f"layer {digest} unpacks to {got}, but the image config says {diff_id}")
+        meter.done()
+        return LayerFile(dest, written)
+
+    try:
+        return session.with_retries(f"download of {digest}", attempt)
+    except BaseException:
+        try:
+            os.unlink(dest)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+@dataclass
+class CompressedLayer:
+    diff_id: str
+    digest: str
+    size: int
+    path: Path
+
+
+def compress_layer(chunks: Iterable[bytes], dest: Path, level: int) -> CompressedLayer:
+    """Gzip a layer tar into ``dest`` (no timestamp, so the same tar gives the same digest)."""
+    plain, packed = hashlib.sha256(), hashlib.sha256()
+    compressor = zlib.compressobj(level, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    size = 0
+    with open(dest, "wb") as out:
+        for chunk in chunks:
+            plain.update(chunk)
+            data = compressor.compress(chunk)
+            if data:
+                packed.update(data)
+                out.write(data)
+                size += len(data)
+        data = compressor.flush()
+        packed.update(data)
+        out.write(data)
+        size += len(data)
+    return CompressedLayer(f"sha256:{plain.hexdigest()}", f"sha256:{packed.hexdigest()}", size, dest)
+
+
+def upload_blob(session: Session, repository: str, digest: str, size: int, open_body, meter: Meter | None = None,
+                ) -> None:
+    """POST an upload session, then PUT the whole body with its digest (distribution 2.8 does
+    not take a monolithic POST). ``open_body()`` gives a fresh binary file for each attempt."""
+
+    def attempt() -> None:
+        response = session.send("POST", f"/v2/{repository}/blobs/uploads/")
+        session.check(response, f"upload to {repository}", ok=(202,))
+        location = response.headers.get("location")
+        if not location:
+            raise Transient(response)
+        separator = "&" if "?" in location else "?"
+        if meter is not None:
+            meter.reset()
+
+        def body():
+            f: BinaryIO = open_body()
+
+            def chunks():
+                with f:
+                    while data := f.read(CHUNK):
+                        if meter is not None:
+                            meter.add(len(data))
+                        yield data
+
+            return chunks()
+
+        response = session.send("PUT", f"{location}{separator}digest={digest}", body=body,
+                                headers={"Content-Type": "application/octet-stream",
+                                         "Content-Length": str(size)})
+        session.check(response, f"upload of {digest} to {repository}", ok=(201, 204))
+        if meter is not None:
+            meter.done()
+
+    session.with_retries(f"upload of {digest}", attempt)

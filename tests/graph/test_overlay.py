@@ -1,0 +1,156 @@
+"""What only the overlay driver does: mounts, whiteouts in the upper dir, deep chains."""
+
+from __future__ import annotations
+
+import io
+import os
+import stat
+
+import pytest
+
+from moorage.core.contract.graph import layer_tar, mounts_below, unmount_below
+from moorage.core.driver import NoOptions
+from moorage.core.errors import DriverError
+from moorage.core.hookspecs.graph import Change, ChangeKind
+from moorage.drivers.graph.overlay import OverlayDriver
+
+
+@pytest.fixture
+def home(tmp_path):
+    # a long home path: deep chains then need the short relative lower dir names
+    path = tmp_path / ("long-directory-name-" * 4) / "overlay"
+    path.mkdir(parents=True)
+    yield path
+    unmount_below(tmp_path)
+
+
+@pytest.fixture
+def driver(home):
+    d = OverlayDriver(home, NoOptions(), {"root": home})
+    yield d
+    d.cleanup()
+
+
+def test_base_layer_is_not_mounted(driver, home):
+    driver.create("base", None)
+    path = driver.get("base")
+    assert path == home / "base" / "diff"
+    assert mounts_below(home) == []
+    driver.put("base")
+
+
+def test_child_is_mounted_while_held(driver, home):
+    driver.create("base", None)
+    driver.create("child", "base")
+    path = driver.get("child")
+    driver.get("child")
+    assert mounts_below(home) == [str(path)]
+    driver.put("child")
+    assert os.path.ismount(path)
+    driver.put("child")
+    assert mounts_below(home) == []
+
+
+def test_creating_a_child_copies_nothing(driver, home):
+    driver.create("base", None)
+    (home / "base" / "diff" / "big").write_bytes(b"x" * (1 << 20))
+    driver.create("child", "base")
+    assert os.listdir(home / "child" / "diff") == []
+
+
+def test_deleting_in_the_mount_writes_a_whiteout(driver, home):
+    driver.create("base", None)
+    (home / "base" / "diff" / "etc").mkdir()
+    (home / "base" / "diff" / "etc" / "hosts").write_text("h")
+    driver.create("child", "base")
+    path = driver.get("child")
+    (path / "etc" / "hosts").unlink()
+    driver.put("child")
+    st = os.lstat(home / "child" / "diff" / "etc" / "hosts")
+    assert stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
+    assert driver.changes("child", "base") == [Change("/etc", ChangeKind.MODIFIED),
+                                               Change("/etc/hosts", ChangeKind.DELETED)]
+
+
+def test_apply_diff_writes_overlay_whiteouts_into_the_upper_dir(driver, home):
+    driver.create("base", None)
+    (home / "base" / "diff" / "d").mkdir()
+    (home / "base" / "diff" / "d" / "old").write_text("o")
+    (home / "base" / "diff" / "gone").write_text("g")
+    driver.create("layer", "base")
+    driver.apply_diff("layer", "base", layer_tar(("d/", "dir", None), ("d/.wh..wh..opq", "file", ""),
+                                                 ("d/new", "file", "n"), (".wh.gone", "file", "")))
+    upper = home / "layer" / "diff"
+    assert os.getxattr(upper / "d", "trusted.overlay.opaque") == b"y"
+    assert os.lstat(upper / "gone").st_rdev == 0 and stat.S_ISCHR(os.lstat(upper / "gone").st_mode)
+    path = driver.get("layer")
+    try:
+        assert sorted(os.listdir(path)) == ["d"] and os.listdir(path / "d") == ["new"]
+    finally:
+        driver.put("layer")
+
+
+def test_apply_diff_refuses_a_mounted_layer(driver):
+    driver.create("base", None)
+    driver.create("child", "base")
+    driver.get("child")
+    with pytest.raises(DriverError):
+        driver.apply_diff("child", "base", layer_tar(("f", "file", "x")))
+    driver.put("child")
+
+
+def test_diff_reads_only_the_upper_dir(driver, home):
+    driver.create("base", None)
+    for n in range(200):
+        (home / "base" / "diff" / f"file{n}").write_text(str(n))
+    driver.create("child", "base")
+    (home / "child" / "diff" / "only").write_text("x")
+    import tarfile
+    names = tarfile.open(fileobj=io.BytesIO(b"".join(driver.diff("child", "base")))).getnames()
+    assert names == ["only"]
+    assert driver.diff_size("child", "base") == 1
+
+
+@pytest.mark.parametrize("depth", [110, 260])
+def test_deep_chains_mount_and_flatten(driver, home, depth):
+    driver.create("l0", None)
+    for n in range(1, depth):
+        driver.create(f"l{n}", f"l{n - 1}")
+        (home / f"l{n}" / "diff" / f"f{n}").write_text(str(n))
+    os.mknod(home / f"l{depth - 1}" / "diff" / "f1", stat.S_IFCHR | 0o600, 0)  # the top layer deletes /f1
+    flattened = [n for n in range(depth) if (home / f"l{n}" / "flatlink").exists()]
+    if depth < 120:
+        assert flattened == []
+    else:
+        assert flattened, "a chain this deep cannot be mounted without flattening"
+    top = f"l{depth - 1}"
+    path = driver.get(top)
+    try:
+        names = set(os.listdir(path))
+        assert names == {f"f{n}" for n in range(2, depth)}
+        assert (path / "f2").read_text() == "2"
+    finally:
+        driver.put(top)
+    assert driver.changes(top, f"l{depth - 2}") == [Change("/f1", ChangeKind.DELETED),
+                                                    Change(f"/f{depth - 1}", ChangeKind.ADDED)]
+
+
+def test_a_new_instance_adopts_mounts_left_by_a_crash(home, tmp_path):
+    first = OverlayDriver(home, NoOptions())
+    first.create("base", None)
+    first.create("child", "base")
+    path = first.get("child")  # never put: the daemon "died"
+    second = OverlayDriver(home, NoOptions())
+    assert second.get("child") == path
+    second.put("child")
+    assert mounts_below(home) == []
+    second.cleanup()
+
+
+def test_interrupted_creations_are_swept(home):
+    (home / ".tmp-half-made-1234").mkdir()
+    (home / "l").mkdir()
+    os.symlink("../nothing/diff", home / "l" / "dangling")
+    OverlayDriver(home, NoOptions())
+    assert not (home / ".tmp-half-made-1234").exists()
+    assert not os.path.lexists(home / "l" / "dangling")

@@ -1,0 +1,144 @@
+"""The ``v2`` registry client: the family's contract suite, plus what is particular to v2."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from moorage.core.contract.registry import (
+    PASSWORD,
+    USER,
+    Progress,
+    RegistryClientContract,
+    RegistryFixtures,
+    host_arch,
+)
+from moorage.core.errors import InvalidParameter
+from moorage.core.hookspecs.registry import AuthConfig
+from moorage.core.plugins import PluginManager
+from moorage.drivers.registry.v2 import V2Client, V2Options
+from moorage.drivers.registry.v2.blobs import progress_text
+from moorage.drivers.registry.v2.images import chain_ids, host_platform, select_manifest
+from moorage.drivers.registry.v2.reference import DOCKER_HUB, Registry, parse_name, registry_from_url
+from moorage.drivers.registry.v2.transport import parse_challenge
+
+
+@pytest.fixture
+def v2_factory(tmp_path):
+    def make(default: str = "", **options) -> V2Client:
+        home = tmp_path / f"client-{uuid.uuid4().hex[:8]}"
+        home.mkdir()
+        options.setdefault("backoff", 0.01)
+        options.setdefault("retries", 3)
+        return V2Client(home, V2Options(**options), {"default": default})
+
+    return make
+
+
+class TestV2Contract(RegistryClientContract):
+    @pytest.fixture
+    def client_factory(self, v2_factory):
+        return v2_factory
+
+
+class TestV2Particulars(RegistryFixtures):
+    """v2's own progress texts and options, on the contract's servers."""
+
+    @pytest.fixture
+    def client_factory(self, v2_factory):
+        return v2_factory
+
+    def test_push_statuses(self, registry, client_factory, local_busybox, token_registry):
+        store, top_id = local_busybox
+        client = client_factory()
+        name = f"{registry.host}/library/busybox"
+        progress = Progress()
+        digests = client.push(name, None, {"latest": top_id}, AuthConfig(), store, progress)
+        assert progress.messages[:2] == [{"status": f"The push refers to a repository [{name}] (len: 1)"},
+                                         {"status": f"Pushing repository {name} (1 tags)"}]
+        assert progress.messages[-1]["status"].startswith(f"latest: digest: {digests['latest']} size: ")
+        pushing = [m for m in progress.messages if m["status"] == "Pushing"]
+        assert pushing and pushing[-1]["progress"].endswith("(100%)")
+        again = Progress()
+        client.push(name, None, {"latest": top_id}, AuthConfig(), store, again)
+        assert sum("already pushed, skipping" in s for s in again.statuses()) == 2
+        # mounting shows where from
+        alice = AuthConfig(USER, PASSWORD)
+        client.push(f"{token_registry.host}/team/a", None, {"latest": top_id}, alice, store, Progress())
+        mounted = Progress()
+        client.push(f"{token_registry.host}/team/b", None, {"latest": top_id}, alice, store, mounted)
+        assert mounted.statuses().count("Mounted from team/a") == 2
+
+    def test_pull_statuses_for_stored_layers(self, registry, client_factory, store_factory, local_busybox):
+        store, top_id = local_busybox
+        client = client_factory()
+        name = f"{registry.host}/library/busybox"
+        client.push(name, None, {"latest": top_id}, AuthConfig(), store, Progress())
+        target = store_factory()
+        first = Progress()
+        [top] = client.pull(name, "latest", AuthConfig(), target, first)
+        assert {"status": "Pulling", "progress": "dependend layers", "id": top[:12]} in first.messages
+        assert {"status": "Pulling", "progress": "image (latest) from " + name, "id": top[:12]} in first.messages
+        second = Progress()
+        client.pull(name, "latest", AuthConfig(), target, second)
+        assert second.messages[-1] == {"status": "Already exists", "id": top[:12]}
+
+
+# -- units ----------------------------------------------------------------------------------
+def test_registered_through_entry_point():
+    pm = PluginManager()
+    pm.load_entry_points()
+    pm.collect_drivers()
+    assert pm.families["registry"].get("v2") is V2Client
+
+
+def test_progress_text_matches_docker_0_6():
+    # "%8v/%v (%v)" of HumanSize (decimal units, four significant digits)
+    assert progress_text(1024000, 10240000) == "1.024 MB/10.24 MB (10%)"
+    assert progress_text(5000, 10000) == "    5 kB/10 kB (50%)"
+    assert progress_text(512, None) == "   512 B/? (n/a)"
+
+
+def test_names():
+    hub = Registry(DOCKER_HUB, "docker.io")
+    assert parse_name("busybox", hub).repository == "library/busybox"
+    assert parse_name("user/app", hub).repository == "user/app"
+    ref = parse_name("localhost:5000/library/busybox", hub)
+    assert (ref.registry.url, ref.repository) == ("http://localhost:5000", "library/busybox")
+    assert parse_name("registry.example.com/x", hub).registry.url == "https://registry.example.com"
+    assert parse_name("registry.example.com/x", hub, ("registry.example.com",)).registry.url.startswith("http:")
+    mirror = registry_from_url("http://127.0.0.1:5000/")
+    ref = parse_name("busybox", mirror)
+    assert (ref.registry.url, ref.repository, ref.fallbacks) == ("http://127.0.0.1:5000", "library/busybox",
+                                                                 ("busybox",))
+    for bad in ("http://x/y", "Upper/case", "a//b"):
+        with pytest.raises(InvalidParameter):
+            parse_name(bad, hub)
+
+
+def test_challenge_parsing():
+    scheme, params = parse_challenge('Bearer realm="http://h/token",service="reg",scope="repository:a/b:pull,push"')
+    assert scheme == "bearer" and params == {"realm": "http://h/token", "service": "reg",
+                                             "scope": "repository:a/b:pull,push"}
+    assert parse_challenge('Basic realm="test-registry"') == ("basic", {"realm": "test-registry"})
+
+
+def test_ids_are_deterministic_and_config_bound():
+    a = chain_ids(["sha256:1", "sha256:2"], "sha256:c1")
+    assert a == chain_ids(["sha256:1", "sha256:2"], "sha256:c1")
+    b = chain_ids(["sha256:1", "sha256:2"], "sha256:c2")
+    assert a[0] == b[0] and a[1] != b[1]  # shared base, own top
+    assert all(len(i) == 64 and int(i, 16) >= 0 for i in a)
+
+
+def test_platform_selection():
+    arch = host_arch()
+    assert host_platform() == ("linux", arch)
+    index = {"manifests": [
+        {"digest": "sha256:v", "platform": {"os": "linux", "architecture": arch, "variant": "v8"}},
+        {"digest": "sha256:o", "platform": {"os": "linux", "architecture": "s390x" if arch != "s390x" else "ppc64le"}},
+        {"digest": "sha256:p", "platform": {"os": "linux", "architecture": arch}},
+    ]}
+    assert select_manifest(index)["digest"] == "sha256:p"
+    with pytest.raises(InvalidParameter, match="no manifest for linux/mips"):
+        select_manifest(index, ("linux", "mips"))
