@@ -167,7 +167,8 @@ def run_info(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="moorage", description="A container engine serving the Docker Remote API v1.6.")
+    parser = argparse.ArgumentParser(prog="moorage",
+                                     description="A container engine serving the Docker Remote API v1.6.")
     parser.add_argument("-v", "--version", action="version", version=f"moorage {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     daemon_parser(sub)

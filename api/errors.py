@@ -19,6 +19,7 @@ STATUS_BY_ERROR: dict[type[errors.MoorageError], int] = {
     errors.InvalidParameter: 400,
     errors.Conflict: 409,
     errors.Impossible: 406,
+    errors.StateError: 500,
     errors.Unauthorized: 401,
     errors.Forbidden: 403,
     errors.NotSupported: 500,

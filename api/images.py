@@ -30,6 +30,8 @@ def get_images(request: Request) -> ImageService:
     if service is None:
         # Kernel.start normally calls core.images.setup; this covers a kernel started without it
         service = setup(kernel)
+    if service is None:
+        raise NotSupported("no graph driver is available in this daemon: images are unavailable")
     return service
 
 

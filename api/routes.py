@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import NamedTuple
 
-from . import attach, containers, images, system
+from . import attach, build, containers, images, system
 
 
 class Route(NamedTuple):
@@ -49,4 +49,5 @@ ROUTES: list[Route] = [
     Route("POST", "/containers/{name:path}/copy", containers.copy),
     Route("DELETE", "/containers/{name:path}", containers.remove),
     Route("POST", "/commit", containers.commit),
+    Route("POST", "/build", build.build),
 ]

@@ -36,7 +36,7 @@ def encode(obj: dict) -> bytes:
     """Re-order a progress dict's keys as 1.6 did (unknown keys last) and drop empty ones."""
     ordered = {k: obj[k] for k in KEY_ORDER if obj.get(k)}
     ordered.update({k: v for k, v in obj.items() if k not in KEY_ORDER and v})
-    return json.dumps(ordered).encode()
+    return json.dumps(ordered, separators=(",", ":")).encode()
 
 
 def error_message(text: str) -> bytes:
@@ -80,8 +80,11 @@ class ProgressReader:
     def read(self, n: int = -1) -> bytes:
         data = self._stream.read(n)
         self.read_bytes += len(data)
-        if (not data and not self._done) or self.read_bytes - self._last >= self._every:
-            self._done = not data
+        if not data:
+            self._done, at_eof = True, not self._done and self.read_bytes != self._last
+        else:
+            at_eof = False
+        if at_eof or (data and self.read_bytes - self._last >= self._every):
             self._last = self.read_bytes
             self._progress({"status": self.label, "progress": progress_text(self.read_bytes, self.total)})
         return data

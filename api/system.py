@@ -44,6 +44,11 @@ async def version(kernel: KernelDep) -> JSONResponse:
     if _GIT_COMMIT:
         body["GitCommit"] = _GIT_COMMIT
     body["GoVersion"] = f"{platform.python_implementation()} {platform.python_version()}"
+    # Not in 1.6 (Docker 0.8 and later added them); today's docker CLI prints them, and a
+    # 1.6 client ignores keys it does not know.
+    body.update(ApiVersion=API_VERSION_STR, MinAPIVersion="1.0", Os="linux",
+                Arch={"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine()),
+                KernelVersion=platform.release())
     return JSONResponse(body)
 
 

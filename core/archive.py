@@ -25,6 +25,7 @@ import bz2
 import errno
 import gzip
 import io
+import itertools
 import lzma
 import os
 import shutil
@@ -435,7 +436,11 @@ class TarWriter:
         return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
 
     def add_path(self, path: str | Path, arcname: str) -> Iterator[bytes]:
-        """One entry (not recursive) for the file, directory, link or node at ``path``."""
+        """One entry (not recursive) for the file, directory, link or node at ``path``.
+
+        The path is examined at once (``FileNotFoundError`` if it vanished); the returned
+        iterator streams the entry.
+        """
         path = os.fspath(path)
         st = os.lstat(path)
         info = tarfile.TarInfo(arcname)
@@ -469,14 +474,18 @@ class TarWriter:
         elif stat.S_ISFIFO(mode):
             info.type = tarfile.FIFOTYPE
         else:
-            return  # sockets have no tar form
-        yield self._header(info)
-        if data:
-            yield from self._content(path, info.size)
+            return iter(())  # sockets have no tar form
+        header = self._header(info)
+        if not data:
+            return iter((header,))
+        return itertools.chain((header,), self._content(path, info.size))
 
     @staticmethod
     def _content(path: str, size: int) -> Iterator[bytes]:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except FileNotFoundError:  # removed since its header was made: keep the header's promise
+            fd = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
         try:
             remaining = size
             while remaining > 0:
@@ -531,14 +540,20 @@ def tree_tar(root: Path, arcroot: str = ".", skip: Callable[[str], bool] | None 
     root_s = os.fspath(root)
 
     def walk(directory: str, arc: str, rel: str) -> Iterator[bytes]:
-        with os.scandir(directory) as it:
-            entries = sorted(it, key=lambda e: e.name)
+        try:
+            with os.scandir(directory) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except FileNotFoundError:
+            return
         for entry in entries:
             child_rel = f"{rel}/{entry.name}" if rel else entry.name
             if skip is not None and skip(child_rel):
                 continue
             child_arc = f"{arc}/{entry.name}"
-            yield from writer.add_path(entry.path, child_arc)
+            try:
+                yield from writer.add_path(entry.path, child_arc)
+            except FileNotFoundError:
+                continue  # removed while we walked (a running container)
             if entry.is_dir(follow_symlinks=False):
                 yield from walk(entry.path, child_arc, child_rel)
 

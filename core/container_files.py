@@ -3,28 +3,32 @@
 
 from __future__ import annotations
 
+import io
 import os
+import tarfile
 from pathlib import Path
 
-from .store import atomic_write
+from .store import replace_file
 
 #: Mount points the ``<id>-init`` layer holds, so changes and commits leave them out.
-INIT_DIRS = ("dev/pts", "dev/shm", "proc", "sys", "etc")
+INIT_DIRS = ("dev", "dev/pts", "dev/shm", "proc", "sys", "etc")
 INIT_FILES = (".dockerinit", ".dockerenv", "etc/resolv.conf", "etc/hosts", "etc/hostname")
 
 
-def populate_init_layer(rootfs: Path) -> None:
-    for rel in INIT_DIRS:
-        path = rootfs / rel
-        if path.is_symlink():
-            path.unlink()
-        path.mkdir(mode=0o755, parents=True, exist_ok=True)
-    for rel in INIT_FILES:
-        path = rootfs / rel
-        if path.is_symlink() or path.is_dir():
-            continue  # an image's own /etc/resolv.conf symlink is left alone; we mount over it
-        if not path.exists():
-            path.touch(mode=0o644)
+def init_layer_tar() -> bytes:
+    """The layer tar of a container's init layer: its mount points, applied with the graph
+    driver's ``apply_diff`` (no mount needed, which keeps container creation cheap)."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for rel in INIT_DIRS:
+            info = tarfile.TarInfo(rel)
+            info.type, info.mode = tarfile.DIRTYPE, 0o755
+            tar.addfile(info)
+        for rel in INIT_FILES:
+            info = tarfile.TarInfo(rel)
+            info.mode = 0o644
+            tar.addfile(info, io.BytesIO(b""))
+    return out.getvalue()
 
 
 def hostname_file(hostname: str, domainname: str) -> bytes:
@@ -52,9 +56,10 @@ def resolv_conf(dns: list[str], host_path: Path = Path("/etc/resolv.conf")) -> b
 
 def write_container_files(directory: Path, hostname: str, domainname: str, dns: list[str], address: str = "",
                           links: dict[str, str] | None = None) -> None:
-    atomic_write(directory / "hostname", hostname_file(hostname, domainname), 0o644)
-    atomic_write(directory / "hosts", hosts_file(hostname, domainname, address, links or {}), 0o644)
-    atomic_write(directory / "resolv.conf", resolv_conf(dns), 0o644)
+    """Written at every start from the container's config: derived files, not state."""
+    replace_file(directory / "hostname", hostname_file(hostname, domainname))
+    replace_file(directory / "hosts", hosts_file(hostname, domainname, address, links or {}))
+    replace_file(directory / "resolv.conf", resolv_conf(dns))
 
 
 def safe_join(root: Path, path: str, follow_last: bool = False) -> Path:

@@ -5,20 +5,23 @@ Running them — start, stop, kill, wait, restart, attach, restore — is ``moor
 On disk, per container, ``<root>/containers/<id>/``:
 
     config.json      the inspect object (reference §2.4) plus ``Moorage``: what core needs to
-                     find the container again (its drivers, its network endpoint)
-    hostconfig.json  the last start's host config, with allocated host ports written back
-    hostname, hosts, resolv.conf   bind-mounted into the container
+                     find the container again (its drivers, its network endpoint, the last
+                     start's host config with allocated host ports written back)
+    hostname, hosts, resolv.conf   written at every start, bind-mounted into the container
     <id>-json.log    the output, written by the exec driver
     exec/            the exec driver's own files
 
-Both JSON files are written atomically; a container is created in ``containers/_tmp`` and
-renamed into place, and removed by renaming it back there first, so a daemon killed at any
-moment restarts with whole containers only.
+``config.json`` is written atomically at every state change (one write: Docker's separate
+``hostconfig.json`` is folded into it). A container is created in ``containers/_tmp`` and renamed
+into place; it is removed by renaming it back there first, after which its layers and files are
+deleted in the background: a daemon killed at any moment restarts with whole containers only, and
+finishes interrupted removals at start.
 """
 
 from __future__ import annotations
 
 import copy
+import io
 import logging
 import os
 import shutil
@@ -32,8 +35,8 @@ from typing import Any
 
 from . import container_config as cc
 from .archive import IterStream, tree_tar
-from .container_files import populate_init_layer, safe_join, write_container_files
-from .errors import Impossible, InvalidParameter, NotFound
+from .container_files import init_layer_tar, safe_join
+from .errors import Impossible, InvalidParameter, NotFound, StateError
 from .humanize import human_duration
 from .ids import PrefixIndex, new_id, short_id
 from .images import format_time, parse_time
@@ -89,8 +92,10 @@ class Container:
     host_config: dict = field(default_factory=lambda: dict(cc.HOST_CONFIG_FIELDS))
     #: serialises start/stop/kill/remove of this container
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
-    #: set when the current run's exit has been fully recorded (also when never started)
+    #: set once the current run's exit is recorded (also when never started): ``wait`` returns
     exited: threading.Event = field(default_factory=threading.Event, repr=False, compare=False)
+    #: set once what the last run held (rootfs mount, network, exec driver state) is released
+    cleaned: threading.Event = field(default_factory=threading.Event, repr=False, compare=False)
 
     @property
     def log_path(self) -> Path:
@@ -110,17 +115,17 @@ class Container:
 
     def to_disk(self) -> dict:
         data = self.to_api()
-        data["Moorage"] = self.internal
+        data["Moorage"] = {**self.internal, "HostConfig": self.host_config}
         return data
 
     @classmethod
-    def from_disk(cls, data: dict, directory: Path, host_config: dict | None) -> Container:
+    def from_disk(cls, data: dict, directory: Path) -> Container:
         c = cls(id=data["ID"], created=data["Created"], path=data["Path"], args=list(data.get("Args") or []),
                 config=cc.normalize_config(data.get("Config")), image=data["Image"], name=data.get("Name", ""),
                 directory=directory, state=State.from_api(data.get("State") or {}),
                 network=data.get("NetworkSettings") or dict(EMPTY_NETWORK), volumes=data.get("Volumes") or {},
-                volumes_rw=data.get("VolumesRW") or {}, internal=data.get("Moorage") or {})
-        c.host_config = cc.normalize_host_config(host_config)
+                volumes_rw=data.get("VolumesRW") or {}, internal=dict(data.get("Moorage") or {}))
+        c.host_config = cc.normalize_host_config(c.internal.pop("HostConfig", None))
         return c
 
 
@@ -157,8 +162,14 @@ class ContainerService:
     # -- records ---------------------------------------------------------------------------
     def _recover(self) -> None:
         """Finish what a killed daemon left half-done: half-created or half-removed containers."""
+        network = self.kernel.drivers.get("network")
         for entry in self.tmp.iterdir():
             cid = entry.name.removeprefix("creating-").removeprefix("removing-")
+            if network is not None:
+                try:
+                    network.release(cid)
+                except Exception:
+                    log.exception("could not release the network of interrupted container %s", cid[:12])
             for layer in (cid, init_layer(cid)):
                 try:
                     if self.graph.exists(layer):
@@ -176,12 +187,13 @@ class ContainerService:
                 log.error("skipping container directory %s: no config or an id that does not match", entry)
                 continue
             try:
-                container = Container.from_disk(data, entry, read_json(entry / "hostconfig.json"))
+                container = Container.from_disk(data, entry)
             except Exception:
                 log.exception("skipping container %s: unreadable config", entry.name)
                 continue
             if not container.state.running:
                 container.exited.set()
+                container.cleaned.set()
             if self.names.name_of(container.id) is None:
                 container.name = self.names.generate(container.id)  # as Docker: a random name
             self._containers[container.id] = container
@@ -210,9 +222,6 @@ class ContainerService:
 
     def save(self, container: Container) -> None:
         write_json(container.directory / "config.json", container.to_disk())
-
-    def save_host_config(self, container: Container) -> None:
-        write_json(container.directory / "hostconfig.json", container.host_config)
 
     def names_of(self, container: Container) -> list[str]:
         return self.names.names_of(container.id)
@@ -253,22 +262,15 @@ class ContainerService:
         try:
             staging.mkdir(mode=0o700)
             self.graph.create(init_layer(cid), image.id)
-            rootfs = self.graph.get(init_layer(cid))
-            try:
-                populate_init_layer(rootfs)
-            finally:
-                self.graph.put(init_layer(cid))
+            differ_for(self.graph).apply_diff(init_layer(cid), image.id, io.BytesIO(init_layer_tar()))
             self.graph.create(cid, init_layer(cid))
             container = Container(id=cid, created=format_time(), path=path, args=args, config=config, image=image.id,
                                   name=registered, directory=self.dir / cid)
             container.internal = {"GraphDriver": self.graph.name}
             container.exited.set()
-            write_container_files(staging, config["Hostname"], config["Domainname"],
-                                  config["Dns"] or self.kernel.config.daemon.dns)
+            container.cleaned.set()
             container.directory = staging
             write_json(staging / "config.json", container.to_disk())
-            write_json(staging / "hostconfig.json", container.host_config)
-            fsync_dir(staging)
             os.rename(staging, self.dir / cid)
             fsync_dir(self.dir)
             container.directory = self.dir / cid
@@ -291,14 +293,13 @@ class ContainerService:
 
     # -- remove ----------------------------------------------------------------------------
     def remove(self, name: str, volumes: bool = False) -> None:
+        """Remove a stopped container. It is gone once its directory is renamed away; its
+        layers and files are deleted afterwards in a worker thread (and at the next start if
+        the daemon dies first)."""
         container = self.get(name)
         with container.lock:
             if container.state.running:
                 raise Impossible("Impossible to remove a running container, please stop it first")
-            network_name = container.internal.get("NetworkDriver")
-            network = self.kernel.drivers.get("network")
-            if network is not None and network_name == network.name:
-                network.release(container.id)
             self.names.purge(container.id)
             with self._lock:
                 self._containers.pop(container.id, None)
@@ -306,13 +307,24 @@ class ContainerService:
             trash = self.tmp / f"removing-{container.id}"
             os.rename(container.directory, trash)
             fsync_dir(self.dir)
+            container.directory = trash
+        self.publish("destroy", container)
+        self.kernel.submit(self._delete, container, volumes)
+
+    def _delete(self, container: Container, volumes: bool) -> None:
+        try:
+            container.cleaned.wait()
+            network = self.kernel.drivers.get("network")
+            if network is not None and container.internal.get("NetworkDriver") == network.name:
+                network.release(container.id)
             for layer in (container.id, init_layer(container.id)):
                 if self.graph.exists(layer):
                     self.graph.remove(layer)
-            shutil.rmtree(trash, ignore_errors=True)
             if volumes:
                 self._remove_volumes(container)
-        self.publish("destroy", container)
+            shutil.rmtree(container.directory, ignore_errors=True)
+        except Exception:
+            log.exception("deleting the files of removed container %s", short_id(container.id))
         self.kernel.plugins.hook.moorage_container_destroyed(container_id=container.id)
 
     def _remove_volumes(self, container: Container) -> None:
@@ -430,7 +442,7 @@ class ContainerService:
         """``ps`` on the host, limited to the container's processes (reference §3.5)."""
         container = self.get(name)
         if not container.state.running:
-            raise Impossible(f"Container {short_id(container.id)} is not running")
+            raise StateError(f"Container {short_id(container.id)} is not running")
         pids = {str(p) for p in self.kernel.driver("exec").processes(container.id)}
         args = ps_args.split() if ps_args else ["-ef"]
         out = subprocess.run(["ps", *args], capture_output=True, text=True)

@@ -30,6 +30,11 @@ class Impossible(MoorageError):
     """The request is well formed but cannot be done in the object's current state."""
 
 
+class StateError(MoorageError):
+    """The object's current state does not allow the request (starting a running container);
+    Docker 0.6 answered these with 500, and so does moorage."""
+
+
 class Unauthorized(MoorageError):
     """Credentials were missing or refused."""
 

@@ -29,14 +29,14 @@ import shutil
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from .archive import open_decompressed
-from .errors import Conflict, NotFound
+from .errors import Conflict, InvalidParameter, MoorageError, NotFound
 from .hookspecs.registry import PulledLayer
 from .ids import is_id, new_id, short_id, validate_id
 from .store import ensure_dir, fsync_dir, read_json, write_json
@@ -165,6 +165,11 @@ class ImageService:
         self._images: dict[str, Image] = {}
         #: parents of registrations in progress: deleting them now would orphan the new image
         self._pinned: Counter[str] = Counter()
+        #: ids being registered: a second registration of the same id must not touch its layer
+        self._registering: set[str] = set()
+        #: ``in_use(image_id)``: whether a container's layers are built on the image (set by
+        #: ``setup`` to ask the containers service); such an image is untagged but not deleted
+        self.in_use: Callable[[str], bool] = lambda image_id: False
         self._recover()
         self._load()
 
@@ -180,7 +185,10 @@ class ImageService:
                 layer_id = name[len("deleting-"):]
             if is_id(layer_id) and not (self.graph_dir / layer_id).exists() and self.driver.exists(layer_id):
                 log.info("removing the layer of interrupted registration or deletion %s", short_id(layer_id))
-                self.driver.remove(layer_id)
+                try:
+                    self.driver.remove(layer_id)
+                except MoorageError as exc:  # an orphan layer must not keep the daemon from starting
+                    log.warning("could not remove the layer %s: %s", short_id(layer_id), exc)
             if entry.is_dir() and not entry.is_symlink():
                 shutil.rmtree(entry, ignore_errors=True)
             else:
@@ -199,7 +207,10 @@ class ImageService:
                 size = int((entry / "layersize").read_text().strip())
             except (OSError, ValueError):
                 size = 0
-            self._images[entry.name] = Image.from_json(data, size)
+            try:
+                self._images[entry.name] = Image.from_json(data, size)
+            except InvalidParameter as exc:
+                log.warning("skipping %s: %s", entry, exc)
         # tags pointing at images that are gone (a store copied between roots) are dropped
         for image_id in set(self.tags.by_id()) - set(self._images):
             self.tags.delete_all(image_id)
@@ -291,8 +302,9 @@ class ImageService:
         """
         image_id = validate_id(image.id)
         with self._lock:
-            if image_id in self._images:
+            if image_id in self._images or image_id in self._registering:
                 raise Conflict(f"Conflict, image {image_id} already exists")
+            self._registering.add(image_id)
             if image.parent and image.parent not in self._images:
                 raise NotFound(f"No such image: {image.parent} (the parent of {short_id(image_id)})")
             if image.parent:
@@ -325,6 +337,8 @@ class ImageService:
                 raise
         finally:
             pending.unlink(missing_ok=True)
+            with self._lock:
+                self._registering.discard(image_id)
             if image.parent:
                 with self._lock:
                     self._pinned[image.parent] -= 1
@@ -346,8 +360,10 @@ class ImageService:
             validate_repo_name(repo)
             validate_tag_name(tag or DEFAULT_TAG)
         image = self.register(self.new_image(comment=f"Imported from {source}"), open_decompressed(stream))
+        while stream.read(1 << 20):  # padding after the tar's end blocks: read to EOF, as Docker did
+            pass
         if repo:
-            self.tags.set(repo, tag or DEFAULT_TAG, image.id)
+            self.tag(repo, tag, image.id)
         return image
 
     # -- tags ---------------------------------------------------------------------------------
@@ -355,10 +371,11 @@ class ImageService:
         """``POST /images/{name}/tag``. An existing tag is always overwritten: Docker 0.6's
         ``force`` check could never trigger, and clients rely on re-tagging (``force`` is
         accepted and ignored)."""
-        image = self.resolve(name, "Image does not exist: {name}")
-        validate_repo_name(repo)
-        validate_tag_name(tag or DEFAULT_TAG)
-        self.tags.set(repo, tag or DEFAULT_TAG, image.id)
+        with self._lock:  # not while a deletion of the image is under way
+            image = self.resolve(name, "Image does not exist: {name}")
+            validate_repo_name(repo)
+            validate_tag_name(tag or DEFAULT_TAG)
+            self.tags.set(repo, tag or DEFAULT_TAG, image.id)
 
     # PullTarget ------------------------------------------------------------------------------
     def has_image(self, image_id: str) -> bool:
@@ -371,11 +388,13 @@ class ImageService:
             data["parent"] = layer.parent
         else:
             data.pop("parent", None)
-        self.register(Image.from_json(data), tar)
+        # the protocol says uncompressed; a compressed blob is recognised all the same
+        self.register(Image.from_json(data), open_decompressed(tar))
 
     def tag(self, repository: str, tag: str, image_id: str) -> None:
-        self.get(image_id)
-        self.tags.set(repository, tag or DEFAULT_TAG, image_id)
+        with self._lock:
+            self.get(image_id)
+            self.tags.set(repository, tag or DEFAULT_TAG, image_id)
 
     # PushSource ------------------------------------------------------------------------------
     def chain(self, image_id: str) -> list[PulledLayer]:
@@ -481,7 +500,7 @@ class ImageService:
     def _delete_with_children(self, image_id: str, out: list[dict]) -> bool:
         """Delete ``image_id`` and its untagged descendants; False if a tag (or a registration
         in progress) keeps it."""
-        if self.tags.tags_of(image_id) or self._pinned.get(image_id):
+        if self.tags.tags_of(image_id) or self._pinned.get(image_id) or self.in_use(image_id):
             return False
         kept = False
         for child in self.children().get(image_id, []):
@@ -507,9 +526,15 @@ class ImageService:
         trash = self.tmp_dir / f"deleting-{image_id}"
         os.rename(self.graph_dir / image_id, trash)
         fsync_dir(self.graph_dir)
-        del self._images[image_id]
-        if self.driver.exists(image_id):
-            self.driver.remove(image_id)
+        image = self._images.pop(image_id)
+        try:
+            if self.driver.exists(image_id):
+                self.driver.remove(image_id)
+        except BaseException:  # the driver refused (a layer still built upon): the image stays
+            os.rename(trash, self.graph_dir / image_id)
+            fsync_dir(self.graph_dir)
+            self._images[image_id] = image
+            raise
         shutil.rmtree(trash, ignore_errors=True)
         if self.hooks is not None:
             try:
@@ -556,13 +581,23 @@ def glob_match(pattern: str, name: str) -> bool:
         return False
 
 
-def setup(kernel) -> ImageService:
+def setup(kernel) -> ImageService | None:
     """Create the image service and register it as ``kernel.services["images"]``.
 
     Called from ``Kernel.start`` once the graph driver is selected; cleans up what a killed
-    daemon left half-done.
+    daemon left half-done. Without a graph driver there is no image service (the image
+    endpoints then answer that no graph driver is available).
     """
+    if kernel.drivers.get("graph") is None:
+        log.warning("no graph driver: images are unavailable")
+        return None
     service = ImageService(kernel.root, kernel.driver("graph"), version=kernel.version,
                            hooks=kernel.plugins.hook, events=kernel.events)
+
+    def in_use(image_id: str) -> bool:
+        containers = kernel.services.get("containers")
+        return containers is not None and any(c.image == image_id for c in containers.all())
+
+    service.in_use = in_use
     kernel.services["images"] = service
     return service

@@ -19,12 +19,11 @@ from pathlib import Path
 from . import container_config as cc
 from .container_files import hosts_file, write_container_files
 from .containers import EMPTY_NETWORK, Container, ContainerService
-from .errors import Impossible, InvalidParameter, NotFound
+from .errors import Impossible, InvalidParameter, NotFound, StateError
 from .hookspecs.exec import Attachment, Mount, ProcessSpec, Resources
 from .hookspecs.network import Endpoint, PortBinding
 from .ids import short_id
 from .images import format_time
-from .store import atomic_write
 from .volumes import VolumeManager
 
 log = logging.getLogger(__name__)
@@ -58,12 +57,13 @@ class Runner:
             hc = container.host_config
             link_env, link_hosts = self._register_links(container, hc)
             if container.state.running:
-                raise Impossible(f"Cannot start container {name}: The container {container.id} is already running.")
+                raise StateError(f"Cannot start container {name}: The container {container.id} is already running.")
             self._start(container, link_env, link_hosts)
         self.containers.publish("start", container)
         self.kernel.plugins.hook.moorage_container_started(container_id=container.id, pid=container.state.pid)
 
     def _start(self, container: Container, link_env: list[str], link_hosts: dict[str, str]) -> None:
+        container.cleaned.wait()  # the previous run's rootfs, network and exec state are released
         hc = container.host_config
         config = container.config
         exec_driver = self.exec
@@ -86,18 +86,22 @@ class Runner:
                     return
                 endpoint = network.join(container.id, pid, ports, config["Hostname"])
                 endpoint_box.append(endpoint)
-                if endpoint.ip_address:  # the container's own address in its /etc/hosts
-                    atomic_write(container.directory / "hosts",
-                                 hosts_file(config["Hostname"], config["Domainname"], endpoint.ip_address,
-                                            link_hosts), 0o644)
+                if endpoint.ip_address:
+                    # the container's own address in its /etc/hosts; written in place, since the
+                    # file may already be bind-mounted (a rename would leave the old inode there)
+                    with open(container.directory / "hosts", "wb") as f:
+                        f.write(hosts_file(config["Hostname"], config["Domainname"], endpoint.ip_address,
+                                           link_hosts))
 
             spec = self.spec(container, rootfs, mounts, link_env, isolate)
             container.exited.clear()
+            container.cleaned.clear()
             pid = exec_driver.start(spec, on_namespace=on_namespace)
             if network is not None:
                 undo.append(lambda: network.leave(container.id))
         except BaseException:
             container.exited.set()
+            container.cleaned.set()
             for step in reversed(undo):
                 try:
                     step()
@@ -112,7 +116,6 @@ class Runner:
         container.state.running, container.state.pid, container.state.ghost = True, pid, False
         container.state.started_at = format_time()
         self.containers.save(container)
-        self.containers.save_host_config(container)
         self._monitor(container)
 
     def spec(self, container: Container, rootfs: Path, mounts: list[Mount], link_env: list[str],
@@ -159,7 +162,7 @@ class Runner:
             child = self.containers.lookup(child_id)
             alias = path.rsplit("/", 1)[1]
             if child is None or not child.state.running:
-                raise Impossible(f"Cannot link to a non running container: {self.containers.names.name_of(child_id)} "
+                raise StateError(f"Cannot link to a non running container: {self.containers.names.name_of(child_id)} "
                                  f"AS {path}")
             ip = child.network.get("IPAddress", "")
             env += link_environment(alias, path, ip, child)
@@ -182,16 +185,7 @@ class Runner:
         self._record_exit(container, -1 if exit_code is None else exit_code)
 
     def _record_exit(self, container: Container, exit_code: int) -> None:
-        network_name = container.internal.get("NetworkDriver")
-        network = self.kernel.drivers.get("network")
-        for step in (lambda: network.leave(container.id) if network is not None and network_name == network.name
-                     else None,
-                     lambda: self.graph.put(container.id),
-                     lambda: self.exec.release(container.id)):
-            try:
-                step()
-            except Exception:
-                log.exception("cleaning up after %s exited", short_id(container.id))
+        """Record the exit (``wait`` returns from here on), then release what the run held."""
         state = container.state
         state.running, state.pid, state.ghost = False, 0, False
         state.exit_code = exit_code
@@ -204,6 +198,17 @@ class Runner:
             log.exception("saving the exit of %s", short_id(container.id))
         container.exited.set()
         self.containers.publish("die", container)
+        network_name = container.internal.get("NetworkDriver")
+        network = self.kernel.drivers.get("network")
+        for step in (lambda: network.leave(container.id) if network is not None and network_name == network.name
+                     else None,
+                     lambda: self.graph.put(container.id),
+                     lambda: self.exec.release(container.id)):
+            try:
+                step()
+            except Exception:
+                log.exception("cleaning up after %s exited", short_id(container.id))
+        container.cleaned.set()
         self.kernel.plugins.hook.moorage_container_died(container_id=container.id, exit_code=exit_code)
 
     # -- stop, kill, restart, wait ---------------------------------------------------------
@@ -270,7 +275,7 @@ class Runner:
     def resize(self, name: str, height: int, width: int) -> None:
         container = self.containers.get(name)
         if not container.state.running:
-            raise Impossible(f"Container {short_id(container.id)} is not running")
+            raise StateError(f"Container {short_id(container.id)} is not running")
         self.exec.resize(container.id, height, width)
 
     # -- restore ---------------------------------------------------------------------------
@@ -292,6 +297,7 @@ class Runner:
                     container.state.running = False
                     container.state.exit_code = -127
                     container.exited.set()
+                    container.cleaned.set()
                     self.containers.save(container)
                 if running or not restart:
                     continue
@@ -312,6 +318,7 @@ class Runner:
             if network is not None and container.internal.get("NetworkDriver") == network.name:
                 network.restore(container.id, endpoint_from_json(container.internal.get("Endpoint") or {}))
             container.exited.clear()
+            container.cleaned.clear()
             self._monitor(container)
             return True
         code = self.exec.wait(container.id, timeout=0)

@@ -46,6 +46,25 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
     fsync_dir(path.parent)
 
 
+def replace_file(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Replace ``path`` atomically (temp file, rename) without forcing it to disk: for files
+    derived from state that are written anew whenever they are needed (a container's hosts
+    file), where a torn file can never be seen and durability buys nothing."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), mode)
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
 def write_json(path: Path, value: Any, mode: int = 0o600) -> None:
     atomic_write(path, json.dumps(value, indent=1, sort_keys=False).encode() + b"\n", mode)
 

@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import textwrap
 import time
 import uuid
 from pathlib import Path
@@ -107,11 +108,35 @@ class Daemon:
             self.proc.kill()
             return self.proc.wait(10)
 
+    def remove_all_containers(self) -> None:
+        """Kill and remove every container (containers outlive the daemon by design, so each
+        test daemon's finalizer calls this before stopping it)."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        try:
+            with self.client(timeout=30) as client:
+                for row in client.get("/containers/json", params={"all": 1}).json():
+                    client.post(f"/containers/{row['Id']}/kill")
+                    client.delete(f"/containers/{row['Id']}", params={"v": 1})
+        except (httpx.HTTPError, ValueError):
+            pass
+
     def kill(self) -> None:
         """SIGKILL: the daemon gets no chance to clean up (containers keep running)."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
+
+
+def make_distribution(site: Path, dist: str, modules: dict[str, str], entry_points: dict[str, str]) -> None:
+    """Install ``dist`` into ``site`` the way pip lays it out: modules plus a dist-info."""
+    for module, source in modules.items():
+        (site / f"{module}.py").write_text(textwrap.dedent(source))
+    info = site / f"{dist.replace('-', '_')}-0.1.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.1\n")
+    lines = "\n".join(f"{name} = {value}" for name, value in entry_points.items())
+    (info / "entry_points.txt").write_text(f"[moorage]\n{lines}\n")
 
 
 @pytest.fixture
@@ -135,6 +160,7 @@ def daemon_factory(tmp_path_factory):
 
     yield make
     for d in made:
+        d.remove_all_containers()
         d.stop()
         unmount_below(d.base)
         shutil.rmtree(d.base, ignore_errors=True)
@@ -151,3 +177,38 @@ def pytest_collection_modifyitems(config, items):
         skip = pytest.mark.skip(reason="moorage's tests need root (real mounts, namespaces, cgroups)")
         for item in items:
             item.add_marker(skip)
+
+
+def import_image(daemon: Daemon, tar_path: Path, repo: str = "busybox") -> str:
+    """Import a tar through the API; returns the new image's short id."""
+    with daemon.client() as client, open(tar_path, "rb") as f:
+        response = client.post("/images/create", params={"fromSrc": "-", "repo": repo}, content=f.read())
+    response.raise_for_status()
+    import json as _json
+
+    last = None
+    decoder, text = _json.JSONDecoder(), response.text
+    while text.strip():
+        last, end = decoder.raw_decode(text.lstrip())
+        text = text.lstrip()[end:]
+    assert last and "status" in last and "error" not in last, response.text
+    return last["status"]
+
+
+#: A daemon config for container tests: no networking, so they need no bridge.
+CONTAINER_CONFIG = '[graph]\ndriver = "{graph}"\n[exec]\ndriver = "{exec}"\n[network]\ndriver = "none"\n'
+
+
+@pytest.fixture(scope="module")
+def busybox_daemon(tmp_path_factory, busybox_tar):
+    """A daemon shared by a test module, with the busybox image imported as ``busybox``."""
+    base = tmp_path_factory.mktemp(f"bbd-{uuid.uuid4().hex[:6]}")
+    d = Daemon(base, CONTAINER_CONFIG.format(graph="overlay", exec="native")).start()
+    try:
+        d.image_id = import_image(d, busybox_tar)
+        yield d
+    finally:
+        d.remove_all_containers()
+        d.stop()
+        unmount_below(d.base)
+        shutil.rmtree(d.base, ignore_errors=True)

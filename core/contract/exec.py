@@ -216,9 +216,12 @@ class ExecDriverContract(ExecFixtures):
         spec = make_spec(["sleep", "1000"])
         runner.start(spec)
         assert runner.driver.wait(spec.container_id, timeout=0.2) is None
+        assert runner.driver.wait(spec.container_id, timeout=0) is None
         runner.driver.signal(spec.container_id, signal.SIGKILL)
         assert runner.driver.wait(spec.container_id, timeout=30) == 128 + signal.SIGKILL
         assert runner.driver.wait(spec.container_id) == 137
+        assert runner.driver.wait(spec.container_id, timeout=0) == 137
+        assert runner.driver.processes(spec.container_id) == []
         runner.driver.signal(spec.container_id, signal.SIGTERM)  # exited: not an error
 
     def test_many_waiters(self, runner, make_spec):
@@ -243,6 +246,20 @@ class ExecDriverContract(ExecFixtures):
         runner.driver.signal(spec.container_id, signal.SIGTERM)
         assert runner.driver.wait(spec.container_id, timeout=30) == 7
         assert log_text(spec) == "ready\nbye\n"
+
+    @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
+    def test_pid_1_without_handler_dies_of_a_terminating_signal(self, runner, make_spec, signum):
+        """As an ordinary process would (the kernel alone would drop it for a namespace's init)."""
+        spec = make_spec(["sleep", "1000"])
+        runner.start(spec)
+        runner.driver.signal(spec.container_id, signum)
+        assert runner.driver.wait(spec.container_id, timeout=30) == 128 + signum
+
+    def test_signal_with_harmless_default_is_not_fatal(self, runner, make_spec):
+        spec = make_spec(["sleep", "1000"])
+        runner.start(spec)
+        runner.driver.signal(spec.container_id, signal.SIGWINCH)
+        assert runner.driver.wait(spec.container_id, timeout=0.2) is None
 
     def test_stop_timeout_then_kill(self, runner, make_spec):
         """Stop as core does it: SIGTERM, wait up to the timeout, then SIGKILL."""
@@ -277,8 +294,8 @@ class ExecDriverContract(ExecFixtures):
         assert log_text(spec) == "web1\nexample.org\n"
 
     @pytest.mark.parametrize(("user", "ids"), [
-        ("", "0 0"), ("daemon", "1 1"), ("nobody", "65534 65534"), ("1:65534", "1 65534"), ("daemon:nogroup", "1 65534"),
-        ("1000", "1000 0"),
+        ("", "0 0"), ("daemon", "1 1"), ("nobody", "65534 65534"), ("1:65534", "1 65534"),
+        ("daemon:nogroup", "1 65534"), ("1000", "1000 0"),
     ])
     def test_user(self, runner, make_spec, user, ids):
         spec = make_spec(["sh", "-c", "echo $(id -u) $(id -g)"], user=user)
@@ -425,6 +442,12 @@ class ExecDriverContract(ExecFixtures):
         assert self.run_to_exit(runner, spec) != 0  # busybox sh gives up when fork fails
         assert "fork" in log_text(spec, "stderr") and "all" not in log_text(spec)
 
+    def test_memory_limit_enforced(self, runner, make_spec):
+        spec = make_spec(["sh", "-c", "x=$(head -c 40000000 /dev/zero | tr '\\0' a); echo ${#x}"],
+                         resources=Resources(memory=8 << 20))
+        assert self.run_to_exit(runner, spec) == 137  # the OOM killer's SIGKILL
+        assert log_text(spec) == ""
+
     def test_memory_below_minimum_is_refused(self, runner, make_spec):
         spec = make_spec(["true"], resources=Resources(memory=4096))
         with pytest.raises(InvalidParameter, match="(?i)memory"):
@@ -455,6 +478,30 @@ class ExecDriverContract(ExecFixtures):
         again.log_path = spec.log_path  # a second run appends
         assert self.run_to_exit(runner, again) == 0
         assert log_text(spec) == "one\nthree\nfour\n"
+
+    def test_much_output_is_logged_in_order(self, runner, make_spec):
+        spec = make_spec(["seq", "1", "30000"])
+        assert self.run_to_exit(runner, spec) == 0
+        assert log_text(spec) == "".join(f"{i}\n" for i in range(1, 30001))
+
+    def test_concurrent_starts(self, runner, make_spec):
+        specs = [make_spec(["sh", "-c", f"echo {i}; exit {i}"]) for i in range(6)]
+        errors: list[BaseException] = []
+
+        def start(spec: ProcessSpec) -> None:
+            try:
+                runner.start(spec)
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=start, args=(spec,)) for spec in specs]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert not errors
+        assert [runner.driver.wait(s.container_id, 30) for s in specs] == list(range(6))
+        assert [log_text(s) for s in specs] == [f"{i}\n" for i in range(6)]
 
     def test_attach_pipes_keep_streams_apart(self, runner, make_spec):
         spec = make_spec(["sh", "-c", "read x; echo out $x; echo err $x >&2"], open_stdin=True)
@@ -522,6 +569,16 @@ class ExecDriverContract(ExecFixtures):
         assert {s for s, _ in chunks} == {Stream.STDOUT}  # one stream with a tty
         out = joined(chunks).replace(b"\r\n", b"\n")
         assert b"40 100\n" in out and b"tty-ok\n" in out and b"e\n" in out
+        assert runner.driver.wait(spec.container_id, 30) == 0
+
+    def test_tty_close_stdin_ends_input(self, runner, make_spec):
+        spec = make_spec(["sh", "-c", "cat; echo done"], tty=True, open_stdin=True, stdin_once=True)
+        runner.start(spec)
+        attachment = runner.driver.attach(spec.container_id)
+        attachment.write(b"typed\n")
+        attachment.close_stdin()
+        out = joined(read_all(attachment)).replace(b"\r\n", b"\n")
+        assert out.endswith(b"done\n") and b"typed\n" in out
         assert runner.driver.wait(spec.container_id, 30) == 0
 
     def test_resize_without_tty_is_impossible(self, runner, make_spec):

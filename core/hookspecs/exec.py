@@ -16,6 +16,9 @@ Flow at ``POST /containers/{id}/start``::
     ... driver.wait(id) -> exit status ...                 # core's monitor thread
     driver.release(id)                                     # after the exit: cgroups, pty, fds
 
+Stop (``POST .../stop?t=``) is core's: ``signal(id, SIGTERM)``, ``wait(id, timeout=t)``, and if
+that returned None, ``signal(id, SIGKILL)`` and ``wait(id)``. Kill is ``signal(id, SIGKILL)``.
+
 The network namespace: with ``spec.isolate_network`` the driver makes a new one and calls
 ``on_namespace(pid)`` before the container's command runs, with a host pid whose
 ``/proc/<pid>/ns/net`` is that namespace; the container's command starts only after the
@@ -23,7 +26,11 @@ callback returns. If the callback raises, the driver kills the process, cleans u
 Without it the process shares the host's network namespace (the ``host`` network driver).
 
 Exit statuses: the process's exit code, or ``128 + n`` if it was killed by signal ``n``; a
-command that cannot be found or executed exits ``127`` (``126`` if not executable).
+command that cannot be found exits ``127`` (``126`` if it is not executable), with a message
+on its stderr (so in the log).
+
+Output is logged with ``moorage.core.logs.LogWriter``: complete lines only, one JSON object per
+line, appended to ``spec.log_path``, also while the daemon is down.
 """
 
 from __future__ import annotations
@@ -37,6 +44,10 @@ from pathlib import Path
 from ..driver import Driver
 from . import hookspec
 
+#: The smallest memory limit a container may have, in bytes (Docker 0.6's rule); ``start``
+#: refuses less with ``InvalidParameter``.
+MIN_MEMORY = 524288
+
 
 @dataclass(frozen=True)
 class Mount:
@@ -49,7 +60,9 @@ class Mount:
 
 @dataclass(frozen=True)
 class Resources:
-    memory: int = 0  # bytes; 0: no limit
+    """Limits, enforced through cgroups."""
+
+    memory: int = 0  # bytes; 0: no limit; else at least MIN_MEMORY
     memory_swap: int = 0  # memory+swap bytes; 0: twice memory; -1: unlimited swap
     cpu_shares: int = 0  # relative weight; 0: the default
     pids: int = 0  # max processes; 0: no limit
@@ -67,15 +80,18 @@ class ProcessSpec:
     state_dir: Path  # <root>/containers/<id>; the driver's files go in state_dir/"exec"
     log_path: Path  # the JSON-lines log the driver appends output to (see ``write_log_line``)
     domainname: str = ""
-    user: str = ""  # "", name, uid, name:group or uid:gid; resolved in rootfs/etc/passwd, group
+    #: "", name, uid, name:group or uid:gid, resolved in rootfs/etc/passwd and /etc/group: a name
+    #: must exist there, a number is used as given (its passwd entry's group, else gid 0);
+    #: supplementary groups are the /etc/group entries listing the user's name.
+    user: str = ""
     working_dir: str = ""  # created if missing; "" means /
     tty: bool = False
     open_stdin: bool = False
     stdin_once: bool = False
     privileged: bool = False
-    isolate_network: bool = True
+    isolate_network: bool = True  # a new network namespace (with ``lo`` up), see on_namespace
     resources: Resources = field(default_factory=Resources)
-    mounts: list[Mount] = field(default_factory=list)
+    mounts: list[Mount] = field(default_factory=list)  # in order; destinations created if missing
     #: Driver-specific settings from start's ``LxcConf`` ([key, value] pairs), in order.
     driver_options: list[tuple[str, str]] = field(default_factory=list)
 
@@ -93,7 +109,8 @@ class Attachment(abc.ABC):
 
     Output written by the container after ``attach`` returned is delivered, in order, to every
     attachment; with a tty everything arrives as STDOUT. Methods block; core calls them from
-    worker threads.
+    worker threads (``read`` in one thread while another writes is fine). Closing an
+    attachment, or dropping it, never stops the container.
     """
 
     @abc.abstractmethod
@@ -103,11 +120,16 @@ class Attachment(abc.ABC):
 
     @abc.abstractmethod
     def write(self, data: bytes) -> None:
-        """Send bytes to the container's stdin. Raises ``Impossible`` if stdin is not open."""
+        """Send bytes to the container's stdin. Raises ``Impossible`` if stdin is not open
+        (``open_stdin`` was false) or the container no longer reads it."""
 
     @abc.abstractmethod
     def close_stdin(self) -> None:
-        """Close the container's stdin so the process reads EOF (the StdinOnce rule)."""
+        """Close the container's stdin so the process reads EOF (the StdinOnce rule).
+
+        With a tty, stdin and output share the pty: the driver sends the end-of-file character
+        (^D), which a reader in canonical mode sees as EOF; output keeps flowing.
+        """
 
     @abc.abstractmethod
     def close(self) -> None:
@@ -124,10 +146,17 @@ class ExecDriver(Driver, abc.ABC):
     def start(self, spec: ProcessSpec, on_namespace: Callable[[int], None] | None = None) -> int:
         """Start the container's process and return its host pid once it runs.
 
-        Raises ``InvalidParameter`` for a user that does not exist in the container, and
-        ``DriverError`` when isolation cannot be set up (nothing is left behind: no cgroup,
-        mount or process). A command that is not found is not an error here: the process
-        exits 127, as ``wait`` reports.
+        Raises ``InvalidParameter`` for an empty command, a user or group that does not exist
+        in the container, resources out of range (memory below ``MIN_MEMORY``, a memory_swap
+        below memory), a mount whose source does not exist or whose destination is not an
+        absolute path other than ``/``; ``Impossible`` if the container is already running; and
+        ``DriverError`` when isolation cannot be set up. On any error nothing is left behind:
+        no cgroup, mount or process. A command that is not found is not an error here: the
+        process exits 127, as ``wait`` reports.
+
+        ``on_namespace`` is called only with ``spec.isolate_network`` (see the module docstring);
+        an exception from it is re-raised after the cleanup. A container may be started again
+        after ``release`` with the same spec (restart); its log is appended to.
         """
 
     @abc.abstractmethod
@@ -135,19 +164,28 @@ class ExecDriver(Driver, abc.ABC):
         """Block until the process exits and return its exit status; None on timeout.
 
         Returns at once for a process that already exited (also one that exited while the
-        daemon was down). Any number of threads may wait on one container.
+        daemon was down); returns None at once for a restored container whose exit status was
+        never recorded. Any number of threads may wait on one container. The status is
+        returned only after all of the process's output is in the log.
         """
 
     @abc.abstractmethod
     def signal(self, container_id: str, signum: int) -> None:
         """Send ``signum`` to the container's first process (pid 1 inside it).
 
-        A process that already exited is not an error.
+        pid 1 reacts as an ordinary process would: the kernel drops signals a namespace's
+        init does not handle, so when the signal's default action is to terminate and pid 1
+        neither catches nor ignores it, the driver ends the process itself and ``wait``
+        reports ``128 + signum`` (``sleep`` as pid 1 stops on SIGTERM with 143; a shell that
+        traps SIGTERM runs its trap; one that ignores it keeps running). SIGKILL always kills.
+        When pid 1 exits, every other process of the container is killed. Returns without
+        waiting; a process that already exited is not an error.
         """
 
     @abc.abstractmethod
     def processes(self, container_id: str) -> list[int]:
-        """Host pids of every process of the container, its first process first."""
+        """Host pids of every process of the container, its first process first; empty once
+        the container has exited."""
 
     @abc.abstractmethod
     def attach(self, container_id: str) -> Attachment:
@@ -156,7 +194,8 @@ class ExecDriver(Driver, abc.ABC):
 
     @abc.abstractmethod
     def resize(self, container_id: str, height: int, width: int) -> None:
-        """Set the pty window size. Raises ``Impossible`` for a container without a tty."""
+        """Set the pty window size. Raises ``Impossible`` for a container without a tty or one
+        that is not running, ``InvalidParameter`` for a size outside 1..65535."""
 
     @abc.abstractmethod
     def restore(self, spec: ProcessSpec) -> bool:
@@ -171,12 +210,18 @@ class ExecDriver(Driver, abc.ABC):
     def release(self, container_id: str) -> None:
         """Free what the driver holds for an exited container (cgroups, pty, monitor).
 
-        Called once after each exit; safe to call again. Afterwards the driver no longer
-        knows the container until the next ``start`` or ``restore``.
+        Called once after each exit; safe to call again, and for an id the driver does not
+        know (then it only removes leftovers). If processes of the container are still
+        running they are killed first. Afterwards the driver no longer knows the container
+        (``NotFound``) until the next ``start`` or ``restore``. The log and the recorded exit
+        status stay in ``spec.state_dir``; core deletes that directory with the container.
         """
 
     def cleanup(self) -> None:
-        """Called at daemon shutdown. Running containers must keep running."""
+        """Called at daemon shutdown. Running containers must keep running, keep being logged
+        and have their exit recorded; a new driver object on the same home finds them with
+        ``restore``. After ``cleanup`` the object may still serve calls (it restarts helpers
+        it needs)."""
 
 
 @hookspec

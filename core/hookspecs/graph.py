@@ -21,7 +21,9 @@ Lifecycle of a container's layers, as core drives it::
 
 Diffing is the optional ``Differ`` capability: a driver that can answer from its own
 bookkeeping (overlay reads only its upper directory) implements it; for the others core uses a
-generic tree-comparing differ built on ``get`` (``moorage.core.layers``).
+generic tree-comparing differ built on ``get``. Core code always goes through
+``moorage.core.layers.differ_for(driver)``, which returns whichever applies. Tars are read and
+written with ``moorage.core.archive`` (safe extraction, whiteouts, compression detection).
 
 A minimal driver::
 
@@ -71,7 +73,11 @@ class GraphDriver(Driver, abc.ABC):
 
     ``__init__`` probes the host (the filesystem under ``home``, kernel support, tools) and
     raises ``NotSupported`` when the driver cannot work here. All of the driver's files live
-    under ``home``.
+    under ``home``; a new instance on the same ``home`` (a daemon restart) sees every layer.
+
+    Layer ids are plain names (hex ids, ``<id>-init``); a driver may refuse an id holding ``/``
+    or starting with ``.`` with ``InvalidParameter``. The contract suite
+    ``moorage.core.contract.graph.GraphDriverContract`` checks all of this.
     """
 
     @abc.abstractmethod
@@ -128,8 +134,9 @@ class GraphDriver(Driver, abc.ABC):
 class Differ(abc.ABC):
     """Optional capability of a graph driver: answer diff questions natively.
 
-    ``parent`` is the layer ``id`` was created from (None for a base layer). Core falls back
-    to a generic differ for a driver that does not inherit from this class.
+    ``parent`` is the layer ``id`` was created from (None for a base layer); a native differ
+    may rely on its own record of the parent instead. Core falls back to a generic differ for
+    a driver that does not inherit from this class (see ``moorage.core.layers.differ_for``).
     """
 
     @abc.abstractmethod
@@ -142,21 +149,30 @@ class Differ(abc.ABC):
 
     @abc.abstractmethod
     def diff(self, id: str, parent: str | None) -> Iterator[bytes]:
-        """The layer tar of ``id`` against ``parent`` (uncompressed), as chunks of bytes."""
+        """The layer tar of ``id`` against ``parent`` (uncompressed PAX), as chunks of bytes.
+
+        Added and modified paths are entries (a directory entry is not recursive), deleted ones
+        empty ``.wh.<name>`` entries, an opaque directory a ``.wh..wh..opq`` entry. Modes,
+        owners, mtimes (to the nanosecond), xattrs, hardlinks and devices are kept. Nothing is
+        read before iteration starts; a large file never sits whole in memory.
+        """
 
     @abc.abstractmethod
     def apply_diff(self, id: str, parent: str | None, layer: BinaryIO) -> int:
         """Apply an uncompressed layer tar to the freshly created, unmounted layer ``id``.
 
         Whiteouts delete (or make opaque) what ``parent`` shows. No entry may escape the
-        layer: absolute paths and ``..`` are resolved inside it, links are never followed
-        out of it. Returns the layer size in bytes (as ``diff_size``). Raises
-        ``InvalidParameter`` for a corrupt tar.
+        layer: a leading ``/`` is dropped, and ``..`` climbing above the layer, an entry below
+        a symlink, or a hardlink to a path outside the layer raise ``InvalidParameter``, as does
+        a corrupt or truncated tar; the caller then removes the layer (what was applied before
+        the bad entry stays in it). Returns the bytes of regular files written, counted per
+        name (as ``diff_size``).
         """
 
     @abc.abstractmethod
     def diff_size(self, id: str, parent: str | None) -> int:
-        """Bytes of the regular files added or modified in ``id`` relative to ``parent``."""
+        """Bytes of the regular files added or modified in ``id`` relative to ``parent``
+        (a file with two names counts twice; a sparse file counts its apparent size)."""
 
 
 @hookspec

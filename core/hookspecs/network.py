@@ -69,7 +69,8 @@ class NetworkDriver(Driver, abc.ABC):
         A binding's empty ``host_ip`` becomes the daemon's default (``context["daemon"].default_ip``,
         else ``0.0.0.0``) and ``host_port`` 0 a free port of 49153–65535; the returned
         ``Endpoint.ports`` holds the bindings actually made, and None for a port that is only
-        exposed. Joining a container that already joined (and did not leave) is an error.
+        exposed. A driver that keeps per-container state refuses a second ``join`` of a container
+        that did not leave with ``Conflict``.
 
         Raises ``InvalidParameter`` for a malformed port key or host port, ``Conflict``
         ("Port already in use: N") for a host port that is taken, ``DriverError`` on a

@@ -139,12 +139,21 @@ class BridgeDriver(NetworkDriver):
         self.bridge = opts.name
         self.mtu = opts.mtu
         self._marker = self.home / "bridge.json"
+        existed = self._bridge_exists()
         self.address, self.created = self._set_up_bridge(opts)
-        write_json(self._marker, {"name": self.bridge, "created": self.created, "address": str(self.address)})
-        self.ip_forward = links.set_ip_forward() if opts.ip_forward else None
         self.table = NatTable(opts.table, self.bridge, self.address.network)
-        self.table.create()
-        self.pool = AddressPool(self.home / "addresses.json", self.address)
+        try:
+            write_json(self._marker, {"name": self.bridge, "created": self.created, "address": str(self.address)})
+            self.ip_forward = links.set_ip_forward() if opts.ip_forward else None
+            self.table.create()
+            self.pool = AddressPool(self.home / "addresses.json", self.address)
+        except BaseException:  # a driver that fails to start leaves the host as it found it
+            with contextlib.suppress(Exception):
+                self.table.delete()
+            if not existed:
+                with contextlib.suppress(Exception), IPRoute() as ipr:
+                    links.delete_link(ipr, self.bridge)
+            raise
         self.host_ports = HostPorts()
         self.proxy = ProxyServer(f"moorage-proxy-{self.bridge}")
         self._lock = threading.Lock()
@@ -174,6 +183,10 @@ class BridgeDriver(NetworkDriver):
             address = wanted or links.choose_bridge_address(links.host_routes(ipr), links.nameservers())
             links.create_bridge(ipr, self.bridge, address, opts.mtu)
             return address, True
+
+    def _bridge_exists(self) -> bool:
+        with IPRoute() as ipr:
+            return links.link_index(ipr, self.bridge) is not None
 
     def _attached_links(self) -> list[str]:
         with IPRoute() as ipr:

@@ -175,6 +175,8 @@ def attach_container(ipr: IPRoute, pid: int, host_ifname: str, bridge: str, addr
         host_index = link_index(ipr, host_ifname)
         ipr.link("set", index=host_index, master=bridge_index, state="up")
         with namespace_iproute(pid) as nsr:
+            if link_index(nsr, host_ifname) is not None:  # never configure the host by mistake
+                raise DriverError(f"the netlink socket for process {pid} is not in its namespace")
             nsr.link("set", index=link_index(nsr, "lo"), state="up")
             eth0 = link_index(nsr, CONTAINER_IFNAME)
             nsr.addr("add", index=eth0, address=str(address.ip), prefixlen=address.network.prefixlen)

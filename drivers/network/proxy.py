@@ -121,17 +121,19 @@ class _TcpForwarder:
 class _UdpForwarder(asyncio.DatagramProtocol):
     """One connected socket towards the container per client address, dropped when idle."""
 
-    def __init__(self, forward: Forward, sock: socket.socket, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, forward: Forward, sock: socket.socket, loop: asyncio.AbstractEventLoop,
+                 idle: float) -> None:
         self.forward = forward
         self.sock = sock
         self.loop = loop
+        self.idle = idle
         self.transport: asyncio.DatagramTransport | None = None
         self.clients: dict[tuple, tuple[socket.socket, list[float]]] = {}
         self.sweeper: asyncio.TimerHandle | None = None
 
     async def start(self) -> None:
         await self.loop.create_datagram_endpoint(lambda: self, sock=self.sock)
-        self.sweeper = self.loop.call_later(UDP_IDLE_SECONDS / 3, self._sweep)
+        self.sweeper = self.loop.call_later(self.idle / 3, self._sweep)
 
     def connection_made(self, transport) -> None:
         self.transport = transport
@@ -175,10 +177,10 @@ class _UdpForwarder(asyncio.DatagramProtocol):
         upstream.close()
 
     def _sweep(self) -> None:
-        limit = time.monotonic() - UDP_IDLE_SECONDS
+        limit = time.monotonic() - self.idle
         for addr in [a for a, (_, seen) in self.clients.items() if seen[0] < limit]:
             self._drop(addr)
-        self.sweeper = self.loop.call_later(UDP_IDLE_SECONDS / 3, self._sweep)
+        self.sweeper = self.loop.call_later(self.idle / 3, self._sweep)
 
     async def close(self) -> None:
         if self.sweeper is not None:
@@ -193,8 +195,9 @@ class _UdpForwarder(asyncio.DatagramProtocol):
 class ProxyServer:
     """The forwarders of one driver, served by an asyncio loop on a thread the driver owns."""
 
-    def __init__(self, name: str = "moorage-proxy") -> None:
+    def __init__(self, name: str = "moorage-proxy", udp_idle: float = UDP_IDLE_SECONDS) -> None:
         self._name = name
+        self._udp_idle = udp_idle
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._forwarders: dict[Forward, _TcpForwarder | _UdpForwarder] = {}
@@ -215,7 +218,11 @@ class ProxyServer:
         """Start forwarding; Conflict if the host port is taken, DriverError on other failures."""
         sock = bind_socket(forward.proto, forward.host_ip, forward.host_port)
         loop = self._ensure_loop()
-        fwd = _TcpForwarder(forward, sock) if forward.proto == "tcp" else _UdpForwarder(forward, sock, loop)
+        fwd: _TcpForwarder | _UdpForwarder
+        if forward.proto == "tcp":
+            fwd = _TcpForwarder(forward, sock)
+        else:
+            fwd = _UdpForwarder(forward, sock, loop, self._udp_idle)
         try:
             self._run(fwd.start())
         except Exception as exc:
@@ -234,6 +241,12 @@ class ProxyServer:
     def forwards(self) -> list[Forward]:
         with self._lock:
             return list(self._forwarders)
+
+    def udp_clients(self, forward: Forward) -> int:
+        """How many client addresses a UDP forward currently tracks (for status and tests)."""
+        with self._lock:
+            fwd = self._forwarders.get(forward)
+        return len(fwd.clients) if isinstance(fwd, _UdpForwarder) else 0
 
     def stop(self) -> None:
         """Close every forwarder and end the loop thread."""

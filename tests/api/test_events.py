@@ -13,7 +13,6 @@ import threading
 import time
 
 import pytest
-
 from moorage.api.app import create_app
 from moorage.api.server import bind, make_server, parse_host
 from moorage.core.config import load

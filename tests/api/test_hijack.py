@@ -10,7 +10,6 @@ import threading
 import pytest
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
-
 from moorage.api.hijack import hijack, wants_upgrade
 from moorage.api.server import bind, make_server, parse_host
 
@@ -79,7 +78,8 @@ def _read_response(s: socket.socket) -> bytes:
     while b"\r\n\r\n" not in data:
         data += s.recv(65536)
     head, _, body = data.partition(b"\r\n\r\n")
-    length = int(next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")))
+    lines = head.split(b"\r\n")
+    length = int(next(line.split(b":")[1] for line in lines if line.lower().startswith(b"content-length")))
     while len(body) < length:
         body += s.recv(65536)
     return head + b"\r\n\r\n" + body

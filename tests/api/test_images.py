@@ -68,6 +68,7 @@ def imported_id(response) -> str:
     assert "error" not in messages[-1], messages
     short = messages[-1]["status"]
     assert re.fullmatch(r"[0-9a-f]{12}", short) and list(messages[-1]) == ["status"]
+    assert response.content.endswith(b'{"status":"' + short.encode() + b'"}')  # Go's compact JSON
     return short
 
 
@@ -129,11 +130,9 @@ COMPRESSORS = {"plain": lambda b: b, "gzip": lambda b: gzip.compress(b, 1), "bzi
                "xz": lambda b: lzma.compress(b, preset=0)}
 
 
-@pytest.mark.parametrize("compression", list(COMPRESSORS))
-def test_import_from_body_and_inspect(images_daemon, busybox_tar, compression):
+def test_import_from_body_and_inspect(images_daemon, busybox_tar):
     client = images_daemon.client()
-    body = COMPRESSORS[compression](Path(busybox_tar).read_bytes())
-    short = imported_id(import_body(client, body, repo="busybox", tag="v1"))
+    short = imported_id(import_body(client, Path(busybox_tar).read_bytes(), repo="busybox", tag="v1"))
     rows = client.get("/images/json").json()
     assert len(rows) == 1 and rows[0]["Repository"] == "busybox" and rows[0]["Tag"] == "v1"
     assert list(rows[0]) == ["Repository", "Tag", "Id", "Created", "Size", "VirtualSize"]
@@ -151,12 +150,27 @@ def test_import_from_body_and_inspect(images_daemon, busybox_tar, compression):
     assert client.get("/info").json()["Images"] == 1
 
 
+def test_import_compressed_bodies(images_daemon, busybox_tar):
+    client = images_daemon.client()
+    data = Path(busybox_tar).read_bytes()
+    sizes = set()
+    for name, compress in COMPRESSORS.items():
+        short = imported_id(import_body(client, compress(data), repo="busybox", tag=name))
+        image = client.get(f"/images/busybox:{name}/json").json()
+        assert image["id"].startswith(short)
+        sizes.add(image["Size"])
+    assert len(sizes) == 1  # the same content whatever the compression
+    assert sorted(r["Tag"] for r in client.get("/images/json").json()) == sorted(COMPRESSORS)
+
+
 def test_import_from_url_streams_progress(images_daemon, tar_server):
     client = images_daemon.client()
     url = f"http://127.0.0.1:{tar_server.port}/busybox.tar.gz"
     response = client.post("/images/create", params={"fromSrc": url, "repo": "web"})
     short = imported_id(response)
     messages = decode_stream(response.content)
+    assert response.content.startswith(b'{"status":"Downloading from ' + url.encode() + b'"}{"status":"Importing"')
+    assert b"\n" not in response.content  # back to back, no separator
     assert messages[0] == {"status": f"Downloading from {url}"}
     progress = [m for m in messages if m.get("status") == "Importing"]
     assert progress and list(progress[-1]) == ["status", "progress"]
@@ -175,6 +189,7 @@ def test_import_errors(images_daemon, tar_server):
     client = images_daemon.client()
     missing = client.post("/images/create", params={"fromSrc": f"http://127.0.0.1:{tar_server.port}/nope.tar"})
     assert missing.status_code == 200  # the stream had started: the error is its last object
+    assert missing.content.endswith(b'"errorDetail":{"message":"Got HTTP status code >= 400: 404 Not Found"}}')
     last = decode_stream(missing.content)[-1]
     assert list(last) == ["error", "errorDetail"] and "404" in last["error"]
     assert last["errorDetail"] == {"message": last["error"]}
@@ -183,6 +198,8 @@ def test_import_errors(images_daemon, tar_server):
     bad_tag = import_body(client, make_tar({"a": b"a"}), repo="x", tag="a:b")
     assert bad_tag.status_code == 500 and bad_tag.text == "Illegal tag name: a:b\n"
     assert client.post("/images/create", params={"fromSrc": "ftp://127.0.0.1/x"}).status_code == 400
+    neither = client.post("/images/create")
+    assert (neither.status_code, neither.text) == (500, "Missing parameter: fromImage or fromSrc\n")
     assert client.get("/images/json").json() == []
     assert orphan_layers(images_daemon) == set()
 
@@ -216,6 +233,8 @@ def test_list_filters_and_bad_booleans(images_daemon, busybox_tar):
         assert client.post(f"/images/{base}/tag", params={"repo": repo, "tag": tag}).status_code == 201
     rows = client.get("/images/json").json()
     assert len(rows) == 4
+    assert client.get("/images/utest:5000/docker:tag3/json").json()["id"].startswith(base)
+    assert client.get("/v1.6/images/utest/docker:tag2/history").json()[0]["Id"] == base
     assert {r.get("Repository") for r in rows} == {"utest", "utest/docker", "utest:5000/docker", "hello"}
     keys = [(-r["Created"], r["Tag"]) for r in rows]
     assert keys == sorted(keys)
@@ -342,3 +361,42 @@ def test_sigkill_during_import_leaves_a_consistent_store(daemon_factory, tar_ser
     assert orphan_layers(daemon) == set()
     assert os.listdir(daemon.root / "graph" / "_tmp") == []
     imported_id(import_body(client, Path(busybox_tar).read_bytes(), repo="after"))
+
+
+@pytest.mark.parametrize("driver", ["overlay", "vfs"])
+def test_busybox_round_trip_on_driver(daemon_factory, busybox_tar, driver):
+    daemon = daemon_factory(f'[graph]\ndriver = "{driver}"\n')
+    client = daemon.client()
+    assert client.get("/info").json()["Driver"] == driver
+    short = imported_id(import_body(client, gzip.compress(Path(busybox_tar).read_bytes(), 1), repo="busybox"))
+    assert client.post("/images/busybox/tag", params={"repo": "copy", "tag": "1"}).status_code == 201
+    assert client.get("/images/copy:1/history").json()[0]["Tags"] == ["busybox:latest", "copy:1"]
+    daemon.stop()
+    daemon.start()
+    client = daemon.client()
+    assert client.get(f"/images/{short}/json").json()["Size"] > 1_000_000
+    assert client.delete("/images/copy:1").json() == [{"Untagged": short}]
+    assert client.delete("/images/busybox").json() == [{"Untagged": short}, {"Deleted": short}]
+    assert client.get("/images/json", params={"all": "1"}).json() == []
+    assert os.listdir(daemon.root / "graph" / "_tmp") == []
+
+
+@pytest.mark.parametrize("driver", ["overlay", "vfs"])
+def test_images_used_by_containers(daemon_factory, busybox_tar, driver):
+    daemon = daemon_factory(f'[graph]\ndriver = "{driver}"\n')
+    client = daemon.client()
+    short = imported_id(import_body(client, Path(busybox_tar).read_bytes(), repo="dup"))
+    created = client.post("/containers/create", params={"name": "dup"}, json={"Image": "dup", "Cmd": ["true"]})
+    assert created.status_code == 201, created.text
+    # inspect: the name resolves to both
+    answer = client.get("/images/dup/json")
+    assert (answer.status_code, answer.text) == (409, "Conflict between containers and images\n")
+    assert client.get(f"/images/{short}/json").status_code == 200
+    # rmi untags, but the container's layers are built on the image: it stays
+    assert client.delete("/images/dup").json() == [{"Untagged": short}]
+    assert client.get(f"/images/{short}/json").status_code == 200
+    kept = client.delete(f"/images/{short}")
+    assert (kept.status_code, kept.text) == (409, f"Conflict, {short} wasn't deleted\n")
+    assert client.delete("/containers/dup").status_code == 204
+    assert client.delete(f"/images/{short}").json() == [{"Deleted": short}]
+    assert client.get("/images/json", params={"all": "1"}).json() == []

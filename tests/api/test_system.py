@@ -37,7 +37,9 @@ def test_ping_version_info_on_every_version(shared_daemon, tcp, prefix):
         version = client.get(f"{prefix}/version")
         assert version.status_code == 200
         assert version.headers["content-type"] == "application/json"
-        assert set(version.json()) <= {"Version", "GitCommit", "GoVersion"}
+        assert set(version.json()) <= {"Version", "GitCommit", "GoVersion", "ApiVersion", "MinAPIVersion", "Os",
+                                       "Arch", "KernelVersion"}
+        assert version.json()["ApiVersion"] == "1.6"
         assert version.json()["Version"]
         info = client.get(f"{prefix}/info").json()
         assert info["Containers"] == 0 and info["Images"] == 0 and info["Debug"] is False

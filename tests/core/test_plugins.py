@@ -4,11 +4,10 @@
 from __future__ import annotations
 
 import json
-import textwrap
 from pathlib import Path
 
 import pytest
-
+from conftest import make_distribution
 from moorage.core.driver import DriverFamily
 from moorage.core.errors import ConfigError, NotFound, NotSupported, PluginError
 from moorage.core.hookspecs.network import NetworkDriver
@@ -65,17 +64,6 @@ def moorage_daemon_configured(config):
     with open(path, "w") as f:
         json.dump({"root": str(config["daemon"]["root"])}, f)
 '''
-
-
-def make_distribution(site: Path, dist: str, modules: dict[str, str], entry_points: dict[str, str]) -> None:
-    """Install ``dist`` into ``site`` the way pip lays it out: modules plus a dist-info."""
-    for module, source in modules.items():
-        (site / f"{module}.py").write_text(textwrap.dedent(source))
-    info = site / f"{dist.replace('-', '_')}-0.1.dist-info"
-    info.mkdir(parents=True)
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.1\n")
-    lines = "\n".join(f"{name} = {value}" for name, value in entry_points.items())
-    (info / "entry_points.txt").write_text(f"[moorage]\n{lines}\n")
 
 
 def network_module(cls: str, name: str, priority: int = 50, init: str = "pass") -> str:

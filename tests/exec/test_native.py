@@ -5,14 +5,16 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import signal
+import subprocess
+import sys
 
 import pytest
-
 from moorage.core.contract.exec import ExecDriverContract, ExecFixtures, alive, log_text, wait_for
 from moorage.core.driver import NoOptions
 from moorage.core.errors import InvalidParameter
-from moorage.core.hookspecs.exec import Resources
+from moorage.core.hookspecs.exec import Resources, Stream
 from moorage.core.plugins import PluginManager
+from moorage.drivers.exec.native import protocol
 from moorage.drivers.exec.native.cgroups import CGROUP_ROOT, Cgroups
 from moorage.drivers.exec.native.driver import NativeDriver
 
@@ -67,6 +69,24 @@ class TestNativeSpecifics(ExecFixtures):
             runner.driver.start(spec)
         assert not Cgroups(spec.container_id).exists()
 
+    def test_monitor_survives_bad_clients(self, runner, make_spec):
+        spec = make_spec(["sh", "-c", "while read x; do echo got $x; done"], open_stdin=True)
+        runner.start(spec)
+        exec_dir = spec.state_dir / "exec"
+        for junk in (protocol.frame(protocol.RESIZE, b"x"), protocol.frame(200, b"??"), b"\xff" * 3):
+            sock = protocol.connect(exec_dir)
+            sock.sendall(protocol.frame(protocol.ATTACH) + junk)
+            sock.close()
+        slow = protocol.connect(exec_dir)  # attached, never reads
+        slow.sendall(protocol.frame(protocol.ATTACH))
+        attachment = runner.driver.attach(spec.container_id)
+        attachment.write(b"x\n")
+        assert attachment.read() == (Stream.STDOUT, b"got x\n")
+        attachment.close_stdin()
+        assert attachment.read() is None
+        assert runner.driver.wait(spec.container_id, 30) == 0
+        slow.close()
+
     def test_monitor_survives_the_zygote(self, runner, make_spec):
         spec = make_spec(["sh", "-c", "read x; echo $x"], open_stdin=True)
         runner.start(spec)
@@ -80,3 +100,62 @@ class TestNativeSpecifics(ExecFixtures):
         again = make_spec(["true"])  # a new zygote starts on demand
         runner.start(again)
         assert runner.driver.wait(again.container_id, 30) == 0
+
+
+DAEMON_SCRIPT = """
+import sys, time
+from pathlib import Path
+from moorage.core.driver import NoOptions
+from moorage.core.hookspecs.exec import ProcessSpec
+from moorage.drivers.exec.native.driver import NativeDriver
+
+home, rootfs, state_dir, cid = map(Path, sys.argv[1:5])
+driver = NativeDriver(home, NoOptions(), {})
+spec = ProcessSpec(container_id=str(cid), rootfs=rootfs, args=["sh", "-c", sys.argv[5]], env=["PATH=/bin"],
+                   hostname="survivor", state_dir=state_dir, log_path=state_dir / "log.json", open_stdin=True)
+print(driver.start(spec), driver._zygote.pid, flush=True)
+time.sleep(1000)
+"""
+
+
+class TestDaemonKill(ExecFixtures):
+    @pytest.fixture
+    def exec_driver(self):
+        return lambda home: NativeDriver(home, NoOptions(), {})
+
+    def test_containers_survive_a_sigkilled_daemon(self, runner, make_spec):
+        """A real process plays the daemon and is SIGKILLed while its container writes output."""
+        spec = make_spec(["unused"], open_stdin=True)
+        script = "i=0; while read x; do i=$((i+1)); echo line $i $x; if [ $x = end ]; then exit 3; fi; done"
+        daemon = subprocess.Popen([sys.executable, "-c", DAEMON_SCRIPT, str(runner.home), str(spec.rootfs),
+                                   str(spec.state_dir), spec.container_id, script],
+                                  stdout=subprocess.PIPE, text=True, start_new_session=True)
+        try:
+            pid, zygote = map(int, daemon.stdout.readline().split())
+        finally:
+            daemon.kill()
+            daemon.wait()
+        runner.specs.append(spec)  # the finalizer cleans up whatever happens next
+        runner.pids.append(pid)
+        wait_for(lambda: not alive(zygote), what="the zygote to notice the daemon is gone")
+        assert alive(pid)
+        spec.log_path = spec.state_dir / "log.json"
+        driver = runner.driver
+        assert driver.restore(spec) is True
+        attachment = driver.attach(spec.container_id)
+        attachment.write(b"a\n")
+        assert attachment.read()[1] == b"line 1 a\n"
+        attachment.close()
+        # the daemon dies again; the container finishes while no daemon is there
+        driver.cleanup()
+        survivor = runner.factory(runner.home)
+        runner.driver = survivor
+        assert survivor.restore(spec) is True
+        attachment = survivor.attach(spec.container_id)
+        attachment.write(b"end\n")
+        assert attachment.read()[1] == b"line 2 end\n"
+        assert survivor.wait(spec.container_id, 30) == 3
+        assert log_text(spec) == "line 1 a\nline 2 end\n"
+        third = runner.factory(runner.home)
+        assert third.restore(spec) is False
+        assert third.wait(spec.container_id) == 3

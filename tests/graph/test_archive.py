@@ -11,7 +11,6 @@ import stat
 import tarfile
 
 import pytest
-
 from moorage.core.archive import (
     IterStream,
     OverlayWhiteouts,

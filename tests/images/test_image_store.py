@@ -8,10 +8,11 @@ import json
 import os
 import stat
 import tarfile
+import threading
 import time
 
 import pytest
-from moorage.core.errors import Conflict, InvalidParameter, NotFound
+from moorage.core.errors import Conflict, InvalidParameter, MoorageError, NotFound
 from moorage.core.events import EventBus
 from moorage.core.hookspecs import hookimpl
 from moorage.core.hookspecs.registry import PulledLayer
@@ -80,6 +81,44 @@ def test_register_refuses_duplicates_and_missing_parents(store):
     with pytest.raises(NotFound):
         add(store, parent=new_id())
     assert len(store) == 1
+
+
+class GatedReader:
+    """A layer stream that stops half-way until ``gate`` is set."""
+
+    def __init__(self, data: bytes, gate: threading.Event, reached: threading.Event) -> None:
+        self._data, self._gate, self._reached, self._pos = data, gate, reached, 0
+
+    def read(self, n: int = -1) -> bytes:
+        if self._pos >= len(self._data) // 2 and not self._gate.is_set():
+            self._reached.set()
+            self._gate.wait(30)
+        n = len(self._data) - self._pos if n is None or n < 0 else min(n, 4096)
+        chunk = self._data[self._pos:self._pos + n]
+        self._pos += len(chunk)
+        return chunk
+
+
+def test_concurrent_registration_and_deletion(store):
+    parent = add(store)
+    gate, reached = threading.Event(), threading.Event()
+    image = store.new_image(parent=parent.id)
+    data = make_tar({"big": bytes(200_000)}).getvalue()
+    worker = threading.Thread(target=store.register, args=(image, GatedReader(data, gate, reached)))
+    worker.start()
+    try:
+        assert reached.wait(30)
+        # the same id again must not touch the layer being written
+        with pytest.raises(Conflict):
+            store.register(type(image)(id=image.id, created=image.created, parent=parent.id), make_tar({"x": b"x"}))
+        assert store.driver.exists(image.id)
+        # the parent of a registration in progress is kept
+        assert store.delete(parent.id) == []
+        assert store.exists(parent.id)
+    finally:
+        gate.set()
+        worker.join(30)
+    assert store.exists(image.id) and store.get(image.id).size == 200_000
 
 
 def test_failed_registration_leaves_nothing(store):
@@ -279,3 +318,20 @@ def test_times_and_globs():
     assert format_time(1381406400_000000000) == "2013-10-10T12:00:00Z"
     assert glob_match("b[a-c]x", "bbx") and not glob_match("b[^b]x", "bbx") and not glob_match("*", "a/b")
     assert not glob_match("[", "[")
+
+
+def test_a_layer_the_driver_refuses_to_remove_keeps_its_image(store, graph_driver):
+    image = add(store)
+    graph_driver.create("c" * 64 + "-init", image.id)  # a container's init layer built on it
+    try:
+        try:
+            removed = store.delete(image.id)
+        except MoorageError:
+            # the driver refused: the image is whole, on disk and in memory
+            assert store.exists(image.id) and (store.graph_dir / image.id / "json").exists()
+            assert graph_driver.exists(image.id) and list(store.tmp_dir.iterdir()) == []
+        else:
+            assert removed == [{"Deleted": image.short_id}] and not (store.graph_dir / image.id).exists()
+        assert ImageService(store.root, graph_driver).exists(image.id) == store.exists(image.id)
+    finally:
+        graph_driver.remove("c" * 64 + "-init")

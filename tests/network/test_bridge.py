@@ -14,7 +14,9 @@ from types import SimpleNamespace
 
 import pytest
 from moorage.core.contract.network import (
+    host_links,
     namespace_state,
+    new_links,
     refused,
     spawn_netns_process,
     tcp_exchange,
@@ -299,8 +301,56 @@ def test_restore_of_a_port_taken_meanwhile_is_a_conflict(bridge_factory, contain
     first.cleanup()
     second = bridge_factory(home=first.home)
     with socket.socket() as holder:
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # earlier tests' TIME_WAITs
         holder.bind(("127.0.0.1", port))
         holder.listen(1)
         with pytest.raises(Conflict, match=f"Port already in use: {port}"):
             second.restore(box.id, ep)
     assert second.proxy.forwards() == []
+
+
+def test_auto_selection_picks_bridge_with_its_config_section(tmp_path, bridge_env):
+    manager = PluginManager()
+    manager.load_entry_points(autoload=False)
+    manager.collect_drivers()
+    family = manager.families["network"]
+    sections = {"bridge": {"name": bridge_env.name, "table": bridge_env.table, "bip": bridge_env.bip}}
+    driver = family.select(None, None, tmp_path, sections, {}, "daemon.toml")
+    try:
+        assert isinstance(driver, BridgeDriver)
+        assert driver.home == tmp_path / "network" / "bridge"
+        assert bridge_link(bridge_env.name)["address"] == bridge_env.bip
+    finally:
+        driver.cleanup()
+    assert bridge_link(bridge_env.name) is None
+    none = family.select("none", None, tmp_path, {}, {}, "daemon.toml")
+    assert none.name == "none" and none.isolates and not none.publishes
+
+
+def test_a_second_join_without_leave_is_a_conflict(bridge_factory, container):
+    driver = bridge_factory()
+    box, other = container(), container()
+    ep = driver.join(box.id, box.pid, {})
+    with pytest.raises(Conflict, match="already connected"):
+        driver.join(box.id, other.pid, {})
+    assert set(namespace_state(other.pid)["links"]) == {"lo"}
+    assert namespace_state(box.pid)["links"]["eth0"]["addresses"] == [f"{ep.ip_address}/24"]
+
+
+def test_the_contracts_leftover_check_sees_a_joined_veth(bridge_factory, container):
+    driver = bridge_factory()
+    box, stranger = container(), container()
+    before = host_links()
+    driver.join(box.id, box.pid, {})
+    assert new_links(before, box) == {driver._veth_name(box.id)}
+    assert new_links(before, stranger) == set(), "a veth into another namespace is someone else's"
+
+
+def test_a_failed_start_leaves_no_bridge(bridge_factory, bridge_env, tmp_path):
+    home = tmp_path / "not-a-dir"
+    home.mkdir()
+    (home / "addresses.json").mkdir()  # the address pool cannot be read: the start fails late
+    with pytest.raises(IsADirectoryError):
+        bridge_factory(home=home)
+    assert bridge_link(bridge_env.name) is None
+    assert subprocess.run(["nft", "list", "table", "ip", bridge_env.table], capture_output=True).returncode != 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 
 import pytest
@@ -13,10 +14,10 @@ from moorage.core.contract.registry import (
     RegistryFixtures,
     host_arch,
 )
-from moorage.core.errors import InvalidParameter
+from moorage.core.errors import InvalidParameter, Unauthorized
 from moorage.core.hookspecs.registry import AuthConfig
 from moorage.core.plugins import PluginManager
-from moorage.drivers.registry.v2 import V2Client, V2Options
+from moorage.drivers.registry.v2 import V2Client, V2Options, moorage_registry_register
 from moorage.drivers.registry.v2.blobs import progress_text
 from moorage.drivers.registry.v2.images import chain_ids, host_platform, select_manifest
 from moorage.drivers.registry.v2.reference import DOCKER_HUB, Registry, parse_name, registry_from_url
@@ -84,8 +85,30 @@ class TestV2Particulars(RegistryFixtures):
         assert second.messages[-1] == {"status": "Already exists", "id": top[:12]}
 
 
+    def test_credentials_stay_out_of_logs_and_disk(self, registry_factory, token_server, client_factory,
+                                                   store_factory, local_busybox, caplog):
+        caplog.set_level(logging.DEBUG)
+        store, top_id = local_busybox
+        client = client_factory()
+        alice = AuthConfig(USER, PASSWORD)
+        for registry in (registry_factory("htpasswd"), registry_factory("token", token_server)):
+            name = f"{registry.host}/secret/box"
+            client.login(AuthConfig(USER, PASSWORD, server_address=registry.url))
+            client.push(name, None, {"latest": top_id}, alice, store, Progress())
+            client.pull(name, "latest", alice, store_factory(), Progress())
+            with pytest.raises(Unauthorized) as refused:
+                client.login(AuthConfig(USER, PASSWORD + "x", server_address=registry.url))
+            assert PASSWORD not in str(refused.value) and PASSWORD not in repr(alice)
+        assert caplog.records and PASSWORD not in caplog.text
+        for path in client.home.rglob("*"):
+            if path.is_file():
+                assert PASSWORD.encode() not in path.read_bytes()
+
+
 # -- units ----------------------------------------------------------------------------------
-def test_registered_through_entry_point():
+def test_hook_moorage_registry_register():
+    assert moorage_registry_register() == [V2Client]
+    # a built-in registers through its entry point, as a third-party client would
     pm = PluginManager()
     pm.load_entry_points()
     pm.collect_drivers()

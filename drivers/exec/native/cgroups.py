@@ -13,13 +13,11 @@ import time
 from pathlib import Path
 
 from moorage.core.errors import DriverError, InvalidParameter, NotSupported
-from moorage.core.hookspecs.exec import Resources
+from moorage.core.hookspecs.exec import MIN_MEMORY, Resources
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 CONTROLLERS = ("memory", "cpu", "devices", "pids", "freezer")
 PARENT = "moorage"
-#: Docker 0.6 refuses smaller limits ("Memory limit must be given in bytes (minimum 524288 bytes)").
-MIN_MEMORY = 512 * 1024
 
 #: Docker 0.6's LXC device whitelist, plus /dev/full (c 1:7).
 DEVICE_WHITELIST = (

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import gc
 import os
 import signal
 import stat
@@ -127,6 +128,7 @@ def _exec(cfg: dict[str, Any]) -> None:
 def run(cfg: dict[str, Any], stdio: tuple[int, int, int], tty: bool, console: str | None, sync_fd: int,
         go_fd: int, cgroup_files: list[str]) -> None:
     """Never returns: becomes the container's command, or exits."""
+    gc.disable()  # this interpreter lives for milliseconds: no collections, fewer copied pages
     try:
         os.setsid()
         for target, fd in enumerate(stdio):
@@ -140,7 +142,7 @@ def run(cfg: dict[str, Any], stdio: tuple[int, int, int], tty: bool, console: st
         os.write(sync_fd, b"R")
         if os.read(go_fd, 1) != b"G":
             os._exit(1)
-        for fd in cgroups:  # as late as possible: this Python child's pages are not the container's
+        for fd in cgroups:  # the memory cgroup, as late as possible (see monitor.Monitor.start)
             os.write(fd, b"0")
         workdir = cfg["working_dir"] or "/"
         _mkdir(workdir)

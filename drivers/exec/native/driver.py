@@ -14,11 +14,11 @@ from pathlib import Path
 
 from moorage.core.errors import DriverError, Impossible, InvalidParameter, NotFound, NotSupported
 from moorage.core.hookspecs.exec import Attachment, ExecDriver, ProcessSpec, Stream
-from moorage.core.store import atomic_write, ensure_dir, read_json
+from moorage.core.store import ensure_dir, read_json
 
 from . import protocol
 from .cgroups import Cgroups, probe, validate
-from .monitor import EXIT_FILE
+from .monitor import EXIT_FILE, replace_file
 from .users import resolve
 
 STATE_FILE = "state.json"
@@ -198,7 +198,7 @@ class NativeDriver(ExecDriver):
             cgroups.remove()
             raise
         chan.close()
-        atomic_write(exec_dir / STATE_FILE, json.dumps({"pid": pid}).encode())
+        replace_file(exec_dir / STATE_FILE, json.dumps({"pid": pid}).encode())
         self._containers[cid] = _Container(exec_dir, pid, spec.tty, spec.open_stdin)
         return pid
 
@@ -252,6 +252,8 @@ class NativeDriver(ExecDriver):
         except OSError:
             return self._recorded(c)
         with sock:
+            if timeout is not None and timeout <= 0:
+                return None  # the monitor is there: still running
             sock.settimeout(timeout)
             try:
                 sock.sendall(protocol.frame(protocol.WAIT))

@@ -50,7 +50,8 @@ def resolve(rootfs: Path, user: str) -> Identity:
         else:
             match = next((g for g in groups if g[0] == group), None)
             if match is None:
-                raise InvalidParameter(f"Unable to find group {group}: no matching entries in the container's /etc/group")
+                raise InvalidParameter(f"Unable to find group {group}: "
+                                       "no matching entries in the container's /etc/group")
             gid = int(match[2])
     supplementary = tuple(sorted({int(g[2]) for g in groups if len(g) >= 4 and entry[0] in g[3].split(",")
                                   and g[2].isdigit()} - {gid}))

@@ -4,16 +4,18 @@ Forking the daemon itself is hazardous (it is multi-threaded: a lock held by ano
 stays locked forever in the child) and starting a fresh interpreter per container costs
 30-60 ms. So the driver starts this module once (``python -m``), it imports everything a
 monitor needs, and then, per container, receives a JSON request and the monitor's end of the
-start channel (SCM_RIGHTS) on its control socket and forks twice: the intermediate child
-calls ``setsid`` and exits at once, so the monitor is in a session of its own, is not the
-zygote's child and outlives both the zygote and the daemon. The zygote exits when the
-driver's end of the control socket closes (the daemon stopped or died).
+start channel (SCM_RIGHTS) on its control socket and forks once: the monitor calls
+``setsid``, so it is in a session of its own and outlives both the zygote and the daemon
+(it is re-parented to init). The zygote exits when the driver's end of the control socket
+closes (the daemon stopped or died).
 """
 
 from __future__ import annotations
 
+import gc
 import json
 import os
+import signal
 import socket
 import sys
 
@@ -31,18 +33,15 @@ def serve(control: socket.socket) -> None:
         if not msg:
             return
         request = json.loads(msg)
-        pid = os.fork()
-        if pid == 0:
+        if os.fork() == 0:
             try:
                 control.close()
                 os.setsid()
-                if os.fork() == 0:
-                    monitor.main(request, fds[0])
+                monitor.main(request, fds[0])
             finally:
                 os._exit(0)
         for fd in fds:
             os.close(fd)
-        os.waitpid(pid, 0)
 
 
 def main() -> None:
@@ -51,6 +50,13 @@ def main() -> None:
     for fd in (0, 1, 2):  # monitors must not hold the daemon's stdio (a test's pipe would never close)
         os.dup2(devnull, fd)
     os.close(devnull)
+    os.chdir("/")  # a monitor must not keep the daemon's working directory (a mount) busy
+    # Monitors are this process's children, reaped by the kernel (no zombies, no waitpid); they
+    # are in sessions of their own and are re-parented to init when this process exits.
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    # Everything imported so far is shared with every monitor; keep the collector from touching
+    # (and so copying) those pages in the children.
+    gc.freeze()
     serve(control)
     sys.exit(0)
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
+import queue
 import threading
 import zlib
 from collections.abc import Iterable
@@ -146,6 +148,63 @@ class _Unpacker:
         return self._d.flush() if self._d is not None else b""
 
 
+class _Reader:
+    """Reads a response on a thread of its own, hashing every chunk, and hands the chunks over
+    through a small queue; iterating re-raises the reader's exception."""
+
+    _END = object()
+
+    def __init__(self, response, hasher, cancelled: threading.Event | None, digest: str) -> None:
+        self._response, self._hasher, self._cancelled, self._digest = response, hasher, cancelled, digest
+        self._queue: queue.Queue = queue.Queue(maxsize=8)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="moorage-blob-reader", daemon=True)
+        self._thread.start()
+
+    def _put(self, item) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self) -> None:
+        try:
+            total = 0
+            while chunk := self._response.read(CHUNK):
+                if self._cancelled is not None and self._cancelled.is_set():
+                    raise Cancelled(self._digest)
+                self._hasher.update(chunk)
+                total += len(chunk)
+                if not self._put(chunk):
+                    return
+            # http.client returns a short body silently when the connection drops
+            expected = self._response.getheader("content-length")
+            if expected is not None and total < int(expected):
+                raise http.client.IncompleteRead(b"", int(expected) - total)
+            self._put(self._END)
+        except BaseException as exc:
+            self._put(exc)
+
+    def __iter__(self):
+        while True:
+            item = self._queue.get()
+            if item is self._END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def close(self) -> None:
+        self._stop.set()
+        # normally the reader has finished; after a failure here it stops at its next chunk,
+        # and a reader stuck on a silent connection is cut off by closing the response
+        self._thread.join(timeout=1.0)
+        self._response.close()
+
+
 def download_layer(session: Session, repository: str, digest: str, size: int | None, diff_id: str,
                    dest: Path, meter: Meter, cancelled: threading.Event | None = None) -> LayerFile:
     """Stream blob ``digest`` into ``dest`` as an uncompressed tar, verifying the compressed
@@ -157,16 +216,15 @@ def download_layer(session: Session, repository: str, digest: str, size: int | N
         compressed, uncompressed = new_hash(digest), new_hash(diff_id)
         received = written = 0
         unpacker: _Unpacker | None = None
-        response = session.send("GET", f"/v2/{repository}/blobs/{digest}", stream=True)
+        response = session.stream_get(f"/v2/{repository}/blobs/{digest}")
+        # two stages on two threads (hashing, zlib, sockets and files release the GIL): this
+        # one unpacks, hashes and writes what the reader thread received and hashed
+        chunks = _Reader(response, compressed, cancelled, digest)
         try:
-            session.check(response, f"layer {digest} of {repository}")
             with open(dest, "wb") as out:
-                for chunk in response.iter_raw(CHUNK):
-                    if cancelled is not None and cancelled.is_set():
-                        raise Cancelled(digest)
+                for chunk in chunks:
                     if unpacker is None:
                         unpacker = _Unpacker(chunk, digest)
-                    compressed.update(chunk)
                     received += len(chunk)
                     data = unpacker.feed(chunk)
                     uncompressed.update(data)
@@ -181,7 +239,7 @@ def download_layer(session: Session, repository: str, digest: str, size: int | N
         except zlib.error as exc:
             raise DigestMismatch(f"layer {digest} is not a valid gzip stream: {exc}") from None
         finally:
-            response.close()
+            chunks.close()
         got = f"{digest.partition(':')[0]}:{compressed.hexdigest()}"
         if got != digest or (size is not None and received != size):
             raise DigestMismatch(f"layer {digest} failed verification (got {got}, {received} bytes)")

@@ -3,10 +3,12 @@ registry's image config to the v1.6 image JSON (and back, for pushes)."""
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import platform
 from typing import Any
 
+from moorage.core.container_config import CONFIG_FIELDS
 from moorage.core.errors import InvalidParameter
 from moorage.core.hookspecs.registry import PulledLayer
 
@@ -25,13 +27,7 @@ _ARCHES = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386"
            "s390x": "s390x", "riscv64": "riscv64"}
 
 #: The v1.6 Config (§2.3 of the behaviour reference), Go field names, zero values.
-V16_CONFIG_DEFAULTS: dict[str, Any] = {
-    "Hostname": "", "Domainname": "", "User": "", "Memory": 0, "MemorySwap": 0, "CpuShares": 0,
-    "AttachStdin": False, "AttachStdout": False, "AttachStderr": False, "PortSpecs": None,
-    "ExposedPorts": None, "Tty": False, "OpenStdin": False, "StdinOnce": False, "Env": None,
-    "Cmd": None, "Dns": None, "Image": "", "Volumes": None, "VolumesFrom": "", "WorkingDir": "",
-    "Entrypoint": None, "NetworkDisabled": False, "Privileged": False,
-}
+V16_CONFIG_DEFAULTS = CONFIG_FIELDS
 #: Keys of the OCI/Docker image config's ``config`` that have a v1.6 counterpart of the same name.
 _SHARED_KEYS = ("Hostname", "Domainname", "User", "AttachStdin", "AttachStdout", "AttachStderr",
                 "ExposedPorts", "Tty", "OpenStdin", "StdinOnce", "Env", "Cmd", "Image", "Volumes",
@@ -77,7 +73,7 @@ def chain_ids(diff_ids: list[str], config_digest: str) -> list[str]:
 
 def v16_config(config: dict | None) -> dict:
     """A full v1.6 Config from an image config's ``config`` object."""
-    out = dict(V16_CONFIG_DEFAULTS)
+    out = copy.deepcopy(V16_CONFIG_DEFAULTS)
     for key in _SHARED_KEYS:
         value = (config or {}).get(key)
         if value is not None:
@@ -99,7 +95,7 @@ def image_jsons(config: dict, ids: list[str], sizes: list[int]) -> list[PulledLa
     for n, image_id in enumerate(ids):
         top = n == len(ids) - 1
         parent = ids[n - 1] if n else None
-        container_config = dict(V16_CONFIG_DEFAULTS)
+        container_config = copy.deepcopy(V16_CONFIG_DEFAULTS)
         if history[n].get("created_by"):
             container_config["Cmd"] = ["/bin/sh", "-c", history[n]["created_by"]]
         data: dict[str, Any] = {"id": image_id}

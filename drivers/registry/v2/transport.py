@@ -9,12 +9,15 @@ the upload that follows it). Credentials live only in this object's memory.
 from __future__ import annotations
 
 import base64
+import http.client
 import logging
 import re
+import ssl
 import threading
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
+from urllib.parse import urljoin, urlsplit
 
 import httpx
 from moorage.core import __version__
@@ -64,6 +67,8 @@ class Session:
         self._auth = auth
         self.retries = retries
         self.backoff = backoff
+        self.timeout = timeout
+        self._ssl: ssl.SSLContext | None = None
         self.client = httpx.Client(timeout=httpx.Timeout(timeout, connect=min(timeout, 15.0)),
                                    follow_redirects=True, headers={"User-Agent": USER_AGENT})
         #: resource ("repository:library/busybox") -> actions granted or wanted
@@ -94,7 +99,7 @@ class Session:
         for attempt in range(self.retries + 1):
             try:
                 return fn()
-            except (httpx.TransportError, Transient) as exc:
+            except (httpx.TransportError, Transient, OSError, http.client.HTTPException) as exc:
                 if attempt == self.retries:
                     raise Unavailable(f"{what} failed at {self.registry.host}: {_describe(exc)}") from None
                 log.info("%s failed (%s), retrying in %.2fs", what, _describe(exc), delay)
@@ -141,6 +146,56 @@ class Session:
                 response.close()
                 raise Transient(response)
             return response
+
+    def stream_get(self, path: str, redirects: int = 5) -> http.client.HTTPResponse:
+        """A streamed blob GET through the standard library's http.client, which reads bodies
+        several times faster than httpx (blob downloads are where the time goes). Follows
+        redirects (blob storage elsewhere), sending credentials only to the registry itself;
+        answers challenges like ``send``. Raises ``Transient`` for 5xx/429; an answer other than
+        200 is mapped to moorage's errors. The caller closes the response."""
+        url = self.url(path)
+        challenges_answered = 0
+        while True:
+            parts = urlsplit(url)
+            headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
+            sent_authorization = self._authorization
+            if sent_authorization and f"{parts.scheme}://{parts.netloc}" == self.registry.url:
+                headers["Authorization"] = sent_authorization
+            if parts.scheme == "https":
+                if self._ssl is None:
+                    self._ssl = ssl.create_default_context()
+                conn: http.client.HTTPConnection = http.client.HTTPSConnection(parts.netloc, timeout=self.timeout,
+                                                                               context=self._ssl)
+            else:
+                conn = http.client.HTTPConnection(parts.netloc, timeout=self.timeout)
+            try:
+                conn.request("GET", parts.path + (f"?{parts.query}" if parts.query else ""), headers=headers)
+                response = conn.getresponse()
+            except BaseException:
+                conn.close()
+                raise
+            log.debug("GET %s -> %s (stream)", parts.path, response.status)
+            status = response.status
+            if status in (301, 302, 303, 307, 308) and redirects > 0 and response.getheader("location"):
+                url = urljoin(url, response.getheader("location"))
+                redirects -= 1
+                conn.close()
+                continue
+            if status == 200:
+                return response
+            body = response.read()
+            conn.close()
+            if status == 401 and challenges_answered < 2:
+                with self._auth_lock:
+                    if self._authorization == sent_authorization:
+                        self._answer(response.getheader("www-authenticate") or "")
+                challenges_answered += 1
+                continue
+            answer = httpx.Response(status, headers=response.getheaders(), content=body,
+                                    request=httpx.Request("GET", url))
+            if status >= 500 or status == 429:
+                raise Transient(answer)
+            self.check(answer, f"blob {parts.path.rsplit('/', 1)[-1]}")
 
     def _answer(self, header: str) -> None:
         scheme, params = parse_challenge(header)

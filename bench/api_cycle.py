@@ -1,0 +1,106 @@
+"""The container cycle through the API: create + start + wait + remove of ``/bin/true``.
+
+Starts a daemon on a scratch root (``[network] driver = "none"``, so no networking), imports the
+busybox image, and prints per-cycle figures for each graph/exec pair asked for, beside
+``unshare --fork --pid --mount --uts --ipc --net chroot ROOTFS /bin/true`` run as often.
+
+    .venv/bin/python bench/api_cycle.py [--cycles 50] [--graph overlay] [--exec native]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from moorage.core.contract.rootfs import make_busybox_rootfs, tar_directory
+
+CONFIG = '[graph]\ndriver = "{graph}"\n[exec]\ndriver = "{exec}"\n[network]\ndriver = "none"\n'
+
+
+def unmount_below(path: Path) -> None:
+    prefix = str(path.resolve())
+    points = [line.split()[1] for line in open("/proc/self/mounts")]
+    for point in sorted((p for p in points if p.startswith(prefix)), key=len, reverse=True):
+        subprocess.run(["umount", "-l", point], check=False)
+
+
+def figures(samples: list[float]) -> str:
+    ms = sorted(s * 1000 for s in samples)
+    p90 = ms[int(len(ms) * 0.9) - 1] if len(ms) >= 10 else ms[-1]
+    return f"median {statistics.median(ms):6.1f} ms   p90 {p90:6.1f} ms   min {ms[0]:6.1f} ms"
+
+
+def api_cycles(base: Path, graph: str, exec_driver: str, cycles: int, tar: Path) -> list[float]:
+    sock = base / "bench.sock"
+    (base / "daemon.toml").write_text(CONFIG.format(graph=graph, exec=exec_driver))
+    proc = subprocess.Popen([sys.executable, "-m", "moorage.api.cli", "daemon", "--config", str(base / "daemon.toml"),
+                             "-g", str(base / "root"), "-H", f"unix://{sock}", "-p", str(base / "pid")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        client = httpx.Client(transport=httpx.HTTPTransport(uds=str(sock)), base_url="http://moorage", timeout=60)
+        for _ in range(300):
+            try:
+                if client.get("/_ping").status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.05)
+        client.post("/images/create", params={"fromSrc": "-", "repo": "busybox"}, content=tar.read_bytes())
+        samples = []
+        for i in range(cycles + 3):
+            t0 = time.perf_counter()
+            cid = client.post("/containers/create", json={"Image": "busybox", "Cmd": ["/bin/true"]}).json()["Id"]
+            client.post(f"/containers/{cid}/start")
+            client.post(f"/containers/{cid}/wait")
+            client.delete(f"/containers/{cid}")
+            if i >= 3:  # warm-up cycles are left out
+                samples.append(time.perf_counter() - t0)
+        return samples
+    finally:
+        proc.terminate()
+        proc.wait(20)
+        unmount_below(base)
+
+
+def unshare_cycles(rootfs: Path, cycles: int) -> list[float]:
+    samples = []
+    for _ in range(cycles):
+        t0 = time.perf_counter()
+        subprocess.run(["unshare", "--fork", "--pid", "--mount", "--uts", "--ipc", "--net", "chroot", str(rootfs),
+                        "/bin/true"], check=True)
+        samples.append(time.perf_counter() - t0)
+    return samples
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cycles", type=int, default=50)
+    parser.add_argument("--graph", action="append", help="graph driver(s) (default: overlay)")
+    parser.add_argument("--exec", dest="exec_drivers", action="append", help="exec driver(s) (default: native)")
+    args = parser.parse_args()
+    base = Path(tempfile.mkdtemp(prefix="moorage-bench-"))
+    try:
+        rootfs = make_busybox_rootfs(base / "rootfs")
+        tar = tar_directory(rootfs, base / "busybox.tar")
+        print(f"{args.cycles} cycles of create+start+wait+remove of /bin/true, no networking")
+        print(f"{'unshare + chroot (baseline)':34s} {figures(unshare_cycles(rootfs, args.cycles))}")
+        for graph in args.graph or ["overlay"]:
+            for exec_driver in args.exec_drivers or ["native"]:
+                run_dir = base / f"{graph}-{exec_driver}"
+                run_dir.mkdir()
+                samples = api_cycles(run_dir, graph, exec_driver, args.cycles, tar)
+                print(f"{'API, ' + graph + ' + ' + exec_driver:34s} {figures(samples)}")
+    finally:
+        unmount_below(base)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,14 @@
+"""The ``lxc`` exec driver plugin (entry point ``lxc`` in the ``moorage`` group).
+
+The driver module is imported only when the hook runs, so that the monitor process, which
+imports this package, stays small.
+"""
+
+from moorage.core.hookspecs import hookimpl
+
+
+@hookimpl
+def moorage_exec_register():
+    from .driver import LxcDriver
+
+    return [LxcDriver]

@@ -1,0 +1,111 @@
+"""The LXC config file generated for one container from its ``ProcessSpec``.
+
+What LXC itself does: namespaces, the rootfs (``dir:`` on the graph driver's mount), a minimal
+``/dev`` (autodev), ``/proc`` and a read-only ``/sys``, bind mounts, the hostname, cgroup limits,
+the device whitelist, capability drops, the user, groups and working directory of the init
+process. What it cannot do the way the exec contract wants, the driver adds around it:
+
+- pid 1 is the user's command with exactly the given environment, and a command that cannot be
+  executed exits 127/126 with a message: LXC clears the environment and puts ``container=lxc``
+  first, and reports a failed exec as a start failure. So init is the host's static busybox
+  bind-mounted (read-only, in the container's ``/dev`` tmpfs, so nothing is written to the
+  rootfs) as ``/dev/.moorage/env`` and run as ``env -i -- K=V... command...``: it execs the
+  command in place, as Docker 0.6's ``/.dockerinit`` did.
+- the network namespace is handed over before the command runs: the ``start-host`` hook (run by
+  LXC on the host after setup, before init is executed) reports the init's host pid on a fifo
+  and waits for the monitor's answer on a second fifo (see ``monitor``).
+"""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+from moorage.core.errors import InvalidParameter
+from moorage.core.hookspecs.exec import ProcessSpec
+from moorage.drivers.exec.native.cgroups import DEVICE_WHITELIST
+from moorage.drivers.exec.native.container import DROPPED_CAPS
+
+INIT = "/dev/.moorage/env"
+START_FIFO = "start.fifo"
+GO_FIFO = "go.fifo"
+HOOK = "start-host.sh"
+LOG = "lxc.log"
+CONFIG = "lxc.conf"
+
+HOOK_SCRIPT = """\
+# Run by LXC on the host once the container is set up, before its init is executed.
+dir={exec_dir}
+printf '%s\\n' "$LXC_PID" > "$dir/{start}"
+read answer < "$dir/{go}"
+test "$answer" = go
+"""
+
+
+def _fstab(path: str) -> str:
+    """A path as an fstab field (LXC parses mount entries with getmntent)."""
+    return path.replace("\\", "\\134").replace(" ", "\\040").replace("\t", "\\011")
+
+
+def _line(key: str, value: object) -> str:
+    text = str(value)
+    if "\n" in text or "\n" in key:
+        raise InvalidParameter(f"the LXC config value of {key} must not contain a newline")
+    return f"{key} = {text}"
+
+
+def init_argv(spec: ProcessSpec) -> list[str]:
+    """The init process's argv: busybox ``env`` replacing itself with the command."""
+    env = [item if "=" in item else f"{item}=" for item in spec.env]
+    return [INIT, "-i", "--", *env, *spec.args]
+
+
+def hook_script(exec_dir: Path) -> str:
+    return HOOK_SCRIPT.format(exec_dir=shlex.quote(str(exec_dir)), start=START_FIFO, go=GO_FIFO)
+
+
+def render(spec: ProcessSpec, exec_dir: Path, busybox: Path, uid: int, gid: int, groups: tuple[int, ...]) -> str:
+    """The config file's text; ``spec.driver_options`` come last so that they can override."""
+    lines = [
+        _line("lxc.uts.name", spec.hostname or spec.container_id[:12]),
+        _line("lxc.rootfs.path", f"dir:{Path(spec.rootfs).resolve()}"),
+        _line("lxc.net.0.type", "empty" if spec.isolate_network else "none"),
+        _line("lxc.console.path", "none"),
+        _line("lxc.tty.max", 0),
+        _line("lxc.pty.max", 1024),
+        _line("lxc.autodev", 1),
+        _line("lxc.mount.auto", "proc:rw sys:rw" if spec.privileged else "proc:mixed sys:ro"),
+        _line("lxc.mount.entry", "shm dev/shm tmpfs nosuid,nodev,noexec,mode=1777,size=65536k,create=dir 0 0"),
+        _line("lxc.mount.entry", f"{_fstab(str(busybox))} {INIT.lstrip('/')} none bind,ro,create=file 0 0"),
+        _line("lxc.log.file", exec_dir / LOG),
+        _line("lxc.log.level", "ERROR"),
+        _line("lxc.hook.start-host", f"/bin/sh {shlex.quote(str(exec_dir / HOOK))}"),
+        _line("lxc.init.uid", uid),
+        _line("lxc.init.gid", gid),
+        _line("lxc.init.cwd", spec.working_dir or "/"),
+    ]
+    if groups:
+        lines.append(_line("lxc.init.groups", ",".join(str(g) for g in groups)))
+    for m in spec.mounts:
+        kind = "dir" if Path(m.source).is_dir() else "file"
+        options = f"rbind,create={kind}" + (",ro" if m.readonly else "")
+        target = _fstab(m.destination.strip("/"))
+        lines.append(_line("lxc.mount.entry", f"{_fstab(str(m.source))} {target} none {options} 0 0"))
+    if spec.privileged:
+        lines.append(_line("lxc.cgroup.devices.allow", "a"))
+    else:
+        lines.append(_line("lxc.cap.drop", " ".join(sorted(DROPPED_CAPS))))
+        lines.append(_line("lxc.cgroup.devices.deny", "a"))
+        lines.extend(_line("lxc.cgroup.devices.allow", rule) for rule in DEVICE_WHITELIST)
+    res = spec.resources
+    if res.memory:
+        lines.append(_line("lxc.cgroup.memory.limit_in_bytes", res.memory))
+        if res.memory_swap != -1 and Path("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes").exists():
+            swap = res.memory_swap if res.memory_swap > 0 else 2 * res.memory
+            lines.append(_line("lxc.cgroup.memory.memsw.limit_in_bytes", swap))
+    if res.cpu_shares:
+        lines.append(_line("lxc.cgroup.cpu.shares", max(res.cpu_shares, 2)))
+    if res.pids:
+        lines.append(_line("lxc.cgroup.pids.max", res.pids))
+    lines.extend(_line(key.strip(), value.strip()) for key, value in spec.driver_options)
+    return "\n".join(lines) + "\n"

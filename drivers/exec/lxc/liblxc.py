@@ -1,0 +1,102 @@
+"""The few calls of liblxc's public C API (``lxc/lxccontainer.h``, LXC 5) the driver uses, through ctypes.
+
+Why not ``lxc-start``: ``lxc-start -F`` always exits 0 once the container ran, so the container's
+exit status is lost; ``lxc-execute`` keeps it but puts ``init.lxc`` in front of the command as
+pid 1. The API's ``start`` in the foreground with ``useinit = 0`` runs the command as pid 1 and
+leaves the init process's wait status in ``error_num``. The Python binding (``python3-lxc``) is
+built only for Debian's system interpreter and the PyPI sdist needs LXC's headers and a compiler,
+so ctypes on the installed ``liblxc.so.1`` is the smallest dependency.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+
+LIBRARY = "liblxc.so.1"
+
+
+class _Container(ctypes.Structure):
+    pass
+
+
+_P = ctypes.POINTER(_Container)
+_bool_fn = ctypes.CFUNCTYPE(ctypes.c_bool, _P)
+
+# The leading members of struct lxc_container, in header order, up to the last one used.
+_Container._fields_ = [
+    ("name", ctypes.c_char_p),
+    ("configfile", ctypes.c_char_p),
+    ("pidfile", ctypes.c_char_p),
+    ("slock", ctypes.c_void_p),
+    ("privlock", ctypes.c_void_p),
+    ("numthreads", ctypes.c_int),
+    ("lxc_conf", ctypes.c_void_p),
+    ("error_string", ctypes.c_char_p),
+    ("error_num", ctypes.c_int),
+    ("daemonize", ctypes.c_bool),
+    ("config_path", ctypes.c_char_p),
+    ("is_defined", _bool_fn),
+    ("state", ctypes.CFUNCTYPE(ctypes.c_char_p, _P)),
+    ("is_running", _bool_fn),
+    ("freeze", _bool_fn),
+    ("unfreeze", _bool_fn),
+    ("init_pid", ctypes.CFUNCTYPE(ctypes.c_int, _P)),
+    ("load_config", ctypes.CFUNCTYPE(ctypes.c_bool, _P, ctypes.c_char_p)),
+    ("start", ctypes.CFUNCTYPE(ctypes.c_bool, _P, ctypes.c_int, ctypes.POINTER(ctypes.c_char_p))),
+    ("startl", ctypes.c_void_p),
+    ("stop", _bool_fn),
+    ("want_daemonize", ctypes.CFUNCTYPE(ctypes.c_bool, _P, ctypes.c_bool)),
+    ("want_close_all_fds", ctypes.CFUNCTYPE(ctypes.c_bool, _P, ctypes.c_bool)),
+]
+
+
+class LxcFailed(Exception):
+    """liblxc could not set up or start the container (its log file says why)."""
+
+
+def load() -> ctypes.CDLL:
+    """The library, with the prototypes used here; OSError if it is not installed."""
+    lib = ctypes.CDLL(LIBRARY, use_errno=True)
+    lib.lxc_get_version.restype = ctypes.c_char_p
+    lib.lxc_get_version.argtypes = ()
+    lib.lxc_container_new.restype = _P
+    lib.lxc_container_new.argtypes = (ctypes.c_char_p, ctypes.c_char_p)
+    lib.lxc_container_put.restype = ctypes.c_int
+    lib.lxc_container_put.argtypes = (_P,)
+    lib.lxc_config_item_is_supported.restype = ctypes.c_bool
+    lib.lxc_config_item_is_supported.argtypes = (ctypes.c_char_p,)
+    return lib
+
+
+def version(lib: ctypes.CDLL) -> str:
+    return lib.lxc_get_version().decode()
+
+
+def key_supported(lib: ctypes.CDLL, key: str) -> bool:
+    """Whether this liblxc knows the config key ``key`` (``lxc.cgroup.*`` keys are all known)."""
+    return bool(lib.lxc_config_item_is_supported(key.encode()))
+
+
+def run_foreground(lib: ctypes.CDLL, name: str, lxcpath: str, config: str, argv: list[str]) -> int:
+    """Run container ``name`` from config file ``config`` in this process until its init exits.
+
+    Returns the init process's wait status. Raises ``LxcFailed`` if the config cannot be loaded
+    or the container cannot be started. Call it in a child process: liblxc changes the
+    process's signal mask and waits for its own children.
+    """
+    c = lib.lxc_container_new(name.encode(), lxcpath.encode())
+    if not c:
+        raise LxcFailed(f"liblxc cannot create a container handle for {name}")
+    try:
+        box = c.contents
+        if not box.load_config(c, config.encode()):
+            raise LxcFailed(f"liblxc refused the config file {config}")
+        box.want_daemonize(c, False)
+        box.want_close_all_fds(c, True)
+        args = (ctypes.c_char_p * (len(argv) + 1))(*(a.encode() for a in argv), None)
+        if not box.start(c, 0, args):
+            raise LxcFailed(f"liblxc could not start container {name}")
+        return int(box.error_num)
+    finally:
+        lib.lxc_container_put(c)

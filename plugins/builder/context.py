@@ -1,0 +1,94 @@
+"""The build context: a directory holding the Dockerfile and what ADD may read.
+
+It comes from the request body (a tar, plain or compressed, detected by magic bytes), from
+``git clone`` of a ``remote=`` repository, or from a ``remote=`` http(s) URL that is the
+Dockerfile itself. The directory lives under ``<root>/builder/`` and is removed when the
+build ends. A tar is unpacked with the image-import safety rules (nothing escapes, no device
+nodes), so the context can be trusted to stay inside its directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+import httpx
+from moorage.core.archive import extract_layer, open_decompressed
+from moorage.core.errors import InvalidParameter, Unavailable
+from moorage.core.store import ensure_dir
+
+DOWNLOAD_TIMEOUT = httpx.Timeout(60.0, connect=15.0)
+GIT_TIMEOUT = 600
+
+
+def work_dir(root: Path) -> Path:
+    """The builder's own state directory under the daemon root."""
+    return ensure_dir(Path(root) / "builder")
+
+
+def is_git_url(remote: str) -> bool:
+    """Docker 0.6.5 cloned ``git://`` and ``github.com/`` remotes; moorage also clones
+    ``file://``, ``git@host:`` and http(s) URLs ending in ``.git`` (later Docker did too)."""
+    if remote.startswith(("git://", "github.com/", "git@", "file://")):
+        return True
+    return remote.startswith(("http://", "https://")) and remote.split("#")[0].rstrip("/").endswith(".git")
+
+
+def download(url: str, dest: Path) -> None:
+    """Fetch ``url`` into the file ``dest``; ``Unavailable`` when it cannot be had."""
+    try:
+        with httpx.Client(timeout=DOWNLOAD_TIMEOUT, follow_redirects=True) as client, \
+                client.stream("GET", url) as answer:
+            if answer.status_code >= 400:
+                raise Unavailable(f"Got HTTP status code >= 400: {answer.status_code} {answer.reason_phrase}")
+            with open(dest, "wb") as f:
+                for chunk in answer.iter_bytes():
+                    f.write(chunk)
+    except httpx.HTTPError as exc:
+        raise Unavailable(f"Error downloading {url}: {exc}") from None
+
+
+def git_clone(remote: str, dest: Path) -> None:
+    url = "https://" + remote if remote.startswith("github.com/") else remote
+    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
+    try:
+        done = subprocess.run(["git", "clone", "--quiet", "--recursive", "--", url, str(dest)],
+                              capture_output=True, text=True, env=env, timeout=GIT_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        raise Unavailable(f"Error trying to use git: timed out cloning {remote}") from None
+    if done.returncode != 0:
+        raise Unavailable(f"Error trying to use git: {done.stderr.strip()} ({done.returncode})")
+
+
+@contextlib.contextmanager
+def build_context(root: Path, body: BinaryIO | None, remote: str = "") -> Iterator[Path]:
+    """A context directory for the build, removed on exit.
+
+    ``remote`` wins over the body. Raises ``InvalidParameter`` for a bad tar and
+    ``Unavailable`` when a remote cannot be fetched.
+    """
+    base = Path(tempfile.mkdtemp(prefix="context-", dir=work_dir(root)))
+    context = base / "context"
+    try:
+        if remote and is_git_url(remote):
+            git_clone(remote, context)
+        elif remote:
+            if not remote.startswith(("http://", "https://")):
+                raise InvalidParameter(f"Bad parameter: remote={remote!r} is neither a git nor an http(s) URL")
+            context.mkdir()
+            download(remote, context / "Dockerfile")
+        else:
+            if body is None:
+                raise InvalidParameter("Bad parameter: the build context is missing")
+            context.mkdir()
+            # the client's uids mean nothing here: everything the context adds belongs to root
+            extract_layer(open_decompressed(body), context, allow_devices=False, same_owner=False)
+        yield context
+    finally:
+        shutil.rmtree(base, ignore_errors=True)

@@ -1,0 +1,79 @@
+"""Containers outlive the daemon: after a SIGKILL of the daemon, a new daemon on the same root
+finds them again (live restore), with exits that happened meanwhile recorded."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+from conftest import CONTAINER_CONFIG, import_image
+
+CONFIG = CONTAINER_CONFIG.format(graph="overlay", exec="native")
+
+
+def start(api, cmd, **config) -> str:
+    cid = api.post("/containers/create", json={"Image": "busybox", "Cmd": cmd, **config}).json()["Id"]
+    assert api.post(f"/containers/{cid}/start").status_code == 204
+    return cid
+
+
+def log_lines(api, cid) -> int:
+    return api.post(f"/containers/{cid}/attach", params={"logs": 1, "stdout": 1}).content.count(b"\n")
+
+
+def test_sigkilled_daemon_restarts_with_containers_intact(daemon_factory, busybox_tar):
+    first = daemon_factory(CONFIG)
+    import_image(first, busybox_tar)
+    with first.client() as api:
+        ticker = start(api, ["/bin/sh", "-c", "i=0; while true; do echo $i; i=$((i+1)); sleep 0.05; done"])
+        ending = start(api, ["/bin/sh", "-c", "sleep 1; exit 9"])
+        stopped = api.post("/containers/create", json={"Image": "busybox", "Cmd": ["/bin/true"]}).json()["Id"]
+        time.sleep(0.3)
+        before = log_lines(api, ticker)
+    first.kill()  # SIGKILL: no clean-up at all
+    time.sleep(1.5)  # `ending` exits while no daemon runs
+
+    second = daemon_factory(CONFIG, flags=["-g", str(first.root), "-r=false"])
+    with second.client() as api:
+        state = api.get(f"/containers/{ticker}/json").json()["State"]
+        assert state["Running"] is True and state["Ghost"] is False
+        assert log_lines(api, ticker) > before  # it kept running and logging while the daemon was gone
+        assert api.get(f"/containers/{ending}/json").json()["State"]["Running"] is False
+        assert api.post(f"/containers/{ending}/wait").json() == {"StatusCode": 9}
+        assert api.get(f"/containers/{stopped}/json").json()["State"]["Running"] is False
+        assert {r["Id"][:12] for r in api.get("/containers/json").json()} >= {ticker}
+        images = api.get("/images/json").json()
+        assert [r.get("Repository") for r in images] == ["busybox"]
+        # the re-adopted container is fully controllable
+        assert api.post(f"/containers/{ticker}/stop", params={"t": 2}).status_code == 204
+        assert api.post(f"/containers/{ticker}/wait").json()["StatusCode"] in (143, 137)
+        assert api.delete(f"/containers/{ticker}").status_code == 204
+
+
+def test_restart_flag_starts_containers_that_were_running(daemon_factory, busybox_tar):
+    first = daemon_factory(CONFIG)
+    import_image(first, busybox_tar)
+    with first.client() as api:
+        cid = start(api, ["/bin/sh", "-c", "echo started; sleep 1"])
+    first.kill()
+    time.sleep(1.5)
+    second = daemon_factory(CONFIG, flags=["-g", str(first.root), "-r"])
+    with second.client() as api:
+        assert api.get(f"/containers/{cid}/json").json()["State"]["Running"] is True
+        api.post(f"/containers/{cid}/wait")
+        assert log_lines(api, cid) == 2  # one line per run
+
+
+def test_clean_stop_keeps_containers_running(daemon_factory, busybox_tar):
+    first = daemon_factory(CONFIG)
+    import_image(first, busybox_tar)
+    with first.client() as api:
+        cid = start(api, ["/bin/sleep", "30"])
+        pid = api.get(f"/containers/{cid}/json").json()["State"]["Pid"]
+    assert first.stop(signal.SIGTERM) == 0
+    second = daemon_factory(CONFIG, flags=["-g", str(first.root)])
+    with second.client() as api:
+        state = api.get(f"/containers/{cid}/json").json()["State"]
+        assert state["Running"] is True and state["Pid"] == pid
+        api.post(f"/containers/{cid}/kill")
+        assert api.post(f"/containers/{cid}/wait").json() == {"StatusCode": 137}

@@ -1,0 +1,195 @@
+"""Bridge networking through a real daemon: published ports on 127.0.0.1, NetworkSettings,
+container-to-container traffic, addresses coming back, and nothing left after the daemon
+stops, even after a SIGKILL and a restart. Uses a test-only bridge, table and subnet."""
+
+from __future__ import annotations
+
+import ipaddress
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+
+import httpx
+import pytest
+from conftest import Daemon, import_image, unmount_below
+from moorage.core.contract.network import host_links, new_links, settle
+
+from .conftest import free_test_subnet, remove_bridge_and_table
+
+SERVE = ["sh", "-c", "mkdir -p /www && echo hello-from-$HOSTNAME > /www/index.html && exec httpd -f -p 80 -h /www"]
+
+
+def config(name: str, table: str, bip: str) -> str:
+    return (f'[graph]\ndriver = "overlay"\n[exec]\ndriver = "native"\n[network]\ndriver = "bridge"\n'
+            f'[network.bridge]\nname = "{name}"\ntable = "{table}"\nbip = "{bip}"\n')
+
+
+@pytest.fixture(scope="module")
+def net(tmp_path_factory, busybox_tar):
+    suffix = uuid.uuid4().hex[:8]
+    name, table, bip = f"mtst{suffix}", f"moorage-test-{suffix}", free_test_subnet()
+    base = tmp_path_factory.mktemp(f"netd-{suffix}")
+    daemon = Daemon(base, config(name, table, bip))
+    try:
+        daemon.start()
+        daemon.image_id = import_image(daemon, busybox_tar)
+        daemon.bridge, daemon.table, daemon.bip = name, table, bip
+        yield daemon
+    finally:
+        daemon.remove_all_containers()
+        daemon.stop()
+        unmount_below(daemon.base)
+        shutil.rmtree(daemon.base, ignore_errors=True)
+        remove_bridge_and_table(name, table)
+
+
+@pytest.fixture
+def api(net):
+    with net.client() as client:
+        yield client
+
+
+@pytest.fixture
+def make(api):
+    made = []
+
+    def create(cmd, name=None, **config):
+        response = api.post("/containers/create", json={"Image": "busybox", "Cmd": cmd, **config},
+                            params={"name": name} if name else None)
+        assert response.status_code == 201, response.text
+        made.append(response.json()["Id"])
+        return response.json()["Id"]
+
+    yield create
+    for cid in made:
+        api.post(f"/containers/{cid}/kill")
+        api.delete(f"/containers/{cid}")
+
+
+def fetch(port: int, timeout: float = 10) -> str:
+    deadline = time.monotonic() + timeout
+    while True:  # httpd needs a moment to listen after the container started
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/index.html", timeout=5).text
+        except httpx.HTTPError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def start_server(api, make, host_ip="127.0.0.1", host_port="", name=None) -> tuple[str, dict]:
+    cid = make(SERVE, name=name, ExposedPorts={"80/tcp": {}, "81/udp": {}})
+    response = api.post(f"/containers/{cid}/start",
+                        json={"PortBindings": {"80/tcp": [{"HostIp": host_ip, "HostPort": host_port}]}})
+    assert response.status_code == 204, response.text
+    return cid, api.get(f"/containers/{cid}/json").json()
+
+
+def test_published_port_on_loopback_and_network_settings(net, api, make):
+    cid, data = start_server(api, make)
+    settings = data["NetworkSettings"]
+    bridge = ipaddress.IPv4Interface(net.bip)
+    assert ipaddress.IPv4Address(settings["IPAddress"]) in bridge.network
+    assert (settings["IPPrefixLen"], settings["Gateway"], settings["Bridge"]) == (24, str(bridge.ip), net.bridge)
+    assert settings["PortMapping"] is None
+    [binding] = settings["Ports"]["80/tcp"]
+    assert binding["HostIp"] == "127.0.0.1" and 49153 <= int(binding["HostPort"]) <= 65535
+    assert settings["Ports"]["81/udp"] is None
+    assert fetch(int(binding["HostPort"])) == f"hello-from-{data['Config']['Hostname']}\n"
+    row = next(r for r in api.get("/containers/json").json() if r["Id"] == data["ID"])
+    assert {"PrivatePort": 80, "PublicPort": int(binding["HostPort"]), "Type": "tcp", "IP": "127.0.0.1"} in row["Ports"]
+    assert api.post(f"/containers/{cid}/stop", params={"t": 1}).status_code == 204
+    assert api.get(f"/containers/{cid}/json").json()["NetworkSettings"]["IPAddress"] == ""
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"http://127.0.0.1:{binding['HostPort']}/index.html", timeout=2)
+
+
+def test_a_second_container_reaches_the_first_on_the_bridge(api, make):
+    _, web = start_server(api, make)
+    address = web["NetworkSettings"]["IPAddress"]
+    client = make(["wget", "-q", "-O", "-", f"http://{address}/index.html"])
+    assert api.post(f"/containers/{client}/start").status_code == 204
+    assert api.post(f"/containers/{client}/wait", timeout=30).json()["StatusCode"] == 0
+    out = api.post(f"/containers/{client}/attach", params={"logs": 1, "stdout": 1, "stderr": 1}).content
+    assert b"hello-from-" in out
+    other = api.get(f"/containers/{client}/json").json()
+    assert other["NetworkSettings"]["IPAddress"] == "", "reset after the container stopped"
+
+
+def test_port_in_use_is_refused_and_leaves_nothing(api, make):
+    before = host_links()
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen(1)
+        port = holder.getsockname()[1]
+        cid = make(SERVE, ExposedPorts={"80/tcp": {}})
+        response = api.post(f"/containers/{cid}/start",
+                            json={"PortBindings": {"80/tcp": [{"HostIp": "127.0.0.1", "HostPort": str(port)}]}})
+        assert response.status_code >= 400
+        assert f"Port already in use: {port}" in response.text
+    data = api.get(f"/containers/{cid}/json").json()
+    assert not data["State"]["Running"]
+    assert settle(lambda: new_links(before) == set())
+
+
+def test_addresses_differ_and_come_back_after_removal(api, make):
+    a = make(["sleep", "30"])
+    b = make(["sleep", "30"])
+    for cid in (a, b):
+        assert api.post(f"/containers/{cid}/start").status_code == 204
+    ip_a = api.get(f"/containers/{a}/json").json()["NetworkSettings"]["IPAddress"]
+    ip_b = api.get(f"/containers/{b}/json").json()["NetworkSettings"]["IPAddress"]
+    assert ip_a and ip_b and ip_a != ip_b
+    api.post(f"/containers/{a}/kill")
+    assert api.delete(f"/containers/{a}").status_code == 204
+    c = make(["sleep", "30"])
+    assert api.post(f"/containers/{c}/start").status_code == 204
+    assert api.get(f"/containers/{c}/json").json()["NetworkSettings"]["IPAddress"] == ip_a
+
+
+def test_sigkill_restart_restores_ports_and_stop_cleans_up(tmp_path_factory, busybox_tar):
+    suffix = uuid.uuid4().hex[:8]
+    name, table = f"mtst{suffix}", f"moorage-test-{suffix}"
+    base = tmp_path_factory.mktemp(f"netk-{suffix}")
+    links_before = host_links()
+    daemon = Daemon(base, config(name, table, free_test_subnet()))
+    try:
+        daemon.start()
+        import_image(daemon, busybox_tar)
+        with daemon.client() as api:
+            response = api.post("/containers/create", json={"Image": "busybox", "Cmd": SERVE,
+                                                            "ExposedPorts": {"80/tcp": {}}})
+            cid = response.json()["Id"]
+            assert api.post(f"/containers/{cid}/start", json={
+                "PortBindings": {"80/tcp": [{"HostIp": "127.0.0.1", "HostPort": ""}]}}).status_code == 204
+            port = int(api.get(f"/containers/{cid}/json").json()["NetworkSettings"]["Ports"]["80/tcp"][0]["HostPort"])
+        assert fetch(port).startswith("hello-from-")
+        daemon.kill()
+        daemon.start()
+        assert fetch(port).startswith("hello-from-"), "the proxy is back after the restart"
+        daemon.remove_all_containers()
+        assert daemon.stop() == 0
+        assert settle(lambda: new_links(links_before) == set()), new_links(links_before)
+        assert name not in host_links(), "the bridge the daemon created is removed when it stops"
+        tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
+        assert table not in tables
+    finally:
+        daemon.remove_all_containers()
+        daemon.stop()
+        unmount_below(daemon.base)
+        shutil.rmtree(daemon.base, ignore_errors=True)
+        remove_bridge_and_table(name, table)
+
+
+def test_a_linked_container_reaches_the_server_through_its_alias(api, make):
+    name = f"web{uuid.uuid4().hex[:6]}"
+    start_server(api, make, name=name)
+    script = ("wget -q -O - http://$WEB_PORT_80_TCP_ADDR:$WEB_PORT_80_TCP_PORT/index.html && "
+              "wget -q -O - http://web/index.html")
+    client = make(["sh", "-c", script])
+    assert api.post(f"/containers/{client}/start", json={"Links": [f"{name}:web"]}).status_code == 204
+    assert api.post(f"/containers/{client}/wait", timeout=30).json()["StatusCode"] == 0
+    out = api.post(f"/containers/{client}/attach", params={"logs": 1, "stdout": 1, "stderr": 1}).content
+    assert out.count(b"hello-from-") == 2, out
