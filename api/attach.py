@@ -65,7 +65,10 @@ async def attach(name: str, request: Request, kernel: KernelDep, containers: Con
 
 async def _stream(kernel, runner, container, raw: RawConnection, out: OutputWriter, wanted, stdin: bool,
                   tty: bool) -> None:
-    container, attachment = await kernel.run_blocking(runner.attach, container.id)
+    if container.state.running:
+        container, attachment = await kernel.run_blocking(runner.attach, container.id)
+    else:
+        attachment = await _wait_for_start(kernel, runner, container, raw)
     if attachment is None:
         return
     stdin_once = bool(container.config["StdinOnce"]) and not tty
@@ -110,6 +113,22 @@ async def _stream(kernel, runner, container, raw: RawConnection, out: OutputWrit
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         await kernel.run_blocking(attachment.close)
+
+
+async def _wait_for_start(kernel, runner, container, raw: RawConnection):
+    """Wait until the container starts (or the client goes away): Docker attached to a stopped
+    container's output streams, which carried the output of its next start."""
+    pending = await kernel.run_blocking(runner.attach_when_started, container.id)
+    waiter = asyncio.ensure_future(kernel.run_blocking(pending.wait))
+    gone = asyncio.ensure_future(raw.closed.wait())
+    await asyncio.wait({waiter, gone}, return_when=asyncio.FIRST_COMPLETED)
+    if not waiter.done():
+        pending.cancel()
+        gone.cancel()
+        await waiter
+        return None
+    gone.cancel()
+    return waiter.result()
 
 
 async def _drain_input(raw: RawConnection) -> None:

@@ -48,7 +48,9 @@ async def create(request: Request, kernel: KernelDep, images: ImagesDep) -> Resp
     """``POST /images/create``: import from the body (``fromSrc=-``) or a URL."""
     query = request.query_params
     if query.get("fromImage"):
-        raise NotSupported("pulling images (fromImage) is not available in this daemon yet")
+        from .registry import get_distribution, pull
+
+        return await pull(request, kernel, get_distribution(request))
     source = query.get("fromSrc", "")
     repo, tag = query.get("repo", ""), query.get("tag", "")
     if not source:

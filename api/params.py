@@ -42,9 +42,10 @@ def get_kernel(request: Request) -> Kernel:
     return request.app.state.kernel
 
 
-def get_api_version(request: Request) -> tuple[int, int]:
-    return request.scope.get("moorage.api_version", (1, 6))
+def get_api_version(request: Request) -> float:
+    """The request's API version as a float, compared as Docker compared it (1.10 == 1.1)."""
+    return request.scope.get("moorage.api_version", 1.6)
 
 
 KernelDep = Annotated[Kernel, Depends(get_kernel)]
-ApiVersion = Annotated[tuple[int, int], Depends(get_api_version)]
+ApiVersion = Annotated[float, Depends(get_api_version)]

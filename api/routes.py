@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import NamedTuple
 
-from . import attach, build, containers, images, system
+from . import attach, build, containers, images, registry, system
 
 
 class Route(NamedTuple):
@@ -28,6 +28,9 @@ ROUTES: list[Route] = [
     Route("POST", "/images/create", images.create),
     Route("GET", "/images/json", images.list_images),
     Route("GET", "/images/viz", images.viz),
+    Route("GET", "/images/search", registry.search),
+    Route("POST", "/images/{name:path}/push", registry.push),
+    Route("POST", "/auth", registry.auth),
     Route("GET", "/images/{name:path}/json", images.inspect),
     Route("GET", "/images/{name:path}/history", images.history),
     Route("POST", "/images/{name:path}/tag", images.tag),

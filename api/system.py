@@ -13,6 +13,7 @@ from fastapi import Request
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 
 from ..core import __version__
+from ..core.errors import InvalidParameter
 from . import API_VERSION_STR
 from .params import KernelDep, query_int
 
@@ -95,12 +96,27 @@ async def info(kernel: KernelDep) -> JSONResponse:
     return JSONResponse(await kernel.run_blocking(collect_info, kernel))
 
 
+def parse_filters(raw: str) -> dict[str, list[str]]:
+    """Docker's ``filters`` JSON (1.16+; accepted so that today's CLI can follow one container):
+    ``{"container": ["id"]}`` or the older ``{"container": {"id": true}}``."""
+    if not raw:
+        return {}
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        raise InvalidParameter(f"Bad parameter: filters={raw!r} is not JSON") from None
+    if not isinstance(data, dict):
+        raise InvalidParameter("Bad parameter: filters must be a JSON object")
+    return {str(k): [str(x) for x in (v if isinstance(v, list) else list(v or {}))] for k, v in data.items()}
+
+
 async def events(request: Request, kernel: KernelDep) -> StreamingResponse:
     """Replay stored events with ``time >= since`` (when since is set), then stream new ones,
     each a JSON object written and flushed alone, with no separator (the v1.6 format)."""
     since = query_int(request, "since", 0)
+    filters = parse_filters(request.query_params.get("filters", ""))
     queue = kernel.events.subscribe()  # before the replay, so nothing falls in between
-    replay = kernel.events.history(since) if since > 0 else []
+    replay = [e for e in kernel.events.history(since) if e.matches(filters)] if since > 0 else []
 
     async def stream():
         try:
@@ -110,7 +126,7 @@ async def events(request: Request, kernel: KernelDep) -> StreamingResponse:
                 yield json.dumps(event.to_api()).encode()
             while True:
                 event = await queue.get()
-                if id(event) in seen:
+                if id(event) in seen or not event.matches(filters):
                     continue
                 yield json.dumps(event.to_api()).encode()
         except asyncio.CancelledError:

@@ -2,8 +2,9 @@
 
 Prints, for N cycles, the median / mean / min / max in milliseconds of:
 
-- the native driver's start+wait+release (with and without a new network namespace), split
-  into start (until the command runs), wait (until the exit is recorded) and release;
+- the native driver's start+wait+release (with and without a new network namespace, and with
+  an ``on_namespace`` callback, which costs one more round trip with the monitor), split into
+  start (until the command runs), wait (until the exit is recorded) and release;
 - the same on N parallel-free runs of ``unshare --fork --pid --mount --uts --ipc --net chroot
   ROOTFS /bin/true`` and of ``chroot ROOTFS /bin/true``, for comparison.
 
@@ -46,7 +47,8 @@ def timed(n: int, fn: Callable[[], None]) -> list[float]:
     return samples
 
 
-def bench_driver(driver: NativeDriver, rootfs: Path, base: Path, n: int, isolate_network: bool) -> None:
+def bench_driver(driver: NativeDriver, rootfs: Path, base: Path, n: int, isolate_network: bool,
+                 callback: bool = False) -> None:
     phases: dict[str, list[float]] = {"start": [], "wait": [], "release": [], "total": []}
     for _ in range(n):
         cid = uuid.uuid4().hex * 2
@@ -56,7 +58,7 @@ def bench_driver(driver: NativeDriver, rootfs: Path, base: Path, n: int, isolate
                            state_dir=state_dir, log_path=state_dir / f"{cid}-json.log",
                            isolate_network=isolate_network)
         t0 = time.perf_counter()
-        driver.start(spec)
+        driver.start(spec, (lambda pid: None) if callback else None)
         t1 = time.perf_counter()
         status = driver.wait(cid)
         t2 = time.perf_counter()
@@ -66,7 +68,7 @@ def bench_driver(driver: NativeDriver, rootfs: Path, base: Path, n: int, isolate
         for name, value in (("start", t1 - t0), ("wait", t2 - t1), ("release", t3 - t2), ("total", t3 - t0)):
             phases[name].append(value)
         shutil.rmtree(state_dir)
-    label = "new netns" if isolate_network else "host netns"
+    label = ("new netns" if isolate_network else "host netns") + (", on_namespace" if callback else "")
     for name, samples in phases.items():
         print(summary(f"native {name} ({label})", samples))
 
@@ -84,6 +86,7 @@ def main() -> None:
             bench_driver(driver, rootfs, base, 3, True)  # start the zygote, warm caches
             print(f"{args.n} cycles of /bin/true in a busybox rootfs")
             bench_driver(driver, rootfs, base, args.n, True)
+            bench_driver(driver, rootfs, base, args.n, True, callback=True)
             bench_driver(driver, rootfs, base, args.n, False)
         finally:
             driver.cleanup()

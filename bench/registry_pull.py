@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 import httpx
+
 from moorage.core.contract.registry.servers import RegistryServer
 from moorage.core.hookspecs.registry import AuthConfig
 from moorage.drivers.registry.v2 import V2Client, V2Options
@@ -36,13 +37,16 @@ class ExtractingStore:
     def __init__(self, root: Path) -> None:
         self.root = root
         root.mkdir(parents=True)
+        self.extract_seconds = 0.0
 
     def has_image(self, image_id: str) -> bool:
         return (self.root / image_id).exists()
 
     def add_image(self, layer, tar) -> None:
+        start = time.perf_counter()
         with tarfile.open(fileobj=tar, mode="r|") as archive:
             archive.extractall(self.root / layer.id, filter="tar")
+        self.extract_seconds += time.perf_counter() - start
 
     def tag(self, repository: str, tag: str, image_id: str) -> None:
         pass
@@ -90,7 +94,7 @@ def main() -> None:
             blob_size = seed(registry, "bench/big", args.size)
             mb = blob_size / 1e6
             print(f"image: one gzip layer of {mb:.2f} MB ({args.size} MB payload), registry {registry.url}")
-            times = []
+            times, extracting = [], []
             for run in range(args.runs):
                 home = base / f"client-{run}"
                 home.mkdir()
@@ -99,10 +103,15 @@ def main() -> None:
                 start = time.perf_counter()
                 client.pull(f"{registry.host}/bench/big", "latest", AuthConfig(), store, lambda m: None)
                 times.append(time.perf_counter() - start)
+                extracting.append(store.extract_seconds)
                 shutil.rmtree(base / f"store-{run}")
             median = statistics.median(times)
             print(f"{'moorage v2 pull + unpack':<36} median {median:6.3f} s  {mb / median:7.1f} MB/s "
                   f"(runs: {', '.join(f'{t:.3f}' for t in times)})")
+            fetch = statistics.median(t - e for t, e in zip(times, extracting, strict=True))
+            print(f"{'  of which download+verify+gunzip':<36} median {fetch:6.3f} s  {mb / fetch:7.1f} MB/s; "
+                  f"tar extraction by the store {statistics.median(extracting):.3f} s")
+            print(f"load average while measuring: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
             if shutil.which("skopeo"):
                 times = []
                 for run in range(args.runs):

@@ -232,8 +232,11 @@ class ContainerService:
         tags = sorted(f"{r}:{t}" for r, t in self.images.tags.tags_of(image_id))
         return tags[0] if tags else short_id(image_id)
 
-    def publish(self, status: str, container: Container) -> None:
-        self.kernel.events.publish(status, short_id(container.id), self.image_name(container.image))
+    def publish(self, status: str, container: Container, **attributes: str) -> None:
+        image = self.image_name(container.image)
+        attributes.update(image=image, name=container.name.lstrip("/"))
+        self.kernel.events.publish(status, short_id(container.id), image, type="container", actor_id=container.id,
+                                   attributes=attributes)
 
     # -- create ----------------------------------------------------------------------------
     def create(self, body: Any, name: str | None = None) -> tuple[Container, list[str]]:

@@ -21,14 +21,42 @@ class Event:
     id: str
     from_: str = ""
     time: int = field(default_factory=lambda: int(time.time()))
+    #: ``container`` or ``image``; with ``actor_id`` (the full id) and ``attributes``, what
+    #: Docker 1.10+ added as ``Type``/``Action``/``Actor``
+    type: str = "container"
+    actor_id: str = ""
+    attributes: tuple[tuple[str, str], ...] = ()
 
     def to_api(self) -> dict:
-        """The v1.6 object: ``{"status","id","from","time"}``, ``from`` omitted when empty."""
+        """The v1.6 object ``{"status","id","from","time"}`` (``from`` omitted when empty),
+        followed by ``Type``, ``Action`` and ``Actor``: a 1.6 client ignores them, and today's
+        docker CLI reads a container's exit code from ``Actor.Attributes.exitCode``."""
         out = {"status": self.status, "id": self.id}
         if self.from_:
             out["from"] = self.from_
         out["time"] = self.time
+        out["Type"] = self.type
+        out["Action"] = self.status
+        out["Actor"] = {"ID": self.actor_id or self.id, "Attributes": dict(self.attributes)}
         return out
+
+    def matches(self, filters: dict[str, list[str]]) -> bool:
+        """Docker's event ``filters`` (``type``, ``event``, ``container``, ``image``)."""
+        attributes = dict(self.attributes)
+        for key, wanted in filters.items():
+            if not wanted:
+                continue
+            if key == "type" and self.type not in wanted:
+                return False
+            if key == "event" and self.status not in wanted:
+                return False
+            if key == "container" and (self.type != "container" or not any(
+                    w and ((self.actor_id or self.id).startswith(w) or w.lstrip("/") == attributes.get("name"))
+                    for w in wanted)):
+                return False
+            if key == "image" and not any(w in (self.from_, attributes.get("image")) for w in wanted):
+                return False
+        return True
 
 
 class EventBus:
@@ -37,8 +65,10 @@ class EventBus:
         self._subscribers: set[tuple[asyncio.AbstractEventLoop, asyncio.Queue]] = set()
         self._lock = threading.Lock()
 
-    def publish(self, status: str, id: str, from_: str = "") -> Event:
-        event = Event(status=status, id=id, from_=from_)
+    def publish(self, status: str, id: str, from_: str = "", type: str = "container", actor_id: str = "",
+                attributes: dict[str, str] | None = None) -> Event:
+        event = Event(status=status, id=id, from_=from_, type=type, actor_id=actor_id,
+                      attributes=tuple(sorted((attributes or {}).items())))
         with self._lock:
             self._history.append(event)
             subscribers = list(self._subscribers)

@@ -544,7 +544,7 @@ class ImageService:
 
     def _publish(self, status: str, image_id: str) -> None:
         if self.events is not None:
-            self.events.publish(status, image_id)
+            self.events.publish(status, image_id, type="image")
 
 
 def glob_match(pattern: str, name: str) -> bool:

@@ -81,9 +81,11 @@ class Kernel:
         answers the system endpoints."""
         if self.drivers["graph"] is None:
             return
-        from . import containers, images, runner
+        from . import containers, distribution, images, runner
 
         images.setup(self)
+        if self.drivers["registry"] is not None:
+            distribution.setup(self)
         containers.setup(self)
         run = runner.setup(self)
         if self.drivers["exec"] is not None:

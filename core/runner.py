@@ -37,6 +37,9 @@ class Runner:
         self.containers = containers
         self.graph = containers.graph
         self.volumes = VolumeManager(kernel.root, containers)
+        #: attachments waiting for a container to start: container id -> waiters
+        self._waiting: dict[str, list[PendingAttach]] = {}
+        self._waiting_lock = threading.Lock()
 
     @property
     def exec(self):
@@ -82,6 +85,7 @@ class Runner:
             endpoint_box: list[Endpoint] = []
 
             def on_namespace(pid: int) -> None:
+                self._connect_waiting(container)  # before the command runs: they see all output
                 if network is None or not network.isolates:
                     return
                 endpoint = network.join(container.id, pid, ports, config["Hostname"])
@@ -99,6 +103,7 @@ class Runner:
             pid = exec_driver.start(spec, on_namespace=on_namespace)
             if network is not None:
                 undo.append(lambda: network.leave(container.id))
+            self._connect_waiting(container)  # drivers that do not call back for a shared namespace
         except BaseException:
             container.exited.set()
             container.cleaned.set()
@@ -197,7 +202,7 @@ class Runner:
         except Exception:
             log.exception("saving the exit of %s", short_id(container.id))
         container.exited.set()
-        self.containers.publish("die", container)
+        self.containers.publish("die", container, exitCode=str(exit_code))
         network_name = container.internal.get("NetworkDriver")
         network = self.kernel.drivers.get("network")
         for step in (lambda: network.leave(container.id) if network is not None and network_name == network.name
@@ -272,6 +277,31 @@ class Runner:
         except (Impossible, NotFound):
             return container, None
 
+    def attach_when_started(self, name: str) -> PendingAttach:
+        """A ``PendingAttach`` that gets an attachment when the container next starts (today's
+        docker CLI attaches before it starts a container), or at once if it runs."""
+        container = self.containers.get(name)
+        pending = PendingAttach()
+        with self._waiting_lock:
+            self._waiting.setdefault(container.id, []).append(pending)
+        if container.state.running:
+            self._connect_waiting(container)
+        return pending
+
+    def _connect_waiting(self, container: Container) -> None:
+        with self._waiting_lock:
+            waiting = self._waiting.pop(container.id, [])
+        for pending in waiting:
+            if pending.cancelled:
+                continue
+            try:
+                pending.attachment = self.exec.attach(container.id)
+            except (Impossible, NotFound):
+                with self._waiting_lock:  # not attachable yet: try again once it runs
+                    self._waiting.setdefault(container.id, []).append(pending)
+                continue
+            pending.ready.set()
+
     def resize(self, name: str, height: int, width: int) -> None:
         container = self.containers.get(name)
         if not container.state.running:
@@ -324,6 +354,25 @@ class Runner:
         code = self.exec.wait(container.id, timeout=0)
         self._record_exit(container, -127 if code is None else code)
         return False
+
+
+class PendingAttach:
+    """An attach waiting for its container to start."""
+
+    def __init__(self) -> None:
+        self.ready = threading.Event()
+        self.attachment: Attachment | None = None
+        self.cancelled = False
+
+    def wait(self, timeout: float | None = None) -> Attachment | None:
+        self.ready.wait(timeout)
+        return self.attachment
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        self.ready.set()
+        if self.attachment is not None:
+            self.attachment.close()
 
 
 def requested_ports(config: dict, hc: dict) -> dict[str, list[PortBinding]]:

@@ -45,6 +45,10 @@ class Daemon:
         self.port = free_port()
         self.pidfile = base / "moorage.pid"
         self.config_path = base / "daemon.toml"
+        if "[network]" not in config:
+            # test daemons run side by side: none of them may take the host's default bridge
+            # unless its test configures a bridge of its own
+            config += '\n[network]\ndriver = "none"\n'
         self.config_path.write_text(config)
         self.log_path = base / "daemon.log"
         self.flags = flags or []

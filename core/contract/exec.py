@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
 from moorage.core.errors import Impossible, InvalidParameter, NotFound
 from moorage.core.hookspecs.exec import ExecDriver, Mount, ProcessSpec, Resources, Stream
 from moorage.core.logs import read_log

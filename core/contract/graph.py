@@ -31,6 +31,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+
 from moorage.core.errors import Conflict, InvalidParameter, NotFound
 from moorage.core.hookspecs.graph import Change, ChangeKind, GraphDriver
 from moorage.core.layers import NaiveDiffer, differ_for

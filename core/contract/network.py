@@ -44,6 +44,7 @@ import uuid
 from dataclasses import dataclass
 
 import pytest
+
 from moorage.core.errors import Conflict, InvalidParameter, MoorageError
 from moorage.core.hookspecs.network import Endpoint, NetworkDriver, PortBinding
 

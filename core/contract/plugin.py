@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from moorage.core.contract.rootfs import busybox_available, make_busybox_rootfs
 
 

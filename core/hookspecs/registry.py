@@ -40,6 +40,9 @@ A minimal client::
 from __future__ import annotations
 
 import abc
+import base64
+import binascii
+import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO, Protocol
@@ -64,6 +67,30 @@ class AuthConfig:
 
     def __repr__(self) -> str:  # keep passwords out of logs and tracebacks
         return f"AuthConfig(username={self.username!r}, server_address={self.server_address!r})"
+
+    @classmethod
+    def from_json(cls, data: object) -> AuthConfig:
+        """From the AuthConfig JSON object (``username``, ``password``, ``email``,
+        ``serveraddress``; keys in any case, as Go decoded them). Anything else is anonymous."""
+        if not isinstance(data, dict):
+            return cls()
+        lower = {str(k).lower(): v for k, v in data.items()}
+        fields = {"username": "username", "password": "password", "email": "email",
+                  "server_address": "serveraddress"}
+        return cls(**{name: str(lower.get(key) or "") for name, key in fields.items()})
+
+    @classmethod
+    def from_header(cls, value: str | None) -> AuthConfig:
+        """From an ``X-Registry-Auth`` header: base64 (URL or standard alphabet, padding
+        optional) of the JSON object. A value that does not decode counts as anonymous."""
+        if not value:
+            return cls()
+        text = value.strip()
+        try:
+            raw = base64.urlsafe_b64decode(text.replace("+", "-").replace("/", "_") + "=" * (-len(text) % 4))
+            return cls.from_json(json.loads(raw))
+        except (ValueError, binascii.Error):
+            return cls()
 
 
 @dataclass
@@ -93,7 +120,8 @@ class PullTarget(Protocol):
         """Store an image whose parent is already stored.
 
         ``tar`` is a seekable binary file holding the uncompressed layer tar, already verified
-        against its digests. If this raises, nothing of the image may be left stored.
+        against its digests. If this raises, nothing of the image may be left stored. Raises
+        ``Conflict`` if ``layer.id`` is already stored (a concurrent pull stored it first).
         """
 
     def tag(self, repository: str, tag: str, image_id: str) -> None:

@@ -35,12 +35,13 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, field_validator
+from pyroute2 import IPRoute
+
 from moorage.core.errors import ConfigError, Conflict, DriverError, InvalidParameter, NotSupported
 from moorage.core.hookspecs import hookimpl
 from moorage.core.hookspecs.network import Endpoint, NetworkDriver, PortBinding
 from moorage.core.store import read_json, write_json
-from pydantic import BaseModel, ConfigDict, field_validator
-from pyroute2 import IPRoute
 
 from . import links
 from .ipam import AddressPool

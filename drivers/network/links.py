@@ -17,9 +17,10 @@ import socket
 from collections.abc import Iterator
 from pathlib import Path
 
-from moorage.core.errors import DriverError
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
+
+from moorage.core.errors import DriverError
 
 #: Docker's candidate bridge addresses, in order (reference §7.3)
 BRIDGE_CANDIDATES = (

@@ -27,7 +27,7 @@ from moorage.core.ids import short_id
 from moorage.core.tags import DEFAULT_TAG, parse_repository_tag
 
 from . import add, cache
-from .context import download, work_dir
+from .context import download
 from .dockerfile import json_or_shell, json_or_single, parse, substitute
 
 log = logging.getLogger(__name__)
@@ -93,7 +93,7 @@ class Builder:
         self.write(f"Successfully built {short_id(self.image)}\n")
         if self.options.rm:
             for cid in self.intermediate:
-                self.containers.remove(cid)
+                self.containers.remove(cid, volumes=True)  # their volumes are nobody's
                 self.write(f"Removing intermediate container {short_id(cid)}\n")
         if self.options.tag:
             repo, tag = parse_repository_tag(self.options.tag)
@@ -106,6 +106,7 @@ class Builder:
             raise InvalidParameter(f"Please provide a source image with `from` prior to {what}")
 
     def _step_config(self, cmd: list[str]) -> dict:
+        self.config["Image"] = self.image  # as Docker's: each image's config names its parent
         config = copy.deepcopy(self.config)
         config["Cmd"] = cmd
         config["Image"] = self.image
@@ -295,7 +296,8 @@ class Builder:
         if not sep or not src or not dest:
             raise InvalidParameter("Invalid ADD format")
         config = self._step_config(["/bin/sh", "-c", f"#(nop) ADD {src} in {dest}"])
-        with tempfile.TemporaryDirectory(prefix="add-", dir=work_dir(self.kernel.root)) as scratch:
+        # next to the context: inside the build's own (locked) directory
+        with tempfile.TemporaryDirectory(prefix="add-", dir=self.context.parent) as scratch:
             is_url = src.startswith(("http://", "https://"))
             if is_url:
                 source = Path(scratch) / "download"

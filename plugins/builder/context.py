@@ -2,14 +2,20 @@
 
 It comes from the request body (a tar, plain or compressed, detected by magic bytes), from
 ``git clone`` of a ``remote=`` repository, or from a ``remote=`` http(s) URL that is the
-Dockerfile itself. The directory lives under ``<root>/builder/`` and is removed when the
-build ends. A tar is unpacked with the image-import safety rules (nothing escapes, no device
-nodes), so the context can be trusted to stay inside its directory.
+Dockerfile itself. It lives in ``<root>/builder/build-<random>/context``; the build's other
+scratch files (ADD downloads) go next to it, and the whole directory is removed when the build
+ends. Each build holds an exclusive ``flock`` on its ``.lock`` file while it runs, so the
+directories of builds a killed daemon left behind (unlocked) are swept by the next build.
+
+A tar is unpacked with the image-import safety rules (nothing escapes, no device nodes), so
+the context can be trusted to stay inside its directory.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import logging
 import os
 import shutil
 import subprocess
@@ -19,10 +25,14 @@ from pathlib import Path
 from typing import BinaryIO
 
 import httpx
+
 from moorage.core.archive import extract_layer, open_decompressed
 from moorage.core.errors import InvalidParameter, Unavailable
 from moorage.core.store import ensure_dir
 
+log = logging.getLogger(__name__)
+
+LOCK = ".lock"
 DOWNLOAD_TIMEOUT = httpx.Timeout(60.0, connect=15.0)
 GIT_TIMEOUT = 600
 
@@ -30,6 +40,25 @@ GIT_TIMEOUT = 600
 def work_dir(root: Path) -> Path:
     """The builder's own state directory under the daemon root."""
     return ensure_dir(Path(root) / "builder")
+
+
+def sweep(directory: Path) -> None:
+    """Remove build directories no running build holds (left by a killed daemon)."""
+    for entry in directory.iterdir():
+        if not entry.name.startswith("build-"):
+            continue
+        try:
+            fd = os.open(entry / LOCK, os.O_RDWR | os.O_CLOEXEC)
+        except OSError:
+            continue  # not a build directory, or one still being set up
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            continue  # a build in progress
+        finally:
+            os.close(fd)
+        log.info("removing %s, left by an interrupted build", entry)
+        shutil.rmtree(entry, ignore_errors=True)
 
 
 def is_git_url(remote: str) -> bool:
@@ -73,7 +102,14 @@ def build_context(root: Path, body: BinaryIO | None, remote: str = "") -> Iterat
     ``remote`` wins over the body. Raises ``InvalidParameter`` for a bad tar and
     ``Unavailable`` when a remote cannot be fetched.
     """
-    base = Path(tempfile.mkdtemp(prefix="context-", dir=work_dir(root)))
+    directory = work_dir(root)
+    sweep(directory)
+    # locked before it gets the name a sweep looks at
+    fresh = Path(tempfile.mkdtemp(prefix=".new-", dir=directory))
+    lock = os.open(fresh / LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    base = directory / ("build-" + fresh.name.removeprefix(".new-"))
+    os.rename(fresh, base)
     context = base / "context"
     try:
         if remote and is_git_url(remote):
@@ -92,3 +128,4 @@ def build_context(root: Path, body: BinaryIO | None, remote: str = "") -> Iterat
         yield context
     finally:
         shutil.rmtree(base, ignore_errors=True)
+        os.close(lock)

@@ -13,6 +13,7 @@ import threading
 import time
 
 import pytest
+
 from moorage.api.app import create_app
 from moorage.api.server import bind, make_server, parse_host
 from moorage.core.config import load
@@ -90,11 +91,13 @@ def test_stream_replays_since_then_streams_live(served_kernel):
     stream = ChunkedObjects(open_stream(path, f"?since={since}"))
     assert b"200 OK" in stream.head and b"content-type: application/json" in stream.head.lower()
     first, second = stream.next(), stream.next()
-    assert first == {"status": "create", "id": "a" * 12, "from": "busybox:latest", "time": first["time"]}
+    assert list(first)[:4] == ["status", "id", "from", "time"]  # the v1.6 object, in Docker's key order
+    assert first == {"status": "create", "id": "a" * 12, "from": "busybox:latest", "time": first["time"],
+                     "Type": "container", "Action": "create", "Actor": {"ID": "a" * 12, "Attributes": {}}}
     assert second["status"] == "start"
-    kernel.events.publish("delete", "b" * 12)  # image events carry no "from"
+    kernel.events.publish("delete", "b" * 12, type="image")  # image events carry no "from"
     live = stream.next()
-    assert live == {"status": "delete", "id": "b" * 12, "time": live["time"]}
+    assert "from" not in live and (live["status"], live["id"], live["Type"]) == ("delete", "b" * 12, "image")
     # objects are written back to back with no separator between them
     kernel.events.publish("die", "c" * 12, "x")
     kernel.events.publish("destroy", "c" * 12, "x")
@@ -112,6 +115,22 @@ def test_no_since_means_no_replay_and_each_client_gets_every_event(served_kernel
     kernel.events.publish("start", "new" + "0" * 9)
     assert a.next()["id"] == "new" + "0" * 9
     assert b.next()["id"] == "new" + "0" * 9
+
+
+def test_filters_select_events(served_kernel):
+    kernel, path = served_kernel
+    filters = '{"type":["container"],"container":["' + "f" * 6 + '"],"event":["die"]}'
+    from urllib.parse import quote
+
+    stream = ChunkedObjects(open_stream(path, "?filters=" + quote(filters)))
+    deadline = time.monotonic() + 5
+    while not kernel.events._subscribers and time.monotonic() < deadline:
+        time.sleep(0.01)
+    kernel.events.publish("die", "e" * 12, actor_id="e" * 64, attributes={"exitCode": "1"})
+    kernel.events.publish("start", "f" * 12, actor_id="f" * 64)
+    kernel.events.publish("die", "f" * 12, actor_id="f" * 64, attributes={"exitCode": "3"})
+    event = stream.next()
+    assert (event["id"], event["Actor"]["Attributes"]) == ("f" * 12, {"exitCode": "3"})
 
 
 def test_events_history_is_bounded():

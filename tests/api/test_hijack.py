@@ -10,6 +10,7 @@ import threading
 import pytest
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
+
 from moorage.api.hijack import hijack, wants_upgrade
 from moorage.api.server import bind, make_server, parse_host
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from conftest import CONTAINER_CONFIG, import_image, make_distribution
 
 RECORDER = '''

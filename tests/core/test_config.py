@@ -1,6 +1,7 @@
 from pathlib import Path
 
 import pytest
+
 from moorage.api.cli import build_parser, flag_overrides
 from moorage.core.config import load
 from moorage.core.errors import ConfigError

@@ -1,6 +1,7 @@
 import re
 
 import pytest
+
 from moorage.core.errors import Conflict, InvalidParameter, NotFound
 from moorage.core.ids import PrefixIndex, is_id, new_id, short_id, validate_id
 from moorage.core.names import NameRegistry, normalize

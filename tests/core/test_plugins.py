@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from conftest import make_distribution
+
 from moorage.core.driver import DriverFamily
 from moorage.core.errors import ConfigError, NotFound, NotSupported, PluginError
 from moorage.core.hookspecs.network import NetworkDriver

@@ -3,6 +3,7 @@ import multiprocessing
 import os
 
 import pytest
+
 from moorage.core.errors import ConfigError
 from moorage.core.store import DaemonLock, atomic_write, read_json, remove_stale_temp_files, write_json
 

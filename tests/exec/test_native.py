@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import pytest
+
 from moorage.core.contract.exec import ExecDriverContract, ExecFixtures, alive, log_text, wait_for
 from moorage.core.driver import NoOptions
 from moorage.core.errors import InvalidParameter
@@ -41,7 +42,7 @@ class TestNativeSpecifics(ExecFixtures):
         return lambda home: NativeDriver(home, NoOptions(), {})
 
     def test_cgroup_layout_and_removal(self, runner, make_spec):
-        spec = make_spec(["sleep", "1000"], resources=Resources(memory=32 << 20, memory_swap=-1))
+        spec = make_spec(["sleep", "1000"], resources=Resources(memory=32 << 20, memory_swap=-1, cpu_shares=100))
         runner.start(spec)
         paths = Cgroups(spec.container_id).paths
         for controller, path in paths.items():
@@ -54,6 +55,12 @@ class TestNativeSpecifics(ExecFixtures):
         runner.driver.wait(spec.container_id, 30)
         runner.driver.release(spec.container_id)
         assert not any(p.exists() for p in paths.values())
+
+    def test_no_memory_or_cpu_cgroup_without_limits(self, runner, make_spec):
+        spec = make_spec(["sleep", "1000"])
+        runner.start(spec)
+        paths = Cgroups(spec.container_id).paths
+        assert {c for c, p in paths.items() if p.is_dir()} == {"devices", "pids", "freezer"}
 
     def test_release_of_a_running_container_kills_it(self, runner, make_spec):
         spec = make_spec(["sh", "-c", "trap '' TERM; sleep 1000 & echo ready; wait"])
@@ -159,3 +166,23 @@ class TestDaemonKill(ExecFixtures):
         third = runner.factory(runner.home)
         assert third.restore(spec) is False
         assert third.wait(spec.container_id) == 3
+
+    def test_daemon_killed_during_on_namespace_leaves_nothing(self, runner, make_spec):
+        spec = make_spec(["sleep", "1000"])
+        script = DAEMON_SCRIPT.replace(
+            "print(driver.start(spec), driver._zygote.pid, flush=True)",
+            "driver.start(spec, lambda pid: (print(pid, driver._zygote.pid, flush=True), time.sleep(1000)))")
+        daemon = subprocess.Popen([sys.executable, "-c", script, str(runner.home), str(spec.rootfs),
+                                   str(spec.state_dir), spec.container_id, "true"],
+                                  stdout=subprocess.PIPE, text=True, start_new_session=True)
+        try:
+            pid, zygote = map(int, daemon.stdout.readline().split())
+        finally:
+            daemon.kill()
+            daemon.wait()
+        runner.specs.append(spec)
+        runner.pids.append(pid)
+        wait_for(lambda: not alive(pid), what="the monitor to kill the half-started container")
+        wait_for(lambda: not Cgroups(spec.container_id).exists(), what="the monitor to remove the cgroups")
+        wait_for(lambda: not alive(zygote), what="the zygote to exit")
+        assert not (spec.state_dir / "exec" / "monitor.sock").exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from moorage.core.errors import InvalidParameter
 from moorage.drivers.exec.native.users import Identity, resolve
 

@@ -8,6 +8,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+
 from moorage.core.plugins import PluginManager
 
 BUILTIN = ("vfs", "overlay", "btrfs")

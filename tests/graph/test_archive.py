@@ -11,6 +11,7 @@ import stat
 import tarfile
 
 import pytest
+
 from moorage.core.archive import (
     IterStream,
     OverlayWhiteouts,

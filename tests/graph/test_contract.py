@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from moorage.core.contract.graph import GraphDriverContract
 
 from .conftest import BUILTIN, registered_graph_drivers

@@ -7,6 +7,7 @@ import os
 import stat
 
 import pytest
+
 from moorage.core.contract.graph import layer_tar, mounts_below, unmount_below
 from moorage.core.driver import NoOptions
 from moorage.core.errors import DriverError

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from moorage.core.driver import DriverFamily, NoOptions
 from moorage.core.errors import NotSupported
 from moorage.core.hookspecs.graph import GraphDriver
@@ -64,3 +65,26 @@ def test_daemon_refuses_btrfs_off_btrfs(daemon_factory):
     daemon.start(wait=False)
     assert daemon.proc.wait(30) != 0
     assert "btrfs" in daemon.log()
+
+
+def test_hook_moorage_graph_register():
+    """The hook returns driver classes; a plugin registered like a third party's adds its own."""
+    from moorage.core.hookspecs import hookimpl
+    from moorage.core.plugins import PluginManager
+
+    class CopyDriver(VfsDriver):
+        name = "copy"
+
+    class ThirdParty:
+        @hookimpl
+        def moorage_graph_register(self):
+            return [CopyDriver]
+
+    pm = PluginManager()
+    pm.load_entry_points(autoload=False)
+    pm.register(ThirdParty(), name="third-party")
+    results = pm.hook.moorage_graph_register()
+    assert [CopyDriver] in results and [OverlayDriver] in results and [VfsDriver] in results
+    pm.collect_drivers()
+    assert pm.families["graph"].get("copy") is CopyDriver
+    assert {"vfs", "overlay", "btrfs", "copy"} <= set(pm.families["graph"].names())

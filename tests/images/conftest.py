@@ -7,6 +7,7 @@ import subprocess
 import uuid
 
 import pytest
+
 from moorage.core.errors import NotSupported
 from moorage.core.events import EventBus
 from moorage.core.images import ImageService

@@ -12,6 +12,7 @@ import threading
 import time
 
 import pytest
+
 from moorage.core.errors import Conflict, InvalidParameter, MoorageError, NotFound
 from moorage.core.events import EventBus
 from moorage.core.hookspecs import hookimpl

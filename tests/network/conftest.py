@@ -10,8 +10,9 @@ import uuid
 from dataclasses import dataclass
 
 import pytest
-from moorage.drivers.network import links
 from pyroute2 import IPRoute
+
+from moorage.drivers.network import links
 
 
 @dataclass

@@ -13,6 +13,8 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from pyroute2 import IPRoute
+
 from moorage.core.contract.network import (
     host_links,
     namespace_state,
@@ -27,7 +29,6 @@ from moorage.core.hookspecs.network import NetworkDriver, PortBinding
 from moorage.core.plugins import PluginManager
 from moorage.drivers.network import links
 from moorage.drivers.network.bridge import BridgeDriver
-from pyroute2 import IPRoute
 
 from .conftest import free_test_subnet
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from moorage.core.contract.network import NetworkDriverContract
 from moorage.core.driver import NoOptions
 

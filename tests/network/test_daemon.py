@@ -14,7 +14,10 @@ import uuid
 import httpx
 import pytest
 from conftest import Daemon, import_image, unmount_below
+from pyroute2 import IPRoute
+
 from moorage.core.contract.network import host_links, new_links, settle
+from moorage.drivers.network import links
 
 from .conftest import free_test_subnet, remove_bridge_and_table
 
@@ -193,3 +196,18 @@ def test_a_linked_container_reaches_the_server_through_its_alias(api, make):
     assert api.post(f"/containers/{client}/wait", timeout=30).json()["StatusCode"] == 0
     out = api.post(f"/containers/{client}/attach", params={"logs": 1, "stdout": 1, "stderr": 1}).content
     assert out.count(b"hello-from-") == 2, out
+
+
+def test_bridge_flags_name_the_bridge_and_its_address(daemon_factory):
+    suffix = uuid.uuid4().hex[:8]
+    name, table, bip = f"mtst{suffix}", f"moorage-test-{suffix}", free_test_subnet()
+    try:
+        daemon = daemon_factory(config=f'[network.bridge]\ntable = "{table}"\n', flags=["-b", name, "--bip", bip])
+        with IPRoute() as ipr:
+            index = links.link_index(ipr, name)
+            assert index is not None
+            assert str(links.ipv4_address(ipr, index)) == bip
+        assert daemon.stop() == 0
+        assert name not in host_links()
+    finally:
+        remove_bridge_and_table(name, table)

@@ -6,6 +6,7 @@ import ipaddress
 import json
 
 import pytest
+
 from moorage.core.errors import Conflict, DriverError, InvalidParameter
 from moorage.drivers.network.ipam import AddressPool
 from moorage.drivers.network.links import BRIDGE_CANDIDATES, choose_bridge_address

@@ -6,6 +6,7 @@ import socket
 import threading
 
 import pytest
+
 from moorage.core.contract.network import settle
 from moorage.core.errors import Conflict, DriverError
 from moorage.drivers.network.proxy import Forward, ProxyServer

@@ -6,6 +6,7 @@ import logging
 import uuid
 
 import pytest
+
 from moorage.core.contract.registry import (
     PASSWORD,
     USER,
@@ -13,6 +14,7 @@ from moorage.core.contract.registry import (
     RegistryClientContract,
     RegistryFixtures,
     host_arch,
+    oci_image,
 )
 from moorage.core.errors import InvalidParameter, Unauthorized
 from moorage.core.hookspecs.registry import AuthConfig
@@ -85,6 +87,13 @@ class TestV2Particulars(RegistryFixtures):
         assert second.messages[-1] == {"status": "Already exists", "id": top[:12]}
 
 
+    def test_zstd_layers(self, registry, client_factory, store_factory):
+        desc = oci_image(registry, "zstd/box", host_arch(), "zstd")
+        target = store_factory()
+        name = f"{registry.host}/zstd/box"
+        [top] = client_factory().pull(name, desc["digest"], AuthConfig(), target, Progress())
+        assert target.read(top, "arch.txt") == host_arch().encode()
+
     def test_credentials_stay_out_of_logs_and_disk(self, registry_factory, token_server, client_factory,
                                                    store_factory, local_busybox, caplog):
         caplog.set_level(logging.DEBUG)
@@ -137,6 +146,20 @@ def test_names():
     for bad in ("http://x/y", "Upper/case", "a//b"):
         with pytest.raises(InvalidParameter):
             parse_name(bad, hub)
+
+
+def test_auth_config_from_header_and_json():
+    import base64
+    import json
+
+    raw = json.dumps({"username": "u", "password": "p+/?", "email": "e@x", "serveraddress": "h:5000"}).encode()
+    for encode in (base64.urlsafe_b64encode, base64.b64encode):
+        auth = AuthConfig.from_header(encode(raw).decode().rstrip("="))
+        assert auth == AuthConfig("u", "p+/?", "e@x", "h:5000")
+    assert AuthConfig.from_json({"Username": "u", "Password": "p"}) == AuthConfig("u", "p")
+    for bad in (None, "", "!!!", base64.b64encode(b"[1]").decode(), base64.b64encode(b"{").decode()):
+        assert AuthConfig.from_header(bad) == AuthConfig()
+    assert "p+/?" not in repr(AuthConfig.from_json(json.loads(raw)))
 
 
 def test_challenge_parsing():

@@ -35,6 +35,7 @@ import warnings
 
 import httpx
 import pytest
+
 from moorage.core.errors import NotFound, Unauthorized, Unavailable
 from moorage.core.hookspecs.registry import AuthConfig, PulledLayer
 
@@ -42,7 +43,7 @@ from .servers import ISSUER, PASSWORD, SERVICE, USER, FlakyProxy, RegistryServer
 from .store import DirStore, Progress, tar_bytes
 
 __all__ = ["RegistryClientContract", "RegistryFixtures", "DirStore", "Progress", "tar_bytes", "RegistryServer",
-           "TokenServer", "FlakyProxy", "USER", "PASSWORD", "host_arch"]
+           "TokenServer", "FlakyProxy", "USER", "PASSWORD", "host_arch", "oci_image"]
 
 ANON = AuthConfig()
 ALICE = AuthConfig(username=USER, password=PASSWORD)
@@ -81,17 +82,26 @@ def raw_manifest(registry: RegistryServer, repo: str, ref: str, manifest: dict, 
     return {"digest": f"sha256:{hashlib.sha256(body).hexdigest()}", "size": len(body), "mediaType": media_type}
 
 
-def oci_image(registry: RegistryServer, repo: str, arch: str, compress: bool) -> dict:
-    """An OCI manifest (without mediaType, as umoci writes them) whose layer holds /arch.txt."""
+def oci_image(registry: RegistryServer, repo: str, arch: str, compression: str) -> dict:
+    """An OCI manifest (without mediaType, as umoci writes them) whose layer holds /arch.txt,
+    compressed with ``compression``: ``""`` (a plain tar), ``"gzip"`` or ``"zstd"``."""
     layer = tar_bytes({"arch.txt": arch.encode(), "bin/marker": b"x"})
     diff_id = f"sha256:{hashlib.sha256(layer).hexdigest()}"
-    layer_desc = raw_blob(registry, repo, gzip.compress(layer, mtime=0) if compress else layer)
+    if compression == "gzip":
+        blob = gzip.compress(layer, mtime=0)
+    elif compression == "zstd":
+        import zstandard
+
+        blob = zstandard.ZstdCompressor().compress(layer)
+    else:
+        blob = layer
+    layer_desc = raw_blob(registry, repo, blob)
     config = {"architecture": arch, "os": "linux", "created": "2020-01-02T03:04:05Z",
               "config": {"Cmd": ["cat", "/arch.txt"], "Env": [f"ARCH={arch}"], "Labels": {"x": "y"}},
               "rootfs": {"type": "layers", "diff_ids": [diff_id]},
               "history": [{"created": "2020-01-02T03:04:05Z", "created_by": f"ADD arch.txt {arch}"}]}
     config_desc = raw_blob(registry, repo, json.dumps(config).encode())
-    layer_type = "application/vnd.oci.image.layer.v1.tar" + ("+gzip" if compress else "")
+    layer_type = "application/vnd.oci.image.layer.v1.tar" + (f"+{compression}" if compression else "")
     manifest = {"schemaVersion": 2, "config": {"mediaType": "application/vnd.oci.image.config.v1+json", **config_desc},
                 "layers": [{"mediaType": layer_type, **layer_desc}]}
     digest = f"sha256:{hashlib.sha256(json.dumps(manifest).encode()).hexdigest()}"
@@ -284,8 +294,8 @@ class RegistryClientContract(RegistryFixtures):
         arch = host_arch()
         other_arch = "s390x" if arch != "s390x" else "amd64"
         repo = "multi/arch"
-        ours = oci_image(registry, repo, arch, compress=False)
-        theirs = oci_image(registry, repo, other_arch, compress=True)
+        ours = oci_image(registry, repo, arch, "")
+        theirs = oci_image(registry, repo, other_arch, "gzip")
         attestation = {**theirs, "platform": {"os": "unknown", "architecture": "unknown"}}
         index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [theirs, attestation, ours]}
         raw_manifest(registry, repo, "latest", index, OCI_INDEX)
@@ -418,3 +428,17 @@ class RegistryClientContract(RegistryFixtures):
         names = [r["name"] for r in client.search(f"{registry.host}/busy", ANON)]
         assert names == [f"{registry.host}/library/busybox", f"{registry.host}/tools/busy-worker"]
         assert client.search(f"{registry.host}/zzz", ANON) == []
+
+    def test_search_v1_api_where_the_registry_has_it(self, proxy_factory, registry, client_factory):
+        found = {"query": "busy", "num_results": 2, "results": [
+            {"name": "library/busybox", "description": "tiny", "star_count": 7, "is_official": True,
+             "is_trusted": False},
+            {"name": "someone/busy", "description": "", "star_count": 0, "is_official": False,
+             "is_automated": True}]}
+        proxy = proxy_factory(registry.host, lambda m, p, h: found if p == "/v1/search" else None)
+        assert client_factory().search(f"{proxy.host}/busy", ANON) == [
+            {"name": f"{proxy.host}/library/busybox", "description": "tiny", "star_count": 7, "is_official": True,
+             "is_trusted": False},
+            {"name": f"{proxy.host}/someone/busy", "description": "", "star_count": 0, "is_official": False,
+             "is_trusted": True}]
+        assert proxy.hits.get(("GET", "/v2/_catalog"), 0) == 0

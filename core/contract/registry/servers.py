@@ -175,8 +175,9 @@ class TokenServer:
 # -- a flaky proxy --------------------------------------------------------------------------
 class FlakyProxy:
     """Forwards to ``upstream``; ``policy(method, path, hits)`` may answer ``"503"`` or ``"drop"``
-    (half the body, then the connection closes) instead. ``hits`` counts earlier requests with
-    the same method and path (upload session ids collapsed)."""
+    (half the body, then the connection closes) instead, or a ``dict`` to send as a JSON answer
+    of its own (an endpoint the registry lacks). ``hits`` counts earlier requests with the same
+    method and path (upload session ids collapsed)."""
 
     def __init__(self, upstream: str, policy) -> None:
         self.upstream = upstream
@@ -214,6 +215,15 @@ class FlakyProxy:
         length = int(request.headers.get("Content-Length") or 0)
         body = request.rfile.read(length) if length else None
         action = self.policy(request.command, path, hits)
+        if isinstance(action, dict):
+            data = json.dumps(action).encode()
+            request.send_response(200)
+            request.send_header("Content-Type", "application/json")
+            request.send_header("Content-Length", str(len(data)))
+            request.send_header("Connection", "close")
+            request.end_headers()
+            request.wfile.write(data)
+            return
         if action == "503":
             self.failures.append((request.command, path, action))
             request.send_response(503)

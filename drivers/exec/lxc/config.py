@@ -26,12 +26,11 @@ from moorage.core.hookspecs.exec import ProcessSpec
 from moorage.drivers.exec.native.cgroups import DEVICE_WHITELIST
 from moorage.drivers.exec.native.container import DROPPED_CAPS
 
+from .files import CONFIG, GO_FIFO, HOOK, LOG, START_FIFO
+
+__all__ = ["CONFIG", "HOOK", "init_argv", "hook_script", "render"]
+
 INIT = "/dev/.moorage/env"
-START_FIFO = "start.fifo"
-GO_FIFO = "go.fifo"
-HOOK = "start-host.sh"
-LOG = "lxc.log"
-CONFIG = "lxc.conf"
 
 HOOK_SCRIPT = """\
 # Run by LXC on the host once the container is set up, before its init is executed.

@@ -15,6 +15,7 @@ import socket
 import struct
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -24,7 +25,6 @@ from moorage.core.hookspecs.exec import ProcessSpec
 from moorage.core.store import ensure_dir
 from moorage.drivers.exec.native import protocol
 from moorage.drivers.exec.native.cgroups import validate
-from moorage.drivers.exec.native.container import inside
 from moorage.drivers.exec.native.driver import STATE_FILE, NativeDriver, _Container
 from moorage.drivers.exec.native.monitor import EXIT_FILE, replace_file
 from moorage.drivers.exec.native.users import resolve
@@ -83,10 +83,53 @@ class LxcDriver(NativeDriver):
             raise NotSupported("the lxc driver needs a static busybox as the containers' init "
                                "(Debian package busybox-static)")
         self.busybox = busybox
-        self.lxcpath = ensure_dir(self.home / "containers")
-        self._zygote = None
-        self._control = None
+        self.lxcpath = self.home / "containers"  # LXC's lxcpath, created at the first start
+        self._lock = threading.Lock()
+        self._zygote: subprocess.Popen | None = None
+        self._control: socket.socket | None = None
         self._containers: dict[str, _Container] = {}
+
+    # -- the zygote (see ``zygote``) -----------------------------------------------------------------
+
+    def _spawn_zygote(self) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        with theirs:
+            fd = theirs.fileno()
+            self._zygote = subprocess.Popen([sys.executable, "-m", "moorage.drivers.exec.lxc.zygote", str(fd)],
+                                            pass_fds=(fd,), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+        self._control = ours
+
+    def _fork_monitor(self, request: dict, chan: socket.socket) -> None:
+        payload = json.dumps(request).encode()
+        with self._lock:
+            for attempt in (1, 2):
+                if self._control is None or self._zygote is None or self._zygote.poll() is not None:
+                    self._close_zygote()
+                    self._spawn_zygote()
+                assert self._control is not None
+                try:
+                    socket.send_fds(self._control, [payload], [chan.fileno()])
+                    return
+                except OSError:
+                    if attempt == 2:
+                        raise DriverError("the lxc driver's zygote does not accept requests") from None
+                    self._close_zygote()
+
+    def _close_zygote(self) -> None:
+        if self._control is not None:
+            self._control.close()
+            self._control = None
+        if self._zygote is not None:
+            try:
+                self._zygote.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self._zygote.kill()
+                self._zygote.wait()
+            self._zygote = None
+
+    def cleanup(self) -> None:
+        with self._lock:
+            self._close_zygote()
 
     def _get(self, container_id: str) -> _Container:
         try:
@@ -97,10 +140,10 @@ class LxcDriver(NativeDriver):
     # -- start ----------------------------------------------------------------------------------
 
     def _check_options(self, spec: ProcessSpec) -> None:
+        """Refuse what would break the config file's syntax; liblxc judges the rest (see ``liblxc``)."""
         for key, value in spec.driver_options:
-            key = key.strip()
-            if not key.startswith("lxc.") or "\n" in key or "\n" in value or " " in key:
-                raise InvalidParameter(f"LxcConf key {key!r} is not an LXC config key")
+            if not key.strip() or any(c.isspace() for c in key.strip()) or "\n" in value:
+                raise DriverError(f"LxcConf entry {key!r} = {value!r} is not a valid LXC config line")
 
     def start(self, spec: ProcessSpec, on_namespace: Callable[[int], None] | None = None) -> int:
         cid = spec.container_id
@@ -118,16 +161,12 @@ class LxcDriver(NativeDriver):
             if not m.destination.startswith("/") or m.destination.rstrip("/") == "":
                 raise InvalidParameter(f"Illegal bind destination: {m.destination}")
         exec_dir = ensure_dir(Path(spec.state_dir) / "exec")
+        ensure_dir(self.lxcpath)
         for name in (EXIT_FILE, STATE_FILE, protocol.SOCKET_NAME, config.LOG):
             try:
                 (exec_dir / name).unlink()
             except FileNotFoundError:
                 pass
-        rootfs = os.path.realpath(spec.rootfs)
-        try:
-            os.makedirs(inside(rootfs, spec.working_dir or "/"), mode=0o755, exist_ok=True)
-        except (OSError, RuntimeError) as exc:
-            raise InvalidParameter(f"cannot create the working directory {spec.working_dir}: {exc}") from None
         text = config.render(spec, exec_dir, self.busybox, identity.uid, identity.gid, identity.groups)
         replace_file(exec_dir / config.CONFIG, text.encode())
         replace_file(exec_dir / config.HOOK, config.hook_script(exec_dir).encode())
@@ -136,27 +175,53 @@ class LxcDriver(NativeDriver):
             "open_stdin": spec.open_stdin, "name": cid, "lxcpath": str(self.lxcpath),
             "config": str(exec_dir / config.CONFIG), "argv": config.init_argv(spec),
             "isolate_network": spec.isolate_network, "domainname": spec.domainname,
+            "options": [[k.strip(), v.strip()] for k, v in spec.driver_options],
+            "handshake": on_namespace is not None and spec.isolate_network,
+            "rootfs": os.path.realpath(spec.rootfs), "working_dir": spec.working_dir or "/",
         }
         chan, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             with theirs:
-                fd = theirs.fileno()
-                subprocess.run([sys.executable, "-m", "moorage.drivers.exec.lxc.monitor", str(fd)], pass_fds=(fd,),
-                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               cwd="/", start_new_session=True, check=True)
-            chan.sendall(json.dumps(request).encode())
+                self._fork_monitor(request, theirs)
             chan.settimeout(START_TIMEOUT + 5)
-            pid = self._handshake(chan, cid, on_namespace, spec.isolate_network)
-        except BaseException as exc:
+            pid = self._handshake(chan, cid, on_namespace)
+        except BaseException:
             chan.close()
             self._remove_cgroups(cid)
-            if isinstance(exc, subprocess.CalledProcessError):
-                raise DriverError(f"container {cid}: the lxc monitor could not be started") from exc
             raise
         chan.close()
         replace_file(exec_dir / STATE_FILE, json.dumps({"pid": pid}).encode())
         self._containers[cid] = _Container(exec_dir, pid, spec.tty, spec.open_stdin)
         return pid
+
+    def _handshake(self, chan: socket.socket, cid: str, on_namespace: Callable[[int], None] | None) -> int:
+        """The start channel (see ``monitor``): the init's pid, the network driver's turn, started."""
+        def receive() -> dict:
+            try:
+                raw = chan.recv(65536)
+            except TimeoutError:
+                raise DriverError(f"container {cid}: the lxc monitor did not answer within {START_TIMEOUT:.0f} s") \
+                    from None
+            if not raw:
+                raise DriverError(f"container {cid}: the lxc monitor died during start")
+            message = json.loads(raw)
+            if "error" in message:
+                _drain(chan)
+                raise DriverError(f"cannot start container {cid}: {message['error']}")
+            return message
+
+        message = receive()
+        if "started" not in message:
+            assert on_namespace is not None
+            try:
+                on_namespace(message["pid"])
+            except BaseException:
+                chan.send(b"abort")
+                _drain(chan)
+                raise
+            chan.send(b"go")
+            message = receive()
+        return int(message["pid"])
 
     # -- processes and release ------------------------------------------------------------------
 
@@ -204,7 +269,13 @@ class LxcDriver(NativeDriver):
         self._remove_cgroups(container_id)
         shutil.rmtree(self.lxcpath / container_id, ignore_errors=True)
 
-    def cleanup(self) -> None:
+
+def _drain(chan: socket.socket) -> None:
+    """Read the start channel until the monitor closes it: it has cleaned up by then."""
+    try:
+        while chan.recv(65536):
+            pass
+    except OSError:
         pass
 
 

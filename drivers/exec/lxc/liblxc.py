@@ -11,7 +11,6 @@ so ctypes on the installed ``liblxc.so.1`` is the smallest dependency.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 
 LIBRARY = "liblxc.so.1"
 
@@ -48,6 +47,9 @@ _Container._fields_ = [
     ("stop", _bool_fn),
     ("want_daemonize", ctypes.CFUNCTYPE(ctypes.c_bool, _P, ctypes.c_bool)),
     ("want_close_all_fds", ctypes.CFUNCTYPE(ctypes.c_bool, _P, ctypes.c_bool)),
+    ("config_file_name", ctypes.c_void_p),
+    ("wait", ctypes.c_void_p),
+    ("set_config_item", ctypes.CFUNCTYPE(ctypes.c_bool, _P, ctypes.c_char_p, ctypes.c_char_p)),
 ]
 
 
@@ -78,12 +80,28 @@ def key_supported(lib: ctypes.CDLL, key: str) -> bool:
     return bool(lib.lxc_config_item_is_supported(key.encode()))
 
 
-def run_foreground(lib: ctypes.CDLL, name: str, lxcpath: str, config: str, argv: list[str]) -> int:
+def refused_item(lib: ctypes.CDLL, items: list[tuple[str, str]]) -> tuple[str, str] | None:
+    """The first ``(key, value)`` that liblxc refuses to set on an empty container, or None."""
+    c = lib.lxc_container_new(b"moorage-check", b"/nonexistent")
+    if not c:
+        return None
+    try:
+        for key, value in items:
+            if not c.contents.set_config_item(c, key.encode(), value.encode()):
+                return key, value
+        return None
+    finally:
+        lib.lxc_container_put(c)
+
+
+def run_foreground(lib: ctypes.CDLL, name: str, lxcpath: str, config: str, argv: list[str],
+                   options: list[tuple[str, str]] | None = None) -> int:
     """Run container ``name`` from config file ``config`` in this process until its init exits.
 
-    Returns the init process's wait status. Raises ``LxcFailed`` if the config cannot be loaded
-    or the container cannot be started. Call it in a child process: liblxc changes the
-    process's signal mask and waits for its own children.
+    Returns liblxc's ``error_num`` (see ``monitor.exit_code``). Raises ``LxcFailed`` if the
+    config cannot be loaded or the container cannot be started; ``options`` are the entries the
+    user added to the config, checked one by one to name the culprit when loading fails. Call it
+    in a child process: liblxc changes the process's signal mask and waits for its own children.
     """
     c = lib.lxc_container_new(name.encode(), lxcpath.encode())
     if not c:
@@ -91,6 +109,9 @@ def run_foreground(lib: ctypes.CDLL, name: str, lxcpath: str, config: str, argv:
     try:
         box = c.contents
         if not box.load_config(c, config.encode()):
+            refused = refused_item(lib, options or [])
+            if refused is not None:
+                raise LxcFailed(f"LXC refuses the config entry {refused[0]} = {refused[1]}")
             raise LxcFailed(f"liblxc refused the config file {config}")
         box.want_daemonize(c, False)
         box.want_close_all_fds(c, True)

@@ -1,28 +1,26 @@
 """The per-container monitor of the ``lxc`` driver: the native monitor's I/O loop around liblxc.
 
-Started by the driver as ``python -m moorage.drivers.exec.lxc.monitor <chan fd>``; it forks
-once and the parent exits, so the monitor is in a session of its own, re-parented to init, and
-outlives the daemon. It holds the container's pipes or pty, logs, serves ``monitor.sock`` and
+Forked by the driver's zygote (``zygote.py``) in a session of its own, so it outlives the
+daemon. It holds the container's pipes or pty, logs, serves ``monitor.sock`` and
 records ``exit.json`` exactly as the native monitor does (it reuses that loop and protocol).
 
 Its child, the *launcher*, runs the container through liblxc in the foreground (it is LXC's
 own monitor process: it keeps the container and its cgroups) and exits with the container's
 exit status (``128 + n`` for a signal). The start handshake on ``chan`` is the native one: the
 LXC ``start-host`` hook writes the init's host pid to ``start.fifo``; the monitor brings ``lo``
-up and sets the domain name in the container's namespaces, sends ``{"pid": n}``, and on ``go``
-answers the hook on ``go.fifo``; once init has executed the command the monitor confirms
-``{"started": true}``, or sends ``{"error": ...}`` with LXC's log lines.
+up and sets the domain name in the container's namespaces; with ``request["handshake"]`` (the
+network driver must configure the namespace first) it sends ``{"pid": n}`` and waits for ``go``
+or ``abort``; it answers the hook on ``go.fifo``, and once init has executed the command it
+confirms ``{"pid": n, "started": true}``, or sends ``{"error": ...}`` with LXC's log lines.
 """
 
 from __future__ import annotations
 
 import ctypes
-import json
 import os
 import select
 import signal
 import socket
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -31,7 +29,8 @@ from moorage.core.logs import LogWriter
 from moorage.drivers.exec.native import linux, protocol
 from moorage.drivers.exec.native.monitor import TERMINATING, Monitor, _handles, _send
 
-from . import config, liblxc
+from . import files as config
+from . import liblxc
 
 START_TIMEOUT = 30.0
 CLONE_NEWUTS = 0x04000000
@@ -78,6 +77,31 @@ def prepare_namespaces(pid: int, isolate_network: bool, domainname: str) -> str:
     return message.decode(errors="replace")
 
 
+def make_working_dir(rootfs: str, working_dir: str) -> None:
+    """Create the working directory as root, resolving symlinks inside the rootfs (a forked
+    helper chroots), before LXC switches to the container's user; RuntimeError if impossible."""
+    r, w = os.pipe()
+    child = os.fork()
+    if child == 0:
+        os.close(r)
+        try:
+            os.chroot(rootfs)
+            os.chdir("/")
+            os.makedirs(working_dir, mode=0o755, exist_ok=True)
+        except BaseException as exc:  # noqa: BLE001 - reported through the pipe
+            os.write(w, str(exc).encode(errors="replace"))
+            os._exit(1)
+        os._exit(0)
+    os.close(w)
+    message = b""
+    while chunk := os.read(r, 4096):
+        message += chunk
+    os.close(r)
+    os.waitpid(child, 0)
+    if message:
+        raise RuntimeError(f"cannot create the working directory {working_dir}: {message.decode(errors='replace')}")
+
+
 def _launch(request: dict[str, Any], stdio: tuple[int, int, int], tty: bool, report_fd: int) -> None:
     """The launcher's life (never returns): LXC's monitor for the container."""
     try:
@@ -94,14 +118,25 @@ def _launch(request: dict[str, Any], stdio: tuple[int, int, int], tty: bool, rep
         for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM, signal.SIGCHLD):
             signal.signal(sig, signal.SIG_DFL)  # an ignored signal would stay ignored in the container
         lib = liblxc.load()
-        status = liblxc.run_foreground(lib, request["name"], request["lxcpath"], request["config"], request["argv"])
+        status = liblxc.run_foreground(lib, request["name"], request["lxcpath"], request["config"], request["argv"],
+                                         [tuple(item) for item in request["options"]])
     except BaseException as exc:  # noqa: BLE001 - reported to the monitor
         try:
             os.write(3, f"{exc}".encode(errors="replace"))
         finally:
             os._exit(255)
-    code = os.waitstatus_to_exitcode(status)
-    os._exit(128 - code if code < 0 else code)
+    os._exit(exit_code(status))
+
+
+def exit_code(status: int) -> int:
+    """The exit status (``128 + n`` for signal ``n``) of liblxc's ``error_num``: a wait status,
+    except that an init killed by a signal is reported in the *stopped* form ``n << 8 | 0x7f``."""
+    low = status & 0x7F
+    if low == 0:
+        return (status >> 8) & 0xFF
+    if low == 0x7F:
+        return 128 + ((status >> 8) & 0xFF)
+    return 128 + low
 
 
 class LxcMonitor(Monitor):
@@ -143,6 +178,7 @@ class LxcMonitor(Monitor):
             child_fds = [in_r, out_w, err_w]
             self.outputs[out_r] = "stdout"
             self.outputs[err_r] = "stderr"
+        make_working_dir(request["rootfs"], request["working_dir"])
         fifos = {}
         for name in (config.START_FIFO, config.GO_FIFO):
             path = self.exec_dir / name
@@ -165,15 +201,15 @@ class LxcMonitor(Monitor):
         problem = prepare_namespaces(self.init_pid, request["isolate_network"], request["domainname"])
         if problem:
             self._abort(fifos[config.GO_FIFO], f"cannot prepare the container's namespaces: {problem}")
-        _send(self.chan, {"pid": self.init_pid})
-        answer = self.chan.recv(64)
-        if answer != b"go":
-            self._abort(fifos[config.GO_FIFO], None)
+        if request["handshake"]:
+            _send(self.chan, {"pid": self.init_pid})
+            if self.chan.recv(64) != b"go":
+                self._abort(fifos[config.GO_FIFO], None)
         os.write(fifos[config.GO_FIFO], b"go\n")
         self._await_exec()
         for fd in fifos.values():
             os.close(fd)
-        _send(self.chan, {"started": True})
+        _send(self.chan, {"pid": self.init_pid, "started": True})
         self.chan.close()
 
     def _launcher_exited(self, timeout: float) -> bool:
@@ -264,18 +300,10 @@ class LxcMonitor(Monitor):
         os.kill(self.init_pid, signum)
 
 
-def main() -> None:
-    chan = socket.socket(fileno=int(sys.argv[1]))
-    if os.fork():
-        os._exit(0)  # the driver reaps this parent; the monitor is re-parented to init
-    os.setsid()
-    devnull = os.open(os.devnull, os.O_RDWR)
-    for fd in (0, 1, 2):
-        os.dup2(devnull, fd)
-    os.close(devnull)
-    os.chdir("/")
-    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-    request = json.loads(chan.recv(1 << 20))
+def main(request: dict[str, Any], chan_fd: int) -> None:
+    """The monitor process's whole life (forked by the zygote, in a session of its own)."""
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # the zygote ignores it; this process waits for its child
+    chan = socket.socket(fileno=chan_fd)
     monitor = LxcMonitor(request, chan)
     try:
         monitor.start()
@@ -289,7 +317,3 @@ def main() -> None:
         finally:
             os._exit(1)
     monitor.run()
-
-
-if __name__ == "__main__":
-    main()

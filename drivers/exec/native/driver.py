@@ -18,10 +18,9 @@ from moorage.core.store import ensure_dir, read_json
 
 from . import protocol
 from .cgroups import Cgroups, probe, validate
-from .monitor import EXIT_FILE, replace_file
+from .monitor import EXIT_FILE, STATE_FILE
 from .users import resolve
 
-STATE_FILE = "state.json"
 START_TIMEOUT = 30.0
 NAMESPACES = ("mnt", "pid", "uts", "ipc", "net")
 
@@ -178,6 +177,7 @@ class NativeDriver(ExecDriver):
             "log_path": str(spec.log_path),
             "tty": spec.tty,
             "open_stdin": spec.open_stdin,
+            "handshake": on_namespace is not None and spec.isolate_network,
             "cgroup_files": cgroups.procs_files(),
             "cfg": {
                 "rootfs": str(spec.rootfs), "args": list(spec.args), "env": list(spec.env),
@@ -198,7 +198,6 @@ class NativeDriver(ExecDriver):
             cgroups.remove()
             raise
         chan.close()
-        replace_file(exec_dir / STATE_FILE, json.dumps({"pid": pid}).encode())
         self._containers[cid] = _Container(exec_dir, pid, spec.tty, spec.open_stdin)
         return pid
 
@@ -217,14 +216,17 @@ class NativeDriver(ExecDriver):
                 raise DriverError(f"cannot start container {cid}: {message['error']}")
             return message
 
-        pid = receive()["pid"]
-        if on_namespace is not None and isolate_network:
-            try:
-                on_namespace(pid)
-            except BaseException:
-                chan.send(b"abort")
-                _drain(chan)
-                raise
+        message = receive()
+        if "started" in message:  # no handshake was asked for
+            return message["pid"]
+        pid = message["pid"]
+        assert on_namespace is not None and isolate_network
+        try:
+            on_namespace(pid)
+        except BaseException:
+            chan.send(b"abort")
+            _drain(chan)
+            raise
         chan.send(b"go")
         receive()
         return pid

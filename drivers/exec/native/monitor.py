@@ -8,9 +8,10 @@ status atomically in ``<exec dir>/exit.json`` and exits once the process is gone
 client was told.
 
 The start handshake with the driver runs on ``chan`` (a SOCK_SEQPACKET socket, one JSON
-document per message): the monitor sends ``{"pid": n}`` once the namespaces exist, the driver
-answers ``go`` (after the network driver configured the namespace) or ``abort``, and the monitor
-confirms ``{"started": true}`` once the command was executed, or sends ``{"error": "..."}``.
+document per message). With ``request["handshake"]`` (a network namespace the network driver
+must configure first) the monitor sends ``{"pid": n}`` once the namespaces exist and the driver
+answers ``go`` or ``abort``; without it the command runs at once. Then the monitor confirms
+``{"pid": n, "started": true}`` once the command was executed, or sends ``{"error": "..."}``.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import signal
 import socket
 import struct
 import termios
+import time
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +35,7 @@ from . import container, linux, protocol
 
 MAX_CLIENT_BACKLOG = 4 << 20  # bytes queued for a slow attach client before it is dropped
 EXIT_FILE = "exit.json"
+STATE_FILE = "state.json"
 
 
 def replace_file(path: Path, data: bytes) -> None:
@@ -68,6 +71,19 @@ def _handles(pid: int, signum: int) -> bool:
             if line.startswith(("SigCgt:", "SigIgn:")):
                 mask |= int(line.split()[1], 16)
     return bool(mask & (1 << (signum - 1)))
+
+
+def _remove_cgroups(procs_files: list[str]) -> None:
+    for procs in procs_files:
+        directory = os.path.dirname(procs)
+        for _ in range(100):
+            try:
+                os.rmdir(directory)
+                break
+            except FileNotFoundError:
+                break
+            except OSError:
+                time.sleep(0.01)  # the killed process is still being torn down
 
 
 def _send(chan: socket.socket, obj: dict[str, Any]) -> None:
@@ -162,17 +178,23 @@ class Monitor:
             if "/memory/" not in path:
                 with open(path, "w") as f:
                     f.write(str(pid))
+        handshake = request["handshake"]
+        if not handshake:  # nobody needs the namespace before the command runs: no round trip
+            os.write(go_w, b"G")
         ready = os.read(sync_r, 65536)
         if ready != b"R":
             self._fail(ready[1:].decode(errors="replace") or "the container process died during setup")
-        _send(self.chan, {"pid": pid})
-        answer = self.chan.recv(64)
-        if answer != b"go":
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-            self._cleanup_socket()
-            os._exit(0)
-        os.write(go_w, b"G")
+        if handshake:
+            _send(self.chan, {"pid": pid})
+            answer = self.chan.recv(64)
+            if answer != b"go":
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                self._cleanup_socket()
+                if not answer:  # the daemon died mid-start: nobody else will remove the cgroups
+                    _remove_cgroups(request["cgroup_files"])
+                os._exit(0)
+            os.write(go_w, b"G")
         os.close(go_w)
         result = b""
         while chunk := os.read(sync_r, 65536):
@@ -180,8 +202,10 @@ class Monitor:
         os.close(sync_r)
         if result:
             self._fail(result[1:].decode(errors="replace"))
-        _send(self.chan, {"started": True})
+        _send(self.chan, {"pid": pid, "started": True})
         self.chan.close()
+        # after the answer: off the start's critical path; only a restarted daemon reads it
+        replace_file(self.exec_dir / STATE_FILE, json.dumps({"pid": pid}).encode())
 
     def _fail(self, message: str) -> None:
         try:

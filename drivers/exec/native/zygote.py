@@ -4,10 +4,11 @@ Forking the daemon itself is hazardous (it is multi-threaded: a lock held by ano
 stays locked forever in the child) and starting a fresh interpreter per container costs
 30-60 ms. So the driver starts this module once (``python -m``), it imports everything a
 monitor needs, and then, per container, receives a JSON request and the monitor's end of the
-start channel (SCM_RIGHTS) on its control socket and forks once: the monitor calls
-``setsid``, so it is in a session of its own and outlives both the zygote and the daemon
-(it is re-parented to init). The zygote exits when the driver's end of the control socket
-closes (the daemon stopped or died).
+start channel (SCM_RIGHTS) on its control socket and hands both to a monitor it forked
+ahead of time (the "spare"), then forks the next spare. A monitor calls ``setsid``, so it is
+in a session of its own and outlives both the zygote and the daemon (it is re-parented to
+init). The zygote exits when the driver's end of the control socket closes (the daemon stopped
+or died), and its idle spare with it.
 """
 
 from __future__ import annotations
@@ -24,24 +25,47 @@ from . import monitor
 MAX_REQUEST = 1 << 20
 
 
-def serve(control: socket.socket) -> None:
-    while True:
+def fork_spare(control: socket.socket) -> socket.socket:
+    """Fork the next monitor ahead of time; it waits for its request on the returned socket.
+
+    The fork (and the page copies the child's first steps cause) then happen while no start
+    is waiting. A spare that reads end-of-file (the zygote exited) exits.
+    """
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    if os.fork() == 0:
         try:
-            msg, fds, _, _ = socket.recv_fds(control, MAX_REQUEST, 1)
-        except InterruptedError:
-            continue
-        if not msg:
-            return
-        request = json.loads(msg)
-        if os.fork() == 0:
+            control.close()
+            ours.close()
+            os.setsid()
+            msg, fds, _, _ = socket.recv_fds(theirs, MAX_REQUEST, 1)
+            if msg and fds:
+                theirs.close()
+                monitor.main(json.loads(msg), fds[0])
+        finally:
+            os._exit(0)
+    theirs.close()
+    return ours
+
+
+def serve(control: socket.socket) -> None:
+    spare = fork_spare(control)
+    try:
+        while True:
             try:
-                control.close()
-                os.setsid()
-                monitor.main(request, fds[0])
+                msg, fds, _, _ = socket.recv_fds(control, MAX_REQUEST, 1)
+            except InterruptedError:
+                continue
+            if not msg:
+                return
+            try:
+                socket.send_fds(spare, [msg], fds)
             finally:
-                os._exit(0)
-        for fd in fds:
-            os.close(fd)
+                spare.close()
+                for fd in fds:
+                    os.close(fd)
+                spare = fork_spare(control)
+    finally:
+        spare.close()
 
 
 def main() -> None:

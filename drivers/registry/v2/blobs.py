@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+import zstandard
+
 from moorage.core.errors import InvalidParameter, Unavailable
 from moorage.core.hookspecs.registry import Progress
 
@@ -126,12 +128,15 @@ class _Unpacker:
     """Feeds compressed bytes through gzip (several members allowed) or passes a plain tar."""
 
     def __init__(self, head: bytes, digest: str) -> None:
-        if head.startswith(ZSTD_MAGIC):
-            raise InvalidParameter(f"layer {digest} is zstd-compressed, which this client does not support")
         self.gzip = head.startswith(GZIP_MAGIC)
         self._d = zlib.decompressobj(16 + zlib.MAX_WBITS) if self.gzip else None
+        # read_across_frames: a zstd layer may be several frames, like multi-member gzip
+        self._zstd = zstandard.ZstdDecompressor().decompressobj(read_across_frames=True) \
+            if head.startswith(ZSTD_MAGIC) else None
 
     def feed(self, data: bytes) -> bytes:
+        if self._zstd is not None:
+            return self._zstd.decompress(data)
         if self._d is None:
             return data
         out = []
@@ -145,6 +150,8 @@ class _Unpacker:
         return b"".join(out)
 
     def finish(self) -> bytes:
+        if self._zstd is not None:
+            return self._zstd.flush()
         return self._d.flush() if self._d is not None else b""
 
 
@@ -236,8 +243,8 @@ def download_layer(session: Session, repository: str, digest: str, size: int | N
                     uncompressed.update(data)
                     out.write(data)
                     written += len(data)
-        except zlib.error as exc:
-            raise DigestMismatch(f"layer {digest} is not a valid gzip stream: {exc}") from None
+        except (zlib.error, zstandard.ZstdError) as exc:
+            raise DigestMismatch(f"layer {digest} is not a valid compressed stream: {exc}") from None
         finally:
             chunks.close()
         got = f"{digest.partition(':')[0]}:{compressed.hexdigest()}"

@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from moorage.core.errors import InvalidParameter, MoorageError, NotFound, Unavailable
+from pydantic import BaseModel, ConfigDict, Field
+
+from moorage.core.errors import Conflict, InvalidParameter, MoorageError, NotFound, Unavailable
 from moorage.core.hookspecs.registry import (
     AuthConfig,
     Progress,
@@ -22,7 +24,6 @@ from moorage.core.hookspecs.registry import (
     PushSource,
     RegistryClient,
 )
-from pydantic import BaseModel, ConfigDict, Field
 
 from . import images
 from .blobs import (
@@ -212,8 +213,12 @@ class V2Client(RegistryClient):
                 layer.image_json["Size"] = layer_file.size
                 # a concurrent pull of the same image may have stored it meanwhile
                 if not target.has_image(layer.id):
-                    with open(layer_file.path, "rb") as tar:
-                        target.add_image(layer, tar)
+                    try:
+                        with open(layer_file.path, "rb") as tar:
+                            target.add_image(layer, tar)
+                    except Conflict:
+                        if not target.has_image(layer.id):
+                            raise
                 layer_file.path.unlink()
                 desc = descriptors[n]
                 self.sources.remember(layer.id, BlobRecord(diff_ids[n], desc["digest"], int(desc.get("size") or 0),

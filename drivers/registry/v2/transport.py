@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 from urllib.parse import urljoin, urlsplit
 
 import httpx
+
 from moorage.core import __version__
 from moorage.core.errors import Forbidden, NotFound, Unauthorized, Unavailable
 from moorage.core.hookspecs.registry import AuthConfig

@@ -1,0 +1,84 @@
+"""Registry endpoints: pull (``POST /images/create?fromImage=``), push, ``POST /auth`` and
+``GET /images/search``, all through the ``puller`` service (``moorage.core.distribution``)."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.responses import JSONResponse, Response
+
+from ..core.distribution import Distribution
+from ..core.errors import InvalidParameter, NotSupported
+from ..core.hookspecs.registry import AuthConfig
+from ..core.kernel import Kernel
+from .params import KernelDep
+from .streams import json_stream
+
+
+def get_distribution(request: Request) -> Distribution:
+    kernel: Kernel = request.app.state.kernel
+    service = kernel.services.get("puller")
+    if service is None:
+        raise NotSupported("no registry driver is available in this daemon")
+    return service
+
+
+DistributionDep = Annotated[Distribution, Depends(get_distribution)]
+
+
+def header_auth(request: Request) -> AuthConfig:
+    return AuthConfig.from_header(request.headers.get("x-registry-auth"))
+
+
+async def pull(request: Request, kernel: Kernel, distribution: Distribution) -> Response:
+    """``POST /images/create?fromImage=NAME&tag=``: no tag pulls every tag (Docker 0.6)."""
+    name = request.query_params.get("fromImage", "")
+    tag = request.query_params.get("tag", "")
+    auth = header_auth(request)
+    return await json_stream(kernel, lambda progress: distribution.pull(name, tag, auth, progress) and None)
+
+
+async def push(name: str, request: Request, kernel: KernelDep, distribution: DistributionDep) -> Response:
+    """``POST /images/{name}/push``: credentials from ``X-Registry-Auth``, else from the body
+    (0.6 clients sent the AuthConfig there; an empty body is refused before the stream)."""
+    if request.headers.get("x-registry-auth"):
+        auth = header_auth(request)
+    else:
+        raw = await request.body()
+        if not raw.strip():
+            raise InvalidParameter("Bad parameter: push needs credentials in X-Registry-Auth or the body")
+        try:
+            auth = AuthConfig.from_json(json.loads(raw))
+        except ValueError:
+            raise InvalidParameter("Bad parameter: the body is not a JSON AuthConfig") from None
+    tag = request.query_params.get("tag", "")
+
+    def job(progress):
+        digests = distribution.push(name, tag, auth, progress)
+        progress_final = [f"{t}: digest: {d}" for t, d in sorted(digests.items())]
+        for line in progress_final:
+            progress({"status": line})
+        return None
+
+    return await json_stream(kernel, job)
+
+
+async def auth(request: Request, kernel: KernelDep, distribution: DistributionDep) -> Response:
+    """``POST /auth``: check credentials with the registry; nothing is stored."""
+    try:
+        body = json.loads(await request.body() or b"{}")
+    except ValueError:
+        raise InvalidParameter("Bad parameter: the body is not a JSON AuthConfig") from None
+    status = await kernel.run_blocking(distribution.login, AuthConfig.from_json(body))
+    if not status:
+        return Response(status_code=204)
+    return JSONResponse({"Status": status})
+
+
+async def search(request: Request, kernel: KernelDep, distribution: DistributionDep) -> JSONResponse:
+    """``GET /images/search?term=``: 0.6.6's shape, ``[{"name","description","star_count",
+    "is_official","is_trusted"}]``."""
+    term = request.query_params.get("term", "")
+    return JSONResponse(await kernel.run_blocking(distribution.search, term, header_auth(request)))

@@ -1,0 +1,156 @@
+"""Pull, push, search and auth through the daemon's API, against Debian's registry server on
+127.0.0.1 (the `v2` driver's own behaviour is tested in tests/registry)."""
+
+from __future__ import annotations
+
+import base64
+import collections
+import collections.abc
+import json
+import shutil
+import warnings
+
+import pytest
+
+from conftest import CONTAINER_CONFIG, import_image
+from moorage.core.contract.registry.servers import RegistryServer
+
+pytestmark = pytest.mark.skipif(shutil.which("docker-registry") is None,
+                                reason="Debian's docker-registry package is needed")
+USER, PASSWORD = "moorage", "s3cret-pass"
+
+
+@pytest.fixture
+def registry(tmp_path):
+    server = RegistryServer(tmp_path / "registry")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def htpasswd_registry(tmp_path):
+    base = tmp_path / "secure"
+    base.mkdir()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import crypt
+    (base / "htpasswd").write_text(f"{USER}:{crypt.crypt(PASSWORD, crypt.mksalt(crypt.METHOD_BLOWFISH))}\n")
+    server = RegistryServer(base, f"auth:\n  htpasswd:\n    realm: test\n    path: {base / 'htpasswd'}\n")
+    yield server
+    server.stop()
+
+
+def stream_objects(text: str) -> list[dict]:
+    decoder, out = json.JSONDecoder(), []
+    text = text.strip()
+    while text:
+        obj, end = decoder.raw_decode(text)
+        out.append(obj)
+        text = text[end:].lstrip()
+    return out
+
+
+def auth_header(username: str = "", password: str = "") -> dict[str, str]:
+    blob = json.dumps({"username": username, "password": password, "email": "", "serveraddress": ""})
+    return {"X-Registry-Auth": base64.urlsafe_b64encode(blob.encode()).decode()}
+
+
+def test_push_then_pull_into_another_daemon_and_run(daemon_factory, registry, busybox_tar):
+    config = CONTAINER_CONFIG.format(graph="overlay", exec="native")
+    source = daemon_factory(config)
+    import_image(source, busybox_tar)
+    name = f"{registry.host}/tests/busybox"
+    with source.client() as api:
+        assert api.post("/images/busybox/tag", params={"repo": name, "tag": "v1"}).status_code == 201
+        pushed = api.post(f"/images/{name}/push", headers=auth_header())
+        assert pushed.status_code == 200
+        messages = stream_objects(pushed.text)
+        assert not [m for m in messages if "error" in m], messages
+        assert any("digest: sha256:" in m.get("status", "") for m in messages)
+        local_id = api.get(f"/images/{name}:v1/json").json()["id"]
+
+    target = daemon_factory(config, flags=["--registry-mirror", registry.url])
+    with target.client() as api:
+        pulled = api.post("/images/create", params={"fromImage": name, "tag": "v1"})
+        messages = stream_objects(pulled.text)
+        assert messages[0] == {"status": f"Pulling repository {name}"}
+        assert not [m for m in messages if "error" in m], messages
+        image = api.get(f"/images/{name}:v1/json").json()
+        assert image["id"] != local_id  # pulled ids derive from content, not from the pusher's ids
+        again = stream_objects(api.post("/images/create", params={"fromImage": name, "tag": "v1"}).text)
+        assert api.get(f"/images/{name}:v1/json").json()["id"] == image["id"]
+        assert not [m for m in again if m.get("status") == "Downloading"]
+        # an unqualified name goes to the configured default registry
+        short = stream_objects(api.post("/images/create", params={"fromImage": "tests/busybox", "tag": "v1"}).text)
+        assert not [m for m in short if "error" in m], short
+        cid = api.post("/containers/create", json={"Image": "tests/busybox:v1", "Cmd": ["/bin/echo", "pulled"]}).json()
+        api.post(f"/containers/{cid['Id']}/start")
+        assert api.post(f"/containers/{cid['Id']}/wait").json() == {"StatusCode": 0}
+        missing = stream_objects(api.post("/images/create", params={"fromImage": name, "tag": "nope"}).text)
+        assert "error" in missing[-1] and "nope" in missing[-1]["error"]
+        results = api.get("/images/search", params={"term": "busy"}).json()
+        assert any(r["name"] == "tests/busybox" for r in results)
+
+
+def test_auth_endpoint(daemon_factory, htpasswd_registry):
+    d = daemon_factory(flags=["--registry-mirror", htpasswd_registry.url])
+    with d.client() as api:
+        good = api.post("/auth", json={"username": USER, "password": PASSWORD, "email": "",
+                                       "serveraddress": htpasswd_registry.url})
+        assert good.status_code == 200 and good.json() == {"Status": "Login Succeeded"}
+        bad = api.post("/auth", json={"username": USER, "password": "wrong", "serveraddress": htpasswd_registry.url})
+        assert bad.status_code == 401 and bad.text == "Wrong login/password, please try again\n"
+    assert PASSWORD not in d.log()
+
+
+def test_hook_moorage_image_pulled(daemon_factory, registry, busybox_tar, tmp_path):
+    from conftest import make_distribution
+
+    site = tmp_path / "site"
+    site.mkdir()
+    make_distribution(site, "moorage-pulled", {"pulledhook": '''
+import json, os
+from moorage.core.hookspecs import hookimpl
+_root = []
+
+@hookimpl
+def moorage_daemon_configured(config):
+    _root.append(str(config["daemon"]["root"]))
+
+@hookimpl
+def moorage_image_pulled(name, tag, image_id):
+    with open(os.path.join(_root[0], "pulled.jsonl"), "a") as f:
+        f.write(json.dumps([name, tag, image_id]) + "\\n")
+'''}, {"pulledhook": "pulledhook"})
+    config = CONTAINER_CONFIG.format(graph="vfs", exec="native")
+    source = daemon_factory(config)
+    import_image(source, busybox_tar)
+    name = f"{registry.host}/hooks/bb"
+    with source.client() as api:
+        api.post("/images/busybox/tag", params={"repo": name, "tag": "t"})
+        api.post(f"/images/{name}/push", headers=auth_header())
+    target = daemon_factory(config, env={"PYTHONPATH": str(site)})
+    with target.client() as api:
+        api.post("/images/create", params={"fromImage": name, "tag": "t"})
+        image_id = api.get(f"/images/{name}:t/json").json()["id"]
+    calls = [json.loads(line) for line in (target.root / "pulled.jsonl").read_text().splitlines()]
+    assert calls == [[name, "t", image_id]]
+
+
+def test_docker_py_pull(daemon_factory, registry, busybox_tar):
+    for _name in ("Mapping", "MutableMapping", "Callable", "Iterable", "Sequence", "MutableSet", "Set"):
+        if not hasattr(collections, _name):
+            setattr(collections, _name, getattr(collections.abc, _name))
+    docker = pytest.importorskip("docker")
+    config = CONTAINER_CONFIG.format(graph="overlay", exec="native")
+    source = daemon_factory(config)
+    import_image(source, busybox_tar)
+    name = f"{registry.host}/dockerpy/busybox"
+    with source.client() as api:
+        api.post("/images/busybox/tag", params={"repo": name, "tag": "latest"})
+        assert api.post(f"/images/{name}/push", headers=auth_header()).status_code == 200
+    target = daemon_factory(config)
+    client = docker.Client(base_url=f"unix://{target.sock}", version="1.6", timeout=60)
+    output = client.pull(name, tag="latest")
+    assert "error" not in output
+    assert any(row.get("Repository") == name for row in client.images())
