@@ -15,8 +15,11 @@ def create_app(kernel: Kernel, routes: list[Route] | None = None, enable_cors: b
     app = FastAPI(title="moorage", version=kernel.version, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.kernel = kernel
     for route in ROUTES if routes is None else routes:
-        app.add_api_route(route.path, route.handler, methods=[route.method], name=route.handler.__name__,
-                          include_in_schema=False)
+        if route.method == "WEBSOCKET":
+            app.add_api_websocket_route(route.path, route.handler, name=route.handler.__name__)
+        else:
+            app.add_api_route(route.path, route.handler, methods=[route.method], name=route.handler.__name__,
+                              include_in_schema=False)
     errors.install(app)
     cors = kernel.config.daemon.api_enable_cors if enable_cors is None else enable_cors
     return VersionAndCorsMiddleware(app, enable_cors=cors)

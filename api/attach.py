@@ -13,13 +13,14 @@ import asyncio
 import contextlib
 import struct
 
-from fastapi import Request, Response
+from fastapi import Request, Response, WebSocket, WebSocketDisconnect
 
 from ..core.hookspecs.exec import Stream
 from ..core.logs import read_log
 from .containers import ContainersDep, RunnerDep
+from .errors import plain
 from .hijack import RawConnection, hijack, wants_upgrade
-from .params import ApiVersion, KernelDep, query_bool
+from .params import ApiVersion, KernelDep, parse_bool, query_bool
 
 DETACH = (b"\x10", b"\x11")  # Ctrl-P then Ctrl-Q, each alone in one read
 
@@ -135,3 +136,61 @@ async def _drain_input(raw: RawConnection) -> None:
     """Input without stdin is dropped (Docker did the same)."""
     while await raw.read():
         pass
+
+
+async def attach_ws(websocket: WebSocket, name: str) -> None:
+    """``GET /containers/{id}/attach/ws``: the same parameters over one websocket carrying
+    stdin, stdout and stderr, never multiplexed (reference §4.2). An unknown container is
+    refused before the upgrade with an ordinary 404."""
+    kernel = websocket.app.state.kernel
+    containers, runner = kernel.services.get("containers"), kernel.services.get("runner")
+    params = websocket.query_params
+    flags = {n: parse_bool(params.get(n), n) for n in ("logs", "stream", "stdin", "stdout", "stderr")}
+    container = containers.lookup(name) if containers is not None else None
+    if container is None:
+        await websocket.send_denial_response(plain(f"No such container: {name}", 404))
+        return
+    await websocket.accept()
+    wanted = {Stream.STDOUT: flags["stdout"], Stream.STDERR: flags["stderr"]}
+    try:
+        if flags["logs"]:
+            entries = await kernel.run_blocking(lambda: list(read_log(container.log_path)))
+            for entry in entries:
+                if wanted[Stream.STDERR if entry.stream == "stderr" else Stream.STDOUT]:
+                    await websocket.send_bytes(entry.log.encode())
+        if flags["stream"]:
+            container, attachment = await kernel.run_blocking(runner.attach, container.id)
+            if attachment is not None:
+                await _pump_ws(kernel, websocket, attachment, wanted,
+                               flags["stdin"] and container.config["OpenStdin"])
+    except WebSocketDisconnect:
+        return
+    with contextlib.suppress(Exception):
+        await websocket.close()
+
+
+async def _pump_ws(kernel, websocket: WebSocket, attachment, wanted, stdin: bool) -> None:
+    async def output() -> None:
+        while (item := await kernel.run_blocking(attachment.read)) is not None:
+            if wanted.get(item[0]):
+                await websocket.send_bytes(item[1])
+
+    async def input_() -> None:
+        while True:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                await kernel.run_blocking(attachment.close)
+                return
+            data = message.get("bytes") or (message.get("text") or "").encode()
+            if stdin and data:
+                await kernel.run_blocking(attachment.write, data)
+
+    out_task, in_task = asyncio.ensure_future(output()), asyncio.ensure_future(input_())
+    try:
+        await asyncio.wait({out_task, in_task}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (out_task, in_task):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await kernel.run_blocking(attachment.close)

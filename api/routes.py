@@ -1,7 +1,8 @@
 """The route table: the single place endpoints are declared.
 
-Each row is (method, path, handler). Paths are unversioned; ``versioning`` serves them under
-``/vX.Y`` too. ``{name:path}`` is greedy, so names with ``/`` work (``/images/user/repo/push``).
+Each row is (method, path, handler); the method ``WEBSOCKET`` declares a websocket endpoint.
+Paths are unversioned; ``versioning`` serves them under ``/vX.Y`` too. ``{name:path}`` is
+greedy, so names with ``/`` work (``/images/user/repo/push``).
 An endpoint is declared here only once it works.
 """
 
@@ -49,6 +50,7 @@ ROUTES: list[Route] = [
     Route("POST", "/containers/{name:path}/wait", containers.wait),
     Route("POST", "/containers/{name:path}/resize", containers.resize),
     Route("POST", "/containers/{name:path}/attach", attach.attach),
+    Route("WEBSOCKET", "/containers/{name:path}/attach/ws", attach.attach_ws),
     Route("POST", "/containers/{name:path}/copy", containers.copy),
     Route("DELETE", "/containers/{name:path}", containers.remove),
     Route("POST", "/commit", containers.commit),

@@ -29,6 +29,12 @@ class VersionAndCorsMiddleware:
         self.enable_cors = enable_cors
 
     async def __call__(self, scope, receive, send):
+        if scope["type"] == "websocket":
+            match = _PREFIX.match(scope["path"])
+            if match:
+                scope["path"] = match.group(2) or "/"
+                scope["raw_path"] = scope["path"].encode()
+            return await self.app(scope, receive, send)
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         version = CURRENT

@@ -170,6 +170,7 @@ class ContainerService:
                     network.release(cid)
                 except Exception:
                     log.exception("could not release the network of interrupted container %s", cid[:12])
+            self._release_exec(cid)
             for layer in (cid, init_layer(cid)):
                 try:
                     if self.graph.exists(layer):
@@ -311,7 +312,6 @@ class ContainerService:
             os.rename(container.directory, trash)
             fsync_dir(self.dir)
             container.directory = trash
-        self.publish("destroy", container)
         self.kernel.submit(self._delete, container, volumes)
 
     def _delete(self, container: Container, volumes: bool) -> None:
@@ -320,6 +320,7 @@ class ContainerService:
             network = self.kernel.drivers.get("network")
             if network is not None and container.internal.get("NetworkDriver") == network.name:
                 network.release(container.id)
+            self._release_exec(container.id)
             for layer in (container.id, init_layer(container.id)):
                 if self.graph.exists(layer):
                     self.graph.remove(layer)
@@ -328,7 +329,21 @@ class ContainerService:
             shutil.rmtree(container.directory, ignore_errors=True)
         except Exception:
             log.exception("deleting the files of removed container %s", short_id(container.id))
+        # published once the files are gone (and so after the DELETE was answered): today's docker
+        # CLI stops following a `run --rm` at this event
+        self.publish("destroy", container)
         self.kernel.plugins.hook.moorage_container_destroyed(container_id=container.id)
+
+    def _release_exec(self, container_id: str) -> None:
+        """The exec driver may hold something for any container it ever saw (cgroups made just
+        before a daemon died); releasing an unknown id is harmless."""
+        exec_driver = self.kernel.drivers.get("exec")
+        if exec_driver is None:
+            return
+        try:
+            exec_driver.release(container_id)
+        except Exception:
+            log.exception("exec driver release of %s", container_id[:12])
 
     def _remove_volumes(self, container: Container) -> None:
         """Delete the container's own volumes (never bind sources, never volumes another

@@ -412,7 +412,9 @@ class ImageService:
         return [i for i in self.all() if i.id not in parents]
 
     def list_rows(self, all: bool = False, filter: str = "") -> list[dict]:
-        """``GET /images/json`` rows (1.6): one per repo:tag, then untagged images."""
+        """``GET /images/json`` rows (1.6): one per repo:tag, then untagged images. Each row also
+        carries ``RepoTags`` (its own ``repo:tag``, or ``<none>:<none>``), which 1.7+ clients such
+        as today's docker CLI read and a 1.6 client ignores."""
         untagged = {i.id: i for i in (self.all() if all else self.heads())}
         rows = []
         for repo, tags in self.tags.repositories().items():
@@ -423,10 +425,11 @@ class ImageService:
                 if image is None:
                     continue
                 untagged.pop(image_id, None)
-                rows.append({"Repository": repo, "Tag": tag, **self._row(image)})
+                rows.append({"Repository": repo, "Tag": tag, **self._row(image), "RepoTags": [f"{repo}:{tag}"]})
         if not filter:
             tagged = set(self.tags.by_id())
-            rows.extend(self._row(i) for i in untagged.values() if i.id not in tagged)
+            rows.extend({**self._row(i), "RepoTags": ["<none>:<none>"]} for i in untagged.values()
+                        if i.id not in tagged)
         rows.sort(key=lambda r: (-r["Created"], r.get("Tag", ""), r.get("Repository", ""), r["Id"]))
         return rows
 

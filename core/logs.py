@@ -73,8 +73,17 @@ class LogWriter:
             self._fd = -1
 
 
-def read_log(path: Path, streams: tuple[str, ...] = STREAMS) -> Iterator[LogEntry]:
-    """The entries of a JSON log in order, limited to ``streams``; a missing file has none.
+def log_size(path: Path) -> int:
+    """The log's current length: an offset for ``read_log`` to start a run's entries at."""
+    try:
+        return os.stat(path).st_size
+    except FileNotFoundError:
+        return 0
+
+
+def read_log(path: Path, streams: tuple[str, ...] = STREAMS, offset: int = 0) -> Iterator[LogEntry]:
+    """The entries of a JSON log in order, limited to ``streams``, from byte ``offset`` (a line
+    boundary, from ``log_size``); a missing file has none.
 
     A torn last line (a writer killed mid-write) is skipped.
     """
@@ -83,6 +92,7 @@ def read_log(path: Path, streams: tuple[str, ...] = STREAMS) -> Iterator[LogEntr
     except FileNotFoundError:
         return
     with f:
+        f.seek(offset)
         for raw in f:
             try:
                 obj = json.loads(raw)

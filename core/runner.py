@@ -20,10 +20,11 @@ from . import container_config as cc
 from .container_files import hosts_file, write_container_files
 from .containers import EMPTY_NETWORK, Container, ContainerService
 from .errors import Impossible, InvalidParameter, NotFound, StateError
-from .hookspecs.exec import Attachment, Mount, ProcessSpec, Resources
+from .hookspecs.exec import Attachment, Mount, ProcessSpec, Resources, Stream
 from .hookspecs.network import Endpoint, PortBinding
 from .ids import short_id
 from .images import format_time
+from .logs import log_size, read_log
 from .volumes import VolumeManager
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,8 @@ class Runner:
         self.volumes = VolumeManager(kernel.root, containers)
         #: attachments waiting for a container to start: container id -> waiters
         self._waiting: dict[str, list[PendingAttach]] = {}
+        #: where each container's current run begins in its log
+        self._run_log_offset: dict[str, int] = {}
         self._waiting_lock = threading.Lock()
 
     @property
@@ -85,9 +88,6 @@ class Runner:
             endpoint_box: list[Endpoint] = []
 
             def on_namespace(pid: int) -> None:
-                self._connect_waiting(container)  # before the command runs: they see all output
-                if network is None or not network.isolates:
-                    return
                 endpoint = network.join(container.id, pid, ports, config["Hostname"])
                 endpoint_box.append(endpoint)
                 if endpoint.ip_address:
@@ -98,12 +98,14 @@ class Runner:
                                            link_hosts))
 
             spec = self.spec(container, rootfs, mounts, link_env, isolate)
+            self._run_log_offset[container.id] = log_size(container.log_path)
             container.exited.clear()
             container.cleaned.clear()
-            pid = exec_driver.start(spec, on_namespace=on_namespace)
+            joins = network is not None and network.isolates
+            pid = exec_driver.start(spec, on_namespace=on_namespace if joins else None)
             if network is not None:
                 undo.append(lambda: network.leave(container.id))
-            self._connect_waiting(container)  # drivers that do not call back for a shared namespace
+            self._connect_waiting(container)
         except BaseException:
             container.exited.set()
             container.cleaned.set()
@@ -295,11 +297,12 @@ class Runner:
             if pending.cancelled:
                 continue
             try:
-                pending.attachment = self.exec.attach(container.id)
+                # with replay: the output written since the start, before this attach, comes first
+                pending.attachment = self.exec.attach(container.id, replay=True)
             except (Impossible, NotFound):
-                with self._waiting_lock:  # not attachable yet: try again once it runs
-                    self._waiting.setdefault(container.id, []).append(pending)
-                continue
+                # the run already ended: its whole output is in the log
+                offset = self._run_log_offset.get(container.id, 0)
+                pending.attachment = LogAttachment(container.log_path, offset)
             pending.ready.set()
 
     def resize(self, name: str, height: int, width: int) -> None:
@@ -354,6 +357,28 @@ class Runner:
         code = self.exec.wait(container.id, timeout=0)
         self._record_exit(container, -127 if code is None else code)
         return False
+
+
+class LogAttachment(Attachment):
+    """The output of a run that ended before its waiting client could attach, from the log."""
+
+    def __init__(self, path: Path, offset: int) -> None:
+        self._entries = iter(list(read_log(path, offset=offset)))
+
+    def read(self) -> tuple[Stream, bytes] | None:
+        entry = next(self._entries, None)
+        if entry is None:
+            return None
+        return (Stream.STDERR if entry.stream == "stderr" else Stream.STDOUT), entry.log.encode()
+
+    def write(self, data: bytes) -> None:
+        raise Impossible("the container is not running")
+
+    def close_stdin(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self._entries = iter(())
 
 
 class PendingAttach:

@@ -545,6 +545,23 @@ class ExecDriverContract(ExecFixtures):
         assert runner.driver.wait(spec.container_id, 30) == 0
         assert log_text(spec) == "got a\ngot b\n"
 
+    def test_attach_with_replay_gets_output_written_before_it(self, runner, make_spec):
+        spec = make_spec(["sh", "-c", "echo early; echo early-err >&2; read x; echo late $x"], open_stdin=True)
+        runner.start(spec)
+        deadline = time.monotonic() + 10
+        while (log_text(spec), log_text(spec, "stderr")) != ("early\n", "early-err\n") and time.monotonic() < deadline:
+            time.sleep(0.01)
+        attachment = runner.driver.attach(spec.container_id, replay=True)
+        attachment.write(b"x\n")
+        chunks = read_all(attachment)
+        assert joined(chunks, Stream.STDOUT) == b"early\nlate x\n"
+        assert joined(chunks, Stream.STDERR) == b"early-err\n"
+        plain = make_spec(["sh", "-c", "echo before; sleep 0.3; echo after"])
+        runner.start(plain)
+        while "before" not in log_text(plain) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert joined(read_all(runner.driver.attach(plain.container_id))) == b"after\n"
+
     def test_write_without_open_stdin_is_impossible(self, runner, make_spec):
         spec = make_spec(["sleep", "1000"])
         runner.start(spec)

@@ -188,9 +188,14 @@ class ExecDriver(Driver, abc.ABC):
         the container has exited."""
 
     @abc.abstractmethod
-    def attach(self, container_id: str) -> Attachment:
+    def attach(self, container_id: str, replay: bool = False) -> Attachment:
         """A new ``Attachment`` to the running process's stdio. Raises ``Impossible`` if the
-        process has exited."""
+        process has exited.
+
+        With ``replay`` the attachment first delivers the output the current run wrote before
+        the attach (at least its first 64 KiB; a driver may stop keeping it past a bound of its
+        choosing), so a client that asked to attach before the container started misses
+        nothing (today's docker CLI attaches before it starts a container)."""
 
     @abc.abstractmethod
     def resize(self, container_id: str, height: int, width: int) -> None:

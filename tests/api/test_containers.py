@@ -366,3 +366,21 @@ def test_link_removal_rules(api, make):
     make(["/bin/true"], name="linkparent")
     assert api.delete("/containers/linkparent", params={"link": 1}).status_code == 409
     assert api.delete("/containers/linkparent/nope", params={"link": 1}).status_code == 404
+
+
+def test_attach_websocket_carries_stdin_and_output_unframed(api, make, busybox_daemon):
+    from websockets.exceptions import InvalidStatus
+    from websockets.sync.client import unix_connect
+
+    cid = make(["/bin/sh", "-c", "read x; echo out $x; echo err $x >&2"], OpenStdin=True)
+    api.post(f"/containers/{cid}/start")
+    url = f"ws://moorage/v1.6/containers/{cid}/attach/ws?stream=1&stdin=1&stdout=1&stderr=1"
+    received = b""
+    with unix_connect(str(busybox_daemon.sock), url) as ws:
+        ws.send(b"hi\n")
+        while received.count(b"\n") < 2:
+            received += ws.recv(timeout=10)
+    assert sorted(received.splitlines()) == [b"err hi", b"out hi"]  # no frame headers
+    with pytest.raises(InvalidStatus) as info, unix_connect(str(busybox_daemon.sock), "ws://moorage/containers/nope/attach/ws"):
+        pass
+    assert info.value.response.status_code == 404

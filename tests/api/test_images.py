@@ -135,7 +135,8 @@ def test_import_from_body_and_inspect(images_daemon, busybox_tar):
     short = imported_id(import_body(client, Path(busybox_tar).read_bytes(), repo="busybox", tag="v1"))
     rows = client.get("/images/json").json()
     assert len(rows) == 1 and rows[0]["Repository"] == "busybox" and rows[0]["Tag"] == "v1"
-    assert list(rows[0]) == ["Repository", "Tag", "Id", "Created", "Size", "VirtualSize"]
+    assert list(rows[0]) == ["Repository", "Tag", "Id", "Created", "Size", "VirtualSize", "RepoTags"]
+    assert rows[0]["RepoTags"] == ["busybox:v1"]  # for 1.7+ clients such as today's docker CLI
     assert rows[0]["Id"].startswith(short) and len(rows[0]["Id"]) == 64
     assert rows[0]["Size"] > 1_000_000 and rows[0]["VirtualSize"] == rows[0]["Size"]
     inspect = client.get("/images/busybox:v1/json")

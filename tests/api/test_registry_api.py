@@ -11,8 +11,8 @@ import shutil
 import warnings
 
 import pytest
-
 from conftest import CONTAINER_CONFIG, import_image
+
 from moorage.core.contract.registry.servers import RegistryServer
 
 pytestmark = pytest.mark.skipif(shutil.which("docker-registry") is None,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import signal
+import threading
 from pathlib import Path
 
 import pytest
@@ -180,3 +181,25 @@ class TestLxcSpecifics(ExecFixtures):
         with pytest.raises(DriverError, match="working directory"):
             runner.driver.start(spec)
         assert not cgroups_named(spec.container_id)
+
+    def test_concurrent_starts_and_releases_leave_nothing(self, runner, make_spec):
+        specs = [make_spec(["sh", "-c", f"echo {i}; exit {i}"]) for i in range(4)]
+        errors: list[BaseException] = []
+
+        def cycle(spec: ProcessSpec) -> None:
+            try:
+                runner.start(spec)
+                assert runner.driver.wait(spec.container_id, 30) == int(log_text(spec).strip())
+                runner.driver.release(spec.container_id)
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the test's thread
+                errors.append(exc)
+
+        threads = [threading.Thread(target=cycle, args=(spec,)) for spec in specs]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert not errors, errors
+        for spec in specs:
+            assert not cgroups_named(spec.container_id)
+        assert not any((top / "lxc.pivot").exists() for top in CGROUP_ROOT.iterdir())

@@ -92,6 +92,7 @@ def render(spec: ProcessSpec, exec_dir: Path, busybox: Path, uid: int, gid: int,
         lines.append(_line("lxc.mount.entry", f"{_fstab(str(m.source))} {target} none {options} 0 0"))
     if spec.privileged:
         lines.append(_line("lxc.cgroup.devices.allow", "a"))
+        lines.append(_line("lxc.apparmor.profile", "unconfined"))  # as Docker 0.6 (ignored without AppArmor)
     else:
         lines.append(_line("lxc.cap.drop", " ".join(sorted(DROPPED_CAPS))))
         lines.append(_line("lxc.cgroup.devices.deny", "a"))

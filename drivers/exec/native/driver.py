@@ -293,14 +293,14 @@ class NativeDriver(ExecDriver):
             pids.insert(0, c.pid)
         return pids
 
-    def attach(self, container_id: str) -> Attachment:
+    def attach(self, container_id: str, replay: bool = False) -> Attachment:
         c = self._get(container_id)
         try:
             sock = protocol.connect(c.exec_dir)
         except OSError:
             raise Impossible(f"container {container_id} is not running") from None
         try:
-            sock.sendall(protocol.frame(protocol.ATTACH))
+            sock.sendall(protocol.frame(protocol.ATTACH, protocol.REPLAY if replay else b""))
             frame = protocol.recv_frame(sock)
         except OSError:
             frame = None

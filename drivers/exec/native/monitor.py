@@ -34,6 +34,9 @@ from moorage.core.logs import LogWriter
 from . import container, linux, protocol
 
 MAX_CLIENT_BACKLOG = 4 << 20  # bytes queued for a slow attach client before it is dropped
+#: Output kept from the start of a run for attachments that ask for it (``attach(replay=True)``:
+#: clients that attached before the container started); beyond this, it is no longer kept.
+REPLAY_LIMIT = 1 << 20
 EXIT_FILE = "exit.json"
 STATE_FILE = "state.json"
 
@@ -122,6 +125,7 @@ class Monitor:
         self.status: int | None = None
         self.forced_signal = 0
         self.log: LogWriter | None = None
+        self.replay: bytearray | None = bytearray()
 
     # -- start -------------------------------------------------------------------------------
 
@@ -279,6 +283,10 @@ class Monitor:
         self.log.write(stream, data)
         kind = protocol.STDOUT if stream == "stdout" else protocol.STDERR
         out = protocol.frame(kind, data)
+        if self.replay is not None:
+            self.replay += out
+            if len(self.replay) > REPLAY_LIMIT:
+                self.replay = None
         for client in list(self.clients.values()):
             if client.attached:
                 self._queue(client, out)
@@ -350,6 +358,8 @@ class Monitor:
             client.attached = True
             client.waiting = True
             self._queue(client, protocol.frame(protocol.ACK))
+            if payload == protocol.REPLAY and self.replay:
+                self._queue(client, bytes(self.replay))
         elif kind == protocol.STDIN:
             if not (self.tty_stdin if self.tty else self.stdin_fd >= 0) or self.stdin_close_requested:
                 return

@@ -6,7 +6,8 @@ A client opens a connection with one HELLO frame saying what it wants:
 - ``WAIT``: the monitor answers ``EXIT`` (payload: the decimal exit status) when the process
   has exited and all its output was logged.
 - ``ATTACH``: the monitor answers ``ACK``, then sends ``STDOUT``/``STDERR`` frames of every
-  output chunk written after the ``ACK``, then ``EXIT``. The client may send ``STDIN``,
+  output chunk written after the ``ACK`` (preceded, with the payload ``REPLAY``, by the frames
+  of everything the run wrote before, while that stays under a bound), then ``EXIT``. The client may send ``STDIN``,
   ``CLOSE_STDIN`` and ``RESIZE`` (payload: height, width as two big-endian u16) frames.
 - ``SIGNAL`` (payload: the decimal signal number): the monitor signals the container's first
   process unless it was already reaped, answers ``ACK`` and closes.
@@ -35,6 +36,8 @@ SIGNAL = 10
 JSON = 11  # the start channel: one JSON document
 
 HEADER = struct.Struct("!BI")
+#: ``ATTACH`` payload asking for the output the run wrote before the attach, first
+REPLAY = b"replay"
 SOCKET_NAME = "monitor.sock"
 
 
