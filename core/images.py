@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from .archive import open_decompressed
+from .container_config import CONFIG_FIELDS
 from .errors import Conflict, InvalidParameter, MoorageError, NotFound
 from .hookspecs.registry import PulledLayer
 from .ids import is_id, new_id, short_id, validate_id
@@ -47,13 +48,7 @@ log = logging.getLogger(__name__)
 TMP = "_tmp"
 
 #: The zero value of Docker 0.6.5's container ``Config`` (field order as Go serialized it).
-EMPTY_CONFIG: dict[str, Any] = {
-    "Hostname": "", "Domainname": "", "User": "", "Memory": 0, "MemorySwap": 0, "CpuShares": 0,
-    "AttachStdin": False, "AttachStdout": False, "AttachStderr": False, "PortSpecs": None,
-    "ExposedPorts": None, "Tty": False, "OpenStdin": False, "StdinOnce": False, "Env": None, "Cmd": None,
-    "Dns": None, "Image": "", "Volumes": None, "VolumesFrom": "", "WorkingDir": "", "Entrypoint": None,
-    "NetworkDisabled": False, "Privileged": False,
-}
+EMPTY_CONFIG: dict[str, Any] = CONFIG_FIELDS
 
 
 def format_time(ns: int | None = None) -> str:

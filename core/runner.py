@@ -64,11 +64,11 @@ class Runner:
             link_env, link_hosts = self._register_links(container, hc)
             if container.state.running:
                 raise StateError(f"Cannot start container {name}: The container {container.id} is already running.")
-            self._start(container, link_env, link_hosts)
+            pid = self._start(container, link_env, link_hosts)
         self.containers.publish("start", container)
-        self.kernel.plugins.hook.moorage_container_started(container_id=container.id, pid=container.state.pid)
+        self.kernel.plugins.hook.moorage_container_started(container_id=container.id, pid=pid)
 
-    def _start(self, container: Container, link_env: list[str], link_hosts: dict[str, str]) -> None:
+    def _start(self, container: Container, link_env: list[str], link_hosts: dict[str, str]) -> int:
         container.cleaned.wait()  # the previous run's rootfs, network and exec state are released
         hc = container.host_config
         config = container.config
@@ -124,6 +124,7 @@ class Runner:
         container.state.started_at = format_time()
         self.containers.save(container)
         self._monitor(container)
+        return pid
 
     def spec(self, container: Container, rootfs: Path, mounts: list[Mount], link_env: list[str],
              isolate: bool) -> ProcessSpec:

@@ -26,16 +26,16 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
-    """Replace ``path`` with ``data`` atomically and durably (write, fsync, rename, fsync dir)."""
+def _replace(path: Path, data: bytes, mode: int, durable: bool) -> None:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             os.fchmod(f.fileno(), mode)
             f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -43,26 +43,20 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
         except FileNotFoundError:
             pass
         raise
-    fsync_dir(path.parent)
+    if durable:
+        fsync_dir(path.parent)
+
+
+def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Replace ``path`` with ``data`` atomically and durably (write, fsync, rename, fsync dir)."""
+    _replace(path, data, mode, durable=True)
 
 
 def replace_file(path: Path, data: bytes, mode: int = 0o644) -> None:
     """Replace ``path`` atomically (temp file, rename) without forcing it to disk: for files
     derived from state that are written anew whenever they are needed (a container's hosts
     file), where a torn file can never be seen and durability buys nothing."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), mode)
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    _replace(path, data, mode, durable=False)
 
 
 def write_json(path: Path, value: Any, mode: int = 0o600) -> None:

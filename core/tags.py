@@ -17,6 +17,18 @@ from .store import read_json, write_json
 DEFAULT_TAG = "latest"
 
 
+#: Prefixes that name Docker Hub's default namespace; today's docker CLI sends fully qualified
+#: names (``docker.io/library/busybox``), stored here as the short form a 1.6 client uses.
+HUB_PREFIXES = ("docker.io/library/", "index.docker.io/library/", "docker.io/", "index.docker.io/")
+
+
+def familiar_name(repo: str) -> str:
+    for prefix in HUB_PREFIXES:
+        if repo.startswith(prefix) and len(repo) > len(prefix):
+            return repo[len(prefix):]
+    return repo
+
+
 def parse_repository_tag(name: str) -> tuple[str, str]:
     """Split ``repo[:tag]`` at the last ``:`` unless what follows it holds a ``/``.
 
@@ -25,8 +37,8 @@ def parse_repository_tag(name: str) -> tuple[str, str]:
     """
     repo, sep, tag = name.rpartition(":")
     if not sep or "/" in tag:
-        return name, ""
-    return repo, tag
+        return familiar_name(name), ""
+    return familiar_name(repo), tag
 
 
 def validate_repo_name(name: str) -> str:
@@ -67,10 +79,12 @@ class TagStore:
             return {r: dict(t) for r, t in self._repos.items()}
 
     def get(self, repo: str, tag: str) -> str | None:
+        repo = familiar_name(repo)
         with self._lock:
             return self._repos.get(repo, {}).get(tag)
 
     def repository(self, repo: str) -> dict[str, str] | None:
+        repo = familiar_name(repo)
         with self._lock:
             tags = self._repos.get(repo)
             return dict(tags) if tags is not None else None
@@ -91,7 +105,7 @@ class TagStore:
     # -- changing -----------------------------------------------------------------------------
     def set(self, repo: str, tag: str, image_id: str) -> None:
         """Point ``repo:tag`` at ``image_id``; an existing tag is overwritten (Docker 0.6 always forced)."""
-        validate_repo_name(repo)
+        repo = familiar_name(validate_repo_name(repo))
         validate_tag_name(tag)
         with self._lock:
             self._repos.setdefault(repo, {})[tag] = image_id
@@ -99,6 +113,7 @@ class TagStore:
 
     def delete(self, repo: str, tag: str) -> bool:
         """Remove ``repo:tag`` (the whole repository when ``tag`` is empty); whether anything went."""
+        repo = familiar_name(repo)
         with self._lock:
             tags = self._repos.get(repo)
             if tags is None:

@@ -45,7 +45,7 @@ class Daemon:
         self.port = free_port()
         self.pidfile = base / "moorage.pid"
         self.config_path = base / "daemon.toml"
-        if "[network]" not in config:
+        if "[network" not in config and "-b" not in (flags or []):
             # test daemons run side by side: none of them may take the host's default bridge
             # unless its test configures a bridge of its own
             config += '\n[network]\ndriver = "none"\n'
@@ -203,11 +203,42 @@ def import_image(daemon: Daemon, tar_path: Path, repo: str = "busybox") -> str:
 CONTAINER_CONFIG = '[graph]\ndriver = "{graph}"\n[exec]\ndriver = "{exec}"\n[network]\ndriver = "none"\n'
 
 
+def exec_driver_unsupported(name: str) -> str | None:
+    """Why exec driver ``name`` cannot run here, or None: its own probe says."""
+    from moorage.core.driver import NoOptions
+    from moorage.core.errors import NotSupported
+    from moorage.core.plugins import PluginManager
+
+    pm = PluginManager()
+    pm.load_entry_points()
+    pm.collect_drivers()
+    try:
+        pm.families["exec"].get(name)(Path("/nonexistent"), NoOptions(), {})
+    except NotSupported as exc:
+        return str(exc)
+    except Exception:
+        return None
+    return None
+
+
+#: The exec drivers the API-level tests run against, each through the same tests.
+EXEC_DRIVERS = ("native", "lxc")
+
+
+@pytest.fixture(scope="module", params=EXEC_DRIVERS)
+def exec_driver(request) -> str:
+    """The exec driver of this module's daemons: API tests run once per exec driver."""
+    reason = exec_driver_unsupported(request.param)
+    if reason:
+        pytest.skip(f"exec driver {request.param}: {reason}")
+    return request.param
+
+
 @pytest.fixture(scope="module")
-def busybox_daemon(tmp_path_factory, busybox_tar):
+def busybox_daemon(tmp_path_factory, busybox_tar, exec_driver):
     """A daemon shared by a test module, with the busybox image imported as ``busybox``."""
-    base = tmp_path_factory.mktemp(f"bbd-{uuid.uuid4().hex[:6]}")
-    d = Daemon(base, CONTAINER_CONFIG.format(graph="overlay", exec="native")).start()
+    base = tmp_path_factory.mktemp(f"bbd-{exec_driver}-{uuid.uuid4().hex[:6]}")
+    d = Daemon(base, CONTAINER_CONFIG.format(graph="overlay", exec=exec_driver)).start()
     try:
         d.image_id = import_image(d, busybox_tar)
         yield d

@@ -6,9 +6,13 @@ from __future__ import annotations
 import signal
 import time
 
+import pytest
 from conftest import CONTAINER_CONFIG, import_image
 
-CONFIG = CONTAINER_CONFIG.format(graph="overlay", exec="native")
+
+@pytest.fixture
+def config(exec_driver) -> str:
+    return CONTAINER_CONFIG.format(graph="overlay", exec=exec_driver)
 
 
 def start(api, cmd, **config) -> str:
@@ -21,8 +25,8 @@ def log_lines(api, cid) -> int:
     return api.post(f"/containers/{cid}/attach", params={"logs": 1, "stdout": 1}).content.count(b"\n")
 
 
-def test_sigkilled_daemon_restarts_with_containers_intact(daemon_factory, busybox_tar):
-    first = daemon_factory(CONFIG)
+def test_sigkilled_daemon_restarts_with_containers_intact(daemon_factory, busybox_tar, config):
+    first = daemon_factory(config)
     import_image(first, busybox_tar)
     with first.client() as api:
         ticker = start(api, ["/bin/sh", "-c", "i=0; while true; do echo $i; i=$((i+1)); sleep 0.05; done"])
@@ -33,7 +37,7 @@ def test_sigkilled_daemon_restarts_with_containers_intact(daemon_factory, busybo
     first.kill()  # SIGKILL: no clean-up at all
     time.sleep(1.5)  # `ending` exits while no daemon runs
 
-    second = daemon_factory(CONFIG, flags=["-g", str(first.root), "-r=false"])
+    second = daemon_factory(config, flags=["-g", str(first.root), "-r=false"])
     with second.client() as api:
         state = api.get(f"/containers/{ticker}/json").json()["State"]
         assert state["Running"] is True and state["Ghost"] is False
@@ -50,28 +54,28 @@ def test_sigkilled_daemon_restarts_with_containers_intact(daemon_factory, busybo
         assert api.delete(f"/containers/{ticker}").status_code == 204
 
 
-def test_restart_flag_starts_containers_that_were_running(daemon_factory, busybox_tar):
-    first = daemon_factory(CONFIG)
+def test_restart_flag_starts_containers_that_were_running(daemon_factory, busybox_tar, config):
+    first = daemon_factory(config)
     import_image(first, busybox_tar)
     with first.client() as api:
         cid = start(api, ["/bin/sh", "-c", "echo started; sleep 1"])
     first.kill()
     time.sleep(1.5)
-    second = daemon_factory(CONFIG, flags=["-g", str(first.root), "-r"])
+    second = daemon_factory(config, flags=["-g", str(first.root), "-r"])
     with second.client() as api:
         assert api.get(f"/containers/{cid}/json").json()["State"]["Running"] is True
         api.post(f"/containers/{cid}/wait")
         assert log_lines(api, cid) == 2  # one line per run
 
 
-def test_clean_stop_keeps_containers_running(daemon_factory, busybox_tar):
-    first = daemon_factory(CONFIG)
+def test_clean_stop_keeps_containers_running(daemon_factory, busybox_tar, config):
+    first = daemon_factory(config)
     import_image(first, busybox_tar)
     with first.client() as api:
         cid = start(api, ["/bin/sleep", "30"])
         pid = api.get(f"/containers/{cid}/json").json()["State"]["Pid"]
     assert first.stop(signal.SIGTERM) == 0
-    second = daemon_factory(CONFIG, flags=["-g", str(first.root)])
+    second = daemon_factory(config, flags=["-g", str(first.root)])
     with second.client() as api:
         state = api.get(f"/containers/{cid}/json").json()["State"]
         assert state["Running"] is True and state["Pid"] == pid

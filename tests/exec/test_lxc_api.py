@@ -1,16 +1,12 @@
-"""The API-level container tests, run unchanged against a daemon started with the lxc exec driver,
-plus ``LxcConf`` through the API.
+"""What only the lxc exec driver does through the API: its selection and ``LxcConf``.
 
-The modules ``tests/api/test_containers.py`` and ``tests/api/test_restore.py`` are loaded as
-copies whose daemon uses ``[exec] driver = "lxc"``: their tests and fixtures become this
-module's, so the same lifecycle, attach, logs and live-restore checks run once per exec driver.
+The shared API tests (tests/api, tests/network/test_daemon.py) run once per exec driver through
+the ``exec_driver`` fixture of tests/conftest.py, lxc included.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
-import sys
 import uuid
 from pathlib import Path
 
@@ -34,37 +30,13 @@ def _skip_reason() -> str | None:
 REASON = _skip_reason()
 pytestmark = pytest.mark.skipif(REASON is not None, reason=REASON or "")
 
-API_TESTS = Path(__file__).resolve().parent.parent / "api"
 LXC_CONFIG = CONTAINER_CONFIG.format(graph="overlay", exec="lxc")
-
-
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(f"lxc_copy_of_{name}", API_TESTS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-def _adopt(module, rename: str = "") -> None:
-    """Make the module's tests and fixtures this module's (tests renamed to say where they run)."""
-    for attr, value in vars(module).items():
-        if attr.startswith("test_") and callable(value):
-            globals()[f"test_{rename}{attr[5:]}"] = value
-        elif hasattr(value, "_pytestfixturefunction") or type(value).__name__ == "FixtureFunctionDefinition":
-            globals()[attr] = value
-
-
-_containers = _load("test_containers")
-_adopt(_containers)
-_restore = _load("test_restore")
-_restore.CONFIG = LXC_CONFIG
-_adopt(_restore)
 
 
 @pytest.fixture(scope="module")
 def busybox_daemon(tmp_path_factory, busybox_tar):
-    """As the shared fixture of tests/conftest.py, but with the lxc exec driver."""
+    """A daemon with the lxc exec driver (the shared API tests run against lxc through the
+    ``exec_driver`` parameter of tests/conftest.py; these are lxc's own)."""
     base = tmp_path_factory.mktemp(f"bbd-lxc-{uuid.uuid4().hex[:6]}")
     d = Daemon(base, LXC_CONFIG).start()
     try:
@@ -83,6 +55,15 @@ def test_lxc_driver_is_the_one_in_use(busybox_daemon):
     assert info["ExecutionDriver"] == "lxc"
 
 
+def _frames(data: bytes) -> list[tuple[int, bytes]]:
+    out = []
+    while data:
+        size = int.from_bytes(data[4:8], "big")
+        out.append((data[0], data[8:8 + size]))
+        data = data[8 + size:]
+    return out
+
+
 def _create(api, cmd) -> str:
     response = api.post("/containers/create", json={"Image": "busybox", "Cmd": cmd})
     assert response.status_code == 201, response.text
@@ -96,7 +77,7 @@ def test_lxc_conf_entries_are_appended(busybox_daemon):
         assert api.post(f"/containers/{cid}/start", json=body).status_code == 204
         assert api.post(f"/containers/{cid}/wait").json()["StatusCode"] == 0
         out = api.post(f"/containers/{cid}/attach", params={"logs": 1, "stdout": 1}).content
-        assert _containers.frames(out) == [(1, b"fromlxcconf\n")]
+        assert _frames(out) == [(1, b"fromlxcconf\n")]
         api.delete(f"/containers/{cid}")
 
 
@@ -114,3 +95,9 @@ def test_rejected_lxc_conf_key_is_a_500_naming_it_and_leaves_the_container_stopp
         assert again.status_code == 204, again.text  # nothing of the failed start is in the way
         api.post(f"/containers/{cid}/kill")
         assert api.delete(f"/containers/{cid}").status_code == 204
+
+
+def test_selected_with_the_e_flag(daemon_factory):
+    d = daemon_factory('[network]\ndriver = "none"\n', flags=["-e", "lxc"])
+    with d.client() as client:
+        assert client.get("/info").json()["ExecutionDriver"] == "lxc"

@@ -24,17 +24,17 @@ from .conftest import free_test_subnet, remove_bridge_and_table
 SERVE = ["sh", "-c", "mkdir -p /www && echo hello-from-$HOSTNAME > /www/index.html && exec httpd -f -p 80 -h /www"]
 
 
-def config(name: str, table: str, bip: str) -> str:
-    return (f'[graph]\ndriver = "overlay"\n[exec]\ndriver = "native"\n[network]\ndriver = "bridge"\n'
+def config(name: str, table: str, bip: str, exec_driver: str = "native") -> str:
+    return (f'[graph]\ndriver = "overlay"\n[exec]\ndriver = "{exec_driver}"\n[network]\ndriver = "bridge"\n'
             f'[network.bridge]\nname = "{name}"\ntable = "{table}"\nbip = "{bip}"\n')
 
 
 @pytest.fixture(scope="module")
-def net(tmp_path_factory, busybox_tar):
+def net(tmp_path_factory, busybox_tar, exec_driver):
     suffix = uuid.uuid4().hex[:8]
     name, table, bip = f"mtst{suffix}", f"moorage-test-{suffix}", free_test_subnet()
     base = tmp_path_factory.mktemp(f"netd-{suffix}")
-    daemon = Daemon(base, config(name, table, bip))
+    daemon = Daemon(base, config(name, table, bip, exec_driver))
     try:
         daemon.start()
         daemon.image_id = import_image(daemon, busybox_tar)
@@ -152,12 +152,12 @@ def test_addresses_differ_and_come_back_after_removal(api, make):
     assert api.get(f"/containers/{c}/json").json()["NetworkSettings"]["IPAddress"] == ip_a
 
 
-def test_sigkill_restart_restores_ports_and_stop_cleans_up(tmp_path_factory, busybox_tar):
+def test_sigkill_restart_restores_ports_and_stop_cleans_up(tmp_path_factory, busybox_tar, exec_driver):
     suffix = uuid.uuid4().hex[:8]
     name, table = f"mtst{suffix}", f"moorage-test-{suffix}"
     base = tmp_path_factory.mktemp(f"netk-{suffix}")
     links_before = host_links()
-    daemon = Daemon(base, config(name, table, free_test_subnet()))
+    daemon = Daemon(base, config(name, table, free_test_subnet(), exec_driver))
     try:
         daemon.start()
         import_image(daemon, busybox_tar)

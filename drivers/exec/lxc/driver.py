@@ -63,15 +63,16 @@ def find_busybox() -> Path | None:
 class LxcDriver(NativeDriver):
     """Runs each container with liblxc under a monitor process of its own (see ``monitor``).
 
-    Only ``start``, ``processes`` and ``release`` differ from ``native``: the rest speaks to the
-    monitor, whose protocol both drivers share.
+    ``start`` (its zygote and start handshake), ``processes``, ``release`` and ``cleanup`` are
+    this driver's; ``wait``, ``signal``, ``attach``, ``resize`` and ``restore`` are inherited from
+    ``NativeDriver``: they speak to the monitor, whose protocol both drivers share.
     """
 
     name = "lxc"
     priority = 20
 
-    def __init__(self, home, options, context=None) -> None:  # noqa: D107 - skips NativeDriver's probes
-        super(NativeDriver, self).__init__(home, options, context)
+    def __init__(self, home, options, context=None) -> None:
+        super(NativeDriver, self).__init__(home, options, context)  # not NativeDriver's probes: its own
         if os.geteuid() != 0:
             raise NotSupported("the lxc exec driver must run as root")
         try:
