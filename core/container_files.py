@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import tarfile
@@ -15,6 +16,7 @@ INIT_DIRS = ("dev", "dev/pts", "dev/shm", "proc", "sys", "etc")
 INIT_FILES = (".dockerinit", ".dockerenv", "etc/resolv.conf", "etc/hosts", "etc/hostname")
 
 
+@functools.cache
 def init_layer_tar() -> bytes:
     """The layer tar of a container's init layer: its mount points, applied with the graph
     driver's ``apply_diff`` (no mount needed, which keeps container creation cheap)."""

@@ -107,8 +107,9 @@ class NetnsProcess:
 
 
 def spawn_netns_process(timeout: float = 20) -> NetnsProcess:
-    proc = subprocess.Popen(["unshare", "--net", sys.executable, "-c", SERVER], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE)
+    """A process in a new network namespace with ``lo`` up: what an exec driver hands over."""
+    proc = subprocess.Popen(["unshare", "--net", "sh", "-c", 'ip link set lo up && exec "$@"', "sh",
+                             sys.executable, "-c", SERVER], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     box = NetnsProcess(proc, uuid.uuid4().hex + uuid.uuid4().hex)
     ready, _, _ = select.select([proc.stdout], [], [], timeout)
     if not ready or proc.stdout.readline().strip() != b"ready":

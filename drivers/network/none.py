@@ -3,8 +3,8 @@
 Selected by ``-b none`` (or ``[network] driver = "none"``). (A container created with
 ``NetworkDisabled`` gets the same network whatever the daemon's driver: core then asks the exec
 driver for a namespace and does not call the network driver at all.) ``join`` checks that
-the process has a namespace of its own and brings ``lo`` up (the exec driver normally did
-already; doing it again is harmless). Port bindings are ignored, as Docker ignored them for a
+the process has a namespace of its own; ``lo`` is up already, as the exec contract promises
+for a new network namespace, so it costs no netlink round trip. Port bindings are ignored, as Docker ignored them for a
 container without network: the ``Endpoint`` shows every requested port as exposed only.
 """
 
@@ -16,7 +16,6 @@ from moorage.core.errors import DriverError
 from moorage.core.hookspecs import hookimpl
 from moorage.core.hookspecs.network import Endpoint, NetworkDriver, PortBinding
 
-from .links import namespace_iproute
 from .portmap import parse_port_key
 
 
@@ -37,10 +36,6 @@ class NoneDriver(NetworkDriver):
             raise DriverError(f"process {pid} does not exist: cannot join its network namespace") from None
         if not own:
             raise DriverError(f"process {pid} shares the daemon's network namespace; it needs its own")
-        with namespace_iproute(pid) as nsr:
-            lo = nsr.link_lookup(ifname="lo")
-            if lo and not nsr.get_links(lo[0])[0]["flags"] & 1:
-                nsr.link("set", index=lo[0], state="up")
         return Endpoint(ports=exposed)
 
     def leave(self, container_id: str) -> None:

@@ -85,7 +85,7 @@ class Cgroups:
         self.active = needed(resources)
         try:
             for controller in self.active:
-                self.paths[controller].mkdir(parents=True, exist_ok=True)
+                _make(self.paths[controller])
             self._configure(resources, privileged)
         except OSError as exc:
             self.remove()
@@ -160,6 +160,21 @@ class Cgroups:
                     time.sleep(0.01)  # the last process is still being torn down
             else:
                 raise DriverError(f"cgroup {path} is still busy")
+            try:  # the shared parent goes with its last container, so nothing is left on the host
+                path.parent.rmdir()
+            except OSError:
+                pass  # other containers (of this or another daemon) still use it
+
+
+def _make(path: Path) -> None:
+    """``mkdir -p``, tolerating another driver removing the shared parent at the same moment."""
+    for _ in range(5):
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            return
+        except FileNotFoundError:
+            continue
+    path.mkdir(parents=True, exist_ok=True)
 
 
 def _write(path: Path, value: object) -> None:
