@@ -76,7 +76,7 @@ async def _stream(kernel, runner, container, raw: RawConnection, out: OutputWrit
 
     async def pump_output() -> None:
         while True:
-            item = await kernel.run_blocking(attachment.read)
+            item = await kernel.run_waiting(attachment.read)
             if item is None:
                 return
             which, data = item
@@ -92,7 +92,7 @@ async def _stream(kernel, runner, container, raw: RawConnection, out: OutputWrit
                 if data == DETACH[1]:
                     break
                 continue
-            await kernel.run_blocking(attachment.write, data)
+            await kernel.run_waiting(attachment.write, data)
         if stdin_once:
             await kernel.run_blocking(attachment.close_stdin)
         else:
@@ -107,7 +107,7 @@ async def _stream(kernel, runner, container, raw: RawConnection, out: OutputWrit
     try:
         await output
         if stdin_once:
-            await kernel.run_blocking(runner.wait, container.id)
+            await kernel.run_waiting(runner.wait, container.id)
     finally:
         for task in tasks:
             task.cancel()
@@ -119,8 +119,8 @@ async def _stream(kernel, runner, container, raw: RawConnection, out: OutputWrit
 async def _wait_for_start(kernel, runner, container, raw: RawConnection):
     """Wait until the container starts (or the client goes away): Docker attached to a stopped
     container's output streams, which carried the output of its next start."""
-    pending = await kernel.run_blocking(runner.attach_when_started, container.id)
-    waiter = asyncio.ensure_future(kernel.run_blocking(pending.wait))
+    pending = await kernel.run_waiting(runner.attach_when_started, container.id)
+    waiter = asyncio.ensure_future(kernel.run_waiting(pending.wait))
     gone = asyncio.ensure_future(raw.closed.wait())
     await asyncio.wait({waiter, gone}, return_when=asyncio.FIRST_COMPLETED)
     if not waiter.done():
@@ -171,7 +171,7 @@ async def attach_ws(websocket: WebSocket, name: str) -> None:
 
 async def _pump_ws(kernel, websocket: WebSocket, attachment, wanted, stdin: bool) -> None:
     async def output() -> None:
-        while (item := await kernel.run_blocking(attachment.read)) is not None:
+        while (item := await kernel.run_waiting(attachment.read)) is not None:
             if wanted.get(item[0]):
                 await websocket.send_bytes(item[1])
 
@@ -183,7 +183,7 @@ async def _pump_ws(kernel, websocket: WebSocket, attachment, wanted, stdin: bool
                 return
             data = message.get("bytes") or (message.get("text") or "").encode()
             if stdin and data:
-                await kernel.run_blocking(attachment.write, data)
+                await kernel.run_waiting(attachment.write, data)
 
     out_task, in_task = asyncio.ensure_future(output()), asyncio.ensure_future(input_())
     try:

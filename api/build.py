@@ -51,7 +51,7 @@ async def text_stream(kernel, job: Callable[[Callable[[str], None]], None]) -> R
         except BaseException as exc:  # handed to the event loop, which reports it
             loop.call_soon_threadsafe(queue.put_nowait, exc)
 
-    kernel.submit(run)  # the build runs to its end even if the client goes away
+    kernel.submit_waiting(run)  # the build runs to its end even if the client goes away
     first = await queue.get()
     if isinstance(first, BaseException):
         # Docker's postBuild answered every failure before output with 500 and the message

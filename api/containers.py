@@ -105,18 +105,27 @@ async def start(name: str, request: Request, kernel: KernelDep, runner: RunnerDe
     return Response(status_code=204)
 
 
+def stop_timeout(request: Request) -> int:
+    """``t`` in seconds; Docker used 10 for a missing, unparsable or negative value."""
+    try:
+        value = int(request.query_params.get("t", "10"))
+    except ValueError:
+        return 10
+    return value if value >= 0 else 10
+
+
 async def stop(name: str, request: Request, kernel: KernelDep, runner: RunnerDep) -> Response:
-    await kernel.run_blocking(runner.stop, name, query_int(request, "t", 10))
+    await kernel.run_waiting(runner.stop, name, stop_timeout(request))
     return Response(status_code=204)
 
 
 async def restart(name: str, request: Request, kernel: KernelDep, runner: RunnerDep) -> Response:
-    await kernel.run_blocking(runner.restart, name, query_int(request, "t", 10))
+    await kernel.run_waiting(runner.restart, name, stop_timeout(request))
     return Response(status_code=204)
 
 
 async def kill(name: str, request: Request, kernel: KernelDep, runner: RunnerDep) -> Response:
-    await kernel.run_blocking(runner.kill, name, parse_signal(request.query_params.get("signal", "")))
+    await kernel.run_waiting(runner.kill, name, parse_signal(request.query_params.get("signal", "")))
     return Response(status_code=204)
 
 
@@ -139,7 +148,7 @@ def parse_signal(value: str) -> int:
 
 
 async def wait(name: str, kernel: KernelDep, runner: RunnerDep) -> JSONResponse:
-    code = await kernel.run_blocking(runner.wait, name)
+    code = await kernel.run_waiting(runner.wait, name)
     return JSONResponse({"StatusCode": code})
 
 
@@ -166,7 +175,7 @@ async def _stream(kernel: Kernel, chunks):
     sentinel = object()
     try:
         while True:
-            chunk = await kernel.run_blocking(next, iterator, sentinel)
+            chunk = await kernel.run_waiting(next, iterator, sentinel)
             if chunk is sentinel:
                 return
             yield chunk

@@ -7,6 +7,8 @@ the kernel; blocking work runs in core's executor.
 from __future__ import annotations
 
 import asyncio
+import shutil
+import tempfile
 from typing import Annotated
 
 import httpx
@@ -87,6 +89,41 @@ async def create(request: Request, kernel: KernelDep, images: ImagesDep) -> Resp
             except httpx.HTTPError as exc:
                 raise Unavailable(f"Error downloading {url}: {exc}") from None
             return {"status": image.short_id}
+
+    return await json_stream(kernel, job)
+
+
+async def insert(name: str, request: Request, kernel: KernelDep, images: ImagesDep) -> Response:
+    """``POST /images/{name}/insert?url=&path=``: download ``url`` and commit an image holding it
+    at ``path`` on top of ``name`` (no tag, a null config). Streams ``Downloading`` progress, then
+    ``{"status": "<full new id>"}``."""
+    url, path = request.query_params.get("url", ""), request.query_params.get("path", "")
+    if not url or not path:
+        raise InvalidParameter("Bad parameter: insert needs url and path")
+    if "://" not in url:
+        url = f"http://{url}"
+    if not url.startswith(("http://", "https://")):
+        raise InvalidParameter(f"Bad parameter: url={url!r}: only http and https URLs can be inserted")
+    await kernel.run_blocking(images.resolve, name)  # 404 before the stream starts
+    containers = kernel.services.get("containers")
+    if containers is None:
+        raise NotSupported("insert needs containers, which need a graph driver")
+
+    def job(progress):
+        with tempfile.TemporaryFile(dir=kernel.root) as spool:
+            try:
+                with httpx.Client(timeout=DOWNLOAD_TIMEOUT, follow_redirects=True) as client, \
+                        client.stream("GET", url) as answer:
+                    if answer.status_code >= 400:
+                        raise Unavailable(f"Got HTTP status code >= 400: {answer.status_code} "
+                                          f"{answer.reason_phrase}")
+                    total = int(answer.headers.get("content-length") or 0)
+                    reader = ProgressReader(IterReader(answer.iter_raw()), total, "Downloading", progress)
+                    shutil.copyfileobj(reader, spool, 1 << 20)
+            except httpx.HTTPError as exc:
+                raise Unavailable(f"Error downloading {url}: {exc}") from None
+            spool.seek(0)
+            return {"status": containers.insert(name, url, path, spool)}
 
     return await json_stream(kernel, job)
 

@@ -35,6 +35,7 @@ ROUTES: list[Route] = [
     Route("GET", "/images/{name:path}/json", images.inspect),
     Route("GET", "/images/{name:path}/history", images.history),
     Route("POST", "/images/{name:path}/tag", images.tag),
+    Route("POST", "/images/{name:path}/insert", images.insert),
     Route("DELETE", "/images/{name:path}", images.delete),
     Route("POST", "/containers/create", containers.create),
     Route("GET", "/containers/json", containers.list_containers),

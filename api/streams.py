@@ -174,7 +174,7 @@ async def json_stream(kernel, job: Callable[[Callable[[dict], None]], Any]) -> S
         except BaseException as exc:  # handed to the event loop, which reports it
             loop.call_soon_threadsafe(queue.put_nowait, exc)
 
-    kernel.submit(run)  # the job runs to completion even if the client goes away
+    kernel.submit_waiting(run)  # the job runs to completion even if the client goes away
     first = await queue.get()
     if isinstance(first, BaseException):
         raise first

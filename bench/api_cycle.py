@@ -1,10 +1,12 @@
 """The container cycle through the API: create + start + wait + remove of ``/bin/true``.
 
-Starts a daemon on a scratch root (``[network] driver = "none"``, so no networking), imports the
-busybox image, and prints per-cycle figures for each graph/exec pair asked for, beside
-``unshare --fork --pid --mount --uts --ipc --net chroot ROOTFS /bin/true`` run as often.
+Starts a daemon on a scratch root, imports the busybox image, and prints per-cycle figures for
+each graph/exec/network combination asked for, beside ``unshare --fork --pid --mount --uts
+--ipc --net chroot ROOTFS /bin/true`` run as often. With ``--network bridge`` the daemon gets a
+bridge and nft table of its own (removed afterwards), and the difference to ``none`` is printed
+as the network driver's share of a cycle.
 
-    .venv/bin/python bench/api_cycle.py [--cycles 50] [--graph overlay] [--exec native]
+    .venv/bin/python bench/api_cycle.py [--cycles 50] [--graph overlay] [--exec native] [--network none]
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ import httpx
 
 from moorage.core.contract.rootfs import make_busybox_rootfs, tar_directory
 
-CONFIG = '[graph]\ndriver = "{graph}"\n[exec]\ndriver = "{exec}"\n[network]\ndriver = "none"\n'
+CONFIG = '[graph]\ndriver = "{graph}"\n[exec]\ndriver = "{exec}"\n[network]\ndriver = "{network}"\n'
+BRIDGE = '[network.bridge]\nname = "{name}"\ntable = "{table}"\n'
 
 
 def unmount_below(path: Path) -> None:
@@ -38,9 +41,13 @@ def figures(samples: list[float]) -> str:
     return f"median {statistics.median(ms):6.1f} ms   p90 {p90:6.1f} ms   min {ms[0]:6.1f} ms"
 
 
-def api_cycles(base: Path, graph: str, exec_driver: str, cycles: int, tar: Path) -> list[float]:
+def api_cycles(base: Path, graph: str, exec_driver: str, network: str, cycles: int, tar: Path) -> list[float]:
     sock = base / "bench.sock"
-    (base / "daemon.toml").write_text(CONFIG.format(graph=graph, exec=exec_driver))
+    config = CONFIG.format(graph=graph, exec=exec_driver, network=network)
+    suffix = base.name[-6:].replace("-", "")
+    if network == "bridge":
+        config += BRIDGE.format(name=f"mbench{suffix}"[:15], table=f"moorage-bench-{suffix}")
+    (base / "daemon.toml").write_text(config)
     proc = subprocess.Popen([sys.executable, "-m", "moorage.api.cli", "daemon", "--config", str(base / "daemon.toml"),
                              "-g", str(base / "root"), "-H", f"unix://{sock}", "-p", str(base / "pid")],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
@@ -84,19 +91,25 @@ def main() -> None:
     parser.add_argument("--cycles", type=int, default=50)
     parser.add_argument("--graph", action="append", help="graph driver(s) (default: overlay)")
     parser.add_argument("--exec", dest="exec_drivers", action="append", help="exec driver(s) (default: native)")
+    parser.add_argument("--network", dest="networks", action="append", help="network driver(s) (default: none)")
     args = parser.parse_args()
     base = Path(tempfile.mkdtemp(prefix="moorage-bench-"))
     try:
         rootfs = make_busybox_rootfs(base / "rootfs")
         tar = tar_directory(rootfs, base / "busybox.tar")
         print(f"{args.cycles} cycles of create+start+wait+remove of /bin/true, no networking")
-        print(f"{'unshare + chroot (baseline)':34s} {figures(unshare_cycles(rootfs, args.cycles))}")
+        print(f"{'unshare + chroot (baseline)':40s} {figures(unshare_cycles(rootfs, args.cycles))}")
         for graph in args.graph or ["overlay"]:
             for exec_driver in args.exec_drivers or ["native"]:
-                run_dir = base / f"{graph}-{exec_driver}"
-                run_dir.mkdir()
-                samples = api_cycles(run_dir, graph, exec_driver, args.cycles, tar)
-                print(f"{'API, ' + graph + ' + ' + exec_driver:34s} {figures(samples)}")
+                medians = {}
+                for network in args.networks or ["none"]:
+                    run_dir = Path(tempfile.mkdtemp(prefix=f"{graph}-{exec_driver}-{network}-", dir=base))
+                    samples = api_cycles(run_dir, graph, exec_driver, network, args.cycles, tar)
+                    medians[network] = statistics.median(samples) * 1000
+                    print(f"{'API, ' + graph + ' + ' + exec_driver + ' + ' + network:40s} {figures(samples)}")
+                if "none" in medians and "bridge" in medians:
+                    share = medians["bridge"] - medians["none"]
+                    print(f"{'  network driver share (bridge - none)':40s} {share:6.1f} ms")
     finally:
         unmount_below(base)
         shutil.rmtree(base, ignore_errors=True)

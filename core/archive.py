@@ -22,6 +22,7 @@ Safety rules of extraction (hostile archives raise ``InvalidParameter``):
 from __future__ import annotations
 
 import bz2
+import ctypes
 import errno
 import gzip
 import io
@@ -442,32 +443,53 @@ class TarWriter:
         iterator streams the entry.
         """
         path = os.fspath(path)
-        st = os.lstat(path)
+        parent = os.open(os.path.dirname(path) or ".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            return self.add_at(parent, os.path.basename(path) or ".", arcname)
+        finally:
+            os.close(parent)
+
+    def add_at(self, dir_fd: int, name: str, arcname: str) -> Iterator[bytes]:
+        """One entry for ``name`` in the directory open as ``dir_fd``, never following a
+        symlink: what is read is what was examined, even if the tree changes meanwhile."""
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        content = None
+        if stat.S_ISREG(st.st_mode):
+            try:
+                fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, dir_fd=dir_fd)
+            except OSError:
+                return iter(())  # replaced by a link or removed since the lstat: leave it out
+            content = os.fdopen(fd, "rb", buffering=0)  # closed when done or garbage-collected
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                content.close()
+                return iter(())
         info = tarfile.TarInfo(arcname)
         info.mode = stat.S_IMODE(st.st_mode)
         info.uid, info.gid = st.st_uid, st.st_gid
-        info.pax_headers = _xattrs(path)
+        info.pax_headers = _xattrs(f"/proc/self/fd/{dir_fd}/{name}")
         seconds, ns = divmod(st.st_mtime_ns, 1_000_000_000)
         info.mtime = seconds
         if ns:  # exact to the nanosecond: a float would round it
             info.mtime = st.st_mtime
             info.pax_headers["mtime"] = f"{seconds}.{ns:09d}"
         mode = st.st_mode
-        data = False
         if stat.S_ISREG(mode):
             key = (st.st_dev, st.st_ino)
             if st.st_nlink > 1 and key in self._links:
                 info.type, info.linkname = tarfile.LNKTYPE, self._links[key]
+                content.close()
+                content = None
             else:
                 if st.st_nlink > 1:
                     self._links[key] = arcname
-                info.type, info.size, data = tarfile.REGTYPE, st.st_size, True
+                info.type, info.size = tarfile.REGTYPE, st.st_size
         elif stat.S_ISDIR(mode):
             info.type = tarfile.DIRTYPE
             if not info.name.endswith("/"):
                 info.name += "/"
         elif stat.S_ISLNK(mode):
-            info.type, info.linkname = tarfile.SYMTYPE, os.readlink(path)
+            info.type, info.linkname = tarfile.SYMTYPE, os.readlink(name, dir_fd=dir_fd)
         elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
             info.type = tarfile.CHRTYPE if stat.S_ISCHR(mode) else tarfile.BLKTYPE
             info.devmajor, info.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
@@ -476,26 +498,20 @@ class TarWriter:
         else:
             return iter(())  # sockets have no tar form
         header = self._header(info)
-        if not data:
+        if content is None:
             return iter((header,))
-        return itertools.chain((header,), self._content(path, info.size))
+        return itertools.chain((header,), self._content(content, info.size))
 
     @staticmethod
-    def _content(path: str, size: int) -> Iterator[bytes]:
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        except FileNotFoundError:  # removed since its header was made: keep the header's promise
-            fd = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
-        try:
+    def _content(f, size: int) -> Iterator[bytes]:
+        with f:
             remaining = size
             while remaining > 0:
-                chunk = os.read(fd, min(_CHUNK, remaining))
+                chunk = f.read(min(_CHUNK, remaining))
                 if not chunk:  # the file shrank while we read it: keep the header's promise
                     chunk = bytes(min(_CHUNK, remaining))
                 remaining -= len(chunk)
                 yield chunk
-        finally:
-            os.close(fd)
         if size % _BLOCK:
             yield bytes(_BLOCK - size % _BLOCK)
 
@@ -536,31 +552,88 @@ def layer_tar(root: Path, changes: Iterable) -> Iterator[bytes]:
 def tree_tar(root: Path, arcroot: str = ".", skip: Callable[[str], bool] | None = None) -> Iterator[bytes]:
     """A tar of the whole tree at ``root`` with names under ``arcroot`` (``./etc/passwd`` for
     an export; ``arcroot="etc"`` for a copy of ``/etc``). ``skip(rel)`` leaves paths out."""
-    writer = TarWriter()
     root_s = os.fspath(root)
+    if os.path.isdir(root_s) and not os.path.islink(root_s):
+        fd = os.open(root_s, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        return _closing(tree_tar_at(fd, ".", arcroot, skip), fd)
+    fd = os.open(os.path.dirname(root_s) or ".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    return _closing(tree_tar_at(fd, os.path.basename(root_s), arcroot, skip), fd)
 
-    def walk(directory: str, arc: str, rel: str) -> Iterator[bytes]:
-        try:
-            with os.scandir(directory) as it:
-                entries = sorted(it, key=lambda e: e.name)
-        except FileNotFoundError:
-            return
+
+def _closing(chunks: Iterator[bytes], fd: int) -> Iterator[bytes]:
+    try:
+        yield from chunks
+    finally:
+        os.close(fd)
+
+
+def tree_tar_at(dir_fd: int, name: str, arcroot: str = ".",
+                skip: Callable[[str], bool] | None = None) -> Iterator[bytes]:
+    """A tar of ``name`` (and everything below it) in the directory open as ``dir_fd``.
+
+    The walk goes by directory file descriptors and never follows a symlink, so a directory
+    that a running container swaps for a symlink while the tar streams cannot lead it out of
+    the tree (a path-based walk would follow it onto the host)."""
+    writer = TarWriter()
+
+    def walk(fd: int, arc: str, rel: str) -> Iterator[bytes]:
+        with os.scandir(fd) as it:
+            entries = sorted(it, key=lambda e: e.name)
         for entry in entries:
             child_rel = f"{rel}/{entry.name}" if rel else entry.name
             if skip is not None and skip(child_rel):
                 continue
             child_arc = f"{arc}/{entry.name}"
             try:
-                yield from writer.add_path(entry.path, child_arc)
+                yield from writer.add_at(fd, entry.name, child_arc)
             except FileNotFoundError:
-                continue  # removed while we walked (a running container)
+                continue
             if entry.is_dir(follow_symlinks=False):
-                yield from walk(entry.path, child_arc, child_rel)
+                try:
+                    child = os.open(entry.name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                                    dir_fd=fd)
+                except OSError:
+                    continue  # replaced or removed meanwhile
+                try:
+                    yield from walk(child, child_arc, child_rel)
+                finally:
+                    os.close(child)
 
-    yield from writer.add_path(root_s, arcroot)
-    if os.path.isdir(root_s) and not os.path.islink(root_s):
-        yield from walk(root_s, arcroot.rstrip("/"), "")
+    yield from writer.add_at(dir_fd, name, arcroot)
+    if stat.S_ISDIR(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode):
+        top = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+        try:
+            yield from walk(top, arcroot.rstrip("/"), "")
+        finally:
+            os.close(top)
     yield from writer.end()
+
+
+#: openat2(2) and its RESOLVE_IN_ROOT: the kernel resolves a path as if ``root`` were "/".
+_SYS_OPENAT2 = 437
+_RESOLVE_NO_MAGICLINKS = 0x02
+_RESOLVE_IN_ROOT = 0x10
+
+
+class _OpenHow(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
+
+
+def open_in_root(root: str | Path, path: str, flags: int) -> int:
+    """Open ``path`` inside the tree ``root`` the way a process chrooted there would: ``..``
+    and absolute symlinks stay inside ``root`` (the kernel's ``RESOLVE_IN_ROOT``)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    root_fd = os.open(os.fspath(root), os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        how = _OpenHow(flags | os.O_CLOEXEC, 0, _RESOLVE_IN_ROOT | _RESOLVE_NO_MAGICLINKS)
+        fd = libc.syscall(_SYS_OPENAT2, root_fd, os.fsencode(path or "."), ctypes.byref(how),
+                          ctypes.sizeof(how))
+        if fd < 0:
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err), path)
+        return fd
+    finally:
+        os.close(root_fd)
 
 
 class IterStream(io.RawIOBase):

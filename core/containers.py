@@ -28,15 +28,16 @@ import shutil
 import subprocess
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from . import container_config as cc
-from .archive import IterStream, tree_tar
+from .archive import IterStream, open_in_root, tree_tar, tree_tar_at
 from .container_files import init_layer_tar, safe_join
-from .errors import Impossible, InvalidParameter, NotFound, StateError
+from .errors import Conflict, Impossible, InvalidParameter, NotFound, StateError
 from .humanize import human_duration
 from .ids import PrefixIndex, new_id, short_id
 from .images import format_time, parse_time
@@ -96,6 +97,8 @@ class Container:
     exited: threading.Event = field(default_factory=threading.Event, repr=False, compare=False)
     #: set once what the last run held (rootfs mount, network, exec driver state) is released
     cleaned: threading.Event = field(default_factory=threading.Event, repr=False, compare=False)
+    #: set under ``lock`` when the container is removed: a start that raced with it must fail
+    removed: bool = field(default=False, repr=False, compare=False)
 
     @property
     def log_path(self) -> Path:
@@ -130,16 +133,28 @@ class Container:
 
 
 class _Chunks:
-    """Iterator adapter that runs a finaliser when iteration ends or is abandoned."""
+    """An iterator of chunks that runs ``done`` exactly once: when exhausted, when closed, or
+    when garbage-collected unread (a client that hung up before the first byte)."""
 
     def __init__(self, chunks: Iterator[bytes], done) -> None:
-        self._chunks, self._done = chunks, done
+        self._chunks = chunks
+        self._finalizer = weakref.finalize(self, done)
 
     def __iter__(self):
+        return self
+
+    def __next__(self) -> bytes:
         try:
-            yield from self._chunks
-        finally:
-            self._done()
+            return next(self._chunks)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        close = getattr(self._chunks, "close", None)
+        if close is not None:
+            close()
+        self._finalizer()
 
 
 class ContainerService:
@@ -171,6 +186,7 @@ class ContainerService:
                 except Exception:
                     log.exception("could not release the network of interrupted container %s", cid[:12])
             self._release_exec(cid)
+            self.names.purge(cid)
             for layer in (cid, init_layer(cid)):
                 try:
                     if self.graph.exists(layer):
@@ -199,6 +215,9 @@ class ContainerService:
                 container.name = self.names.generate(container.id)  # as Docker: a random name
             self._containers[container.id] = container
             self._index.add(container.id)
+        for path, target in self.names.all_names().items():
+            if target not in self._containers and path.count("/") == 1:
+                self.names.purge(target)  # a name whose container never came to exist
 
     def __len__(self) -> int:
         return len(self._containers)
@@ -304,6 +323,7 @@ class ContainerService:
         with container.lock:
             if container.state.running:
                 raise Impossible("Impossible to remove a running container, please stop it first")
+            container.removed = True
             self.names.purge(container.id)
             with self._lock:
                 self._containers.pop(container.id, None)
@@ -318,7 +338,7 @@ class ContainerService:
         try:
             container.cleaned.wait()
             network = self.kernel.drivers.get("network")
-            if network is not None and container.internal.get("NetworkDriver") == network.name:
+            if network is not None:  # unknown ids are ignored: also covers a start that failed half-way
                 network.release(container.id)
             self._release_exec(container.id)
             for layer in (container.id, init_layer(container.id)):
@@ -423,30 +443,45 @@ class ContainerService:
         container = self.get(name)
         rootfs = self.graph.get(container.id)
         self.publish("export", container)
-        return iter(_Chunks(tree_tar(rootfs, "."), lambda: self.graph.put(container.id)))
+        return _Chunks(tree_tar(rootfs, "."), lambda: self.graph.put(container.id))
 
     def copy(self, name: str, resource: str) -> Iterator[bytes]:
-        """A tar of ``resource`` (and what is below it) named by its basename."""
+        """A tar of ``resource`` (and what is below it) named by its basename. The path is
+        resolved by the kernel inside the container's root (``..`` and absolute symlinks
+        stay in it), and the walk never follows a symlink."""
         container = self.get(name)
         if not resource:
             raise InvalidParameter("Resource cannot be empty")
+        clean = os.path.normpath("/" + resource)
+        parent, base = os.path.split(clean)
         rootfs = self.graph.get(container.id)
         try:
-            path = safe_join(rootfs, resource.lstrip("/"))
-            if not os.path.lexists(path):
-                raise NotFound(f"No such file or directory: {resource}")
-            base = os.path.basename(os.path.normpath("/" + resource)) or "."
+            try:
+                dir_fd = open_in_root(rootfs, parent, os.O_RDONLY | os.O_DIRECTORY)
+            except (FileNotFoundError, NotADirectoryError):
+                raise NotFound(f"No such file or directory: {resource}") from None
+            try:
+                os.stat(base or ".", dir_fd=dir_fd, follow_symlinks=False)
+            except FileNotFoundError:
+                os.close(dir_fd)
+                raise NotFound(f"No such file or directory: {resource}") from None
         except BaseException:
             self.graph.put(container.id)
             raise
-        return iter(_Chunks(tree_tar(path, base), lambda: self.graph.put(container.id)))
+
+        def done() -> None:
+            os.close(dir_fd)
+            self.graph.put(container.id)
+
+        return _Chunks(tree_tar_at(dir_fd, base or ".", base or "."), done)
 
     def commit(self, name: str, repo: str = "", tag: str = "", comment: str = "", author: str = "",
-               config: Any = None) -> str:
+               config: Any = None, null_config: bool = False) -> str:
         """A new image from the container's changes; ``config`` becomes the image config as sent
-        (an all-zero Config when absent: no merging, reference §6.4). Returns the full id."""
+        (an all-zero Config when absent: no merging, reference §6.4; ``null_config`` stores none,
+        as insert did). Returns the full id."""
         container = self.get(name)
-        image_config = cc.normalize_config(config) if config else dict(cc.CONFIG_FIELDS)
+        image_config = None if null_config else cc.normalize_config(config) if config else dict(cc.CONFIG_FIELDS)
         image = self.images.new_image(parent=container.image, comment=comment, container=container.id,
                                       container_config=copy.deepcopy(container.config), config=image_config,
                                       author=author)
@@ -455,6 +490,29 @@ class ContainerService:
         if repo:
             self.images.tag(repo, tag or "latest", image.id)
         return image.id
+
+    def insert(self, image_name: str, url: str, path: str, content: BinaryIO) -> str:
+        """``POST /images/{name}/insert``: a new image holding ``content`` at ``path`` on top of
+        the image, committed with no tag and a null config (reference §5.6). An existing path
+        is refused (0.6.6). Returns the full new id; nothing is left behind on failure."""
+        if not path.startswith("/") or os.path.normpath(path) == "/":
+            raise InvalidParameter(f"Bad parameter: path must be an absolute file path, not {path!r}")
+        container, _ = self.create({"Image": image_name, "Cmd": ["echo", "insert", url, path]})
+        try:
+            rootfs = self.graph.get(container.id)
+            try:
+                target = safe_join(rootfs, path.lstrip("/"))
+                if os.path.lexists(target):
+                    raise Conflict(f"{path} exists")
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with open(target, "wb") as f:
+                    shutil.copyfileobj(content, f, 1 << 20)
+                os.chmod(target, 0o600)  # as Docker wrote downloaded files
+            finally:
+                self.graph.put(container.id)
+            return self.commit(container.id, null_config=True)
+        finally:
+            self.remove(container.id)
 
     def top(self, name: str, ps_args: str = "") -> dict:
         """``ps`` on the host, limited to the container's processes (reference §3.5)."""

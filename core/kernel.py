@@ -40,6 +40,10 @@ class Kernel:
         self.names: NameRegistry | None = None
         self._lock = DaemonLock(self.root)
         self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="moorage")
+        # calls that block until something happens (a container exits or starts, output comes,
+        # a pull or build runs): apart, so that clients waiting cannot starve everyone else
+        self._waiting_executor = concurrent.futures.ThreadPoolExecutor(max_workers=2048,
+                                                                       thread_name_prefix="moorage-wait")
         #: services added by core modules as they are set up (images, containers...)
         self.services: dict[str, Any] = {}
         self._started = False
@@ -106,6 +110,7 @@ class Kernel:
         if self.names is not None:
             self.names.close()
         self._executor.shutdown(wait=False, cancel_futures=True)
+        self._waiting_executor.shutdown(wait=False, cancel_futures=True)
         self._lock.release()
 
     # -- helpers for core modules and the API ---------------------------------------------
@@ -120,8 +125,17 @@ class Kernel:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
 
+    async def run_waiting(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """As ``run_blocking``, for calls that may block for as long as a container runs."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._waiting_executor, functools.partial(fn, *args, **kwargs))
+
     def submit(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> concurrent.futures.Future:
         return self._executor.submit(fn, *args, **kwargs)
+
+    def submit_waiting(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> concurrent.futures.Future:
+        """As ``submit``, for long-running jobs (pulls, pushes, builds)."""
+        return self._waiting_executor.submit(fn, *args, **kwargs)
 
 
 def check_pidfile(path: Path | None) -> None:

@@ -8,6 +8,7 @@ collision.
 
 from __future__ import annotations
 
+import contextlib
 import random
 import sqlite3
 import threading
@@ -61,10 +62,21 @@ class NameRegistry:
     def close(self) -> None:
         self._db.close()
 
+    @contextlib.contextmanager
+    def _transaction(self):
+        """One atomic change (the connection autocommits each statement otherwise)."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
     def _add(self, path: str, target: str) -> None:
         parent, name = _split(path)
         try:
-            with self._lock, self._db:
+            with self._lock, self._transaction():
                 self._db.execute("INSERT INTO edge VALUES (?, ?, ?)", (parent, name, target))
         except sqlite3.IntegrityError:
             raise Conflict(f"Conflict, {path} already exists.") from None
@@ -130,7 +142,7 @@ class NameRegistry:
         parent, leaf = _split(path)
         if parent == "/":
             raise Conflict("Conflict, cannot remove the default name of the container")
-        with self._lock, self._db:
+        with self._lock, self._transaction():
             cur = self._db.execute("DELETE FROM edge WHERE parent=? AND name=?", (parent, leaf))
         if cur.rowcount == 0:
             raise NotFound(f"No such link: {path}")
@@ -138,7 +150,7 @@ class NameRegistry:
     def purge(self, target: str) -> None:
         """Remove every path to ``target`` and every link under its names."""
         own = [n for n in self.names_of(target) if n.count("/") == 1]
-        with self._lock, self._db:
+        with self._lock, self._transaction():
             self._db.execute("DELETE FROM edge WHERE target=?", (target,))
             for name in own:
                 self._db.execute("DELETE FROM edge WHERE parent=?", (name,))

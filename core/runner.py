@@ -57,13 +57,15 @@ class Runner:
     # -- start -----------------------------------------------------------------------------
     def start(self, name: str, host_config: dict | None = None) -> None:
         container = self.containers.get(name)
+        new_config = cc.normalize_host_config(host_config) if host_config is not None else None
         with container.lock:
-            if host_config is not None:
-                container.host_config = cc.normalize_host_config(host_config)
-            hc = container.host_config
-            link_env, link_hosts = self._register_links(container, hc)
+            if container.removed:
+                raise NotFound(f"No such container: {name}")
             if container.state.running:
                 raise StateError(f"Cannot start container {name}: The container {container.id} is already running.")
+            if new_config is not None:
+                container.host_config = new_config
+            link_env, link_hosts = self._register_links(container, container.host_config)
             pid = self._start(container, link_env, link_hosts)
         self.containers.publish("start", container)
         self.kernel.plugins.hook.moorage_container_started(container_id=container.id, pid=pid)
@@ -89,6 +91,7 @@ class Runner:
 
             def on_namespace(pid: int) -> None:
                 endpoint = network.join(container.id, pid, ports, config["Hostname"])
+                undo.append(lambda: network.leave(container.id))
                 endpoint_box.append(endpoint)
                 if endpoint.ip_address:
                     # the container's own address in its /etc/hosts; written in place, since the
@@ -102,8 +105,14 @@ class Runner:
             container.exited.clear()
             container.cleaned.clear()
             joins = network is not None and network.isolates
+            # recorded before the process exists: a daemon killed from here on finds the
+            # container again at restart and asks the exec driver about it
+            container.internal.update(ExecDriver=exec_driver.name, NetworkDriver=network.name if network else "")
+            container.state.running, container.state.pid = True, 0
+            self.containers.save(container)
+            undo.append(lambda: self._not_started(container))
             pid = exec_driver.start(spec, on_namespace=on_namespace if joins else None)
-            if network is not None:
+            if network is not None and not joins:
                 undo.append(lambda: network.leave(container.id))
             self._connect_waiting(container)
         except BaseException:
@@ -117,14 +126,17 @@ class Runner:
             raise
         endpoint = endpoint_box[0] if endpoint_box else Endpoint()
         container.network = network_settings(endpoint)
-        container.internal.update(ExecDriver=exec_driver.name, NetworkDriver=network.name if network else "",
-                                  Endpoint=endpoint_to_json(endpoint))
+        container.internal.update(Endpoint=endpoint_to_json(endpoint))
         self._write_back_ports(container, endpoint)
         container.state.running, container.state.pid, container.state.ghost = True, pid, False
         container.state.started_at = format_time()
         self.containers.save(container)
         self._monitor(container)
         return pid
+
+    def _not_started(self, container: Container) -> None:
+        container.state.running, container.state.pid = False, 0
+        self.containers.save(container)
 
     def spec(self, container: Container, rootfs: Path, mounts: list[Mount], link_env: list[str],
              isolate: bool) -> ProcessSpec:
@@ -243,15 +255,15 @@ class Runner:
             pass  # already gone: the monitor records the exit
 
     def kill(self, name: str, signum: int = 0) -> None:
+        """Signals need no lock: a kill must get through while a long stop holds it."""
         container = self.containers.get(name)
-        with container.lock:
-            if not container.state.running:
-                return
-            if signum:
-                self._signal(container, signum)
-                return
-            self._signal(container, signals.SIGKILL)
-            container.exited.wait()
+        if not container.state.running:
+            return
+        if signum:
+            self._signal(container, signum)
+            return
+        self._signal(container, signals.SIGKILL)
+        container.exited.wait()
         self.containers.publish("kill", container)
 
     def restart(self, name: str, timeout: int = DEFAULT_STOP_TIMEOUT) -> None:
@@ -285,10 +297,11 @@ class Runner:
         docker CLI attaches before it starts a container), or at once if it runs."""
         container = self.containers.get(name)
         pending = PendingAttach()
-        with self._waiting_lock:
-            self._waiting.setdefault(container.id, []).append(pending)
-        if container.state.running:
-            self._connect_waiting(container)
+        with container.lock:  # a start in progress finishes first: then it is running
+            with self._waiting_lock:
+                self._waiting.setdefault(container.id, []).append(pending)
+            if container.state.running:
+                self._connect_waiting(container)
         return pending
 
     def _connect_waiting(self, container: Container) -> None:
@@ -347,7 +360,12 @@ class Runner:
             raise Impossible(f"container {short_id(container.id)} was started by exec driver {exec_name!r}")
         rootfs = self.graph.get(container.id)
         spec = self.spec(container, rootfs, [], [], True)
-        if self.exec.restore(spec):
+        try:
+            running = self.exec.restore(spec)
+        except BaseException:
+            self.graph.put(container.id)
+            raise
+        if running:
             network = self.kernel.drivers.get("network")
             if network is not None and container.internal.get("NetworkDriver") == network.name:
                 network.restore(container.id, endpoint_from_json(container.internal.get("Endpoint") or {}))
@@ -355,7 +373,10 @@ class Runner:
             container.cleaned.clear()
             self._monitor(container)
             return True
-        code = self.exec.wait(container.id, timeout=0)
+        try:
+            code = self.exec.wait(container.id, timeout=0)
+        except NotFound:  # a daemon killed during start: the process never ran
+            code = None
         self._record_exit(container, -127 if code is None else code)
         return False
 

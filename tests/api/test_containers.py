@@ -220,12 +220,17 @@ def test_changes_export_copy_top_commit(api, make):
     assert api.post(f"/containers/{cid}/copy", content=b'{"Resource":"/new"}',
                     headers={"Content-Type": "application/json; charset=utf-8"}).status_code == 400
     assert api.post(f"/containers/{cid}/copy", json={"Resource": "/nothing"}).status_code == 404
+    linker, code = run(api, make, ["/bin/sh", "-c", "ln -s / /esc; ln -s /etc /etc-link"])
+    for resource in ("/esc/etc/hostname", "/etc-link/hostname"):
+        through = api.post(f"/containers/{linker}/copy", json={"Resource": resource})
+        assert through.status_code == 200, through.text  # absolute links resolve inside the container
+        assert tarfile.open(fileobj=io.BytesIO(through.content)).extractfile("hostname").read() == b""
+    link = tarfile.open(fileobj=io.BytesIO(api.post(f"/containers/{linker}/copy", json={"Resource": "/esc"}).content))
+    assert [(m.name, m.issym(), m.linkname) for m in link.getmembers()] == [("esc", True, "/")]
     escape = api.post(f"/containers/{cid}/copy", json={"Resource": "/../../../../etc/hostname"})
-    assert escape.status_code in (200, 404)
-    if escape.status_code == 200:  # resolved inside the container, never the host's file
-        inner = tarfile.open(fileobj=io.BytesIO(escape.content))
-        assert inner.extractfile("hostname").read() == api.get(f"/containers/{cid}/json").json()["Config"][
-            "Hostname"].encode() + b"\n" or True
+    assert escape.status_code == 200  # resolved inside the container's root, never the host's file
+    inner = tarfile.open(fileobj=io.BytesIO(escape.content))
+    assert inner.extractfile("hostname").read() == b""  # the init layer's empty mount point
 
     committed = api.post("/commit", params={"container": cid, "repo": "committed", "tag": "t1", "author": "me"},
                          json={"Cmd": ["/bin/cat", "/new/file"]})
@@ -384,3 +389,34 @@ def test_attach_websocket_carries_stdin_and_output_unframed(api, make, busybox_d
     with pytest.raises(InvalidStatus) as info, unix_connect(str(busybox_daemon.sock), "ws://moorage/containers/nope/attach/ws"):
         pass
     assert info.value.response.status_code == 404
+
+
+def test_insert_downloads_a_file_into_a_new_image(api, make, tmp_path):
+    import functools
+    import http.server
+    import threading
+
+    (tmp_path / "payload.txt").write_text("inserted\n")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/payload.txt"
+    try:
+        response = api.post("/images/busybox/insert", params={"url": url, "path": "/opt/payload.txt"})
+        messages = [json.loads(x) for x in response.text.replace("}{", "}\n{").splitlines()]
+        assert messages[-1]["status"] and len(messages[-1]["status"]) == 64, messages
+        image = api.get(f"/images/{messages[-1]['status']}/json").json()
+        assert "config" not in image and image["container_config"]["Cmd"] == ["echo", "insert", url,
+                                                                              "/opt/payload.txt"]
+        cid = api.post("/containers/create", json={"Image": messages[-1]["status"],
+                                                   "Cmd": ["/bin/cat", "/opt/payload.txt"]}).json()["Id"]
+        api.post(f"/containers/{cid}/start")
+        assert api.post(f"/containers/{cid}/wait").json()["StatusCode"] == 0
+        assert frames(logs(api, cid)) == [(1, b"inserted\n")]
+        api.delete(f"/containers/{cid}")
+        again = api.post(f"/images/{messages[-1]['status']}/insert", params={"url": url, "path": "/opt/payload.txt"})
+        assert "/opt/payload.txt exists" in again.text
+        assert api.post("/images/nope/insert", params={"url": url, "path": "/x"}).status_code == 404
+        api.delete(f"/images/{messages[-1]['status']}")
+    finally:
+        server.shutdown()

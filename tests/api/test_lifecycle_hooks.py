@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from conftest import CONTAINER_CONFIG, import_image, make_distribution
@@ -65,9 +66,16 @@ def hooked(tmp_path_factory, busybox_tar, request):
     unmount_below(d.base)
 
 
-def calls(d) -> list[dict]:
+def calls(d, until=lambda found: True, timeout: float = 10) -> list[dict]:
+    """The recorded hook calls, once ``until(calls)`` holds (some hooks run after the request
+    that caused them was answered)."""
     path = d.root / "hook-calls.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    deadline = time.monotonic() + timeout
+    while True:
+        found = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+        if until(found) or time.monotonic() > deadline:
+            return found
+        time.sleep(0.05)
 
 
 def lifecycle(d, busybox_tar) -> tuple[str, str]:
@@ -95,16 +103,19 @@ def test_hook_moorage_container_started(hooked, busybox_tar):
 
 def test_hook_moorage_container_died(hooked, busybox_tar):
     full, _ = lifecycle(hooked, busybox_tar)
-    assert {"hook": "died", "id": full, "exit_code": 4} in calls(hooked)
+    died = {"hook": "died", "id": full, "exit_code": 4}
+    assert died in calls(hooked, lambda found: died in found)
 
 
 def test_hook_moorage_container_destroyed(hooked, busybox_tar):
     full, _ = lifecycle(hooked, busybox_tar)
-    order = [c["hook"] for c in calls(hooked) if c["id"] == full]
-    assert order == ["created", "started", "died", "destroyed"]
+    done = calls(hooked, lambda found: {"hook": "destroyed", "id": full} in found)
+    assert [c["hook"] for c in done if c["id"] == full] == ["created", "started", "died", "destroyed"]
 
 
 def test_hook_moorage_image_deleted(hooked, busybox_tar):
     _, image = lifecycle(hooked, busybox_tar)
-    deleted = [c["id"] for c in calls(hooked) if c["hook"] == "image_deleted"]
+    found = calls(hooked, lambda found: any(c["hook"] == "image_deleted" and c["id"].startswith(image)
+                                            for c in found))
+    deleted = [c["id"] for c in found if c["hook"] == "image_deleted"]
     assert any(d.startswith(image) and len(d) == 64 for d in deleted)

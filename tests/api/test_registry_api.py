@@ -13,7 +13,9 @@ import warnings
 import pytest
 from conftest import CONTAINER_CONFIG, import_image
 
-from moorage.core.contract.registry.servers import RegistryServer
+from moorage.core.contract.registry.servers import ISSUER, SERVICE, RegistryServer, TokenServer
+from moorage.core.contract.registry.servers import PASSWORD as TOKEN_PASSWORD
+from moorage.core.contract.registry.servers import USER as TOKEN_USER
 
 pytestmark = pytest.mark.skipif(shutil.which("docker-registry") is None,
                                 reason="Debian's docker-registry package is needed")
@@ -38,6 +40,18 @@ def htpasswd_registry(tmp_path):
     server = RegistryServer(base, f"auth:\n  htpasswd:\n    realm: test\n    path: {base / 'htpasswd'}\n")
     yield server
     server.stop()
+
+
+@pytest.fixture
+def token_registry(tmp_path):
+    tokens = TokenServer(tmp_path)
+    base = tmp_path / "token-registry"
+    base.mkdir()
+    server = RegistryServer(base, f"auth:\n  token:\n    realm: {tokens.realm}\n    service: {SERVICE}\n"
+                                  f"    issuer: {ISSUER}\n    rootcertbundle: {tokens.cert}\n")
+    yield server
+    server.stop()
+    tokens.stop()
 
 
 def stream_objects(text: str) -> list[dict]:
@@ -154,3 +168,51 @@ def test_docker_py_pull(daemon_factory, registry, busybox_tar):
     output = client.pull(name, tag="latest")
     assert "error" not in output
     assert any(row.get("Repository") == name for row in client.images())
+
+
+def errors_of(messages: list[dict]) -> list[dict]:
+    return [m for m in messages if "error" in m]
+
+
+@pytest.mark.parametrize("mode", ["htpasswd", "token"])
+def test_push_and_pull_with_credentials(daemon_factory, busybox_tar, mode, request):
+    registry = request.getfixturevalue("htpasswd_registry" if mode == "htpasswd" else "token_registry")
+    user, password = (USER, PASSWORD) if mode == "htpasswd" else (TOKEN_USER, TOKEN_PASSWORD)
+    config = CONTAINER_CONFIG.format(graph="overlay", exec="native")
+    d = daemon_factory(config)
+    import_image(d, busybox_tar)
+    name = f"{registry.host}/secure/busybox"
+    with d.client() as api:
+        api.post("/images/busybox/tag", params={"repo": name, "tag": "v1"})
+        refused = stream_objects(api.post(f"/images/{name}/push", headers=auth_header()).text)
+        assert errors_of(refused), refused  # anonymous pushes are refused
+        pushed = stream_objects(api.post(f"/images/{name}/push", headers=auth_header(user, password)).text)
+        assert not errors_of(pushed), pushed
+        api.delete(f"/images/{name}:v1")
+        pulled = stream_objects(api.post("/images/create", params={"fromImage": name, "tag": "v1"},
+                                         headers=auth_header(user, password)).text)
+        assert not errors_of(pulled), pulled
+        assert api.get(f"/images/{name}:v1/json").status_code == 200
+        wrong = stream_objects(api.post("/images/create", params={"fromImage": name, "tag": "v1"},
+                                        headers=auth_header(user, "wrong")).text)
+        assert errors_of(wrong)
+    assert password not in d.log()
+
+
+def test_from_image_busybox_uses_the_default_registry(daemon_factory, registry, busybox_tar):
+    config = CONTAINER_CONFIG.format(graph="overlay", exec="native")
+    source = daemon_factory(config)
+    import_image(source, busybox_tar)
+    with source.client() as api:
+        api.post("/images/busybox/tag", params={"repo": f"{registry.host}/library/busybox", "tag": "latest"})
+        assert not errors_of(stream_objects(api.post(f"/images/{registry.host}/library/busybox/push",
+                                                     headers=auth_header()).text))
+    target = daemon_factory(config, flags=["--registry-mirror", registry.url])
+    with target.client() as api:
+        pulled = stream_objects(api.post("/images/create", params={"fromImage": "busybox"}).text)
+        assert not errors_of(pulled), pulled
+        cid = api.post("/containers/create", json={"Image": "busybox", "Cmd": ["/bin/echo", "ran"]}).json()["Id"]
+        api.post(f"/containers/{cid}/start")
+        assert api.post(f"/containers/{cid}/wait").json() == {"StatusCode": 0}
+        out = api.post(f"/containers/{cid}/attach", params={"logs": 1, "stdout": 1}).content
+        assert out.endswith(b"ran\n")

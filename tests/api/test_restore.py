@@ -81,3 +81,44 @@ def test_clean_stop_keeps_containers_running(daemon_factory, busybox_tar, config
         assert state["Running"] is True and state["Pid"] == pid
         api.post(f"/containers/{cid}/kill")
         assert api.post(f"/containers/{cid}/wait").json() == {"StatusCode": 137}
+
+
+def test_sigkill_during_creates_starts_and_removes_leaves_whole_containers(daemon_factory, busybox_tar, config):
+    import threading
+
+    first = daemon_factory(config)
+    import_image(first, busybox_tar)
+    names = [f"crash{i}" for i in range(40)]
+
+    def churn():
+        try:
+            with first.client(timeout=10) as api:
+                for name in names:
+                    cid = api.post("/containers/create", params={"name": name},
+                                   json={"Image": "busybox", "Cmd": ["/bin/true"]}).json()["Id"]
+                    api.post(f"/containers/{cid}/start")
+                    if int(name[5:]) % 3 == 0:
+                        api.post(f"/containers/{cid}/wait")
+                        api.delete(f"/containers/{cid}")
+        except Exception:
+            pass  # the daemon is killed under it
+
+    worker = threading.Thread(target=churn)
+    worker.start()
+    time.sleep(0.6)
+    first.kill()
+    worker.join(30)
+
+    second = daemon_factory(config, flags=["-g", str(first.root), "-r=false"])
+    with second.client() as api:
+        rows = api.get("/containers/json", params={"all": 1}).json()
+        for row in rows:  # every container that survived is whole: inspectable, waitable, removable
+            assert api.get(f"/containers/{row['Id']}/json").status_code == 200
+            api.post(f"/containers/{row['Id']}/wait")
+            assert api.delete(f"/containers/{row['Id']}").status_code == 204
+        for name in names:  # and no name is held by a container that does not exist
+            created = api.post("/containers/create", params={"name": name},
+                               json={"Image": "busybox", "Cmd": ["/bin/true"]})
+            assert created.status_code == 201, (name, created.text)
+    leftovers = [p.name for p in (first.root / "containers" / "_tmp").iterdir()]
+    assert leftovers == [] or all(p.startswith("removing-") for p in leftovers)

@@ -211,3 +211,48 @@ def test_bridge_flags_name_the_bridge_and_its_address(daemon_factory):
         assert name not in host_links()
     finally:
         remove_bridge_and_table(name, table)
+
+
+def test_docker_py_link_scenario(net):
+    """docker-py 0.2.3's link scenario: two named containers with environment, a third started
+    with ``links``, whose ``env`` shows the link variables; then the link is removed."""
+    import collections
+    import collections.abc
+
+    for attr in ("Mapping", "MutableMapping", "Callable", "Iterable", "Sequence", "MutableSet", "Set"):
+        if not hasattr(collections, attr):
+            setattr(collections, attr, getattr(collections.abc, attr))
+    docker = pytest.importorskip("docker")
+    client = docker.Client(base_url=f"unix://{net.sock}", version="1.6", timeout=60)
+    suffix = uuid.uuid4().hex[:6]
+    first, second, parent = f"one{suffix}", f"two{suffix}", f"parent{suffix}"
+    made = []
+    try:
+        for name, value in ((first, "1"), (second, "2")):
+            cid = client.create_container("busybox", ["sleep", "30"], name=name, environment=[f"VALUE={value}"],
+                                          ports=[80])["Id"]
+            made.append(cid)
+            client.start(cid)
+        cid = client.create_container("busybox", ["env"], name=parent)["Id"]
+        made.append(cid)
+        client.start(cid, links={first: "alias1", second: "alias2"})
+        assert client.wait(cid) == 0
+        env = dict(line.split("=", 1) for line in client.logs(cid).splitlines() if "=" in line)
+        for alias, name, value in (("ALIAS1", first, "1"), ("ALIAS2", second, "2")):
+            ip = client.inspect_container(name)["NetworkSettings"]["IPAddress"]
+            assert env[f"{alias}_NAME"] == f"/{parent}/{alias.lower()}"
+            assert env[f"{alias}_ENV_VALUE"] == value
+            assert env[f"{alias}_PORT"] == f"tcp://{ip}:80"
+            assert env[f"{alias}_PORT_80_TCP_ADDR"] == ip and env[f"{alias}_PORT_80_TCP_PORT"] == "80"
+            assert env[f"{alias}_PORT_80_TCP_PROTO"] == "tcp"
+        assert f"/{parent}/alias1" in [n for r in client.containers(all=True) for n in r["Names"]]
+        client.remove_container(f"{parent}/alias1", link=True)
+        names = [n for r in client.containers(all=True) for n in r["Names"]]
+        assert f"/{parent}/alias1" not in names and f"/{parent}/alias2" in names
+    finally:
+        for cid in made:
+            try:
+                client.kill(cid)
+                client.remove_container(cid)
+            except Exception:
+                pass
