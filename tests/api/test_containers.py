@@ -420,3 +420,11 @@ def test_insert_downloads_a_file_into_a_new_image(api, make, tmp_path):
         api.delete(f"/images/{messages[-1]['status']}")
     finally:
         server.shutdown()
+
+
+def test_ambiguous_prefix_is_not_found(api, make):
+    ids = [api.get(f"/containers/{make(['/bin/true'])}/json").json()["ID"] for _ in range(17)]
+    first = sorted(ids)
+    prefix = next(a[0] for a, b in zip(first, first[1:], strict=False) if a[0] == b[0])  # 17 ids: two share a first digit
+    response = api.get(f"/containers/{prefix}/json")
+    assert response.status_code == 404 and response.text == f"No such container: {prefix}\n"
