@@ -424,7 +424,7 @@ def test_insert_downloads_a_file_into_a_new_image(api, make, tmp_path):
 
 def test_ambiguous_prefix_is_not_found(api, make):
     ids = [api.get(f"/containers/{make(['/bin/true'])}/json").json()["ID"] for _ in range(17)]
-    first = sorted(ids)
-    prefix = next(a[0] for a, b in zip(first, first[1:], strict=False) if a[0] == b[0])  # 17 ids: two share a first digit
+    first = sorted(ids)  # 17 ids over 16 hex digits: two share their first digit
+    prefix = next(a[0] for a, b in zip(first, first[1:], strict=False) if a[0] == b[0])
     response = api.get(f"/containers/{prefix}/json")
     assert response.status_code == 404 and response.text == f"No such container: {prefix}\n"
