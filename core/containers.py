@@ -271,12 +271,6 @@ class ContainerService:
         warnings = cc.merge_with_image(config, image.config)
         cc.validate(config)
         path, args = cc.command(config)
-        if config["Memory"] and not Path("/sys/fs/cgroup/memory/memory.limit_in_bytes").exists():
-            warnings.append("Your kernel does not support memory limit capabilities. Limitation discarded.")
-        if Path("/proc/sys/net/ipv4/ip_forward").read_text().strip() != "1" and not config["NetworkDisabled"]:
-            network = self.kernel.drivers.get("network")
-            if network is not None and network.isolates:
-                warnings.append("IPv4 forwarding is disabled.")
         cid = new_id()
         if not config["Hostname"]:
             config["Hostname"] = cid[:12]
