@@ -143,6 +143,30 @@ def make_distribution(site: Path, dist: str, modules: dict[str, str], entry_poin
     (info / "entry_points.txt").write_text(f"[moorage]\n{lines}\n")
 
 
+@pytest.fixture(scope="session")
+def btrfs_mount(tmp_path_factory):
+    """A 512 MB btrfs filesystem on a loop device, unmounted and detached at the end."""
+    if shutil.which("mkfs.btrfs") is None:
+        pytest.skip("mkfs.btrfs is needed (Debian package btrfs-progs)")
+    base = tmp_path_factory.mktemp("btrfs")
+    image, mountpoint = base / "fs.img", base / "mnt"
+    mountpoint.mkdir()
+    subprocess.run(["truncate", "-s", "512M", str(image)], check=True)
+    subprocess.run(["mkfs.btrfs", "-q", str(image)], check=True)
+    loop = subprocess.run(["losetup", "--find", "--show", str(image)], check=True, capture_output=True,
+                          text=True).stdout.strip()
+    try:
+        subprocess.run(["mount", "-t", "btrfs", loop, str(mountpoint)], check=True)
+        try:
+            yield mountpoint
+        finally:
+            if subprocess.run(["umount", str(mountpoint)], capture_output=True).returncode != 0:
+                subprocess.run(["umount", "-l", str(mountpoint)], capture_output=True)
+    finally:
+        subprocess.run(["losetup", "-d", loop], capture_output=True)
+        image.unlink(missing_ok=True)
+
+
 @pytest.fixture
 def daemon_factory(tmp_path_factory):
     """``daemon_factory(config="", flags=[...], start=True, env={})`` -> a started ``Daemon``.

@@ -216,3 +216,31 @@ def test_from_image_busybox_uses_the_default_registry(daemon_factory, registry, 
         assert api.post(f"/containers/{cid}/wait").json() == {"StatusCode": 0}
         out = api.post(f"/containers/{cid}/attach", params={"logs": 1, "stdout": 1}).content
         assert out.endswith(b"ran\n")
+
+
+def test_build_from_a_missing_image_pulls_it(daemon_factory, registry, busybox_tar):
+    import io
+    import tarfile
+
+    config = CONTAINER_CONFIG.format(graph="overlay", exec="native")
+    source = daemon_factory(config)
+    import_image(source, busybox_tar)
+    name = f"{registry.host}/build/base"
+    with source.client() as api:
+        api.post("/images/busybox/tag", params={"repo": name, "tag": "latest"})
+        assert not errors_of(stream_objects(api.post(f"/images/{name}/push", headers=auth_header()).text))
+    context = io.BytesIO()
+    with tarfile.open(fileobj=context, mode="w") as tar:
+        dockerfile = f"FROM {name}\nRUN echo built > /built\nCMD [\"/bin/cat\", \"/built\"]\n".encode()
+        info = tarfile.TarInfo("Dockerfile")
+        info.size = len(dockerfile)
+        tar.addfile(info, io.BytesIO(dockerfile))
+    target = daemon_factory(config)
+    with target.client(timeout=120) as api:
+        output = api.post("/build", params={"t": "built-from-pull"}, content=context.getvalue()).text
+        assert "Successfully built" in output, output
+        assert f"Pulling repository {name}" in output
+        cid = api.post("/containers/create", json={"Image": "built-from-pull"}).json()["Id"]
+        api.post(f"/containers/{cid}/start")
+        assert api.post(f"/containers/{cid}/wait").json() == {"StatusCode": 0}
+        assert api.post(f"/containers/{cid}/attach", params={"logs": 1, "stdout": 1}).content.endswith(b"built\n")

@@ -15,7 +15,7 @@ from moorage.core.driver import NoOptions
 from moorage.core.errors import InvalidParameter
 from moorage.core.hookspecs.exec import Resources, Stream
 from moorage.core.plugins import PluginManager
-from moorage.drivers.exec.native import protocol
+from moorage.drivers.exec.common import protocol
 from moorage.drivers.exec.native.cgroups import CGROUP_ROOT, Cgroups
 from moorage.drivers.exec.native.driver import NativeDriver
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from moorage.core.errors import InvalidParameter
-from moorage.drivers.exec.native.users import Identity, resolve
+from moorage.drivers.exec.common.users import Identity, resolve
 
 
 @pytest.fixture

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 import uuid
 
 import pytest
@@ -21,30 +19,6 @@ def _graph_driver_names() -> list[str]:
     return pm.families["graph"].names()
 
 
-@pytest.fixture(scope="session")
-def btrfs_filesystem(tmp_path_factory):
-    """A 512 MB loop-mounted btrfs, unmounted and detached at the end (for the btrfs driver)."""
-    if shutil.which("mkfs.btrfs") is None:
-        pytest.skip("mkfs.btrfs is needed (Debian package btrfs-progs)")
-    base = tmp_path_factory.mktemp("images-btrfs")
-    image, mountpoint = base / "fs.img", base / "mnt"
-    mountpoint.mkdir()
-    subprocess.run(["truncate", "-s", "512M", str(image)], check=True)
-    subprocess.run(["mkfs.btrfs", "-q", str(image)], check=True)
-    loop = subprocess.run(["losetup", "--find", "--show", str(image)], check=True, capture_output=True,
-                          text=True).stdout.strip()
-    try:
-        subprocess.run(["mount", "-t", "btrfs", loop, str(mountpoint)], check=True)
-        try:
-            yield mountpoint
-        finally:
-            if subprocess.run(["umount", str(mountpoint)], capture_output=True).returncode != 0:
-                subprocess.run(["umount", "-l", str(mountpoint)], capture_output=True)
-    finally:
-        subprocess.run(["losetup", "-d", loop], capture_output=True)
-        image.unlink(missing_ok=True)
-
-
 @pytest.fixture(params=_graph_driver_names() or ["none"])
 def graph_driver(request, tmp_path):
     """Each registered graph driver that works here, on a fresh root (btrfs on a loop mount)."""
@@ -56,7 +30,7 @@ def graph_driver(request, tmp_path):
     family = pm.families["graph"]
     root = tmp_path / "root"
     if request.param == "btrfs":
-        root = request.getfixturevalue("btrfs_filesystem") / f"root-{uuid.uuid4().hex[:8]}"
+        root = request.getfixturevalue("btrfs_mount") / f"root-{uuid.uuid4().hex[:8]}"
     try:
         driver = family.create(request.param, root, {}, {"root": root}, "test")
     except NotSupported as exc:

@@ -23,8 +23,7 @@ from pathlib import Path
 
 from moorage.core.errors import InvalidParameter
 from moorage.core.hookspecs.exec import ProcessSpec
-from moorage.drivers.exec.native.cgroups import DEVICE_WHITELIST
-from moorage.drivers.exec.native.container import DROPPED_CAPS
+from moorage.drivers.exec.common.policy import DEVICE_WHITELIST, DROPPED_CAPS
 
 from .files import CONFIG, GO_FIFO, HOOK, LOG, START_FIFO
 

@@ -1,39 +1,32 @@
 """The ``lxc`` exec driver: each container is run by liblxc (LXC 5) from a generated config file.
 
 The daemon-side half talks to the container's monitor over the native driver's protocol
-(``monitor.sock``), so waiting, signals, attach, resize and restore behave as for ``native``;
+(``monitor.sock``, ``common.driver``), so waiting, signals, attach, resize and restore behave as for ``native``;
 see docs/lxc.md for the process tree and the files the driver keeps.
 """
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import shutil
-import socket
 import struct
-import subprocess
-import sys
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from moorage.core.errors import DriverError, Impossible, InvalidParameter, NotFound, NotSupported
+from moorage.core.errors import DriverError, NotSupported
 from moorage.core.hookspecs.exec import ProcessSpec
 from moorage.core.store import ensure_dir
-from moorage.drivers.exec.native import protocol
-from moorage.drivers.exec.native.cgroups import validate
-from moorage.drivers.exec.native.driver import STATE_FILE, NativeDriver, _Container
-from moorage.drivers.exec.native.monitor import EXIT_FILE, replace_file
-from moorage.drivers.exec.native.users import resolve
+from moorage.drivers.exec.common import protocol
+from moorage.drivers.exec.common.driver import START_TIMEOUT, MonitorDriver
+from moorage.drivers.exec.common.monitor import STATE_FILE, replace_file
+from moorage.drivers.exec.common.policy import kill_pids, rmdir_cgroup
 
 from . import config, liblxc
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 BUSYBOX_CANDIDATES = ("/bin/busybox", "/usr/bin/busybox")
-START_TIMEOUT = 30.0
 PT_INTERP = 3
 
 
@@ -60,19 +53,20 @@ def find_busybox() -> Path | None:
     return None
 
 
-class LxcDriver(NativeDriver):
+class LxcDriver(MonitorDriver):
     """Runs each container with liblxc under a monitor process of its own (see ``monitor``).
 
-    ``start`` (its zygote and start handshake), ``processes``, ``release`` and ``cleanup`` are
-    this driver's; ``wait``, ``signal``, ``attach``, ``resize`` and ``restore`` are inherited from
-    ``NativeDriver``: they speak to the monitor, whose protocol both drivers share.
+    ``start``, ``processes`` and ``release`` are this driver's; the zygote, the start handshake,
+    ``wait``, ``signal``, ``attach``, ``resize`` and ``restore`` are ``MonitorDriver``'s.
     """
 
     name = "lxc"
     priority = 20
+    zygote_module = "moorage.drivers.exec.lxc.zygote"
+    start_timeout = START_TIMEOUT + 5  # the monitor's own start timeout, then its answer
 
     def __init__(self, home, options, context=None) -> None:
-        super(NativeDriver, self).__init__(home, options, context)  # not NativeDriver's probes: its own
+        super().__init__(home, options, context)
         if os.geteuid() != 0:
             raise NotSupported("the lxc exec driver must run as root")
         try:
@@ -85,58 +79,6 @@ class LxcDriver(NativeDriver):
                                "(Debian package busybox-static)")
         self.busybox = busybox
         self.lxcpath = self.home / "containers"  # LXC's lxcpath, created at the first start
-        self._lock = threading.Lock()
-        self._zygote: subprocess.Popen | None = None
-        self._control: socket.socket | None = None
-        self._containers: dict[str, _Container] = {}
-
-    # -- the zygote (see ``zygote``) -----------------------------------------------------------------
-
-    def _spawn_zygote(self) -> None:
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        with theirs:
-            fd = theirs.fileno()
-            self._zygote = subprocess.Popen([sys.executable, "-m", "moorage.drivers.exec.lxc.zygote", str(fd)],
-                                            pass_fds=(fd,), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
-        self._control = ours
-
-    def _fork_monitor(self, request: dict, chan: socket.socket) -> None:
-        payload = json.dumps(request).encode()
-        with self._lock:
-            for attempt in (1, 2):
-                if self._control is None or self._zygote is None or self._zygote.poll() is not None:
-                    self._close_zygote()
-                    self._spawn_zygote()
-                assert self._control is not None
-                try:
-                    socket.send_fds(self._control, [payload], [chan.fileno()])
-                    return
-                except OSError:
-                    if attempt == 2:
-                        raise DriverError("the lxc driver's zygote does not accept requests") from None
-                    self._close_zygote()
-
-    def _close_zygote(self) -> None:
-        if self._control is not None:
-            self._control.close()
-            self._control = None
-        if self._zygote is not None:
-            try:
-                self._zygote.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self._zygote.kill()
-                self._zygote.wait()
-            self._zygote = None
-
-    def cleanup(self) -> None:
-        with self._lock:
-            self._close_zygote()
-
-    def _get(self, container_id: str) -> _Container:
-        try:
-            return self._containers[container_id]
-        except KeyError:
-            raise NotFound(f"the lxc exec driver does not know container {container_id}") from None
 
     # -- start ----------------------------------------------------------------------------------
 
@@ -148,26 +90,8 @@ class LxcDriver(NativeDriver):
 
     def start(self, spec: ProcessSpec, on_namespace: Callable[[int], None] | None = None) -> int:
         cid = spec.container_id
-        known = self._containers.get(cid)
-        if known is not None and self._running(known):
-            raise Impossible(f"container {cid} is already running")
-        if not spec.args:
-            raise InvalidParameter("No command specified")
-        validate(spec.resources)
-        self._check_options(spec)
-        identity = resolve(Path(spec.rootfs), spec.user)
-        for m in spec.mounts:
-            if not Path(m.source).exists():
-                raise InvalidParameter(f"Invalid bind mount '{m.source}:{m.destination}': source doesn't exist")
-            if not m.destination.startswith("/") or m.destination.rstrip("/") == "":
-                raise InvalidParameter(f"Illegal bind destination: {m.destination}")
-        exec_dir = ensure_dir(Path(spec.state_dir) / "exec")
+        identity, exec_dir = self._prepare(spec, stale=(config.LOG,))
         ensure_dir(self.lxcpath)
-        for name in (EXIT_FILE, STATE_FILE, protocol.SOCKET_NAME, config.LOG):
-            try:
-                (exec_dir / name).unlink()
-            except FileNotFoundError:
-                pass
         text = config.render(spec, exec_dir, self.busybox, identity.uid, identity.gid, identity.groups)
         replace_file(exec_dir / config.CONFIG, text.encode())
         replace_file(exec_dir / config.HOOK, config.hook_script(exec_dir).encode())
@@ -180,49 +104,9 @@ class LxcDriver(NativeDriver):
             "handshake": on_namespace is not None and spec.isolate_network,
             "rootfs": os.path.realpath(spec.rootfs), "working_dir": spec.working_dir or "/",
         }
-        chan, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        try:
-            with theirs:
-                self._fork_monitor(request, theirs)
-            chan.settimeout(START_TIMEOUT + 5)
-            pid = self._handshake(chan, cid, on_namespace)
-        except BaseException:
-            chan.close()
-            self._remove_cgroups(cid)
-            raise
-        chan.close()
+        pid = self._launch(spec, exec_dir, request, on_namespace, lambda: self._remove_cgroups(cid))
         replace_file(exec_dir / STATE_FILE, json.dumps({"pid": pid}).encode())
-        self._containers[cid] = _Container(exec_dir, pid, spec.tty, spec.open_stdin)
         return pid
-
-    def _handshake(self, chan: socket.socket, cid: str, on_namespace: Callable[[int], None] | None) -> int:
-        """The start channel (see ``monitor``): the init's pid, the network driver's turn, started."""
-        def receive() -> dict:
-            try:
-                raw = chan.recv(65536)
-            except TimeoutError:
-                raise DriverError(f"container {cid}: the lxc monitor did not answer within {START_TIMEOUT:.0f} s") \
-                    from None
-            if not raw:
-                raise DriverError(f"container {cid}: the lxc monitor died during start")
-            message = json.loads(raw)
-            if "error" in message:
-                _drain(chan)
-                raise DriverError(f"cannot start container {cid}: {message['error']}")
-            return message
-
-        message = receive()
-        if "started" not in message:
-            assert on_namespace is not None
-            try:
-                on_namespace(message["pid"])
-            except BaseException:
-                chan.send(b"abort")
-                _drain(chan)
-                raise
-            chan.send(b"go")
-            message = receive()
-        return int(message["pid"])
 
     # -- processes and release ------------------------------------------------------------------
 
@@ -237,17 +121,13 @@ class LxcDriver(NativeDriver):
         return found
 
     def processes(self, container_id: str) -> list[int]:
-        c = self._get(container_id)
         pids: list[int] = []
         payload = CGROUP_ROOT / "pids" / f"lxc.payload.{container_id}"
         for dirpath, _, files in os.walk(payload):
             if "cgroup.procs" in files:
                 with open(os.path.join(dirpath, "cgroup.procs")) as f:
                     pids.extend(int(line) for line in f if line.strip())
-        if c.pid in pids:
-            pids.remove(c.pid)
-            pids.insert(0, c.pid)
-        return pids
+        return self._pid_first(container_id, pids)
 
     def _remove_cgroups(self, container_id: str) -> None:
         """Remove what LXC left behind: its payload and monitor cgroups (kill stragglers first)
@@ -255,7 +135,7 @@ class LxcDriver(NativeDriver):
         for path in self._cgroup_dirs(container_id):
             for dirpath, _, _ in sorted(os.walk(path), key=lambda entry: -len(entry[0])):
                 _kill_procs(Path(dirpath))
-                _rmdir(Path(dirpath))
+                rmdir_cgroup(Path(dirpath), tries=200)
         for top in CGROUP_ROOT.iterdir():
             try:
                 (top / "lxc.pivot").rmdir()
@@ -271,15 +151,6 @@ class LxcDriver(NativeDriver):
         shutil.rmtree(self.lxcpath / container_id, ignore_errors=True)
 
 
-def _drain(chan: socket.socket) -> None:
-    """Read the start channel until the monitor closes it: it has cleaned up by then."""
-    try:
-        while chan.recv(65536):
-            pass
-    except OSError:
-        pass
-
-
 def _kill_procs(cgroup: Path) -> None:
     for _ in range(100):
         try:
@@ -289,23 +160,5 @@ def _kill_procs(cgroup: Path) -> None:
             return
         if not pids:
             return
-        for pid in pids:
-            try:
-                os.kill(pid, 9)
-            except ProcessLookupError:
-                pass
+        kill_pids(pids)
         time.sleep(0.01)
-
-
-def _rmdir(path: Path) -> None:
-    for _ in range(200):
-        try:
-            path.rmdir()
-            return
-        except FileNotFoundError:
-            return
-        except OSError as exc:
-            if exc.errno != errno.EBUSY:
-                raise DriverError(f"cannot remove cgroup {path}: {exc}") from exc
-            time.sleep(0.01)
-    raise DriverError(f"cgroup {path} is still busy")

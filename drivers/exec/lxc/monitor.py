@@ -1,8 +1,9 @@
-"""The per-container monitor of the ``lxc`` driver: the native monitor's I/O loop around liblxc.
+"""The per-container monitor of the ``lxc`` driver: the shared monitor loop around liblxc.
 
 Forked by the driver's zygote (``zygote.py``) in a session of its own, so it outlives the
-daemon. It holds the container's pipes or pty, logs, serves ``monitor.sock`` and
-records ``exit.json`` exactly as the native monitor does (it reuses that loop and protocol).
+daemon. It holds the container's pipes or pty, logs, serves ``monitor.sock`` and records
+``exit.json`` as the native driver's monitor does (both are ``common.monitor.Monitor``; this
+module supplies ``spawn``).
 
 Its child, the *launcher*, runs the container through liblxc in the foreground (it is LXC's
 own monitor process: it keeps the container and its cgroups) and exits with the container's
@@ -16,54 +17,33 @@ confirms ``{"pid": n, "started": true}``, or sends ``{"error": ...}`` with LXC's
 
 from __future__ import annotations
 
-import ctypes
 import os
 import select
 import signal
 import socket
 import time
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
-from moorage.core.logs import LogWriter
-from moorage.drivers.exec.native import linux, protocol
-from moorage.drivers.exec.native.monitor import TERMINATING, Monitor, _handles, _send
+from moorage.drivers.exec.common import linux
+from moorage.drivers.exec.common import monitor as common
+from moorage.drivers.exec.common.monitor import Monitor, enter_session, send
 
 from . import files as config
 from . import liblxc
 
 START_TIMEOUT = 30.0
-CLONE_NEWUTS = 0x04000000
-CLONE_NEWNET = 0x40000000
 
 
-def _setns(pid: int, kind: str, nstype: int) -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    fd = os.open(f"/proc/{pid}/ns/{kind}", os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        if libc.setns(fd, nstype) != 0:
-            err = ctypes.get_errno()
-            raise OSError(err, f"setns {kind}: {os.strerror(err)}")
-    finally:
-        os.close(fd)
-
-
-def prepare_namespaces(pid: int, isolate_network: bool, domainname: str) -> str:
-    """Bring ``lo`` up and set the domain name inside the container (a forked helper joins its
-    namespaces, as LXC has no setting for either); returns an error message or ""."""
-    if not isolate_network and not domainname:
-        return ""
+def _in_child(action: Callable[[], None]) -> str:
+    """Run ``action`` in a forked helper (so that it may join namespaces or chroot); returns the
+    error message it reported, or ""."""
     r, w = os.pipe()
     child = os.fork()
     if child == 0:
         os.close(r)
         try:
-            if isolate_network:
-                _setns(pid, "net", CLONE_NEWNET)
-                linux.loopback_up()
-            if domainname:
-                _setns(pid, "uts", CLONE_NEWUTS)
-                linux.setdomainname(domainname)
+            action()
         except BaseException as exc:  # noqa: BLE001 - reported through the pipe
             os.write(w, str(exc).encode(errors="replace"))
             os._exit(1)
@@ -77,46 +57,42 @@ def prepare_namespaces(pid: int, isolate_network: bool, domainname: str) -> str:
     return message.decode(errors="replace")
 
 
+def prepare_namespaces(pid: int, isolate_network: bool, domainname: str) -> str:
+    """Bring ``lo`` up and set the domain name inside the container (a forked helper joins its
+    namespaces, as LXC has no setting for either); returns an error message or ""."""
+    if not isolate_network and not domainname:
+        return ""
+
+    def prepare() -> None:
+        if isolate_network:
+            linux.setns(pid, "net", linux.CLONE_NEWNET)
+            linux.loopback_up()
+        if domainname:
+            linux.setns(pid, "uts", linux.CLONE_NEWUTS)
+            linux.setdomainname(domainname)
+
+    return _in_child(prepare)
+
+
 def make_working_dir(rootfs: str, working_dir: str) -> None:
     """Create the working directory as root, resolving symlinks inside the rootfs (a forked
     helper chroots), before LXC switches to the container's user; RuntimeError if impossible."""
-    r, w = os.pipe()
-    child = os.fork()
-    if child == 0:
-        os.close(r)
-        try:
-            os.chroot(rootfs)
-            os.chdir("/")
-            os.makedirs(working_dir, mode=0o755, exist_ok=True)
-        except BaseException as exc:  # noqa: BLE001 - reported through the pipe
-            os.write(w, str(exc).encode(errors="replace"))
-            os._exit(1)
-        os._exit(0)
-    os.close(w)
-    message = b""
-    while chunk := os.read(r, 4096):
-        message += chunk
-    os.close(r)
-    os.waitpid(child, 0)
+    def make() -> None:
+        os.chroot(rootfs)
+        os.chdir("/")
+        os.makedirs(working_dir, mode=0o755, exist_ok=True)
+
+    message = _in_child(make)
     if message:
-        raise RuntimeError(f"cannot create the working directory {working_dir}: {message.decode(errors='replace')}")
+        raise RuntimeError(f"cannot create the working directory {working_dir}: {message}")
 
 
 def _launch(request: dict[str, Any], stdio: tuple[int, int, int], tty: bool, report_fd: int) -> None:
     """The launcher's life (never returns): LXC's monitor for the container."""
     try:
-        os.setsid()
-        for target, fd in enumerate(stdio):
-            os.dup2(fd, target)
-        if tty:
-            import fcntl
-            import termios
-
-            fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+        enter_session(stdio, tty, (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM, signal.SIGCHLD))
         os.dup2(report_fd, 3)
         os.closerange(4, 1 << 16)  # the monitor's sockets and log must not live on in LXC's processes
-        for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM, signal.SIGCHLD):
-            signal.signal(sig, signal.SIG_DFL)  # an ignored signal would stay ignored in the container
         lib = liblxc.load()
         status = liblxc.run_foreground(lib, request["name"], request["lxcpath"], request["config"], request["argv"],
                                          [tuple(item) for item in request["options"]])
@@ -142,42 +118,11 @@ def exit_code(status: int) -> int:
 class LxcMonitor(Monitor):
     def __init__(self, request: dict[str, Any], chan: socket.socket) -> None:
         super().__init__(request, chan)
-        self.init_pid = 0
         self.report_r = -1
         self.pidfd = -1
 
-    def start(self) -> None:
+    def spawn(self, stdio: tuple[int, int, int], child_fds: list[int]) -> None:
         request = self.request
-        address, dirfd = protocol.socket_address(self.exec_dir)
-        try:
-            try:
-                os.unlink(self.exec_dir / protocol.SOCKET_NAME)
-            except FileNotFoundError:
-                pass
-            self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-            self.listener.bind(address)
-        finally:
-            os.close(dirfd)
-        os.chmod(self.exec_dir / protocol.SOCKET_NAME, 0o600)
-        self.listener.listen(64)
-        self.log = LogWriter(Path(request["log_path"]))
-        if self.tty:
-            self.master, slave = os.openpty()
-            stdio = (slave, slave, slave)
-            child_fds = [slave]
-            self.tty_stdin = bool(request["open_stdin"])
-            self.outputs[self.master] = "stdout"
-        else:
-            out_r, out_w = os.pipe()
-            err_r, err_w = os.pipe()
-            if request["open_stdin"]:
-                in_r, self.stdin_fd = os.pipe()
-            else:
-                in_r = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
-            stdio = (in_r, out_w, err_w)
-            child_fds = [in_r, out_w, err_w]
-            self.outputs[out_r] = "stdout"
-            self.outputs[err_r] = "stderr"
         make_working_dir(request["rootfs"], request["working_dir"])
         fifos = {}
         for name in (config.START_FIFO, config.GO_FIFO):
@@ -202,14 +147,14 @@ class LxcMonitor(Monitor):
         if problem:
             self._abort(fifos[config.GO_FIFO], f"cannot prepare the container's namespaces: {problem}")
         if request["handshake"]:
-            _send(self.chan, {"pid": self.init_pid})
+            send(self.chan, {"pid": self.init_pid})
             if self.chan.recv(64) != b"go":
                 self._abort(fifos[config.GO_FIFO], None)
         os.write(fifos[config.GO_FIFO], b"go\n")
         self._await_exec()
         for fd in fifos.values():
             os.close(fd)
-        _send(self.chan, {"pid": self.init_pid, "started": True})
+        send(self.chan, {"pid": self.init_pid, "started": True})
         self.chan.close()
 
     def _launcher_exited(self, timeout: float) -> bool:
@@ -275,45 +220,20 @@ class LxcMonitor(Monitor):
             os._exit(0)
         self._fail(message)
 
-    def _fail(self, message: str | None) -> None:  # type: ignore[override]
-        try:
-            os.kill(self.pid, signal.SIGKILL if message else 0)
-        except ProcessLookupError:
-            pass
-        if self.init_pid:
+    def _stop_child(self, kill: bool) -> None:
+        super()._stop_child(kill)
+        if self.init_pid:  # the launcher's grandchild, in the container's pid namespace
             try:
                 os.kill(self.init_pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        os.waitpid(self.pid, 0)
-        self._cleanup_socket()
+
+    def _explain(self, message: str | None) -> str:
         detail = self._lxc_errors() or self._report()
         text = message or "LXC could not start the container"
-        _send(self.chan, {"error": f"{text}: {detail}" if detail else text})
-        os._exit(0)
-
-    def _signal(self, signum: int) -> None:
-        """As the native monitor, but the container's pid 1 is the launcher's grandchild."""
-        if signum in TERMINATING and not _handles(self.init_pid, signum):
-            self.forced_signal = signum
-            signum = signal.SIGKILL
-        os.kill(self.init_pid, signum)
+        return f"{text}: {detail}" if detail else text
 
 
 def main(request: dict[str, Any], chan_fd: int) -> None:
     """The monitor process's whole life (forked by the zygote, in a session of its own)."""
-    signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # the zygote ignores it; this process waits for its child
-    chan = socket.socket(fileno=chan_fd)
-    monitor = LxcMonitor(request, chan)
-    try:
-        monitor.start()
-    except BaseException as exc:  # noqa: BLE001 - reported to the driver, which raises DriverError
-        try:
-            if monitor.pid:
-                os.kill(monitor.pid, signal.SIGKILL)
-                os.waitpid(monitor.pid, 0)
-            monitor._cleanup_socket()
-            _send(chan, {"error": f"{type(exc).__name__}: {exc}"})
-        finally:
-            os._exit(1)
-    monitor.run()
+    common.main(LxcMonitor, request, chan_fd)

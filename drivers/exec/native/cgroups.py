@@ -8,54 +8,22 @@ process joins them and removes them after the process is gone.
 from __future__ import annotations
 
 import errno
-import os
 import time
 from pathlib import Path
 
 from moorage.core.errors import DriverError, InvalidParameter, NotSupported
-from moorage.core.hookspecs.exec import MIN_MEMORY, Resources
+from moorage.core.hookspecs.exec import Resources
+from moorage.drivers.exec.common.policy import DEVICE_WHITELIST, kill_pids, rmdir_cgroup
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 CONTROLLERS = ("memory", "cpu", "devices", "pids", "freezer")
 PARENT = "moorage"
-
-#: Docker 0.6's LXC device whitelist, plus /dev/full (c 1:7).
-DEVICE_WHITELIST = (
-    "c 1:3 rwm",  # null
-    "c 1:5 rwm",  # zero
-    "c 1:7 rwm",  # full
-    "c 1:8 rwm",  # random
-    "c 1:9 rwm",  # urandom
-    "c 5:0 rwm",  # tty
-    "c 5:1 rwm",  # console
-    "c 4:0 rwm",  # tty0
-    "c 4:1 rwm",  # tty1
-    "c 5:2 rwm",  # ptmx
-    "c 136:* rwm",  # pts/*
-    "c 10:200 rwm",  # net/tun
-)
-
 
 def probe() -> None:
     """Raise ``NotSupported`` unless every controller is mounted as cgroup v1 here."""
     for controller in CONTROLLERS:
         if not (CGROUP_ROOT / controller / "cgroup.procs").exists():
             raise NotSupported(f"the cgroup v1 controller {controller!r} is not mounted at {CGROUP_ROOT / controller}")
-
-
-def validate(resources: Resources) -> None:
-    if resources.memory < 0:
-        raise InvalidParameter("Memory limit must not be negative")
-    if 0 < resources.memory < MIN_MEMORY:
-        raise InvalidParameter(f"Memory limit must be given in bytes (minimum {MIN_MEMORY} bytes)")
-    if resources.memory_swap < -1:
-        raise InvalidParameter("MemorySwap must be -1 (unlimited), 0 (twice Memory) or a number of bytes")
-    if resources.memory and resources.memory_swap > 0 and resources.memory_swap < resources.memory:
-        raise InvalidParameter("MemorySwap must be at least Memory (it counts memory plus swap)")
-    if resources.cpu_shares < 0:
-        raise InvalidParameter("CpuShares must not be negative")
-    if resources.pids < 0:
-        raise InvalidParameter("the pids limit must not be negative")
 
 
 def needed(resources: Resources) -> list[str]:
@@ -136,11 +104,7 @@ class Cgroups:
             if not pids:
                 return
             _write(freezer, "FROZEN")
-            for pid in self.pids():
-                try:
-                    os.kill(pid, 9)
-                except ProcessLookupError:
-                    pass
+            kill_pids(self.pids())
             _write(freezer, "THAWED")
             time.sleep(0.01)
 
@@ -148,18 +112,7 @@ class Cgroups:
         """Kill what is left and remove the directories (missing ones are fine)."""
         self.kill_all()
         for path in self.paths.values():
-            for _ in range(100):
-                try:
-                    path.rmdir()
-                    break
-                except FileNotFoundError:
-                    break
-                except OSError as exc:
-                    if exc.errno != errno.EBUSY:
-                        raise DriverError(f"cannot remove cgroup {path}: {exc}") from exc
-                    time.sleep(0.01)  # the last process is still being torn down
-            else:
-                raise DriverError(f"cgroup {path} is still busy")
+            rmdir_cgroup(path)
             try:  # the shared parent goes with its last container, so nothing is left on the host
                 path.parent.rmdir()
             except OSError:

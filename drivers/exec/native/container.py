@@ -10,22 +10,15 @@ command runs. A command that cannot be executed exits 127 (126 if not executable
 from __future__ import annotations
 
 import errno
-import fcntl
 import gc
 import os
 import signal
 import stat
-import termios
 from typing import Any
 
-from . import linux
-
-#: Docker's default drop list for unprivileged containers (lxc_template.go, 0.6).
-DROPPED_CAPS = {
-    "audit_control": 30, "audit_write": 29, "mac_admin": 33, "mac_override": 32, "mknod": 27,
-    "setpcap": 8, "sys_admin": 21, "sys_boot": 22, "sys_module": 16, "sys_nice": 23, "sys_pacct": 20,
-    "sys_rawio": 17, "sys_resource": 24, "sys_time": 25, "sys_tty_config": 26,
-}
+from moorage.drivers.exec.common import linux
+from moorage.drivers.exec.common.monitor import enter_session
+from moorage.drivers.exec.common.policy import DROPPED_CAPS
 
 DEVICES = {"null": (1, 3), "zero": (1, 5), "full": (1, 7), "random": (1, 8), "urandom": (1, 9), "tty": (5, 0)}
 
@@ -130,13 +123,7 @@ def run(cfg: dict[str, Any], stdio: tuple[int, int, int], tty: bool, console: st
     """Never returns: becomes the container's command, or exits."""
     gc.disable()  # this interpreter lives for milliseconds: no collections, fewer copied pages
     try:
-        os.setsid()
-        for target, fd in enumerate(stdio):
-            os.dup2(fd, target)
-        if tty:
-            fcntl.ioctl(0, termios.TIOCSCTTY, 0)
-        for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, signal.SIG_DFL)  # ignored signals would stay ignored across exec
+        enter_session(stdio, tty, (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM))
         cgroups = [os.open(path, os.O_WRONLY | os.O_CLOEXEC) for path in cgroup_files]
         isolate(cfg, console)
         os.write(sync_fd, b"R")

@@ -1,168 +1,29 @@
-"""The per-container monitor: a small process outside the daemon that owns a container's stdio.
+"""The native driver's monitor: ``common.monitor.Monitor`` whose first process is forked here.
 
-Forked from the zygote (``zygote.py``) in a session of its own, so it survives the daemon being
-killed. It starts the container's first process (``container.run``) in a new pid namespace,
-holds its pipes or pty master, appends complete output lines to the JSON log, serves attach,
-wait and signal requests on ``<exec dir>/monitor.sock`` (``protocol.py``), records the exit
-status atomically in ``<exec dir>/exit.json`` and exits once the process is gone and every
-client was told.
-
-The start handshake with the driver runs on ``chan`` (a SOCK_SEQPACKET socket, one JSON
-document per message). With ``request["handshake"]`` (a network namespace the network driver
-must configure first) the monitor sends ``{"pid": n}`` once the namespaces exist and the driver
-answers ``go`` or ``abort``; without it the command runs at once. Then the monitor confirms
-``{"pid": n, "started": true}`` once the command was executed, or sends ``{"error": "..."}``.
+The container's first process (``container.run``) is forked in a new pid namespace and sets up
+its own isolation; it reports on a pipe once its namespaces exist and waits on a second pipe for
+the go (after the network driver's turn, with ``request["handshake"]``). The monitor moves it
+into its cgroups meanwhile, and records ``state.json`` (its pid) once it started.
 """
 
 from __future__ import annotations
 
-import errno
-import fcntl
 import json
 import os
-import selectors
 import signal
-import socket
-import struct
-import termios
-import time
-from pathlib import Path
 from typing import Any
 
-from moorage.core.logs import LogWriter
+from moorage.drivers.exec.common import linux
+from moorage.drivers.exec.common import monitor as common
+from moorage.drivers.exec.common.monitor import STATE_FILE, Monitor, remove_cgroups, replace_file, send
 
-from . import container, linux, protocol
-
-MAX_CLIENT_BACKLOG = 4 << 20  # bytes queued for a slow attach client before it is dropped
-#: Output kept from the start of a run for attachments that ask for it (``attach(replay=True)``:
-#: clients that attached before the container started); beyond this, it is no longer kept.
-REPLAY_LIMIT = 1 << 20
-EXIT_FILE = "exit.json"
-STATE_FILE = "state.json"
+from . import container
 
 
-def replace_file(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (a rename) but without fsync.
-
-    These files describe processes, which do not survive a host crash anyway; a killed daemon
-    or monitor leaves the old or the new content, never a torn file, and skipping the two
-    fsyncs saves milliseconds on every container start and exit.
-    """
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-    try:
-        os.write(fd, data)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-
-
-#: Signals whose default action terminates the process.
-TERMINATING = frozenset({
-    signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGILL, signal.SIGTRAP, signal.SIGABRT, signal.SIGBUS,
-    signal.SIGFPE, signal.SIGUSR1, signal.SIGSEGV, signal.SIGUSR2, signal.SIGPIPE, signal.SIGALRM, signal.SIGTERM,
-    signal.SIGSTKFLT, signal.SIGXCPU, signal.SIGXFSZ, signal.SIGVTALRM, signal.SIGPROF, signal.SIGIO, signal.SIGPWR,
-    signal.SIGSYS, *range(signal.SIGRTMIN, signal.SIGRTMAX + 1),
-})
-
-
-def _handles(pid: int, signum: int) -> bool:
-    """Whether ``pid`` catches or ignores ``signum`` (from /proc/<pid>/status)."""
-    mask = 0
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(("SigCgt:", "SigIgn:")):
-                mask |= int(line.split()[1], 16)
-    return bool(mask & (1 << (signum - 1)))
-
-
-def _remove_cgroups(procs_files: list[str]) -> None:
-    for procs in procs_files:
-        directory = os.path.dirname(procs)
-        for _ in range(100):
-            try:
-                os.rmdir(directory)
-                break
-            except FileNotFoundError:
-                break
-            except OSError:
-                time.sleep(0.01)  # the killed process is still being torn down
-
-
-def _send(chan: socket.socket, obj: dict[str, Any]) -> None:
-    chan.send(json.dumps(obj).encode())
-
-
-def exit_status(wait_status: int) -> int:
-    code = os.waitstatus_to_exitcode(wait_status)
-    return 128 - code if code < 0 else code
-
-
-class Client:
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        self.parser = protocol.FrameParser()
-        self.out = bytearray()
-        self.attached = False
-        self.waiting = False
-
-
-class Monitor:
-    def __init__(self, request: dict[str, Any], chan: socket.socket) -> None:
-        self.request = request
-        self.chan = chan
-        self.exec_dir = Path(request["exec_dir"])
-        self.tty: bool = request["tty"]
-        self.sel = selectors.DefaultSelector()
-        self.clients: dict[int, Client] = {}
-        self.outputs: dict[int, str] = {}  # fd -> stream name
-        self.stdin_fd = -1
-        self.stdin_pending = bytearray()
-        self.stdin_close_requested = False
-        self.master = -1
-        self.tty_stdin = False
-        self.pid = 0
-        self.status: int | None = None
-        self.forced_signal = 0
-        self.log: LogWriter | None = None
-        self.replay: bytearray | None = bytearray()
-
-    # -- start -------------------------------------------------------------------------------
-
-    def start(self) -> None:
+class NativeMonitor(Monitor):
+    def spawn(self, stdio: tuple[int, int, int], child_fds: list[int]) -> None:
         request = self.request
-        address, dirfd = protocol.socket_address(self.exec_dir)
-        try:
-            try:
-                os.unlink(self.exec_dir / protocol.SOCKET_NAME)
-            except FileNotFoundError:
-                pass
-            self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-            self.listener.bind(address)
-        finally:
-            os.close(dirfd)
-        os.chmod(self.exec_dir / protocol.SOCKET_NAME, 0o600)
-        self.listener.listen(64)
-        self.log = LogWriter(Path(request["log_path"]))
-        console = None
-        if self.tty:
-            self.master, slave = os.openpty()
-            console = container.console_path(slave)
-            stdio = (slave, slave, slave)
-            child_fds = [slave]
-            self.tty_stdin = bool(request["open_stdin"])
-            self.outputs[self.master] = "stdout"
-        else:
-            out_r, out_w = os.pipe()
-            err_r, err_w = os.pipe()
-            if request["open_stdin"]:
-                in_r, self.stdin_fd = os.pipe()
-            else:
-                in_r = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
-            stdio = (in_r, out_w, err_w)
-            child_fds = [in_r, out_w, err_w]
-            self.outputs[out_r] = "stdout"
-            self.outputs[err_r] = "stderr"
+        console = container.console_path(stdio[0]) if self.tty else None
         sync_r, sync_w = os.pipe()
         go_r, go_w = os.pipe()
         linux.unshare(linux.CLONE_NEWPID)
@@ -171,7 +32,7 @@ class Monitor:
             late = [p for p in request["cgroup_files"] if "/memory/" in p]
             container.run(request["cfg"], stdio, self.tty, console, sync_w, go_r, late)
             os._exit(1)  # not reached
-        self.pid = pid
+        self.pid = self.init_pid = pid
         for fd in (*child_fds, sync_w, go_r):
             os.close(fd)
         # Moving a process between cgroups waits for an RCU grace period per hierarchy (ms each):
@@ -189,14 +50,14 @@ class Monitor:
         if ready != b"R":
             self._fail(ready[1:].decode(errors="replace") or "the container process died during setup")
         if handshake:
-            _send(self.chan, {"pid": pid})
+            send(self.chan, {"pid": pid})
             answer = self.chan.recv(64)
             if answer != b"go":
                 os.kill(pid, signal.SIGKILL)
                 os.waitpid(pid, 0)
                 self._cleanup_socket()
                 if not answer:  # the daemon died mid-start: nobody else will remove the cgroups
-                    _remove_cgroups(request["cgroup_files"])
+                    remove_cgroups(request["cgroup_files"])
                 os._exit(0)
             os.write(go_w, b"G")
         os.close(go_w)
@@ -206,282 +67,12 @@ class Monitor:
         os.close(sync_r)
         if result:
             self._fail(result[1:].decode(errors="replace"))
-        _send(self.chan, {"pid": pid, "started": True})
+        send(self.chan, {"pid": pid, "started": True})
         self.chan.close()
         # after the answer: off the start's critical path; only a restarted daemon reads it
         replace_file(self.exec_dir / STATE_FILE, json.dumps({"pid": pid}).encode())
 
-    def _fail(self, message: str) -> None:
-        try:
-            os.kill(self.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        os.waitpid(self.pid, 0)
-        self._cleanup_socket()
-        _send(self.chan, {"error": message})
-        os._exit(0)
-
-    def _cleanup_socket(self) -> None:
-        try:
-            os.unlink(self.exec_dir / protocol.SOCKET_NAME)
-        except FileNotFoundError:
-            pass
-
-    # -- the loop ------------------------------------------------------------------------------
-
-    def run(self) -> None:
-        for fd in self.outputs:
-            os.set_blocking(fd, False)
-            self.sel.register(fd, selectors.EVENT_READ, "output")
-        if self.stdin_fd >= 0 and not self.tty:
-            os.set_blocking(self.stdin_fd, False)
-        self.listener.setblocking(False)
-        self.sel.register(self.listener, selectors.EVENT_READ, "listen")
-        pidfd = os.pidfd_open(self.pid)
-        self.sel.register(pidfd, selectors.EVENT_READ, "exit")
-        while self.outputs or self.status is None:
-            for key, events in self.sel.select():
-                kind = key.data
-                if kind == "output":
-                    self._on_output(key.fd)
-                elif kind == "listen":
-                    self._accept()
-                elif kind == "exit":
-                    _, wait_status = os.waitpid(self.pid, 0)
-                    self.status = exit_status(wait_status)
-                    if self.forced_signal and self.status == 128 + signal.SIGKILL:
-                        self.status = 128 + self.forced_signal
-                    self.sel.unregister(pidfd)
-                    os.close(pidfd)
-                elif kind == "stdin":
-                    self._flush_stdin()
-                else:
-                    try:
-                        self._on_client(key.data, events)
-                    except Exception:  # noqa: BLE001 - a bad client must not take the container's monitor down
-                        self._drop(key.data)
-        self._finish()
-
-    def _on_output(self, fd: int) -> None:
-        try:
-            data = os.read(fd, 65536)
-        except BlockingIOError:
-            return
-        except OSError as exc:
-            if exc.errno != errno.EIO:  # EIO: the last holder of the pty slave is gone
-                raise
-            data = b""
-        if not data:
-            self.sel.unregister(fd)
-            del self.outputs[fd]
-            os.close(fd)
-            if fd == self.master:
-                self.master = -1
-            return
-        stream = self.outputs[fd]
-        assert self.log is not None
-        self.log.write(stream, data)
-        kind = protocol.STDOUT if stream == "stdout" else protocol.STDERR
-        out = protocol.frame(kind, data)
-        if self.replay is not None:
-            self.replay += out
-            if len(self.replay) > REPLAY_LIMIT:
-                self.replay = None
-        for client in list(self.clients.values()):
-            if client.attached:
-                self._queue(client, out)
-
-    def _accept(self) -> None:
-        try:
-            sock, _ = self.listener.accept()
-        except BlockingIOError:
-            return
-        sock.setblocking(False)
-        client = Client(sock)
-        self.clients[sock.fileno()] = client
-        self.sel.register(sock, selectors.EVENT_READ, client)
-
-    def _queue(self, client: Client, data: bytes) -> None:
-        if client.sock.fileno() not in self.clients:
-            return  # dropped earlier in this round
-        if len(client.out) > MAX_CLIENT_BACKLOG:
-            self._drop(client)
-            return
-        was_empty = not client.out
-        client.out += data
-        if was_empty:
-            self._send_out(client)
-
-    def _send_out(self, client: Client) -> None:
-        try:
-            sent = client.sock.send(client.out)
-            del client.out[:sent]
-        except BlockingIOError:
-            pass
-        except OSError:
-            self._drop(client)
-            return
-        events = selectors.EVENT_READ | (selectors.EVENT_WRITE if client.out else 0)
-        self.sel.modify(client.sock, events, client)
-
-    def _drop(self, client: Client) -> None:
-        fd = client.sock.fileno()
-        if fd >= 0 and self.clients.pop(fd, None) is not None:
-            self.sel.unregister(client.sock)
-            client.sock.close()
-
-    def _on_client(self, client: Client, events: int) -> None:
-        if events & selectors.EVENT_WRITE:
-            self._send_out(client)
-            if client.sock.fileno() not in self.clients:
-                return
-        if not events & selectors.EVENT_READ:
-            return
-        try:
-            data = client.sock.recv(65536)
-        except BlockingIOError:
-            return
-        except OSError:
-            data = b""
-        if not data:
-            self._drop(client)
-            return
-        for kind, payload in client.parser.feed(data):
-            self._on_frame(client, kind, payload)
-
-    def _on_frame(self, client: Client, kind: int, payload: bytes) -> None:
-        if kind == protocol.WAIT:
-            client.waiting = True
-            if self.status is not None and not self.outputs:
-                self._queue(client, protocol.frame(protocol.EXIT, str(self.status).encode()))
-        elif kind == protocol.ATTACH:
-            client.attached = True
-            client.waiting = True
-            self._queue(client, protocol.frame(protocol.ACK))
-            if payload == protocol.REPLAY and self.replay:
-                self._queue(client, bytes(self.replay))
-        elif kind == protocol.STDIN:
-            if not (self.tty_stdin if self.tty else self.stdin_fd >= 0) or self.stdin_close_requested:
-                return
-            self.stdin_pending += payload
-            self._flush_stdin()
-        elif kind == protocol.CLOSE_STDIN:
-            self.stdin_close_requested = True
-            self._flush_stdin()
-        elif kind == protocol.RESIZE:
-            if self.master < 0:
-                self._queue(client, protocol.frame(protocol.ERROR, b"the container has no tty"))
-                return
-            height, width = struct.unpack("!HH", payload)
-            try:
-                fcntl.ioctl(self.master, termios.TIOCSWINSZ, struct.pack("HHHH", height, width, 0, 0))
-            except OSError as exc:
-                self._queue(client, protocol.frame(protocol.ERROR, str(exc).encode()))
-                return
-            self._queue(client, protocol.frame(protocol.ACK))
-        elif kind == protocol.SIGNAL:
-            if self.status is None:
-                try:
-                    self._signal(int(payload))
-                except (ProcessLookupError, ValueError):
-                    pass
-            self._queue(client, protocol.frame(protocol.ACK))
-
-    def _signal(self, signum: int) -> None:
-        """Signal the container's pid 1 as if it were an ordinary process.
-
-        The kernel drops a signal sent to a namespace's init for which init has no handler,
-        so a plain ``sleep`` or shell as pid 1 would never stop on SIGTERM. When the signal's
-        default action is to terminate and pid 1 neither catches nor ignores it, the monitor
-        does what the default action would do: it kills pid 1 and records ``128 + signum``.
-        """
-        if signum in TERMINATING and not _handles(self.pid, signum):
-            self.forced_signal = signum
-            signum = signal.SIGKILL
-        os.kill(self.pid, signum)
-
-    def _flush_stdin(self) -> None:
-        if self.tty:
-            self._flush_pty()
-            return
-        fd = self.stdin_fd
-        if fd < 0:
-            self.stdin_pending.clear()
-            return
-        while self.stdin_pending:
-            try:
-                n = os.write(fd, self.stdin_pending)
-            except BlockingIOError:
-                break
-            except OSError:  # the container closed its stdin
-                self.stdin_pending.clear()
-                break
-            del self.stdin_pending[:n]
-        registered = self.sel.get_map().get(fd) is not None
-        if self.stdin_pending and not registered:
-            self.sel.register(fd, selectors.EVENT_WRITE, "stdin")
-        elif not self.stdin_pending and registered:
-            self.sel.unregister(fd)
-        if self.stdin_close_requested and not self.stdin_pending:
-            os.close(fd)
-            self.stdin_fd = -1
-
-    def _flush_pty(self) -> None:
-        # The master is also the output fd (non-blocking); what does not fit now is written at
-        # the next stdin frame.
-        if self.master < 0 or not self.tty_stdin:
-            self.stdin_pending.clear()
-            return
-        while self.stdin_pending:
-            try:
-                n = os.write(self.master, self.stdin_pending[:4096])
-            except BlockingIOError:
-                return
-            except OSError:
-                self.stdin_pending.clear()
-                return
-            del self.stdin_pending[:n]
-        if self.stdin_close_requested:
-            try:
-                os.write(self.master, b"\x04")  # end of input for a reader in canonical mode
-            except OSError:
-                pass
-            self.tty_stdin = False
-
-    def _finish(self) -> None:
-        assert self.log is not None and self.status is not None
-        self.log.close()
-        replace_file(self.exec_dir / EXIT_FILE, json.dumps({"status": self.status}).encode())
-        self._cleanup_socket()
-        self.listener.close()
-        exit_frame = protocol.frame(protocol.EXIT, str(self.status).encode())
-        for client in list(self.clients.values()):
-            if client.waiting:
-                client.out += exit_frame
-            client.sock.setblocking(True)
-            client.sock.settimeout(5)
-            try:
-                client.sock.sendall(client.out)
-            except OSError:
-                pass
-            client.sock.close()
-        os._exit(0)
-
 
 def main(request: dict[str, Any], chan_fd: int) -> None:
     """The monitor process's whole life; never returns."""
-    signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # the zygote ignores it; this process waits for its child
-    chan = socket.socket(fileno=chan_fd)
-    monitor = Monitor(request, chan)
-    try:
-        monitor.start()
-    except BaseException as exc:  # noqa: BLE001 - reported to the driver, which raises DriverError
-        try:
-            if monitor.pid:
-                os.kill(monitor.pid, signal.SIGKILL)
-                os.waitpid(monitor.pid, 0)
-            monitor._cleanup_socket()
-            _send(chan, {"error": f"{type(exc).__name__}: {exc}"})
-        finally:
-            os._exit(1)
-    monitor.run()
+    common.main(NativeMonitor, request, chan_fd)

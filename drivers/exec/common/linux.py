@@ -73,6 +73,15 @@ def pivot_root(new_root: str, put_old: str) -> None:
     _check(_libc.syscall(SYS_PIVOT_ROOT, _b(new_root), _b(put_old)), "pivot_root")
 
 
+def setns(pid: int, kind: str, nstype: int) -> None:
+    """Join process ``pid``'s namespace ``kind`` (``net``, ``uts``...; ``nstype`` its CLONE_NEW* flag)."""
+    fd = os.open(f"/proc/{pid}/ns/{kind}", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        _check(_libc.setns(fd, nstype), f"setns {kind}")
+    finally:
+        os.close(fd)
+
+
 def sethostname(name: str) -> None:
     raw = name.encode()
     _check(_libc.sethostname(raw, len(raw)), "sethostname")

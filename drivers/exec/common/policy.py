@@ -1,0 +1,76 @@
+"""What both exec drivers enforce the same way: the resource checks of a start request, the limits of an
+unprivileged container (Docker 0.6's capability drops and device whitelist) and removing a
+cgroup directory whose last process is still being torn down."""
+
+from __future__ import annotations
+
+import errno
+import os
+import time
+from pathlib import Path
+
+from moorage.core.errors import DriverError, InvalidParameter
+from moorage.core.hookspecs.exec import MIN_MEMORY, Resources
+
+#: Docker's default drop list for unprivileged containers (lxc_template.go, 0.6).
+DROPPED_CAPS = {
+    "audit_control": 30, "audit_write": 29, "mac_admin": 33, "mac_override": 32, "mknod": 27,
+    "setpcap": 8, "sys_admin": 21, "sys_boot": 22, "sys_module": 16, "sys_nice": 23, "sys_pacct": 20,
+    "sys_rawio": 17, "sys_resource": 24, "sys_time": 25, "sys_tty_config": 26,
+}
+
+#: Docker 0.6's LXC device whitelist, plus /dev/full (c 1:7).
+DEVICE_WHITELIST = (
+    "c 1:3 rwm",  # null
+    "c 1:5 rwm",  # zero
+    "c 1:7 rwm",  # full
+    "c 1:8 rwm",  # random
+    "c 1:9 rwm",  # urandom
+    "c 5:0 rwm",  # tty
+    "c 5:1 rwm",  # console
+    "c 4:0 rwm",  # tty0
+    "c 4:1 rwm",  # tty1
+    "c 5:2 rwm",  # ptmx
+    "c 136:* rwm",  # pts/*
+    "c 10:200 rwm",  # net/tun
+)
+
+
+def validate(resources: Resources) -> None:
+    if resources.memory < 0:
+        raise InvalidParameter("Memory limit must not be negative")
+    if 0 < resources.memory < MIN_MEMORY:
+        raise InvalidParameter(f"Memory limit must be given in bytes (minimum {MIN_MEMORY} bytes)")
+    if resources.memory_swap < -1:
+        raise InvalidParameter("MemorySwap must be -1 (unlimited), 0 (twice Memory) or a number of bytes")
+    if resources.memory and resources.memory_swap > 0 and resources.memory_swap < resources.memory:
+        raise InvalidParameter("MemorySwap must be at least Memory (it counts memory plus swap)")
+    if resources.cpu_shares < 0:
+        raise InvalidParameter("CpuShares must not be negative")
+    if resources.pids < 0:
+        raise InvalidParameter("the pids limit must not be negative")
+
+
+def rmdir_cgroup(path: Path, tries: int = 100) -> None:
+    """Remove an empty cgroup directory (a missing one is fine), retrying while the kernel still
+    tears its last process down (EBUSY); ``DriverError`` if it stays busy or cannot go."""
+    for _ in range(tries):
+        try:
+            path.rmdir()
+            return
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            if exc.errno != errno.EBUSY:
+                raise DriverError(f"cannot remove cgroup {path}: {exc}") from exc
+            time.sleep(0.01)
+    raise DriverError(f"cgroup {path} is still busy")
+
+
+def kill_pids(pids: list[int]) -> None:
+    """SIGKILL each of ``pids``; one that is gone already is fine."""
+    for pid in pids:
+        try:
+            os.kill(pid, 9)
+        except ProcessLookupError:
+            pass
