@@ -97,7 +97,7 @@ def main() -> None:
     try:
         rootfs = make_busybox_rootfs(base / "rootfs")
         tar = tar_directory(rootfs, base / "busybox.tar")
-        print(f"{args.cycles} cycles of create+start+wait+remove of /bin/true, no networking")
+        print(f"{args.cycles} cycles of create+start+wait+remove of /bin/true")
         print(f"{'unshare + chroot (baseline)':40s} {figures(unshare_cycles(rootfs, args.cycles))}")
         for graph in args.graph or ["overlay"]:
             for exec_driver in args.exec_drivers or ["native"]:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import io
+import json
 import logging
 import os
 import shutil
@@ -42,7 +43,7 @@ from .humanize import human_duration
 from .ids import PrefixIndex, new_id, short_id
 from .images import format_time, parse_time
 from .layers import differ_for
-from .store import ensure_dir, fsync_dir, read_json, write_json
+from .store import atomic_write, ensure_dir, fsync_dir, read_json, replace_file, write_json
 
 log = logging.getLogger(__name__)
 
@@ -240,8 +241,16 @@ class ContainerService:
             raise NotFound(f"No such container: {name}")
         return container
 
-    def save(self, container: Container) -> None:
-        write_json(container.directory / "config.json", container.to_disk())
+    def save(self, container: Container, durable: bool = True) -> None:
+        """Write ``config.json`` atomically. ``durable=False`` skips the fsyncs: for run state
+        (started, exited), which describes processes that do not outlive a host crash either;
+        a killed daemon still finds the new or the old file whole."""
+        data = json.dumps(container.to_disk(), indent=1).encode() + b"\n"
+        path = container.directory / "config.json"
+        if durable:
+            atomic_write(path, data)
+        else:
+            replace_file(path, data, 0o600)
 
     def names_of(self, container: Container) -> list[str]:
         return self.names.names_of(container.id)

@@ -66,11 +66,14 @@ class Runner:
             if new_config is not None:
                 container.host_config = new_config
             link_env, link_hosts = self._register_links(container, container.host_config)
-            pid = self._start(container, link_env, link_hosts)
+            pid = self._start(container, link_env, link_hosts, durable=new_config is not None)
         self.containers.publish("start", container)
         self.kernel.plugins.hook.moorage_container_started(container_id=container.id, pid=pid)
 
-    def _start(self, container: Container, link_env: list[str], link_hosts: dict[str, str]) -> int:
+    def _start(self, container: Container, link_env: list[str], link_hosts: dict[str, str],
+               durable: bool = False) -> int:
+        """``durable``: the host config changed, so the first record is forced to disk; the
+        run state itself is not (see ``ContainerService.save``)."""
         container.cleaned.wait()  # the previous run's rootfs, network and exec state are released
         hc = container.host_config
         config = container.config
@@ -109,7 +112,7 @@ class Runner:
             # container again at restart and asks the exec driver about it
             container.internal.update(ExecDriver=exec_driver.name, NetworkDriver=network.name if network else "")
             container.state.running, container.state.pid = True, 0
-            self.containers.save(container)
+            self.containers.save(container, durable=durable)
             undo.append(lambda: self._not_started(container))
             pid = exec_driver.start(spec, on_namespace=on_namespace if joins else None)
             if network is not None and not joins:
@@ -130,13 +133,13 @@ class Runner:
         self._write_back_ports(container, endpoint)
         container.state.running, container.state.pid, container.state.ghost = True, pid, False
         container.state.started_at = format_time()
-        self.containers.save(container)
+        self.containers.save(container, durable=False)
         self._monitor(container)
         return pid
 
     def _not_started(self, container: Container) -> None:
         container.state.running, container.state.pid = False, 0
-        self.containers.save(container)
+        self.containers.save(container, durable=False)
 
     def spec(self, container: Container, rootfs: Path, mounts: list[Mount], link_env: list[str],
              isolate: bool) -> ProcessSpec:
@@ -213,7 +216,7 @@ class Runner:
         container.network = dict(EMPTY_NETWORK)
         try:
             if container.directory.exists():
-                self.containers.save(container)
+                self.containers.save(container, durable=False)
         except Exception:
             log.exception("saving the exit of %s", short_id(container.id))
         container.exited.set()
