@@ -46,6 +46,20 @@ def legacy_500(exc: MoorageError) -> PlainTextResponse:
     return plain(exc.message, 500)
 
 
+def download(url: str, label: str, progress, consume):
+    """GET ``url`` and hand the body, with ``label`` progress messages, to ``consume(stream)``;
+    returns what ``consume`` returns. HTTP errors become ``Unavailable``."""
+    try:
+        with httpx.Client(timeout=DOWNLOAD_TIMEOUT, follow_redirects=True) as client, \
+                client.stream("GET", url) as answer:
+            if answer.status_code >= 400:
+                raise Unavailable(f"Got HTTP status code >= 400: {answer.status_code} {answer.reason_phrase}")
+            total = int(answer.headers.get("content-length") or 0)
+            return consume(ProgressReader(IterReader(answer.iter_raw()), total, label, progress))
+    except httpx.HTTPError as exc:
+        raise Unavailable(f"Error downloading {url}: {exc}") from None
+
+
 async def create(request: Request, kernel: KernelDep, images: ImagesDep) -> Response:
     """``POST /images/create``: import from the body (``fromSrc=-``) or a URL."""
     query = request.query_params
@@ -77,17 +91,7 @@ async def create(request: Request, kernel: KernelDep, images: ImagesDep) -> Resp
 
         def job(progress):
             progress({"status": f"Downloading from {url}"})
-            try:
-                with httpx.Client(timeout=DOWNLOAD_TIMEOUT, follow_redirects=True) as client, \
-                        client.stream("GET", url) as answer:
-                    if answer.status_code >= 400:
-                        raise Unavailable(f"Got HTTP status code >= 400: {answer.status_code} "
-                                          f"{answer.reason_phrase}")
-                    total = int(answer.headers.get("content-length") or 0)
-                    stream = ProgressReader(IterReader(answer.iter_raw()), total, "Importing", progress)
-                    image = images.import_tar(stream, source, repo, tag)
-            except httpx.HTTPError as exc:
-                raise Unavailable(f"Error downloading {url}: {exc}") from None
+            image = download(url, "Importing", progress, lambda stream: images.import_tar(stream, source, repo, tag))
             return {"status": image.short_id}
 
     return await json_stream(kernel, job)
@@ -111,17 +115,7 @@ async def insert(name: str, request: Request, kernel: KernelDep, images: ImagesD
 
     def job(progress):
         with tempfile.TemporaryFile(dir=kernel.root) as spool:
-            try:
-                with httpx.Client(timeout=DOWNLOAD_TIMEOUT, follow_redirects=True) as client, \
-                        client.stream("GET", url) as answer:
-                    if answer.status_code >= 400:
-                        raise Unavailable(f"Got HTTP status code >= 400: {answer.status_code} "
-                                          f"{answer.reason_phrase}")
-                    total = int(answer.headers.get("content-length") or 0)
-                    reader = ProgressReader(IterReader(answer.iter_raw()), total, "Downloading", progress)
-                    shutil.copyfileobj(reader, spool, 1 << 20)
-            except httpx.HTTPError as exc:
-                raise Unavailable(f"Error downloading {url}: {exc}") from None
+            download(url, "Downloading", progress, lambda stream: shutil.copyfileobj(stream, spool, 1 << 20))
             spool.seek(0)
             return {"status": containers.insert(name, url, path, spool)}
 

@@ -13,9 +13,9 @@ On disk, per container, ``<root>/containers/<id>/``:
 
 ``config.json`` is written atomically at every state change (one write: Docker's separate
 ``hostconfig.json`` is folded into it). A container is created in ``containers/_tmp`` and renamed
-into place; it is removed by renaming it back there first, after which its layers and files are
-deleted in the background: a daemon killed at any moment restarts with whole containers only, and
-finishes interrupted removals at start.
+into place; it is removed by renaming it back there first, then its layers are removed and its
+files deleted in the background: a daemon killed at any moment restarts with whole containers
+only, and finishes interrupted removals at start.
 """
 
 from __future__ import annotations
@@ -320,8 +320,9 @@ class ContainerService:
     # -- remove ----------------------------------------------------------------------------
     def remove(self, name: str, volumes: bool = False) -> None:
         """Remove a stopped container. It is gone once its directory is renamed away; its
-        layers and files are deleted afterwards in a worker thread (and at the next start if
-        the daemon dies first)."""
+        layers go before the answer (an image it was built on can be deleted right after),
+        its files afterwards in a worker thread (and at the next start if the daemon dies
+        first)."""
         container = self.get(name)
         with container.lock:
             if container.state.running:
@@ -335,11 +336,7 @@ class ContainerService:
             os.rename(container.directory, trash)
             fsync_dir(self.dir)
             container.directory = trash
-        self.kernel.submit(self._delete, container, volumes)
-
-    def _delete(self, container: Container, volumes: bool) -> None:
-        try:
-            container.cleaned.wait()
+            container.cleaned.wait()  # the last run's rootfs is released
             network = self.kernel.drivers.get("network")
             if network is not None:  # unknown ids are ignored: also covers a start that failed half-way
                 network.release(container.id)
@@ -347,6 +344,10 @@ class ContainerService:
             for layer in (container.id, init_layer(container.id)):
                 if self.graph.exists(layer):
                     self.graph.remove(layer)
+        self.kernel.submit(self._delete, container, volumes)
+
+    def _delete(self, container: Container, volumes: bool) -> None:
+        try:
             if volumes:
                 self._remove_volumes(container)
             shutil.rmtree(container.directory, ignore_errors=True)

@@ -227,6 +227,22 @@ def import_image(daemon: Daemon, tar_path: Path, repo: str = "busybox") -> str:
 CONTAINER_CONFIG = '[graph]\ndriver = "{graph}"\n[exec]\ndriver = "{exec}"\n[network]\ndriver = "none"\n'
 
 
+def import_docker_py():
+    """docker-py 0.2.3, the client release that speaks API 1.6, or skip. It predates Python 3.10,
+    which removed the ``collections`` aliases of the ABCs its bundled urllib3 uses: they are put
+    back first (in the client's world only; moorage never uses them)."""
+    import collections
+    import collections.abc
+
+    for name in ("Mapping", "MutableMapping", "Callable", "Iterable", "Sequence", "MutableSet", "Set"):
+        if not hasattr(collections, name):
+            setattr(collections, name, getattr(collections.abc, name))
+    docker = pytest.importorskip("docker", reason="docker-py 0.2.3 is installed by `bash bootstrap test`")
+    if getattr(docker, "__version__", None) not in (None, "0.2.3") or not hasattr(docker, "Client"):
+        pytest.skip("the installed `docker` module is not docker-py 0.2.3", allow_module_level=True)
+    return docker
+
+
 def exec_driver_unsupported(name: str) -> str | None:
     """Why exec driver ``name`` cannot run here, or None: its own probe says."""
     from moorage.core.driver import NoOptions

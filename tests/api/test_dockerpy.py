@@ -1,23 +1,15 @@
 """docker-py 0.2.3, the client release that speaks API 1.6, drives moorage unchanged.
 
 It predates Python 3.10, which removed the ``collections`` aliases of the ABCs its bundled
-urllib3 uses; the shim below restores them (outside moorage, in the client's world only).
+urllib3 uses; `import_docker_py` in tests/conftest.py restores them (in the client's world only).
 """
 
 from __future__ import annotations
 
-import collections
-import collections.abc
-
 import pytest
+from conftest import import_docker_py
 
-for _name in ("Mapping", "MutableMapping", "Callable", "Iterable", "Sequence", "MutableSet", "Set"):
-    if not hasattr(collections, _name):
-        setattr(collections, _name, getattr(collections.abc, _name))
-
-docker = pytest.importorskip("docker", reason="docker-py 0.2.3 is installed by `bash bootstrap test`")
-if getattr(docker, "__version__", None) not in (None, "0.2.3") or not hasattr(docker, "Client"):
-    pytest.skip("the installed `docker` module is not docker-py 0.2.3", allow_module_level=True)
+docker = import_docker_py()
 
 
 @pytest.fixture

@@ -4,14 +4,12 @@
 from __future__ import annotations
 
 import base64
-import collections
-import collections.abc
 import json
 import shutil
 import warnings
 
 import pytest
-from conftest import CONTAINER_CONFIG, import_image
+from conftest import CONTAINER_CONFIG, import_docker_py, import_image
 
 from moorage.core.contract.registry.servers import ISSUER, SERVICE, RegistryServer, TokenServer
 from moorage.core.contract.registry.servers import PASSWORD as TOKEN_PASSWORD
@@ -152,10 +150,7 @@ def moorage_image_pulled(name, tag, image_id):
 
 
 def test_docker_py_pull(daemon_factory, registry, busybox_tar):
-    for _name in ("Mapping", "MutableMapping", "Callable", "Iterable", "Sequence", "MutableSet", "Set"):
-        if not hasattr(collections, _name):
-            setattr(collections, _name, getattr(collections.abc, _name))
-    docker = pytest.importorskip("docker")
+    docker = import_docker_py()
     config = CONTAINER_CONFIG.format(graph="overlay", exec="native")
     source = daemon_factory(config)
     import_image(source, busybox_tar)

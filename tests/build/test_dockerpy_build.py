@@ -6,20 +6,13 @@ The ADD URL of the original test pointed at a file on the internet; here the sam
 
 from __future__ import annotations
 
-import collections
-import collections.abc
 import io
 import tarfile
 
 import pytest
+from conftest import import_docker_py
 
-for _name in ("Mapping", "MutableMapping", "Callable", "Iterable", "Sequence", "MutableSet", "Set"):
-    if not hasattr(collections, _name):  # docker-py 0.2.3 predates their removal (see tests/api)
-        setattr(collections, _name, getattr(collections.abc, _name))
-
-docker = pytest.importorskip("docker", reason="docker-py 0.2.3 is installed by `bash bootstrap test`")
-if getattr(docker, "__version__", None) not in (None, "0.2.3") or not hasattr(docker, "Client"):
-    pytest.skip("the installed `docker` module is not docker-py 0.2.3", allow_module_level=True)
+docker = import_docker_py()
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import uuid
 
 import httpx
 import pytest
-from conftest import Daemon, import_image, unmount_below
+from conftest import Daemon, import_docker_py, import_image, unmount_below
 from pyroute2 import IPRoute
 
 from moorage.core.contract.network import host_links, new_links, settle
@@ -216,13 +216,7 @@ def test_bridge_flags_name_the_bridge_and_its_address(daemon_factory):
 def test_docker_py_link_scenario(net):
     """docker-py 0.2.3's link scenario: two named containers with environment, a third started
     with ``links``, whose ``env`` shows the link variables; then the link is removed."""
-    import collections
-    import collections.abc
-
-    for attr in ("Mapping", "MutableMapping", "Callable", "Iterable", "Sequence", "MutableSet", "Set"):
-        if not hasattr(collections, attr):
-            setattr(collections, attr, getattr(collections.abc, attr))
-    docker = pytest.importorskip("docker")
+    docker = import_docker_py()
     client = docker.Client(base_url=f"unix://{net.sock}", version="1.6", timeout=60)
     suffix = uuid.uuid4().hex[:6]
     first, second, parent = f"one{suffix}", f"two{suffix}", f"parent{suffix}"
