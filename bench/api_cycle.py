@@ -61,14 +61,23 @@ def api_cycles(base: Path, graph: str, exec_driver: str, network: str, cycles: i
                 time.sleep(0.05)
         client.post("/images/create", params={"fromSrc": "-", "repo": "busybox"}, content=tar.read_bytes())
         samples = []
+        phases: dict[str, list[float]] = {"create": [], "start": [], "wait": [], "remove": []}
         for i in range(cycles + 3):
             t0 = time.perf_counter()
             cid = client.post("/containers/create", json={"Image": "busybox", "Cmd": ["/bin/true"]}).json()["Id"]
+            t1 = time.perf_counter()
             client.post(f"/containers/{cid}/start")
+            t2 = time.perf_counter()
             client.post(f"/containers/{cid}/wait")
+            t3 = time.perf_counter()
             client.delete(f"/containers/{cid}")
+            t4 = time.perf_counter()
             if i >= 3:  # warm-up cycles are left out
-                samples.append(time.perf_counter() - t0)
+                samples.append(t4 - t0)
+                for name, a, b in (("create", t0, t1), ("start", t1, t2), ("wait", t2, t3), ("remove", t3, t4)):
+                    phases[name].append(b - a)
+        print(f"  {graph} + {exec_driver} + {network}, median per request: "
+              + ", ".join(f"{name} {statistics.median(v) * 1000:.1f} ms" for name, v in phases.items()))
         return samples
     finally:
         proc.terminate()

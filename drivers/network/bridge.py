@@ -160,6 +160,11 @@ class BridgeDriver(NetworkDriver):
         self._lock = threading.Lock()
         #: container id -> {"address", "forwards"} of the containers this instance joined or restored
         self._joined: dict[str, dict[str, Any]] = {}
+        #: containers whose ``leave`` this instance completed (their exit), so that ``release``
+        #: (their removal) need not look for the veth again: a netlink round trip or two
+        self._left: set[str] = set()
+        #: host veth name -> the thread deleting it (see ``_delete_veth_later``)
+        self._deleting: dict[str, threading.Thread] = {}
 
     # -- the bridge ------------------------------------------------------------------------
     def _set_up_bridge(self, opts: BridgeOptions) -> tuple[ipaddress.IPv4Interface, bool]:
@@ -279,6 +284,9 @@ class BridgeDriver(NetworkDriver):
         if _same_namespace_as_host(pid):
             raise DriverError(f"process {pid} shares the daemon's network namespace; it needs its own")
         veth = self._veth_name(container_id)
+        with self._lock:
+            self._left.discard(container_id)
+        self._wait_deleted(veth)  # of this container's previous run
         with contextlib.ExitStack() as undo:
             if self.pool.get(container_id) is None:
                 undo.callback(self.pool.release, container_id)
@@ -299,6 +307,33 @@ class BridgeDriver(NetworkDriver):
         with IPRoute() as ipr:
             links.delete_link(ipr, veth)
 
+    def _delete_veth_later(self, veth: str) -> None:
+        """Delete a veth in a thread. The kernel takes 10-25 ms to tear an interface down, and
+        ``leave`` runs when the container exits, which its removal waits for; a ``join`` that
+        needs the same name waits for the deletion (``_wait_deleted``), ``cleanup`` for all."""
+        def run() -> None:
+            try:
+                self._delete_veth(veth)
+            except Exception:  # noqa: BLE001 - a thread has nobody to raise to
+                log.exception("deleting the host interface %s", veth)
+            finally:
+                with self._lock:
+                    if self._deleting.get(veth) is thread:
+                        del self._deleting[veth]
+
+        thread = threading.Thread(target=run, name=f"bridge-rm-{veth}", daemon=True)
+        with self._lock:
+            self._deleting[veth] = thread
+        thread.start()
+
+    def _wait_deleted(self, veth: str | None = None) -> None:
+        """Wait for the deletion of ``veth`` (of every veth being deleted, with None)."""
+        with self._lock:
+            pending = list(self._deleting.values()) if veth is None else [self._deleting.get(veth)]
+        for thread in pending:
+            if thread is not None:
+                thread.join()
+
     def leave(self, container_id: str) -> None:
         # after a daemon restart nothing is remembered, and nothing needs to be: the proxies
         # died with the old daemon, the table was recreated empty, the veth name is derived
@@ -310,13 +345,20 @@ class BridgeDriver(NetworkDriver):
                 self._unpublish(forward)
             except Exception as exc:  # go on: the rest must be undone too
                 errors.append(exc)
-        self._delete_veth(self._veth_name(container_id))
+        self._delete_veth_later(self._veth_name(container_id))
         if errors:
             raise DriverError(f"leaving the network of {container_id[:12]} failed: {errors[0]}")
+        if state is not None:
+            with self._lock:
+                self._left.add(container_id)
 
     def release(self, container_id: str) -> None:
         try:
-            self.leave(container_id)
+            with self._lock:
+                left = container_id in self._left and container_id not in self._joined
+                self._left.discard(container_id)
+            if not left:
+                self.leave(container_id)
         finally:
             self.pool.release(container_id)
 
@@ -347,6 +389,7 @@ class BridgeDriver(NetworkDriver):
                 ("IPv4 forwarding", {True: "enabled", False: "disabled", None: "unchanged"}[self.ip_forward])]
 
     def cleanup(self) -> None:
+        self._wait_deleted()
         self.proxy.stop()
         with self._lock:
             self._joined.clear()

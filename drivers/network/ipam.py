@@ -11,11 +11,12 @@ killed at any moment (or simply restarted) finds every reservation again.
 from __future__ import annotations
 
 import ipaddress
+import json
 import threading
 from pathlib import Path
 
 from moorage.core.errors import Conflict, DriverError
-from moorage.core.store import read_json, write_json
+from moorage.core.store import read_json, replace_file
 
 
 class AddressPool:
@@ -116,5 +117,8 @@ class AddressPool:
         raise DriverError(f"no unallocated IP address is left in {self.network}")
 
     def _save(self) -> None:
-        write_json(self.path, {"network": str(self.network), "next": self._next,
-                               "assigned": self._assigned, "released": self._released})
+        # Run state: atomic, but not forced to disk (two fsyncs per start and per removal): the
+        # addresses belong to network namespaces, which do not survive a host crash either.
+        replace_file(self.path, json.dumps({"network": str(self.network), "next": self._next,
+                                            "assigned": self._assigned, "released": self._released}).encode(),
+                     mode=0o600)

@@ -29,6 +29,8 @@ BRIDGE_CANDIDATES = (
     "192.168.42.1/24", "192.168.43.1/24", "192.168.44.1/24",
 )
 CONTAINER_IFNAME = "eth0"
+#: The loopback device's index in every network namespace (the kernel's LOOPBACK_IFINDEX).
+LOOPBACK_INDEX = 1
 CLONE_NEWNET = 0x40000000
 
 
@@ -144,6 +146,9 @@ def namespace_iproute(pid: int) -> IPRoute:
         with namespace_fd(pid) as target:
             _setns(target)
             try:
+                # never configure the host by mistake: the socket is made in the namespace of pid
+                if os.stat("/proc/thread-self/ns/net").st_ino != os.fstat(target).st_ino:
+                    raise DriverError(f"could not enter the network namespace of process {pid}")
                 return IPRoute()
             finally:
                 try:
@@ -166,19 +171,18 @@ def attach_container(ipr: IPRoute, pid: int, host_ifname: str, bridge: str, addr
     bridge_index = link_index(ipr, bridge)
     if bridge_index is None:
         raise DriverError(f"the bridge {bridge} does not exist")
+    # Each netlink request costs about a millisecond through pyroute2, on the start's critical
+    # path: the host end is put on the bridge and up by the request that creates it, and the
+    # loopback device is known by its fixed index.
     with namespace_fd(pid) as nsfd:
         try:
-            ipr.link("add", ifname=host_ifname, kind="veth", mtu=mtu,
+            ipr.link("add", ifname=host_ifname, kind="veth", mtu=mtu, master=bridge_index, state="up",
                      peer={"ifname": CONTAINER_IFNAME, "net_ns_fd": nsfd, "mtu": mtu})
         except NetlinkError as exc:
             raise DriverError(f"cannot create the veth pair {host_ifname}: {os.strerror(exc.code)}") from None
     try:
-        host_index = link_index(ipr, host_ifname)
-        ipr.link("set", index=host_index, master=bridge_index, state="up")
         with namespace_iproute(pid) as nsr:
-            if link_index(nsr, host_ifname) is not None:  # never configure the host by mistake
-                raise DriverError(f"the netlink socket for process {pid} is not in its namespace")
-            nsr.link("set", index=link_index(nsr, "lo"), state="up")
+            nsr.link("set", index=LOOPBACK_INDEX, state="up")
             eth0 = link_index(nsr, CONTAINER_IFNAME)
             nsr.addr("add", index=eth0, address=str(address.ip), prefixlen=address.network.prefixlen)
             nsr.link("set", index=eth0, state="up")

@@ -124,12 +124,23 @@ def run(cfg: dict[str, Any], stdio: tuple[int, int, int], tty: bool, console: st
     gc.disable()  # this interpreter lives for milliseconds: no collections, fewer copied pages
     try:
         enter_session(stdio, tty, (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM))
-        cgroups = [os.open(path, os.O_WRONLY | os.O_CLOEXEC) for path in cgroup_files]
+        # Each cgroup is joined by writing 0 to its ``tasks`` file: this process moving its own
+        # (only) thread is cheap, where the monitor moving it waited for an RCU grace period (see
+        # cgroups.Cgroups.tasks_files). The memory cgroup is joined just before exec, so that the
+        # pages this forked interpreter touches are not charged to the container's limit.
+        late: list[int] = []
+        for path in cgroup_files:
+            fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+            if "/memory/" in path:
+                late.append(fd)
+            else:
+                os.write(fd, b"0")
+                os.close(fd)
         isolate(cfg, console)
         os.write(sync_fd, b"R")
         if os.read(go_fd, 1) != b"G":
             os._exit(1)
-        for fd in cgroups:  # the memory cgroup, as late as possible (see monitor.Monitor.start)
+        for fd in late:  # the memory cgroup, as late as possible
             os.write(fd, b"0")
         workdir = cfg["working_dir"] or "/"
         _mkdir(workdir)

@@ -45,7 +45,7 @@ class NativeDriver(MonitorDriver):
             "tty": spec.tty,
             "open_stdin": spec.open_stdin,
             "handshake": on_namespace is not None and spec.isolate_network,
-            "cgroup_files": cgroups.procs_files(),
+            "cgroup_files": cgroups.tasks_files(),
             "cfg": {
                 "rootfs": str(spec.rootfs), "args": list(spec.args), "env": list(spec.env),
                 "hostname": spec.hostname, "domainname": spec.domainname, "working_dir": spec.working_dir,

@@ -2,8 +2,9 @@
 
 The container's first process (``container.run``) is forked in a new pid namespace and sets up
 its own isolation; it reports on a pipe once its namespaces exist and waits on a second pipe for
-the go (after the network driver's turn, with ``request["handshake"]``). The monitor moves it
-into its cgroups meanwhile, and records ``state.json`` (its pid) once it started.
+the go (after the network driver's turn, with ``request["handshake"]``). It joins its cgroups
+itself (``request["cgroup_files"]``, see ``cgroups.Cgroups.tasks_files``); the monitor records
+``state.json`` (its pid) once it started.
 """
 
 from __future__ import annotations
@@ -29,20 +30,11 @@ class NativeMonitor(Monitor):
         linux.unshare(linux.CLONE_NEWPID)
         pid = os.fork()
         if pid == 0:
-            late = [p for p in request["cgroup_files"] if "/memory/" in p]
-            container.run(request["cfg"], stdio, self.tty, console, sync_w, go_r, late)
+            container.run(request["cfg"], stdio, self.tty, console, sync_w, go_r, request["cgroup_files"])
             os._exit(1)  # not reached
         self.pid = self.init_pid = pid
         for fd in (*child_fds, sync_w, go_r):
             os.close(fd)
-        # Moving a process between cgroups waits for an RCU grace period per hierarchy (ms each):
-        # do it here while the child sets up its namespaces on the other core. The memory cgroup
-        # is joined by the child itself just before exec, so the pages this forked interpreter
-        # touches are not charged to the container's limit.
-        for path in request["cgroup_files"]:
-            if "/memory/" not in path:
-                with open(path, "w") as f:
-                    f.write(str(pid))
         handshake = request["handshake"]
         if not handshake:  # nobody needs the namespace before the command runs: no round trip
             os.write(go_w, b"G")
