@@ -47,8 +47,9 @@ def timed(n: int, fn: Callable[[], None]) -> list[float]:
     return samples
 
 
-def bench_driver(driver: NativeDriver, rootfs: Path, base: Path, n: int, isolate_network: bool,
-                 callback: bool = False) -> None:
+def bench_driver(driver, rootfs: Path, base: Path, n: int, isolate_network: bool,
+                 callback: bool = False, quiet: bool = False) -> None:
+    """Start, wait and release ``/bin/true`` ``n`` times with any exec driver; print each phase."""
     phases: dict[str, list[float]] = {"start": [], "wait": [], "release": [], "total": []}
     for _ in range(n):
         cid = uuid.uuid4().hex * 2
@@ -68,9 +69,11 @@ def bench_driver(driver: NativeDriver, rootfs: Path, base: Path, n: int, isolate
         for name, value in (("start", t1 - t0), ("wait", t2 - t1), ("release", t3 - t2), ("total", t3 - t0)):
             phases[name].append(value)
         shutil.rmtree(state_dir)
+    if quiet:
+        return
     label = ("new netns" if isolate_network else "host netns") + (", on_namespace" if callback else "")
     for name, samples in phases.items():
-        print(summary(f"native {name} ({label})", samples))
+        print(summary(f"{driver.name} {name} ({label})", samples))
 
 
 def main() -> None:
@@ -83,7 +86,7 @@ def main() -> None:
         (base / "home").mkdir()
         driver = NativeDriver(base / "home", NoOptions(), {})
         try:
-            bench_driver(driver, rootfs, base, 3, True)  # start the zygote, warm caches
+            bench_driver(driver, rootfs, base, 3, True, quiet=True)  # start the zygote, warm caches
             print(f"{args.n} cycles of /bin/true in a busybox rootfs")
             bench_driver(driver, rootfs, base, args.n, True)
             bench_driver(driver, rootfs, base, args.n, True, callback=True)

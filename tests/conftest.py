@@ -243,6 +243,30 @@ def import_docker_py():
     return docker
 
 
+@pytest.fixture
+def docker_py_client(busybox_daemon):
+    """A docker-py 0.2.3 client of the module's daemon; the containers it created are killed and
+    removed when the test ends."""
+    docker = import_docker_py()
+    client = docker.Client(base_url=f"unix://{busybox_daemon.sock}", version="1.6", timeout=120)
+    made: list[str] = []
+    create = client.create_container
+
+    def tracking(*args, **kwargs):
+        result = create(*args, **kwargs)
+        made.append(result["Id"])
+        return result
+
+    client.create_container = tracking
+    yield client
+    for cid in made:
+        try:
+            client.kill(cid)
+            client.remove_container(cid)
+        except Exception:
+            pass
+
+
 def exec_driver_unsupported(name: str) -> str | None:
     """Why exec driver ``name`` cannot run here, or None: its own probe says."""
     from moorage.core.driver import NoOptions

@@ -15,7 +15,7 @@ from moorage.core.errors import Conflict, DriverError, NotFound, NotSupported
 from moorage.core.hookspecs import hookimpl
 from moorage.core.hookspecs.graph import GraphDriver
 
-from .common import RefCounts, check_id, temp_name
+from .common import DirectoryLayers, RefCounts, check_id, temp_name
 
 BTRFS_SUPER_MAGIC = 0x9123683E
 
@@ -34,7 +34,7 @@ def is_btrfs(path: Path) -> bool:
     return (buf.f_type & 0xFFFFFFFF) == BTRFS_SUPER_MAGIC
 
 
-class BtrfsDriver(GraphDriver):
+class BtrfsDriver(DirectoryLayers, GraphDriver):
     name = "btrfs"
     priority = 10
 
@@ -47,7 +47,7 @@ class BtrfsDriver(GraphDriver):
         if not is_btrfs(self.home):
             raise NotSupported(f"{self.home} is not on a btrfs filesystem")
         self.btrfsutil = btrfsutil
-        self.subvolumes = self.home / "subvolumes"
+        self.subvolumes = self.layers_dir = self.home / "subvolumes"
         self.subvolumes.mkdir(mode=0o700, exist_ok=True)
         self.refs = RefCounts()
         for leftover in self.subvolumes.glob(".tmp-*"):  # creations or removals cut short by a crash
@@ -90,35 +90,6 @@ class BtrfsDriver(GraphDriver):
             if tmp.exists():
                 self._delete(tmp)
             raise
-
-    def remove(self, id: str) -> None:
-        path = self._path(id)
-        if not path.is_dir():
-            raise NotFound(f"layer {id} does not exist")
-        self.refs.drop(id)
-        doomed = self.subvolumes / temp_name(id)
-        os.rename(path, doomed)
-        self._delete(doomed)
-
-    def get(self, id: str) -> Path:
-        path = self._path(id)
-        if not path.is_dir():
-            raise NotFound(f"layer {id} does not exist")
-        self.refs.increment(id)
-        return path
-
-    def put(self, id: str) -> None:
-        self.refs.decrement(id)
-
-    def exists(self, id: str) -> bool:
-        return self._path(id).is_dir()
-
-    def status(self) -> list[tuple[str, str]]:
-        return [("Root Dir", str(self.home))]
-
-    def cleanup(self) -> None:
-        self.refs.reset()
-
 
 @hookimpl
 def moorage_graph_register():

@@ -10,7 +10,7 @@ import subprocess
 import threading
 from pathlib import Path
 
-from moorage.core.errors import DriverError, InvalidParameter
+from moorage.core.errors import DriverError, InvalidParameter, NotFound
 
 MNT_DETACH = 2
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
@@ -102,3 +102,46 @@ class RefCounts:
     def reset(self) -> None:
         with self.lock:
             self.counts.clear()
+
+
+class DirectoryLayers:
+    """``remove``, ``get``, ``put``, ``exists``, ``status`` and ``cleanup`` for graph drivers
+    whose layers are directories that need no mount (vfs copies, btrfs subvolumes). A driver
+    provides ``refs`` (a ``RefCounts``), ``layers_dir``, ``_path(id)`` and ``_delete(path)``."""
+
+    refs: RefCounts
+    layers_dir: Path
+
+    def _path(self, id: str) -> Path:
+        raise NotImplementedError
+
+    def _delete(self, path: Path) -> None:
+        raise NotImplementedError
+
+    def remove(self, id: str) -> None:
+        path = self._path(id)
+        if not path.is_dir():
+            raise NotFound(f"layer {id} does not exist")
+        self.refs.drop(id)
+        doomed = self.layers_dir / temp_name(id)
+        os.rename(path, doomed)  # gone at once; a crash mid-delete leaves only a .tmp- entry
+        self._delete(doomed)
+
+    def get(self, id: str) -> Path:
+        path = self._path(id)
+        if not path.is_dir():
+            raise NotFound(f"layer {id} does not exist")
+        self.refs.increment(id)
+        return path
+
+    def put(self, id: str) -> None:
+        self.refs.decrement(id)
+
+    def exists(self, id: str) -> bool:
+        return self._path(id).is_dir()
+
+    def status(self) -> list[tuple[str, str]]:
+        return [("Root Dir", str(self.home))]
+
+    def cleanup(self) -> None:
+        self.refs.reset()

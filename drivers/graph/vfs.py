@@ -16,16 +16,16 @@ from moorage.core.errors import Conflict, NotFound
 from moorage.core.hookspecs import hookimpl
 from moorage.core.hookspecs.graph import GraphDriver
 
-from .common import RefCounts, check_id, copy_tree, temp_name
+from .common import DirectoryLayers, RefCounts, check_id, copy_tree, temp_name
 
 
-class VfsDriver(GraphDriver):
+class VfsDriver(DirectoryLayers, GraphDriver):
     name = "vfs"
     priority = 90
 
     def __init__(self, home, options, context=None) -> None:
         super().__init__(home, options, context)
-        self.dir = self.home / "dir"
+        self.dir = self.layers_dir = self.home / "dir"
         self.dir.mkdir(mode=0o700, exist_ok=True)
         self.refs = RefCounts()
         for leftover in self.dir.glob(".tmp-*"):  # creations interrupted by a crash
@@ -33,6 +33,9 @@ class VfsDriver(GraphDriver):
 
     def _path(self, id: str) -> Path:
         return self.dir / check_id(id)
+
+    def _delete(self, path: Path) -> None:
+        shutil.rmtree(path)
 
     def create(self, id: str, parent: str | None) -> None:
         path = self._path(id)
@@ -51,35 +54,6 @@ class VfsDriver(GraphDriver):
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-
-    def remove(self, id: str) -> None:
-        path = self._path(id)
-        if not path.is_dir():
-            raise NotFound(f"layer {id} does not exist")
-        self.refs.drop(id)
-        doomed = self.dir / temp_name(id)
-        os.rename(path, doomed)  # gone at once; a crash mid-delete leaves only a .tmp- dir
-        shutil.rmtree(doomed)
-
-    def get(self, id: str) -> Path:
-        path = self._path(id)
-        if not path.is_dir():
-            raise NotFound(f"layer {id} does not exist")
-        self.refs.increment(id)
-        return path
-
-    def put(self, id: str) -> None:
-        self.refs.decrement(id)
-
-    def exists(self, id: str) -> bool:
-        return self._path(id).is_dir()
-
-    def status(self) -> list[tuple[str, str]]:
-        return [("Root Dir", str(self.home))]
-
-    def cleanup(self) -> None:
-        self.refs.reset()
-
 
 @hookimpl
 def moorage_graph_register():
