@@ -244,6 +244,47 @@ def import_docker_py():
 
 
 @pytest.fixture
+def make(api):
+    """``make(cmd, name=None, **config)`` creates a busybox container through the module's ``api``
+    client (a fixture each API test module defines for its daemon); all are removed at the end."""
+    made = []
+
+    def create(cmd, name=None, **config):
+        response = api.post("/containers/create", json={"Image": "busybox", "Cmd": cmd, **config},
+                            params={"name": name} if name else None)
+        assert response.status_code == 201, response.text
+        made.append(response.json()["Id"])
+        return response.json()["Id"]
+
+    yield create
+    for cid in made:
+        api.post(f"/containers/{cid}/kill")
+        api.delete(f"/containers/{cid}")
+
+
+def make_tar(files: dict[str, bytes | str | None]) -> bytes:
+    """A layer tar: ``bytes`` a file, ``None`` a directory, ``str`` a symlink target."""
+    import io
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, content in files.items():
+            info = tarfile.TarInfo(name)
+            info.mtime = int(time.time())
+            if content is None:
+                info.type, info.mode = tarfile.DIRTYPE, 0o755
+                tar.addfile(info)
+            elif isinstance(content, str):
+                info.type, info.linkname = tarfile.SYMTYPE, content
+                tar.addfile(info)
+            else:
+                info.size, info.mode = len(content), 0o644
+                tar.addfile(info, io.BytesIO(content))
+    return buf.getvalue()
+
+
+@pytest.fixture
 def docker_py_client(busybox_daemon):
     """A docker-py 0.2.3 client of the module's daemon; the containers it created are killed and
     removed when the test ends."""

@@ -19,22 +19,6 @@ def api(busybox_daemon):
         yield client
 
 
-@pytest.fixture
-def make(api):
-    """``make(cmd, **config)`` creates a busybox container; all are removed at the end."""
-    made = []
-
-    def create(cmd, name=None, **config):
-        body = {"Image": "busybox", "Cmd": cmd, **config}
-        response = api.post("/containers/create", json=body, params={"name": name} if name else None)
-        assert response.status_code == 201, response.text
-        made.append(response.json()["Id"])
-        return response.json()["Id"]
-
-    yield create
-    for cid in made:
-        api.post(f"/containers/{cid}/kill")
-        api.delete(f"/containers/{cid}")
 
 
 def run(api, make, cmd, **config) -> tuple[str, int]:

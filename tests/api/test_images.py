@@ -5,17 +5,16 @@ from __future__ import annotations
 import bz2
 import gzip
 import http.server
-import io
 import json
 import lzma
 import os
 import re
-import tarfile
 import threading
 import time
 from pathlib import Path
 
 import pytest
+from conftest import make_tar
 
 CONFIG = '[graph]\ndriver = "vfs"\n'
 
@@ -29,22 +28,6 @@ def decode_stream(body: bytes) -> list[dict]:
     return out
 
 
-def make_tar(files: dict[str, bytes | str | None]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        for name, content in files.items():
-            info = tarfile.TarInfo(name)
-            info.mtime = int(time.time())
-            if content is None:
-                info.type, info.mode = tarfile.DIRTYPE, 0o755
-                tar.addfile(info)
-            elif isinstance(content, str):
-                info.type, info.linkname = tarfile.SYMTYPE, content
-                tar.addfile(info)
-            else:
-                info.size, info.mode = len(content), 0o644
-                tar.addfile(info, io.BytesIO(content))
-    return buf.getvalue()
 
 
 @pytest.fixture

@@ -6,12 +6,10 @@ the ``exec_driver`` fixture of tests/conftest.py, lxc included.
 
 from __future__ import annotations
 
-import shutil
-import uuid
 from pathlib import Path
 
 import pytest
-from conftest import CONTAINER_CONFIG, Daemon, import_image, unmount_below
+from conftest import CONTAINER_CONFIG
 
 from moorage.core.driver import NoOptions
 from moorage.core.errors import NotSupported
@@ -34,19 +32,9 @@ LXC_CONFIG = CONTAINER_CONFIG.format(graph="overlay", exec="lxc")
 
 
 @pytest.fixture(scope="module")
-def busybox_daemon(tmp_path_factory, busybox_tar):
-    """A daemon with the lxc exec driver (the shared API tests run against lxc through the
-    ``exec_driver`` parameter of tests/conftest.py; these are lxc's own)."""
-    base = tmp_path_factory.mktemp(f"bbd-lxc-{uuid.uuid4().hex[:6]}")
-    d = Daemon(base, LXC_CONFIG).start()
-    try:
-        d.image_id = import_image(d, busybox_tar)
-        yield d
-    finally:
-        d.remove_all_containers()
-        d.stop()
-        unmount_below(d.base)
-        shutil.rmtree(d.base, ignore_errors=True)
+def exec_driver() -> str:
+    """This module's daemons use lxc (tests/conftest.py's ``busybox_daemon`` reads this)."""
+    return "lxc"
 
 
 def test_lxc_driver_is_the_one_in_use(busybox_daemon):

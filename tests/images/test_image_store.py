@@ -9,9 +9,9 @@ import os
 import stat
 import tarfile
 import threading
-import time
 
 import pytest
+from conftest import make_tar
 
 from moorage.core.errors import Conflict, InvalidParameter, MoorageError, NotFound
 from moorage.core.events import EventBus
@@ -22,30 +22,10 @@ from moorage.core.images import EMPTY_CONFIG, ImageService, format_time, glob_ma
 from moorage.core.plugins import PluginManager
 
 
-def make_tar(files: dict[str, bytes | str | None]) -> io.BytesIO:
-    """A layer tar: ``bytes`` a file, ``None`` a directory, ``str`` a symlink target."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        for name, content in files.items():
-            info = tarfile.TarInfo(name)
-            info.mtime = int(time.time())
-            if content is None:
-                info.type, info.mode = tarfile.DIRTYPE, 0o755
-                tar.addfile(info)
-            elif isinstance(content, str):
-                info.type, info.linkname = tarfile.SYMTYPE, content
-                tar.addfile(info)
-            else:
-                info.size, info.mode = len(content), 0o644
-                tar.addfile(info, io.BytesIO(content))
-    buf.seek(0)
-    return buf
-
-
 def add(store: ImageService, parent: str = "", files: dict | None = None, cmd: list[str] | None = None):
     config = dict(EMPTY_CONFIG, Cmd=cmd) if cmd else None
     image = store.new_image(parent=parent, container_config=config)
-    return store.register(image, make_tar(files or {"f-" + image.id[:6]: image.id.encode()}))
+    return store.register(image, io.BytesIO(make_tar(files or {"f-" + image.id[:6]: image.id.encode()})))
 
 
 def test_register_writes_json_and_layersize(store):
@@ -78,7 +58,7 @@ def test_child_sees_parent_and_sizes_add_up(store):
 def test_register_refuses_duplicates_and_missing_parents(store):
     image = add(store)
     with pytest.raises(Conflict):
-        store.register(store.get(image.id), make_tar({"x": b"x"}))
+        store.register(store.get(image.id), io.BytesIO(make_tar({"x": b"x"})))
     with pytest.raises(NotFound):
         add(store, parent=new_id())
     assert len(store) == 1
@@ -104,14 +84,15 @@ def test_concurrent_registration_and_deletion(store):
     parent = add(store)
     gate, reached = threading.Event(), threading.Event()
     image = store.new_image(parent=parent.id)
-    data = make_tar({"big": bytes(200_000)}).getvalue()
+    data = make_tar({"big": bytes(200_000)})
     worker = threading.Thread(target=store.register, args=(image, GatedReader(data, gate, reached)))
     worker.start()
     try:
         assert reached.wait(30)
         # the same id again must not touch the layer being written
         with pytest.raises(Conflict):
-            store.register(type(image)(id=image.id, created=image.created, parent=parent.id), make_tar({"x": b"x"}))
+            again = type(image)(id=image.id, created=image.created, parent=parent.id)
+            store.register(again, io.BytesIO(make_tar({"x": b"x"})))
         assert store.driver.exists(image.id)
         # the parent of a registration in progress is kept
         assert store.delete(parent.id) == []
@@ -123,7 +104,7 @@ def test_concurrent_registration_and_deletion(store):
 
 
 def test_failed_registration_leaves_nothing(store):
-    broken = io.BytesIO(make_tar({"a": b"x" * 5000}).getvalue()[:1500])  # cut inside the file
+    broken = io.BytesIO(make_tar({"a": b"x" * 5000})[:1500])  # cut inside the file
     image = store.new_image()
     with pytest.raises(InvalidParameter):
         store.register(image, broken)
@@ -138,7 +119,7 @@ def test_hostile_tar_cannot_write_outside_the_layer(store, tmp_path):
                   {"escape": str(outside), "escape/through-link": b"evil"}):
         image = store.new_image()
         with pytest.raises(InvalidParameter):
-            store.register(image, make_tar(files))
+            store.register(image, io.BytesIO(make_tar(files)))
         assert not store.driver.exists(image.id) and len(store) == 0
         assert list(outside.iterdir()) == []
 

@@ -54,21 +54,6 @@ def api(net):
         yield client
 
 
-@pytest.fixture
-def make(api):
-    made = []
-
-    def create(cmd, name=None, **config):
-        response = api.post("/containers/create", json={"Image": "busybox", "Cmd": cmd, **config},
-                            params={"name": name} if name else None)
-        assert response.status_code == 201, response.text
-        made.append(response.json()["Id"])
-        return response.json()["Id"]
-
-    yield create
-    for cid in made:
-        api.post(f"/containers/{cid}/kill")
-        api.delete(f"/containers/{cid}")
 
 
 def fetch(port: int, timeout: float = 10) -> str:
