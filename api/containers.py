@@ -17,7 +17,7 @@ from ..core.runner import Runner
 from .params import ApiVersion, KernelDep, query_bool, query_int
 
 
-def get_containers(request: Request) -> ContainerService:
+async def get_containers(request: Request) -> ContainerService:
     kernel: Kernel = request.app.state.kernel
     service = kernel.services.get("containers")
     if service is None:
@@ -25,7 +25,7 @@ def get_containers(request: Request) -> ContainerService:
     return service
 
 
-def get_runner(request: Request) -> Runner:
+async def get_runner(request: Request) -> Runner:
     runner = request.app.state.kernel.services.get("runner")
     if runner is None:
         raise NotSupported("containers are not available: no graph driver is selected")

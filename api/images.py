@@ -26,7 +26,7 @@ from .streams import BodyReader, IterReader, ProgressReader, json_stream
 DOWNLOAD_TIMEOUT = httpx.Timeout(60.0, connect=15.0)
 
 
-def get_images(request: Request) -> ImageService:
+async def get_images(request: Request) -> ImageService:
     kernel: Kernel = request.app.state.kernel
     service = kernel.services.get("images")
     if service is None:
@@ -66,7 +66,7 @@ async def create(request: Request, kernel: KernelDep, images: ImagesDep) -> Resp
     if query.get("fromImage"):
         from .registry import get_distribution, pull
 
-        return await pull(request, kernel, get_distribution(request))
+        return await pull(request, kernel, await get_distribution(request))
     source = query.get("fromSrc", "")
     repo, tag = query.get("repo", ""), query.get("tag", "")
     if not source:

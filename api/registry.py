@@ -17,7 +17,7 @@ from .params import KernelDep
 from .streams import json_stream
 
 
-def get_distribution(request: Request) -> Distribution:
+async def get_distribution(request: Request) -> Distribution:
     kernel: Kernel = request.app.state.kernel
     service = kernel.services.get("puller")
     if service is None:

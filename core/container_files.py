@@ -1,36 +1,13 @@
-"""Files core writes for a container: the init layer's mount points, ``/etc/hostname``,
-``/etc/hosts`` and ``/etc/resolv.conf`` (bind-mounted from the container's directory)."""
+"""Files core writes for a container: ``/etc/hostname``, ``/etc/hosts`` and ``/etc/resolv.conf``
+(bind-mounted from the container's directory; their mount points are in the init layer, see
+``init_layers``)."""
 
 from __future__ import annotations
 
-import functools
-import io
 import os
-import tarfile
 from pathlib import Path
 
 from .store import replace_file
-
-#: Mount points the ``<id>-init`` layer holds, so changes and commits leave them out.
-INIT_DIRS = ("dev", "dev/pts", "dev/shm", "proc", "sys", "etc")
-INIT_FILES = (".dockerinit", ".dockerenv", "etc/resolv.conf", "etc/hosts", "etc/hostname")
-
-
-@functools.cache
-def init_layer_tar() -> bytes:
-    """The layer tar of a container's init layer: its mount points, applied with the graph
-    driver's ``apply_diff`` (no mount needed, which keeps container creation cheap)."""
-    out = io.BytesIO()
-    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for rel in INIT_DIRS:
-            info = tarfile.TarInfo(rel)
-            info.type, info.mode = tarfile.DIRTYPE, 0o755
-            tar.addfile(info)
-        for rel in INIT_FILES:
-            info = tarfile.TarInfo(rel)
-            info.mode = 0o644
-            tar.addfile(info, io.BytesIO(b""))
-    return out.getvalue()
 
 
 def hostname_file(hostname: str, domainname: str) -> bytes:

@@ -21,7 +21,6 @@ only, and finishes interrupted removals at start.
 from __future__ import annotations
 
 import copy
-import io
 import json
 import logging
 import os
@@ -37,22 +36,18 @@ from typing import Any, BinaryIO
 
 from . import container_config as cc
 from .archive import IterStream, open_in_root, tree_tar, tree_tar_at
-from .container_files import init_layer_tar, safe_join
+from .container_files import safe_join
 from .errors import Conflict, Impossible, InvalidParameter, NotFound, StateError
 from .humanize import human_duration
 from .ids import PrefixIndex, new_id, short_id
 from .images import format_time, parse_time
 from .layers import differ_for
-from .store import atomic_write, ensure_dir, fsync_dir, read_json, replace_file, write_json
+from .store import atomic_write, ensure_dir, fsync_dir, read_json, replace_file, write_new
 
 log = logging.getLogger(__name__)
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
 EMPTY_NETWORK = {"IPAddress": "", "IPPrefixLen": 0, "Gateway": "", "Bridge": "", "PortMapping": None, "Ports": None}
-
-
-def init_layer(container_id: str) -> str:
-    return f"{container_id}-init"
 
 
 @dataclass
@@ -100,6 +95,12 @@ class Container:
     cleaned: threading.Event = field(default_factory=threading.Event, repr=False, compare=False)
     #: set under ``lock`` when the container is removed: a start that raced with it must fail
     removed: bool = field(default=False, repr=False, compare=False)
+
+    @property
+    def init_layer(self) -> str:
+        """The layer below the container's own: its image's shared init layer (containers made
+        before init layers were shared have one of their own, ``<container id>-init``)."""
+        return self.internal.get("InitLayer") or f"{self.id}-init"
 
     @property
     def log_path(self) -> Path:
@@ -188,7 +189,7 @@ class ContainerService:
                     log.exception("could not release the network of interrupted container %s", cid[:12])
             self._release_exec(cid)
             self.names.purge(cid)
-            for layer in (cid, init_layer(cid)):
+            for layer in (cid, f"{cid}-init"):  # and the init layer of one made before they were shared
                 try:
                     if self.graph.exists(layer):
                         self.graph.remove(layer)
@@ -245,12 +246,16 @@ class ContainerService:
         """Write ``config.json`` atomically. ``durable=False`` skips the fsyncs: for run state
         (started, exited), which describes processes that do not outlive a host crash either;
         a killed daemon still finds the new or the old file whole."""
-        data = json.dumps(container.to_disk(), indent=1).encode() + b"\n"
+        data = self._serialize(container)
         path = container.directory / "config.json"
         if durable:
             atomic_write(path, data)
         else:
             replace_file(path, data, 0o600)
+
+    @staticmethod
+    def _serialize(container: Container) -> bytes:
+        return json.dumps(container.to_disk(), indent=1).encode() + b"\n"
 
     def names_of(self, container: Container) -> list[str]:
         return self.names.names_of(container.id)
@@ -287,28 +292,26 @@ class ContainerService:
         staging = self.tmp / f"creating-{cid}"
         try:
             staging.mkdir(mode=0o700)
-            self.graph.create(init_layer(cid), image.id)
-            differ_for(self.graph).apply_diff(init_layer(cid), image.id, io.BytesIO(init_layer_tar()))
-            self.graph.create(cid, init_layer(cid))
+            init = self.images.init_layers.ensure(image.id)
+            self.graph.create(cid, init)
             container = Container(id=cid, created=format_time(), path=path, args=args, config=config, image=image.id,
                                   name=registered, directory=self.dir / cid)
-            container.internal = {"GraphDriver": self.graph.name}
+            container.internal = {"GraphDriver": self.graph.name, "InitLayer": init}
             container.exited.set()
             container.cleaned.set()
             container.directory = staging
-            write_json(staging / "config.json", container.to_disk())
+            write_new(staging / "config.json", self._serialize(container))
             os.rename(staging, self.dir / cid)
             fsync_dir(self.dir)
             container.directory = self.dir / cid
         except BaseException:
             self.names.purge(cid)
             shutil.rmtree(staging, ignore_errors=True)
-            for layer in (cid, init_layer(cid)):
-                try:
-                    if self.graph.exists(layer):
-                        self.graph.remove(layer)
-                except Exception:
-                    log.exception("could not remove layer %s of a failed create", layer)
+            try:
+                if self.graph.exists(cid):
+                    self.graph.remove(cid)
+            except Exception:
+                log.exception("could not remove the layer of a failed create %s", short_id(cid))
             raise
         with self._lock:
             self._containers[cid] = container
@@ -341,7 +344,7 @@ class ContainerService:
             if network is not None:  # unknown ids are ignored: also covers a start that failed half-way
                 network.release(container.id)
             self._release_exec(container.id)
-            for layer in (container.id, init_layer(container.id)):
+            for layer in (container.id, f"{container.id}-init"):  # and an init layer of its own, if old
                 if self.graph.exists(layer):
                     self.graph.remove(layer)
         self.kernel.submit(self._delete, container, volumes)
@@ -431,7 +434,7 @@ class ContainerService:
 
     def size_rw(self, container: Container) -> int:
         try:
-            return int(differ_for(self.graph).diff_size(container.id, init_layer(container.id)))
+            return int(differ_for(self.graph).diff_size(container.id, container.init_layer))
         except Exception:
             log.exception("size of %s", short_id(container.id))
             return 0
@@ -439,7 +442,7 @@ class ContainerService:
     # -- filesystem operations -------------------------------------------------------------
     def changes(self, name: str) -> list[dict] | None:
         container = self.get(name)
-        changes = differ_for(self.graph).changes(container.id, init_layer(container.id))
+        changes = differ_for(self.graph).changes(container.id, container.init_layer)
         return [{"Path": c.path, "Kind": int(c.kind)} for c in changes] or None
 
     def export(self, name: str) -> Iterator[bytes]:
@@ -489,7 +492,7 @@ class ContainerService:
         image = self.images.new_image(parent=container.image, comment=comment, container=container.id,
                                       container_config=copy.deepcopy(container.config), config=image_config,
                                       author=author)
-        diff = differ_for(self.graph).diff(container.id, init_layer(container.id))
+        diff = differ_for(self.graph).diff(container.id, container.init_layer)
         self.images.register(image, IterStream(diff))
         if repo:
             self.images.tag(repo, tag or "latest", image.id)

@@ -40,6 +40,7 @@ from .container_config import CONFIG_FIELDS
 from .errors import Conflict, InvalidParameter, MoorageError, NotFound
 from .hookspecs.registry import PulledLayer
 from .ids import is_id, new_id, short_id, validate_id
+from .init_layers import InitLayers
 from .store import ensure_dir, fsync_dir, read_json, write_json
 from .tags import DEFAULT_TAG, TagStore, parse_repository_tag, validate_repo_name, validate_tag_name
 
@@ -156,6 +157,8 @@ class ImageService:
         self.hooks = hooks
         self.events = events
         self.tags = TagStore(self.root / f"repositories-{driver.name}")
+        #: the containers' shared init layers, children of the images' layers
+        self.init_layers = InitLayers(self.graph_dir / "_init", driver)
         self._lock = threading.RLock()
         self._images: dict[str, Image] = {}
         #: parents of registrations in progress: deleting them now would orphan the new image
@@ -181,6 +184,7 @@ class ImageService:
             if is_id(layer_id) and not (self.graph_dir / layer_id).exists() and self.driver.exists(layer_id):
                 log.info("removing the layer of interrupted registration or deletion %s", short_id(layer_id))
                 try:
+                    self.init_layers.remove(layer_id)
                     self.driver.remove(layer_id)
                 except MoorageError as exc:  # an orphan layer must not keep the daemon from starting
                     log.warning("could not remove the layer %s: %s", short_id(layer_id), exc)
@@ -526,6 +530,7 @@ class ImageService:
         fsync_dir(self.graph_dir)
         image = self._images.pop(image_id)
         try:
+            self.init_layers.remove(image_id)  # no container uses it (``in_use``)
             if self.driver.exists(image_id):
                 self.driver.remove(image_id)
         except BaseException:  # the driver refused (a layer still built upon): the image stays

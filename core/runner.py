@@ -214,13 +214,15 @@ class Runner:
         state.exit_code = exit_code
         state.finished_at = format_time()
         container.network = dict(EMPTY_NETWORK)
+        # ``wait`` answers before the save: the exec driver recorded the exit before it told us,
+        # so a daemon killed before the save learns it again at restart
+        self.containers.publish("die", container, exitCode=str(exit_code))  # before ``stop``'s event
+        container.exited.set()
         try:
             if container.directory.exists():
                 self.containers.save(container, durable=False)
         except Exception:
             log.exception("saving the exit of %s", short_id(container.id))
-        container.exited.set()
-        self.containers.publish("die", container, exitCode=str(exit_code))
         network_name = container.internal.get("NetworkDriver")
         network = self.kernel.drivers.get("network")
         for step in (lambda: network.leave(container.id) if network is not None and network_name == network.name

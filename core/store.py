@@ -63,6 +63,19 @@ def write_json(path: Path, value: Any, mode: int = 0o600) -> None:
     atomic_write(path, json.dumps(value, indent=1, sort_keys=False).encode() + b"\n", mode)
 
 
+def write_new(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Create ``path`` with ``data`` and fsync it, for a file in a staging directory that a
+    rename publishes whole (no temporary file needed). The rename followed by ``fsync_dir`` of
+    the target's parent makes the directory durable; ext4, xfs and btrfs persist a new file's
+    own directory entry with its fsync."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def read_json(path: Path, default: Any = None) -> Any:
     try:
         with open(path, "rb") as f:

@@ -49,6 +49,10 @@ class Daemon:
             # test daemons run side by side: none of them may take the host's default bridge
             # unless its test configures a bridge of its own
             config += '\n[network]\ndriver = "none"\n'
+        if "[registry" not in config:
+            # no test reaches beyond this machine: a name without a registry host goes to a
+            # closed port on loopback, not to Docker Hub
+            config += '\n[registry]\ndefault = "http://127.0.0.1:1"\n'
         self.config_path.write_text(config)
         self.log_path = base / "daemon.log"
         self.flags = flags or []

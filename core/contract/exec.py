@@ -636,6 +636,14 @@ class ExecDriverContract(ExecFixtures):
         assert driver.wait(spec.container_id) == 4
         assert log_text(spec) == "late\n"
 
+    def test_a_status_wait_returned_is_found_again_by_restore(self, runner, make_spec):
+        spec = make_spec(["sh", "-c", "exit 6"])
+        runner.start(spec)
+        assert runner.driver.wait(spec.container_id, 30) == 6
+        driver = runner.restart_daemon()  # at once: nothing may be left to record
+        assert driver.restore(spec) is False
+        assert driver.wait(spec.container_id) == 6
+
     def test_restore_unknown_container(self, driver, make_spec):
         spec = make_spec(["true"])
         assert driver.restore(spec) is False

@@ -166,7 +166,9 @@ class ExecDriver(Driver, abc.ABC):
         Returns at once for a process that already exited (also one that exited while the
         daemon was down); returns None at once for a restored container whose exit status was
         never recorded. Any number of threads may wait on one container. The status is
-        returned only after all of the process's output is in the log.
+        returned only after all of the process's output is in the log, and after the driver
+        recorded it where a later ``restore`` finds it (core answers ``wait`` requests before
+        it saves the exit itself).
         """
 
     @abc.abstractmethod

@@ -1,7 +1,7 @@
 """Graph drivers: where image and container layers live.
 
 Vocabulary. A *layer* is a directory tree identified by a string id (an image id, a container
-id, or ``<container id>-init``). It is created empty or from a *parent* layer, whose visible
+id, or ``<image id>-init``). It is created empty or from a *parent* layer, whose visible
 content it then starts with. ``get`` makes a layer's whole filesystem visible at a path (mounting
 it if the driver needs to); ``put`` releases that. A layer tar is the Docker layer format:
 regular tar entries for added or modified paths, and an empty ``.wh.<name>`` entry for each
@@ -10,14 +10,16 @@ parent).
 
 Lifecycle of a container's layers, as core drives it::
 
-    driver.create(f"{cid}-init", image_id)   # mount points: /proc, /sys, /dev/pts, /etc/hosts...
-    driver.create(cid, f"{cid}-init")
+    init = f"{image_id}-init"                # mount points: /proc, /sys, /dev/pts, /etc/hosts...
+    driver.create(init, image_id)            # once per image: every container of it shares it
+    driver.create(cid, init)
     rootfs = driver.get(cid)                 # at start; the exec driver pivots into it
     ...                                      # the container runs and writes into rootfs
     driver.put(cid)                          # at stop
-    changes(cid, f"{cid}-init")              # GET /containers/{id}/changes
-    diff(cid, f"{cid}-init")                 # POST /commit: the new image's layer tar
-    driver.remove(cid); driver.remove(f"{cid}-init")
+    changes(cid, init)                       # GET /containers/{id}/changes
+    diff(cid, init)                          # POST /commit: the new image's layer tar
+    driver.remove(cid)                       # DELETE /containers/{id}
+    driver.remove(init); driver.remove(image_id)   # DELETE /images/{name}, no container left
 
 Diffing is the optional ``Differ`` capability: a driver that can answer from its own
 bookkeeping (overlay reads only its upper directory) implements it; for the others core uses a
@@ -75,7 +77,7 @@ class GraphDriver(Driver, abc.ABC):
     raises ``NotSupported`` when the driver cannot work here. All of the driver's files live
     under ``home``; a new instance on the same ``home`` (a daemon restart) sees every layer.
 
-    Layer ids are plain names (hex ids, ``<id>-init``); a driver may refuse an id holding ``/``
+    Layer ids are plain names (hex ids, ``<image id>-init``); a driver may refuse an id holding ``/``
     or starting with ``.`` with ``InvalidParameter``. The contract suite
     ``moorage.core.contract.graph.GraphDriverContract`` checks all of this.
     """

@@ -51,7 +51,7 @@ from moorage.core.hookspecs import hookimpl
 from moorage.core.hookspecs.graph import Change, ChangeKind, Differ, GraphDriver
 from moorage.core.layers import metadata_differs
 
-from .common import RefCounts, check_id, copy_tree, mount, mounts_below, temp_name, unmount
+from .common import Reaper, RefCounts, check_id, copy_tree, mount, mounts_below, temp_name, unmount
 
 #: The kernel copies at most one page of mount data; keep a margin for the fd number.
 MAX_MOUNT_DATA = 4000
@@ -117,6 +117,7 @@ class OverlayDriver(GraphDriver, Differ):
         self.links = self.home / LINK_DIR
         self.links.mkdir(mode=0o700, exist_ok=True)
         self.refs = RefCounts()
+        self.reaper = Reaper()
         self._probe()
         for leftover in self.home.glob(".tmp-*"):  # creations or removals cut short by a crash
             shutil.rmtree(leftover, ignore_errors=True)
@@ -229,7 +230,7 @@ class OverlayDriver(GraphDriver, Differ):
                 (self.links / short).unlink(missing_ok=True)
         doomed = self.home / temp_name(id)
         os.rename(path, doomed)
-        shutil.rmtree(doomed)
+        self.reaper.delete(doomed)
 
     def get(self, id: str) -> Path:
         path = self._known(id)
@@ -281,6 +282,7 @@ class OverlayDriver(GraphDriver, Differ):
             for point in mounts_below(self.home):
                 unmount(point)
             self.refs.reset()
+        self.reaper.drain()
 
     # -- Differ ---------------------------------------------------------------------------
     def _walk(self, id: str) -> Iterator[tuple[str, str, os.stat_result]]:

@@ -16,7 +16,7 @@ from moorage.core.errors import Conflict, NotFound
 from moorage.core.hookspecs import hookimpl
 from moorage.core.hookspecs.graph import GraphDriver
 
-from .common import DirectoryLayers, RefCounts, check_id, copy_tree, temp_name
+from .common import DirectoryLayers, Reaper, RefCounts, check_id, copy_tree, temp_name
 
 
 class VfsDriver(DirectoryLayers, GraphDriver):
@@ -28,6 +28,7 @@ class VfsDriver(DirectoryLayers, GraphDriver):
         self.dir = self.layers_dir = self.home / "dir"
         self.dir.mkdir(mode=0o700, exist_ok=True)
         self.refs = RefCounts()
+        self.reaper = Reaper()
         for leftover in self.dir.glob(".tmp-*"):  # creations interrupted by a crash
             shutil.rmtree(leftover, ignore_errors=True)
 
@@ -35,7 +36,11 @@ class VfsDriver(DirectoryLayers, GraphDriver):
         return self.dir / check_id(id)
 
     def _delete(self, path: Path) -> None:
-        shutil.rmtree(path)
+        self.reaper.delete(path)
+
+    def cleanup(self) -> None:
+        super().cleanup()
+        self.reaper.drain()
 
     def create(self, id: str, parent: str | None) -> None:
         path = self._path(id)

@@ -5,7 +5,7 @@ import os
 import pytest
 
 from moorage.core.errors import ConfigError
-from moorage.core.store import DaemonLock, atomic_write, read_json, remove_stale_temp_files, write_json
+from moorage.core.store import DaemonLock, atomic_write, read_json, remove_stale_temp_files, write_json, write_new
 
 
 def test_atomic_write_replaces_and_sets_mode(tmp_path):
@@ -48,6 +48,15 @@ def test_failed_write_leaves_old_content(tmp_path, monkeypatch):
         atomic_write(target, b"new")
     assert target.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["x"]
+
+
+def test_write_new_creates_and_never_overwrites(tmp_path):
+    write_new(tmp_path / "config.json", b"{}\n")
+    assert (tmp_path / "config.json").read_bytes() == b"{}\n"
+    assert (tmp_path / "config.json").stat().st_mode & 0o777 == 0o600
+    with pytest.raises(FileExistsError):
+        write_new(tmp_path / "config.json", b"other")
+    assert (tmp_path / "config.json").read_bytes() == b"{}\n"
 
 
 def test_daemon_lock_is_exclusive(tmp_path):

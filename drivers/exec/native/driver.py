@@ -8,6 +8,7 @@ from collections.abc import Callable
 from moorage.core.errors import NotSupported
 from moorage.core.hookspecs.exec import ProcessSpec
 from moorage.drivers.exec.common.driver import MonitorDriver
+from moorage.drivers.exec.common.policy import DROPPED_CAPS
 
 from .cgroups import Cgroups, probe
 
@@ -52,6 +53,7 @@ class NativeDriver(MonitorDriver):
                 "privileged": spec.privileged, "isolate_network": spec.isolate_network,
                 "mounts": [[str(m.source), m.destination, m.readonly] for m in spec.mounts],
                 "uid": identity.uid, "gid": identity.gid, "groups": list(identity.groups),
+                "drop_caps": [] if spec.privileged else sorted(DROPPED_CAPS.values()),
             },
         }
         return self._launch(spec, exec_dir, request, on_namespace, cgroups.remove)

@@ -1,10 +1,10 @@
 """The native driver's monitor: ``common.monitor.Monitor`` whose first process is forked here.
 
-The container's first process (``container.run``) is forked in a new pid namespace and sets up
-its own isolation; it reports on a pipe once its namespaces exist and waits on a second pipe for
-the go (after the network driver's turn, with ``request["handshake"]``). It joins its cgroups
-itself (``request["cgroup_files"]``, see ``cgroups.Cgroups.tasks_files``); the monitor records
-``state.json`` (its pid) once it started.
+The container's first process is cloned in new namespaces by ``container.spawn`` and sets up
+its own isolation (in C); it reports on a pipe once its namespaces exist and waits on a second
+pipe for the go (after the network driver's turn, with ``request["handshake"]``). It joins its
+cgroups itself (``request["cgroup_files"]``, see ``cgroups.Cgroups.tasks_files``); the monitor
+records ``state.json`` (its pid) once it started.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import os
 import signal
 from typing import Any
 
-from moorage.drivers.exec.common import linux
 from moorage.drivers.exec.common import monitor as common
 from moorage.drivers.exec.common.monitor import STATE_FILE, Monitor, remove_cgroups, replace_file, send
 
@@ -27,11 +26,7 @@ class NativeMonitor(Monitor):
         console = container.console_path(stdio[0]) if self.tty else None
         sync_r, sync_w = os.pipe()
         go_r, go_w = os.pipe()
-        linux.unshare(linux.CLONE_NEWPID)
-        pid = os.fork()
-        if pid == 0:
-            container.run(request["cfg"], stdio, self.tty, console, sync_w, go_r, request["cgroup_files"])
-            os._exit(1)  # not reached
+        pid = container.spawn(request["cfg"], stdio, self.tty, console, sync_w, go_r, request["cgroup_files"])
         self.pid = self.init_pid = pid
         for fd in (*child_fds, sync_w, go_r):
             os.close(fd)
