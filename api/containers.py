@@ -148,7 +148,9 @@ def parse_signal(value: str) -> int:
 
 
 async def wait(name: str, kernel: KernelDep, runner: RunnerDep) -> JSONResponse:
-    code = await kernel.run_waiting(runner.wait, name)
+    code = runner.exit_code_if_exited(name)
+    if code is None:
+        code = await kernel.run_waiting(runner.wait, name)
     return JSONResponse({"StatusCode": code})
 
 

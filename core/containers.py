@@ -106,12 +106,14 @@ class Container:
     def log_path(self) -> Path:
         return self.directory / f"{self.id}-json.log"
 
-    def to_api(self) -> dict:
-        """The inspect object, keys in Docker 0.6.5's order."""
+    def to_api(self, copied: bool = True) -> dict:
+        """The inspect object, keys in Docker 0.6.5's order; ``copied=False`` shares the nested
+        config (for serializing it at once)."""
+        clone = copy.deepcopy if copied else (lambda value: value)
         return {
             "ID": self.id, "Created": self.created, "Path": self.path, "Args": list(self.args),
-            "Config": copy.deepcopy(self.config), "State": self.state.to_api(), "Image": self.image,
-            "NetworkSettings": copy.deepcopy(self.network), "SysInitPath": "",
+            "Config": clone(self.config), "State": self.state.to_api(), "Image": self.image,
+            "NetworkSettings": clone(self.network), "SysInitPath": "",
             "ResolvConfPath": str(self.directory / "resolv.conf"),
             "HostnamePath": str(self.directory / "hostname"), "HostsPath": str(self.directory / "hosts"),
             "Name": self.name, "Volumes": dict(self.volumes), "VolumesRW": dict(self.volumes_rw),
@@ -119,7 +121,9 @@ class Container:
         }
 
     def to_disk(self) -> dict:
-        data = self.to_api()
+        """What ``config.json`` holds; shares nested values with the container (serialize it
+        at once)."""
+        data = self.to_api(copied=False)
         data["Moorage"] = {**self.internal, "HostConfig": self.host_config}
         return data
 

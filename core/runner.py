@@ -107,16 +107,21 @@ class Runner:
             self._run_log_offset[container.id] = log_size(container.log_path)
             container.exited.clear()
             container.cleaned.clear()
-            joins = network is not None and network.isolates
+            joins_first = network is not None and network.isolates and network.configures
             # recorded before the process exists: a daemon killed from here on finds the
-            # container again at restart and asks the exec driver about it
+            # container again at restart and asks the exec driver about it (and its pid)
             container.internal.update(ExecDriver=exec_driver.name, NetworkDriver=network.name if network else "")
+            previous_start = container.state.started_at
             container.state.running, container.state.pid = True, 0
+            container.state.started_at = format_time()
             self.containers.save(container, durable=durable)
-            undo.append(lambda: self._not_started(container))
-            pid = exec_driver.start(spec, on_namespace=on_namespace if joins else None)
-            if network is not None and not joins:
+            undo.append(lambda: self._not_started(container, previous_start))
+            pid = exec_driver.start(spec, on_namespace=on_namespace if joins_first else None)
+            undo.append(lambda: self._kill_started(container))
+            if network is not None and not network.isolates:
                 undo.append(lambda: network.leave(container.id))
+            elif network is not None and not joins_first:
+                on_namespace(pid)  # a driver that only looks at the namespace: after the start
             self._connect_waiting(container)
         except BaseException:
             container.exited.set()
@@ -132,14 +137,22 @@ class Runner:
         container.internal.update(Endpoint=endpoint_to_json(endpoint))
         self._write_back_ports(container, endpoint)
         container.state.running, container.state.pid, container.state.ghost = True, pid, False
-        container.state.started_at = format_time()
-        self.containers.save(container, durable=False)
+        if endpoint != Endpoint():
+            # what only this start knows; the pid a restarted daemon gets from the exec driver
+            self.containers.save(container, durable=False)
         self._monitor(container)
         return pid
 
-    def _not_started(self, container: Container) -> None:
+    def _not_started(self, container: Container, previous_start: str) -> None:
         container.state.running, container.state.pid = False, 0
+        container.state.started_at = previous_start
         self.containers.save(container, durable=False)
+
+    def _kill_started(self, container: Container) -> None:
+        """Undo a start whose process already runs (a step after the exec driver's failed)."""
+        self.exec.signal(container.id, signals.SIGKILL)
+        self.exec.wait(container.id, timeout=10)
+        self.exec.release(container.id)
 
     def spec(self, container: Container, rootfs: Path, mounts: list[Mount], link_env: list[str],
              isolate: bool) -> ProcessSpec:
@@ -286,6 +299,12 @@ class Runner:
         container.exited.wait()
         return container.state.exit_code
 
+    def exit_code_if_exited(self, name: str) -> int | None:
+        """``wait``'s answer when it would not block (the container is not running), else None.
+        Reads memory and the name index only, so the API calls it without a thread hop."""
+        container = self.containers.get(name)
+        return container.state.exit_code if container.exited.is_set() else None
+
     # -- attach ----------------------------------------------------------------------------
     def attach(self, name: str) -> tuple[Container, Attachment | None]:
         """An attachment to a running container's stdio, or None if it is not running."""
@@ -371,6 +390,9 @@ class Runner:
             self.graph.put(container.id)
             raise
         if running:
+            if not container.state.pid:  # the daemon died before the start's second save
+                pids = self.exec.processes(container.id)
+                container.state.pid = pids[0] if pids else 0
             network = self.kernel.drivers.get("network")
             if network is not None and container.internal.get("NetworkDriver") == network.name:
                 network.restore(container.id, endpoint_from_json(container.internal.get("Endpoint") or {}))

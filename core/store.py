@@ -11,7 +11,7 @@ import errno
 import fcntl
 import json
 import os
-import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -28,14 +28,19 @@ def fsync_dir(path: Path) -> None:
 
 def _replace(path: Path, data: bytes, mode: int, durable: bool) -> None:
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    # a name no other process or thread uses; one a crash left behind is truncated and reused
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, mode)
     try:
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), mode)
-            f.write(data)
+        try:
+            os.fchmod(fd, mode)  # exactly ``mode``, whatever the umask
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
             if durable:
-                f.flush()
-                os.fsync(f.fileno())
+                os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except BaseException:
         try:

@@ -94,9 +94,12 @@ class GraphDriver(Driver, abc.ABC):
     def remove(self, id: str) -> None:
         """Delete layer ``id`` and everything the driver keeps for it.
 
-        A layer that is still mounted (``get`` without ``put``) is unmounted first. Removing a
-        parent whose children still exist is the caller's error; the driver may refuse it with
-        ``Impossible``. Raises ``NotFound`` if ``id`` does not exist.
+        A layer that is still mounted (``get`` without ``put``) is unmounted. Once this returns
+        the layer is gone (``exists`` is false, the id may be created again); the driver may
+        unmount and delete its files afterwards, in the background, as long as ``cleanup``
+        waits for that. Removing a parent whose children still exist is the caller's error;
+        the driver may refuse it with ``Impossible``. Raises ``NotFound`` if ``id`` does not
+        exist.
         """
 
     @abc.abstractmethod
@@ -110,7 +113,8 @@ class GraphDriver(Driver, abc.ABC):
 
     @abc.abstractmethod
     def put(self, id: str) -> None:
-        """Release one ``get`` of ``id``; at zero references the driver may unmount it.
+        """Release one ``get`` of ``id``; at zero references the driver may unmount it, then or
+        later in the background (a ``get`` in between must still work).
 
         A ``put`` without a matching ``get`` is ignored (it must not unmount someone else's
         reference count below zero).
@@ -128,7 +132,8 @@ class GraphDriver(Driver, abc.ABC):
     def cleanup(self) -> None:
         """Unmount everything this driver mounted; called once at daemon shutdown.
 
-        Layers stay on disk; reference counts are reset. Must not raise for an already-clean
+        Waits for the background work of ``put`` and ``remove``. Layers stay on disk;
+        reference counts are reset. Must not raise for an already-clean
         state.
         """
 

@@ -15,7 +15,10 @@ Flow::
     driver.release(cid)                                          # DELETE /containers/{id}
 
 A driver whose containers share the host's namespace sets ``isolates = False``; core then
-tells the exec driver not to create a network namespace. Everything is kept in the driver's
+tells the exec driver not to create a network namespace. A driver whose ``join`` configures
+nothing in the namespace (it only looks at it) sets ``configures = False``; core then calls
+``join`` right after the command started, which spares every start a round trip between the
+exec driver's process and the daemon. Everything is kept in the driver's
 ``home`` so that a restarted daemon can ``restore`` joined containers.
 """
 
@@ -55,6 +58,9 @@ class NetworkDriver(Driver, abc.ABC):
 
     #: Whether containers get their own network namespace (False: they share the host's).
     isolates: ClassVar[bool] = True
+    #: Whether ``join`` must run before the command does (it configures the namespace). False:
+    #: core calls it right after the start instead.
+    configures: ClassVar[bool] = True
     #: Whether ``join`` publishes ports on the host (False: bindings are ignored, and the
     #: returned ``Endpoint.ports`` shows every requested port as exposed only, i.e. None).
     publishes: ClassVar[bool] = True

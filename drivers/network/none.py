@@ -3,9 +3,11 @@
 Selected by ``-b none`` (or ``[network] driver = "none"``). (A container created with
 ``NetworkDisabled`` gets the same network whatever the daemon's driver: core then asks the exec
 driver for a namespace and does not call the network driver at all.) ``join`` checks that
-the process has a namespace of its own; ``lo`` is up already, as the exec contract promises
-for a new network namespace, so it costs no netlink round trip. Port bindings are ignored, as Docker ignored them for a
-container without network: the ``Endpoint`` shows every requested port as exposed only.
+the process (if it still runs) has a namespace of its own; ``lo`` is up already, as the exec contract promises
+for a new network namespace, so it costs no netlink round trip, and since it configures
+nothing (``configures = False``) core calls it right after the start. Port bindings are
+ignored, as Docker ignored them for a container without network: the ``Endpoint`` shows every
+requested port as exposed only.
 """
 
 from __future__ import annotations
@@ -25,15 +27,15 @@ class NoneDriver(NetworkDriver):
     name = "none"
     priority = 90
     publishes = False
+    configures = False
 
     def join(self, container_id: str, pid: int, ports: dict[str, list[PortBinding]],
              hostname: str = "") -> Endpoint:
         exposed = {str(parse_port_key(key)): None for key in ports or {}}
-        path = f"/proc/{pid}/ns/net"
         try:
-            own = os.stat(path).st_ino != os.stat("/proc/self/ns/net").st_ino
-        except FileNotFoundError:
-            raise DriverError(f"process {pid} does not exist: cannot join its network namespace") from None
+            own = os.stat(f"/proc/{pid}/ns/net").st_ino != os.stat("/proc/self/ns/net").st_ino
+        except FileNotFoundError:  # called after the start: a short command may be gone already
+            own = True
         if not own:
             raise DriverError(f"process {pid} shares the daemon's network namespace; it needs its own")
         return Endpoint(ports=exposed)

@@ -34,6 +34,7 @@ def test_sigkilled_daemon_restarts_with_containers_intact(daemon_factory, busybo
         stopped = api.post("/containers/create", json={"Image": "busybox", "Cmd": ["/bin/true"]}).json()["Id"]
         time.sleep(0.3)
         before = log_lines(api, ticker)
+        ticker_state = api.get(f"/containers/{ticker}/json").json()["State"]
     first.kill()  # SIGKILL: no clean-up at all
     time.sleep(1.5)  # `ending` exits while no daemon runs
 
@@ -41,6 +42,8 @@ def test_sigkilled_daemon_restarts_with_containers_intact(daemon_factory, busybo
     with second.client() as api:
         state = api.get(f"/containers/{ticker}/json").json()["State"]
         assert state["Running"] is True and state["Ghost"] is False
+        # what the start saved before the process existed, and the pid the exec driver knows
+        assert (state["Pid"], state["StartedAt"]) == (ticker_state["Pid"], ticker_state["StartedAt"]) != (0, "")
         assert log_lines(api, ticker) > before  # it kept running and logging while the daemon was gone
         assert api.get(f"/containers/{ending}/json").json()["State"]["Running"] is False
         assert api.post(f"/containers/{ending}/wait").json() == {"StatusCode": 9}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import stat
+import threading
 
 import pytest
 
@@ -48,7 +49,55 @@ def test_child_is_mounted_while_held(driver, home):
     driver.put("child")
     assert os.path.ismount(path)
     driver.put("child")
+    driver.reaper.drain()  # the unmount (and the kernel's syncfs) happens in the reaper's thread
     assert mounts_below(home) == []
+
+
+def test_a_get_before_the_background_unmount_keeps_the_mount(driver, home):
+    driver.create("base", None)
+    driver.create("child", "base")
+    release = threading.Event()
+    driver.reaper.run(release.wait)  # holds the reaper back
+    path = driver.get("child")
+    (path / "kept").write_text("k")
+    driver.put("child")  # the unmount is queued behind the held job
+    assert driver.get("child") == path
+    release.set()
+    driver.reaper.drain()
+    assert os.path.ismount(path) and (path / "kept").read_text() == "k"
+    driver.put("child")
+    driver.reaper.drain()
+    assert mounts_below(home) == []
+
+
+def test_removing_a_mounted_layer_leaves_the_unmount_to_the_reaper(driver, home):
+    driver.create("base", None)
+    driver.create("child", "base")
+    release = threading.Event()
+    driver.reaper.run(release.wait)
+    driver.get("child")
+    driver.remove("child")
+    assert not driver.exists("child")
+    driver.create("child", "base")  # the id is free at once, while the old mount still exists
+    assert [p for p in mounts_below(home) if ".tmp-child-" in p]
+    release.set()
+    driver.reaper.drain()
+    assert mounts_below(home) == [] and [p.name for p in home.iterdir() if p.name.startswith(".tmp-")] == []
+
+
+def test_a_removal_cut_short_by_a_crash_is_finished_at_the_next_start(home):
+    first = OverlayDriver(home, NoOptions())
+    first.create("base", None)
+    first.create("child", "base")
+    first.reaper.run(threading.Event().wait, 0.5)  # the "daemon dies" before the reaper's turn
+    path = first.get("child")
+    (path / "data").write_text("d")
+    first.remove("child")
+    second = OverlayDriver(home, NoOptions())
+    assert mounts_below(home) == []
+    assert [p.name for p in home.iterdir() if p.name.startswith(".tmp-")] == []
+    assert second.exists("base") and not second.exists("child")
+    first.reaper.drain()  # its late turn finds nothing left to do
 
 
 def test_creating_a_child_copies_nothing(driver, home):
@@ -143,6 +192,7 @@ def test_a_new_instance_adopts_mounts_left_by_a_crash(home, tmp_path):
     second = OverlayDriver(home, NoOptions())
     assert second.get("child") == path
     second.put("child")
+    second.reaper.drain()
     assert mounts_below(home) == []
     second.cleanup()
 

@@ -98,6 +98,24 @@ def exit_status(wait_status: int) -> int:
     return 128 - code if code < 0 else code
 
 
+def warm_up() -> None:
+    """Run, once, the library code a start runs first (json, pathlib, selectors, pipes,
+    sockets), in a spare monitor before its request arrives. A forked spare shares the zygote's
+    pages until it writes to them, and running code writes to them (reference counts, the
+    interpreter's inline caches): copied here, those pages are off the start's critical path
+    (1-1.5 ms of a start on the project VM)."""
+    json.loads(json.dumps({"exec_dir": "/", "tty": False, "cfg": {"args": ["true"], "mounts": [["/", "/", True]]}}))
+    Path("/").joinpath("exec", protocol.SOCKET_NAME).exists()
+    r, w = os.pipe()
+    with selectors.DefaultSelector() as sel:
+        sel.register(r, selectors.EVENT_READ, "warm-up")
+        sel.select(0)
+        sel.unregister(r)
+    os.close(r)
+    os.close(w)
+    socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC).close()
+
+
 def enter_session(stdio: tuple[int, int, int], tty: bool, default_signals: tuple[int, ...]) -> None:
     """In the child ``spawn`` forks: a session of its own with ``stdio`` on fds 0-2 (the pty as
     its controlling terminal with ``tty``), and ``default_signals`` back to their default

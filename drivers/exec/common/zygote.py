@@ -10,8 +10,8 @@ outlives both the zygote and the daemon (it is re-parented to init). The zygote 
 driver's end of the control socket closes (the daemon stopped or died).
 
 With ``prefork`` the monitor is forked ahead of time (the "spare"), so that the fork and the
-page copies of the child's first steps happen while no start is waiting; the idle spare exits
-with the zygote.
+page copies of the child's first steps (``warm_up``) happen while no start is waiting; the idle
+spare exits with the zygote.
 """
 
 from __future__ import annotations
@@ -28,10 +28,12 @@ from typing import Any
 MAX_REQUEST = 1 << 20
 
 MonitorMain = Callable[[dict[str, Any], int], None]
+WarmUp = Callable[[], None]
 
 
-def fork_spare(control: socket.socket, monitor_main: MonitorMain) -> socket.socket:
-    """Fork the next monitor ahead of time; it waits for its request on the returned socket.
+def fork_spare(control: socket.socket, monitor_main: MonitorMain, warm_up: WarmUp | None) -> socket.socket:
+    """Fork the next monitor ahead of time; it runs ``warm_up`` and waits for its request on
+    the returned socket.
 
     A spare that reads end-of-file (the zygote exited) exits.
     """
@@ -41,6 +43,8 @@ def fork_spare(control: socket.socket, monitor_main: MonitorMain) -> socket.sock
             control.close()
             ours.close()
             os.setsid()
+            if warm_up is not None:
+                warm_up()
             msg, fds, _, _ = socket.recv_fds(theirs, MAX_REQUEST, 1)
             if msg and fds:
                 theirs.close()
@@ -61,8 +65,8 @@ def receive(control: socket.socket) -> tuple[bytes, list[int]]:
             continue
 
 
-def serve_prefork(control: socket.socket, monitor_main: MonitorMain) -> None:
-    spare = fork_spare(control, monitor_main)
+def serve_prefork(control: socket.socket, monitor_main: MonitorMain, warm_up: WarmUp | None) -> None:
+    spare = fork_spare(control, monitor_main, warm_up)
     try:
         while True:
             msg, fds = receive(control)
@@ -74,7 +78,7 @@ def serve_prefork(control: socket.socket, monitor_main: MonitorMain) -> None:
                 spare.close()
                 for fd in fds:
                     os.close(fd)
-                spare = fork_spare(control, monitor_main)
+                spare = fork_spare(control, monitor_main, warm_up)
     finally:
         spare.close()
 
@@ -96,7 +100,7 @@ def serve(control: socket.socket, monitor_main: MonitorMain) -> None:
             os.close(fd)
 
 
-def main(monitor_main: MonitorMain, prefork: bool) -> None:
+def main(monitor_main: MonitorMain, prefork: bool, warm_up: WarmUp | None = None) -> None:
     """The zygote's life: ``sys.argv[1]`` is the control socket's fd; exits when it closes."""
     control = socket.socket(fileno=int(sys.argv[1]))
     devnull = os.open(os.devnull, os.O_RDWR)
@@ -111,7 +115,7 @@ def main(monitor_main: MonitorMain, prefork: bool) -> None:
         # Everything imported so far is shared with every monitor; keep the collector from
         # touching (and so copying) those pages in the children.
         gc.freeze()
-        serve_prefork(control, monitor_main)
+        serve_prefork(control, monitor_main, warm_up)
     else:
         serve(control, monitor_main)
     sys.exit(0)
