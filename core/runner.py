@@ -227,15 +227,10 @@ class Runner:
         state.exit_code = exit_code
         state.finished_at = format_time()
         container.network = dict(EMPTY_NETWORK)
-        # ``wait`` answers before the save: the exec driver recorded the exit before it told us,
-        # so a daemon killed before the save learns it again at restart
+        # ``wait`` (and then ``remove``) go on before the save: the exec driver recorded the exit
+        # before it told us, so a daemon killed before the save learns it again at restart
         self.containers.publish("die", container, exitCode=str(exit_code))  # before ``stop``'s event
         container.exited.set()
-        try:
-            if container.directory.exists():
-                self.containers.save(container, durable=False)
-        except Exception:
-            log.exception("saving the exit of %s", short_id(container.id))
         network_name = container.internal.get("NetworkDriver")
         network = self.kernel.drivers.get("network")
         for step in (lambda: network.leave(container.id) if network is not None and network_name == network.name
@@ -247,6 +242,14 @@ class Runner:
             except Exception:
                 log.exception("cleaning up after %s exited", short_id(container.id))
         container.cleaned.set()
+        # under the lock, which a removal or a new start holds: a save writes the state as it
+        # is then, so it is never older than what a new start saved
+        with container.lock:
+            if not container.removed:
+                try:
+                    self.containers.save(container, durable=False)
+                except Exception:
+                    log.exception("saving the exit of %s", short_id(container.id))
         self.kernel.plugins.hook.moorage_container_died(container_id=container.id, exit_code=exit_code)
 
     # -- stop, kill, restart, wait ---------------------------------------------------------

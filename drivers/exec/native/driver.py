@@ -10,7 +10,7 @@ from moorage.core.hookspecs.exec import ProcessSpec
 from moorage.drivers.exec.common.driver import MonitorDriver
 from moorage.drivers.exec.common.policy import DROPPED_CAPS
 
-from .cgroups import Cgroups, probe
+from .cgroups import Cgroups, probe, remove_unused_parents
 
 NAMESPACES = ("mnt", "pid", "uts", "ipc", "net")
 
@@ -60,6 +60,10 @@ class NativeDriver(MonitorDriver):
 
     def processes(self, container_id: str) -> list[int]:
         return self._pid_first(container_id, Cgroups(container_id).pids())
+
+    def cleanup(self) -> None:
+        super().cleanup()
+        remove_unused_parents()
 
     def release(self, container_id: str) -> None:
         c = self._containers.pop(container_id, None)
