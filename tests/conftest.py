@@ -136,6 +136,55 @@ class Daemon:
             self.proc.wait(10)
 
 
+NETWORK_DRIVER = '''
+from moorage.core.errors import DriverError, NotSupported
+from moorage.core.hookspecs import hookimpl
+from moorage.core.hookspecs.network import Endpoint, NetworkDriver
+
+
+class {cls}(NetworkDriver):
+    """A third-party network driver made by a test."""
+    name = "{name}"
+    priority = {priority}
+    isolates = True
+    configures = {configures}
+
+    def __init__(self, home, options, context=None):
+        super().__init__(home, options, context)
+        {init}
+
+    def join(self, container_id, pid, ports, hostname=""):
+        {join}
+
+    def leave(self, container_id):
+        pass
+
+    def release(self, container_id):
+        pass
+
+    def restore(self, container_id, endpoint):
+        pass
+
+    def status(self):
+        return [["Plugin", "{name}"]]
+
+    def cleanup(self):
+        pass
+
+
+@hookimpl
+def moorage_network_register():
+    return [{cls}]
+'''
+
+
+def network_module(cls: str, name: str, priority: int = 50, init: str = "pass", join: str = "return Endpoint()",
+                   configures: bool = True) -> str:
+    """The source of a plugin module registering network driver ``cls`` (loopback only, unless
+    ``join`` says otherwise), for ``make_distribution``."""
+    return NETWORK_DRIVER.format(cls=cls, name=name, priority=priority, init=init, join=join, configures=configures)
+
+
 def make_distribution(site: Path, dist: str, modules: dict[str, str], entry_points: dict[str, str]) -> None:
     """Install ``dist`` into ``site`` the way pip lays it out: modules plus a dist-info."""
     for module, source in modules.items():

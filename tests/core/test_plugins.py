@@ -7,52 +7,12 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import make_distribution
+from conftest import make_distribution, network_module
 
 from moorage.core.driver import DriverFamily
 from moorage.core.errors import ConfigError, NotFound, NotSupported, PluginError
 from moorage.core.hookspecs.network import NetworkDriver
 from moorage.core.plugins import PluginManager
-
-NETWORK_DRIVER = '''
-from moorage.core.errors import NotSupported
-from moorage.core.hookspecs import hookimpl
-from moorage.core.hookspecs.network import Endpoint, NetworkDriver
-
-
-class {cls}(NetworkDriver):
-    """A network driver with no network: containers get loopback only."""
-    name = "{name}"
-    priority = {priority}
-    isolates = True
-
-    def __init__(self, home, options, context=None):
-        super().__init__(home, options, context)
-        {init}
-
-    def join(self, container_id, pid, ports, hostname=""):
-        return Endpoint()
-
-    def leave(self, container_id):
-        pass
-
-    def release(self, container_id):
-        pass
-
-    def restore(self, container_id, endpoint):
-        pass
-
-    def status(self):
-        return [["Plugin", "{name}"]]
-
-    def cleanup(self):
-        pass
-
-
-@hookimpl
-def moorage_network_register():
-    return [{cls}]
-'''
 
 CONFIGURED_HOOK = '''
 import json, os
@@ -65,10 +25,6 @@ def moorage_daemon_configured(config):
     with open(path, "w") as f:
         json.dump({"root": str(config["daemon"]["root"])}, f)
 '''
-
-
-def network_module(cls: str, name: str, priority: int = 50, init: str = "pass") -> str:
-    return NETWORK_DRIVER.format(cls=cls, name=name, priority=priority, init=init)
 
 
 @pytest.fixture

@@ -7,44 +7,12 @@ from __future__ import annotations
 import os
 
 import pytest
-from conftest import Daemon, import_image, make_distribution, unmount_below
+from conftest import Daemon, import_image, make_distribution, network_module, unmount_below
 
-REFUSING = '''
-from moorage.core.errors import DriverError
-from moorage.core.hookspecs import hookimpl
-from moorage.core.hookspecs.network import NetworkDriver
-
-
-class RefusingDriver(NetworkDriver):
-    """Records the pid it was given, then refuses."""
-
-    name = "refusing"
-    configures = False
-
-    def join(self, container_id, pid, ports, hostname=""):
-        (self.home / "joined").write_text(f"{container_id} {pid}")
-        raise DriverError("refused after the start")
-
-    def leave(self, container_id):
-        pass
-
-    def release(self, container_id):
-        pass
-
-    def restore(self, container_id, endpoint):
-        pass
-
-    def status(self):
-        return []
-
-    def cleanup(self):
-        pass
-
-
-@hookimpl
-def moorage_network_register():
-    return [RefusingDriver]
-'''
+#: records the pid it was given, then refuses
+REFUSING = network_module("RefusingDriver", "refusing", configures=False, join=(
+    'import os; open(os.path.join(self.home, "joined"), "w").write(f"{container_id} {pid}"); '
+    'raise DriverError("refused after the start")'))
 
 
 @pytest.fixture
