@@ -68,20 +68,22 @@ def _count(kernel, service: str) -> int:
 def collect_info(kernel) -> dict:
     """The /info object: Debug, Containers, Images always; other keys only when non-zero."""
     graph = kernel.drivers.get("graph")
+    exec_driver = kernel.drivers.get("exec")
+    memory_limit, swap_limit = exec_driver.memory_limits() if exec_driver else (False, False)
     info = {
         "Debug": kernel.config.daemon.debug,
         "Containers": _count(kernel, "containers"),
         "Images": _count(kernel, "images"),
         "NFd": len(os.listdir("/proc/self/fd")),
         "NGoroutines": threading.active_count(),
-        "MemoryLimit": Path("/sys/fs/cgroup/memory/memory.limit_in_bytes").exists(),
-        "SwapLimit": Path("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes").exists(),
+        "MemoryLimit": memory_limit,
+        "SwapLimit": swap_limit,
         "IPv4Forwarding": _read("/proc/sys/net/ipv4/ip_forward") == "1",
         "NEventsListener": len(kernel.events),
         "KernelVersion": platform.release() or "<unknown>",
         "Driver": graph.name if graph else "",
         "DriverStatus": [list(pair) for pair in graph.status()] if graph else [],
-        "ExecutionDriver": kernel.drivers["exec"].name if kernel.drivers.get("exec") else "",
+        "ExecutionDriver": exec_driver.name if exec_driver else "",
         "Drivers": {family: (d.name if d else "") for family, d in kernel.drivers.items()},
     }
     registry = kernel.drivers.get("registry")

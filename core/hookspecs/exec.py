@@ -224,6 +224,11 @@ class ExecDriver(Driver, abc.ABC):
         status stay in ``spec.state_dir``; core deletes that directory with the container.
         """
 
+    def memory_limits(self) -> tuple[bool, bool]:
+        """Whether this driver can enforce ``Resources.memory`` and ``Resources.memory_swap``
+        on this host: ``GET /info``'s ``MemoryLimit`` and ``SwapLimit``. Default: neither."""
+        return False, False
+
     def cleanup(self) -> None:
         """Called at daemon shutdown. Running containers must keep running, keep being logged
         and have their exit recorded; a new driver object on the same home finds them with

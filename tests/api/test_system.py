@@ -44,6 +44,10 @@ def test_ping_version_info_on_every_version(shared_daemon, tcp, prefix):
         info = client.get(f"{prefix}/info").json()
         assert info["Containers"] == 0 and info["Images"] == 0 and info["Debug"] is False
         assert {"graph", "exec", "network", "registry"} == set(info["Drivers"])
+        # the exec driver's answer for this host's cgroup v1 memory controller (swap accounting
+        # depends on the kernel's command line)
+        assert info["MemoryLimit"] is True
+        assert info.get("SwapLimit", False) == os.path.exists("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes")
 
 
 def test_head_ping(shared_daemon):

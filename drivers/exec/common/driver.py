@@ -25,7 +25,7 @@ from moorage.core.store import ensure_dir, read_json
 
 from . import protocol
 from .monitor import EXIT_FILE, STATE_FILE
-from .policy import validate
+from .policy import memory_limits, validate
 from .users import Identity, resolve
 
 START_TIMEOUT = 30.0
@@ -143,6 +143,9 @@ class MonitorDriver(ExecDriver):
                 self._zygote.kill()
                 self._zygote.wait()
             self._zygote = None
+
+    def memory_limits(self) -> tuple[bool, bool]:
+        return memory_limits()
 
     def cleanup(self) -> None:
         with self._lock:

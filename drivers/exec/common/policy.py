@@ -36,6 +36,16 @@ DEVICE_WHITELIST = (
 )
 
 
+MEMORY_CGROUP = Path("/sys/fs/cgroup/memory")
+
+
+def memory_limits() -> tuple[bool, bool]:
+    """Whether the cgroup v1 memory controller can limit memory, and memory plus swap (the
+    kernel's swap accounting), here: both drivers set limits through it."""
+    return ((MEMORY_CGROUP / "memory.limit_in_bytes").exists(),
+            (MEMORY_CGROUP / "memory.memsw.limit_in_bytes").exists())
+
+
 def validate(resources: Resources) -> None:
     if resources.memory < 0:
         raise InvalidParameter("Memory limit must not be negative")

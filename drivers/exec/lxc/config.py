@@ -23,7 +23,7 @@ from pathlib import Path
 
 from moorage.core.errors import InvalidParameter
 from moorage.core.hookspecs.exec import ProcessSpec
-from moorage.drivers.exec.common.policy import DEVICE_WHITELIST, DROPPED_CAPS
+from moorage.drivers.exec.common.policy import DEVICE_WHITELIST, DROPPED_CAPS, memory_limits
 
 from .files import CONFIG, GO_FIFO, HOOK, LOG, START_FIFO
 
@@ -99,7 +99,7 @@ def render(spec: ProcessSpec, exec_dir: Path, busybox: Path, uid: int, gid: int,
     res = spec.resources
     if res.memory:
         lines.append(_line("lxc.cgroup.memory.limit_in_bytes", res.memory))
-        if res.memory_swap != -1 and Path("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes").exists():
+        if res.memory_swap != -1 and memory_limits()[1]:
             swap = res.memory_swap if res.memory_swap > 0 else 2 * res.memory
             lines.append(_line("lxc.cgroup.memory.memsw.limit_in_bytes", swap))
     if res.cpu_shares:
