@@ -636,6 +636,31 @@ def open_in_root(root: str | Path, path: str, flags: int) -> int:
         os.close(root_fd)
 
 
+def resolve_in_root(root: str | Path, path: str) -> str:
+    """``path`` inside ``root`` with the symlinks of its existing part resolved the way a
+    process chrooted there sees them (``open_in_root``), the part that does not exist yet
+    appended as it is: a path relative to ``root``, which it never leaves (``/var/run/x`` with
+    ``/var/run -> /run`` gives ``run/x``). ``..`` in the missing part is refused."""
+    parts = [p for p in path.split("/") if p and p != "."]
+    real_root = os.path.realpath(root)
+    for cut in range(len(parts), -1, -1):
+        try:
+            fd = open_in_root(root, "/".join(parts[:cut]), os.O_PATH)
+        except FileNotFoundError:
+            continue
+        try:
+            real = os.readlink(f"/proc/self/fd/{fd}")
+        finally:
+            os.close(fd)
+        if ".." in parts[cut:]:
+            raise ValueError(f"the container path {path} leads outside the container")
+        inside = os.path.relpath(real, real_root)
+        if inside == ".." or inside.startswith("../"):
+            raise ValueError(f"the container path {path} leads outside the container")
+        return os.path.normpath(os.path.join(inside, *parts[cut:]))
+    raise FileNotFoundError(root)
+
+
 class IterStream(io.RawIOBase):
     """A readable file object over an iterator of byte chunks (a diff fed to ``apply_diff``)."""
 

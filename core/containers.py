@@ -294,12 +294,22 @@ class ContainerService:
             config["Hostname"] = cid[:12]
         registered = self.names.reserve(name, cid) if name else self.names.generate(cid)
         staging = self.tmp / f"creating-{cid}"
+        with self.images.pinned(image.id):  # the image and its init layer stay until it is registered
+            container = self._create(cid, image.id, path, args, config, registered, staging)
+        self.publish("create", container)
+        self.kernel.plugins.hook.moorage_container_created(container_id=cid, config=copy.deepcopy(config))
+        return container, warnings
+
+    def _create(self, cid: str, image_id: str, path: str, args: list[str], config: dict, name: str,
+                staging: Path) -> Container:
+        """The layers and the directory of a new container, then its record; on failure nothing
+        is left (the name reservation included)."""
         try:
             staging.mkdir(mode=0o700)
-            init = self.images.init_layers.ensure(image.id)
+            init = self.images.init_layers.ensure(image_id)
             self.graph.create(cid, init)
-            container = Container(id=cid, created=format_time(), path=path, args=args, config=config, image=image.id,
-                                  name=registered, directory=self.dir / cid)
+            container = Container(id=cid, created=format_time(), path=path, args=args, config=config, image=image_id,
+                                  name=name, directory=self.dir / cid)
             container.internal = {"GraphDriver": self.graph.name, "InitLayer": init}
             container.exited.set()
             container.cleaned.set()
@@ -320,9 +330,7 @@ class ContainerService:
         with self._lock:
             self._containers[cid] = container
             self._index.add(cid)
-        self.publish("create", container)
-        self.kernel.plugins.hook.moorage_container_created(container_id=cid, config=copy.deepcopy(config))
-        return container, warnings
+        return container
 
     # -- remove ----------------------------------------------------------------------------
     def remove(self, name: str, volumes: bool = False) -> None:

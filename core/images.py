@@ -30,6 +30,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -467,6 +468,20 @@ class ImageService:
         lines.append(" base [style=invisible]")
         lines.append("}")
         return "\n".join(lines) + "\n"
+
+    @contextmanager
+    def pinned(self, image_id: str) -> Iterator[None]:
+        """Keep ``image_id`` from being deleted meanwhile (a container being made on it is not
+        ``in_use`` yet)."""
+        with self._lock:
+            self._pinned[image_id] += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._pinned[image_id] -= 1
+                if self._pinned[image_id] <= 0:
+                    del self._pinned[image_id]
 
     # -- deleting -----------------------------------------------------------------------------
     def delete(self, name: str) -> list[dict]:

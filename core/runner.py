@@ -242,6 +242,8 @@ class Runner:
             except Exception:
                 log.exception("cleaning up after %s exited", short_id(container.id))
         container.cleaned.set()
+        # before the save, which may wait for a new start of the container (its lock)
+        self.kernel.plugins.hook.moorage_container_died(container_id=container.id, exit_code=exit_code)
         # under the lock, which a removal or a new start holds: a save writes the state as it
         # is then, so it is never older than what a new start saved
         with container.lock:
@@ -250,7 +252,6 @@ class Runner:
                     self.containers.save(container, durable=False)
                 except Exception:
                     log.exception("saving the exit of %s", short_id(container.id))
-        self.kernel.plugins.hook.moorage_container_died(container_id=container.id, exit_code=exit_code)
 
     # -- stop, kill, restart, wait ---------------------------------------------------------
     def stop(self, name: str, timeout: int = DEFAULT_STOP_TIMEOUT) -> None:

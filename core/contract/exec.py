@@ -296,7 +296,7 @@ class ExecDriverContract(ExecFixtures):
 
     @pytest.mark.parametrize(("user", "ids"), [
         ("", "0 0"), ("daemon", "1 1"), ("nobody", "65534 65534"), ("1:65534", "1 65534"),
-        ("daemon:nogroup", "1 65534"), ("1000", "1000 0"),
+        ("daemon:nogroup", "1 65534"), ("1000", "1000 0"), ("4294967294:4294967294", "4294967294 4294967294"),
     ])
     def test_user(self, runner, make_spec, user, ids):
         spec = make_spec(["sh", "-c", "echo $(id -u) $(id -g)"], user=user)
@@ -412,6 +412,21 @@ class ExecDriverContract(ExecFixtures):
         assert log_text(spec) == "read me\nro\n"
         assert (rw / "out").read_text() == "written\n"
         assert not (ro / "nope").exists()
+
+    def test_bind_destination_through_an_absolute_symlink_stays_in_the_rootfs(self, runner, make_spec, tmp_path):
+        source = tmp_path / "shared"
+        source.mkdir()
+        (source / "f").write_text("here\n")
+        marker = f"moorage-contract-{uuid.uuid4().hex[:8]}"
+        spec = make_spec(["cat", f"/var/run/{marker}/f"], mounts=[Mount(source, f"/var/run/{marker}")])
+        var_run = Path(spec.rootfs) / "var" / "run"
+        if var_run.is_dir() and not var_run.is_symlink():
+            var_run.rmdir()
+        var_run.parent.mkdir(exist_ok=True)
+        os.symlink("/run", var_run)  # as in Debian's images: resolved in the rootfs, not on the host
+        assert self.run_to_exit(runner, spec) == 0
+        assert log_text(spec) == "here\n"
+        assert not Path("/run", marker).exists()
 
     # -- resources ---------------------------------------------------------------------------
 

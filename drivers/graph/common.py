@@ -6,6 +6,7 @@ from __future__ import annotations
 import concurrent.futures
 import ctypes
 import ctypes.util
+import logging
 import os
 import secrets
 import shutil
@@ -14,6 +15,8 @@ import threading
 from pathlib import Path
 
 from moorage.core.errors import DriverError, InvalidParameter, NotFound
+
+log = logging.getLogger(__name__)
 
 MNT_DETACH = 2
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
@@ -139,6 +142,8 @@ class Reaper:
     def _done(self, future: concurrent.futures.Future) -> None:
         with self._lock:
             self._pending.discard(future)
+        if future.exception() is not None:
+            log.error("background clean-up of a graph driver failed: %s", future.exception())
 
     def drain(self) -> None:
         """Wait until everything handed over so far is deleted."""

@@ -40,6 +40,7 @@ import secrets
 import shutil
 import stat
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -124,6 +125,8 @@ class OverlayDriver(GraphDriver, Differ):
         self.links.mkdir(mode=0o700, exist_ok=True)
         self.refs = RefCounts()
         self.reaper = Reaper()
+        #: layers the reaper is unmounting now (``_unmount_unused``): a ``get`` of one waits
+        self._unmounting: dict[str, threading.Event] = {}
         self._probe()
         for leftover in self.home.glob(".tmp-*"):  # creations or removals cut short by a crash
             for point in mounts_below(leftover):
@@ -250,14 +253,18 @@ class OverlayDriver(GraphDriver, Differ):
             self.refs.increment(id)
             return path / "diff"
         merged = path / "merged"
-        with self.refs.lock:
-            if self.refs.increment(id) == 1 and not os.path.ismount(merged):
-                try:
-                    self._mount(id, lowers, merged)
-                except BaseException:
-                    self.refs.decrement(id)
-                    raise
-        return merged
+        while True:
+            with self.refs.lock:
+                unmounting = self._unmounting.get(id)
+                if unmounting is None:
+                    if self.refs.increment(id) == 1 and not os.path.ismount(merged):
+                        try:
+                            self._mount(id, lowers, merged)
+                        except BaseException:
+                            self.refs.decrement(id)
+                            raise
+                    return merged
+            unmounting.wait()  # the reaper is unmounting this layer right now: mount it anew after
 
     def _mount(self, id: str, lowers: list[str], merged: Path) -> None:
         home = str(self.home)
@@ -281,11 +288,20 @@ class OverlayDriver(GraphDriver, Differ):
                 self.reaper.run(self._unmount_unused, id)
 
     def _unmount_unused(self, id: str) -> None:
-        """(The reaper's thread.) Unmount a layer nobody got again since its last ``put``."""
+        """(The reaper's thread.) Unmount a layer nobody got again since its last ``put``;
+        outside the lock, which every ``get`` and ``put`` takes (the unmount's ``syncfs`` can
+        take long), with a ``get`` of this layer waiting meanwhile."""
+        merged = self._dir(id) / "merged"
         with self.refs.lock:
-            merged = self._dir(id) / "merged"
-            if self.refs.counts.get(id, 0) == 0 and os.path.ismount(merged):
-                unmount(str(merged))
+            if self.refs.counts.get(id, 0) or not os.path.ismount(merged):
+                return
+            done = self._unmounting[id] = threading.Event()
+        try:
+            unmount(str(merged))
+        finally:
+            with self.refs.lock:
+                del self._unmounting[id]
+            done.set()
 
     def exists(self, id: str) -> bool:
         return (self._dir(id) / "diff").is_dir()

@@ -20,6 +20,7 @@ from moorage.core.archive import (
     extract_layer,
     layer_tar,
     open_decompressed,
+    resolve_in_root,
     tree_tar,
 )
 from moorage.core.contract.graph import layer_tar as make_tar
@@ -199,3 +200,17 @@ def test_large_file_streams_in_chunks(tmp_path):
     out.mkdir()
     assert extract_layer(IterStream(chunks), out) == 3 << 20
     assert (out / "big").read_bytes() == (root / "big").read_bytes()
+
+
+def test_resolve_in_root_keeps_symlinks_inside_the_root(tmp_path):
+    root = tmp_path / "root"
+    (root / "run").mkdir(parents=True)
+    (root / "var").mkdir()
+    os.symlink("/run", root / "var" / "run")  # absolute: means the root's /run, not the host's
+    os.symlink("../../..", root / "up")
+    assert resolve_in_root(root, "/var/run/x/y") == "run/x/y"
+    assert resolve_in_root(root, "/up/etc") == "etc"  # `..` stops at the root, as in a chroot
+    assert resolve_in_root(root, "/new/dir") == "new/dir"
+    assert resolve_in_root(root, "/run") == "run"
+    with pytest.raises(ValueError):
+        resolve_in_root(root, "/missing/../../x")

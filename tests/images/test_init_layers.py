@@ -86,3 +86,11 @@ def test_a_container_names_its_init_layer_and_older_ones_had_their_own(tmp_path)
     older = Container(id="d" * 64, created="", path="true", args=[], config={}, image="i" * 64, name="/b",
                       directory=tmp_path)
     assert shared.init_layer == "i" * 64 + "-init" and older.init_layer == "d" * 64 + "-init"
+
+
+def test_an_image_pinned_for_a_container_being_made_is_not_deleted(store):
+    image = add(store)
+    with store.pinned(image.id):
+        assert store.delete(image.id) == []
+        assert store.exists(image.id)
+    assert store.delete(image.id) == [{"Deleted": image.short_id}]

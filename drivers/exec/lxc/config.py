@@ -21,6 +21,7 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
+from moorage.core.archive import resolve_in_root
 from moorage.core.errors import InvalidParameter
 from moorage.core.hookspecs.exec import ProcessSpec
 from moorage.drivers.exec.common.policy import DEVICE_WHITELIST, DROPPED_CAPS, memory_limits
@@ -87,7 +88,10 @@ def render(spec: ProcessSpec, exec_dir: Path, busybox: Path, uid: int, gid: int,
     for m in spec.mounts:
         kind = "dir" if Path(m.source).is_dir() else "file"
         options = f"rbind,create={kind}" + (",ro" if m.readonly else "")
-        target = _fstab(m.destination.strip("/"))
+        try:  # LXC refuses a symlink in a target; resolve it in the rootfs as a chroot would
+            target = _fstab(resolve_in_root(spec.rootfs, m.destination))
+        except ValueError as exc:
+            raise InvalidParameter(str(exc)) from None
         lines.append(_line("lxc.mount.entry", f"{_fstab(str(m.source))} {target} none {options} 0 0"))
     if spec.privileged:
         lines.append(_line("lxc.cgroup.devices.allow", "a"))

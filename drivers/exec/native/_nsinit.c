@@ -11,10 +11,12 @@
 #define _GNU_SOURCE
 #include <Python.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <limits.h>
+#include <linux/openat2.h>
 #include <net/if.h>
 #include <sched.h>
 #include <signal.h>
@@ -36,6 +38,12 @@
 #ifndef CLOSE_RANGE_CLOEXEC
 #define CLOSE_RANGE_CLOEXEC (1U << 2)
 #endif
+#ifndef SYS_close_range
+#define SYS_close_range 436
+#endif
+#ifndef SYS_openat2
+#define SYS_openat2 437
+#endif
 
 /* What a container's /dev holds (character devices), besides pts, shm and the symlinks. */
 static const struct { const char *name; unsigned major, minor; } DEVICES[] = {
@@ -48,7 +56,8 @@ static const struct { const char *target, *name; } DEV_LINKS[] = {
 
 /* Everything the child needs, converted from Python objects before the clone. */
 struct plan {
-    int flags, stdio[3], tty, sync_fd, go_fd, loopback, uid, gid;
+    int flags, stdio[3], tty, sync_fd, go_fd, loopback;
+    unsigned long uid, gid;
     const char *console, *rootfs, *hostname, *domainname, *workdir;
     char **cgroups, **late_cgroups, **sources, **destinations, **args, **env;
     int *readonly, *drop_caps, ncaps;
@@ -121,16 +130,13 @@ static void make_dirs(const char *path) {
     make_dir(buf);
 }
 
-/* The host path of container path `path`, its symlinks resolved, refused if one leads out of
- * rootfs (a realpath). The part that does not exist yet is appended as it is; `..` is refused. */
-static void inside(const char *rootfs, const char *path, char out[PATH_MAX]) {
-    char joined[PATH_MAX];
+/* The host path of container path `path`, resolved by the kernel as if the rootfs were "/"
+ * (openat2's RESOLVE_IN_ROOT: an absolute symlink such as /var/run -> /run stays in the rootfs,
+ * and nothing leads out of it). The part that does not exist yet is appended as it is; `..` in
+ * it is refused (container.py normalises paths first). */
+static void inside(int rootfd, const char *rootfs, const char *path, char out[PATH_MAX]) {
     while (*path == '/')
         path++;
-    if (snprintf(joined, sizeof joined, "%s/%s", rootfs, path) >= (int)sizeof joined) {
-        errno = ENAMETOOLONG;
-        fail("the container path /%s", path);
-    }
     for (const char *c = path; *c; c = strchrnul(c, '/'), c += *c == '/') {
         if (c[0] == '.' && c[1] == '.' && (c[2] == '/' || c[2] == '\0')) {
             errno = 0;
@@ -138,31 +144,53 @@ static void inside(const char *rootfs, const char *path, char out[PATH_MAX]) {
         }
     }
     char probe[PATH_MAX];
-    strcpy(probe, joined);
-    size_t missing = strlen(joined);  /* where the part that does not exist starts in `joined` */
-    while (realpath(probe, out) == NULL) {
+    if (snprintf(probe, sizeof probe, "%s", *path ? path : ".") >= (int)sizeof probe) {
+        errno = ENAMETOOLONG;
+        fail("the container path /%s", path);
+    }
+    size_t missing = strlen(probe);  /* where the part that does not exist starts */
+    struct open_how how = {.flags = O_PATH | O_CLOEXEC, .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS};
+    int fd;
+    while ((fd = syscall(SYS_openat2, rootfd, probe, &how, sizeof how)) < 0) {
         char *slash = strrchr(probe, '/');
-        if (errno != ENOENT || !slash || slash == probe)
+        if (errno != ENOENT)
             fail("resolving the container path /%s", path);
+        if (!slash) {
+            strcpy(probe, ".");
+            missing = 0;
+            continue;
+        }
         *slash = '\0';
         missing = slash - probe;
     }
-    errno = 0;
-    size_t n = strlen(rootfs);
-    if (strcmp(out, rootfs) != 0 && !(strncmp(out, rootfs, n) == 0 && out[n] == '/'))
+    char link[64];
+    snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+    ssize_t n = readlink(link, out, PATH_MAX - 1);
+    close(fd);
+    if (n < 0)
+        fail("resolving the container path /%s", path);
+    out[n] = '\0';
+    size_t root_len = strlen(rootfs);
+    if (strcmp(out, rootfs) != 0 && !(strncmp(out, rootfs, root_len) == 0 && out[root_len] == '/')) {
+        errno = 0;  /* the rootfs itself moved under us */
         fail("the container path /%s leads outside the container", path);
-    if (joined[missing]) {
-        if (strlen(out) + strlen(joined + missing) >= PATH_MAX) {
+    }
+    const char *rest = path + missing;  /* "", "/name/..." or, when nothing existed, the whole path */
+    if (*rest) {
+        if (strlen(out) + strlen(rest) + 1 >= PATH_MAX) {
             errno = ENAMETOOLONG;
             fail("the container path /%s", path);
         }
-        strcat(out, joined + missing);
+        if (*rest != '/')
+            strcat(out, "/");
+        strcat(out, rest);
     }
+    errno = 0;
 }
 
-static void setup_dev(const char *rootfs, const char *console) {
+static void setup_dev(int rootfd, const char *rootfs, const char *console) {
     char dev[PATH_MAX], path[PATH_MAX + 32];
-    inside(rootfs, "/dev", dev);
+    inside(rootfd, rootfs, "/dev", dev);
     make_dir(dev);
     do_mount("tmpfs", dev, "tmpfs", MS_NOSUID, "mode=755,size=65536k");
     for (size_t i = 0; i < sizeof DEVICES / sizeof *DEVICES; i++) {
@@ -191,10 +219,10 @@ static void setup_dev(const char *rootfs, const char *console) {
     }
 }
 
-static void bind_mount(const char *rootfs, const char *source, const char *destination, int readonly) {
+static void bind_mount(int rootfd, const char *rootfs, const char *source, const char *destination, int readonly) {
     char target[PATH_MAX];
     struct stat st;
-    inside(rootfs, destination, target);
+    inside(rootfd, rootfs, destination, target);
     if (lstat(target, &st) < 0) {
         if (stat(source, &st) == 0 && S_ISDIR(st.st_mode)) {
             make_dirs(target);
@@ -238,18 +266,22 @@ static void isolate(const struct plan *p) {
         fail("setdomainname");
     do_mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL);
     do_mount(p->rootfs, p->rootfs, NULL, MS_BIND | MS_REC, NULL);
+    int rootfd = open(p->rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (rootfd < 0)
+        fail("opening %s", p->rootfs);
     char path[PATH_MAX];
     mode_t old_umask = umask(0);
-    inside(p->rootfs, "/proc", path);
+    inside(rootfd, p->rootfs, "/proc", path);
     make_dir(path);
     do_mount("proc", path, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
-    inside(p->rootfs, "/sys", path);
+    inside(rootfd, p->rootfs, "/sys", path);
     make_dir(path);
     do_mount("sysfs", path, "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
-    setup_dev(p->rootfs, p->console);
+    setup_dev(rootfd, p->rootfs, p->console);
     umask(old_umask);
     for (Py_ssize_t i = 0; i < p->nmounts; i++)
-        bind_mount(p->rootfs, p->sources[i], p->destinations[i], p->readonly[i]);
+        bind_mount(rootfd, p->rootfs, p->sources[i], p->destinations[i], p->readonly[i]);
+    close(rootfd);
     if (chdir(p->rootfs) < 0)
         fail("chdir %s", p->rootfs);
     if (syscall(SYS_pivot_root, ".", ".") < 0)
@@ -258,6 +290,28 @@ static void isolate(const struct plan *p) {
         fail("detaching the old root");
     if (chdir("/") < 0)
         fail("chdir /");
+}
+
+/* Mark every descriptor above 2 close-on-exec: none may leak into the container. */
+static void cloexec_from_3(void) {
+    if (syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC) == 0)
+        return;
+    if (errno != EINVAL && errno != ENOSYS)  /* kernels before 5.11 lack the flag */
+        fail("close_range");
+    DIR *dir = opendir("/proc/self/fd");  /* the container's /proc, mounted above */
+    if (!dir)
+        fail("listing /proc/self/fd");
+    int own = dirfd(dir);
+    for (struct dirent *entry; (entry = readdir(dir)) != NULL;) {
+        int fd = atoi(entry->d_name);
+        if (fd < 3 || fd == own)
+            continue;
+        int flags = fcntl(fd, F_GETFD);
+        if (flags >= 0 && !(flags & FD_CLOEXEC) && fcntl(fd, F_SETFD, flags | FD_CLOEXEC) < 0)
+            fail("marking descriptor %d close-on-exec", fd);
+    }
+    closedir(dir);
+    errno = 0;
 }
 
 /* execvpe with the PATH of `env` (not the monitor's), as Docker's init looked the command up. */
@@ -328,14 +382,13 @@ static void child(const struct plan *p) {
     errno = 0;
     if (setgroups(p->ngroups, p->groups) < 0)
         fail("setgroups");
-    if (setgid(p->gid) < 0)
-        fail("setgid %d", p->gid);
-    if (setuid(p->uid) < 0)
-        fail("setuid %d", p->uid);
+    if (setgid((gid_t)p->gid) < 0)
+        fail("setgid %lu", p->gid);
+    if (setuid((uid_t)p->uid) < 0)
+        fail("setuid %lu", p->uid);
     if (chdir(p->workdir) < 0)
         fail("chdir %s", p->workdir);
-    if (syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC) < 0)
-        fail("close_range");
+    cloexec_from_3();
     int err = exec_command(p->args, p->env);
     /* sync_fd is close-on-exec: reaching here, the monitor still waits; exit as Docker did */
     int code = (err == EACCES || err == ENOEXEC || err == EISDIR) ? 126 : 127;
@@ -420,7 +473,7 @@ static PyObject *spawn(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwar
     struct plan p = {0};
     PyObject *console, *rootfs, *hostname, *domainname, *workdir, *cgroups, *late, *mounts, *groups, *caps, *argv,
         *env;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "i(iii)pOiiOOOOOpOOiiOOOO", keywords, &p.flags, &p.stdio[0],
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "i(iii)pOiiOOOOOpOOkkOOOO", keywords, &p.flags, &p.stdio[0],
                                      &p.stdio[1], &p.stdio[2], &p.tty, &console, &p.sync_fd, &p.go_fd, &cgroups,
                                      &late, &rootfs, &hostname, &domainname, &p.loopback, &mounts, &workdir,
                                      &p.uid, &p.gid, &groups, &caps, &argv, &env))
@@ -477,7 +530,11 @@ static PyObject *spawn(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwar
     }
     /* Like fork (no new stack), with the namespaces made in the same call. The monitor is
      * single-threaded, and the child never returns to the interpreter. */
+#if defined(__s390__) || defined(__s390x__)
+    long pid = syscall(SYS_clone, NULL, (unsigned long)p.flags | SIGCHLD, NULL, NULL, NULL);  /* stack first */
+#else
     long pid = syscall(SYS_clone, (unsigned long)p.flags | SIGCHLD, NULL, NULL, NULL, NULL);
+#endif
     if (pid == 0)
         child(&p);
     if (pid < 0)

@@ -10,8 +10,9 @@ never the interpreter. In order, it:
 3. brings ``lo`` up, sets the hostname and domainname, makes mount propagation private, and
    mounts ``/proc``, ``/sys`` (read-only), ``/dev`` (a tmpfs with null, zero, full, random,
    urandom, tty, a new ``pts`` instance, ``shm``, the ``ptmx``, ``fd``, ``stdin``, ``stdout``,
-   ``stderr`` links and the console with a tty) and the bind mounts (a symlink in a container
-   path may not lead out of the rootfs), then ``pivot_root``s into the rootfs;
+   ``stderr`` links and the console with a tty) and the bind mounts (container paths are
+   resolved as if the rootfs were ``/``, so no symlink leads out of it), then ``pivot_root``s
+   into the rootfs;
 4. reports ``R`` on ``sync_fd`` and waits for ``G`` on ``go_fd`` (the network driver's turn);
 5. joins the memory cgroup (late, so that the pages it touched are not charged to the
    container), makes ``WorkingDir``, drops ``drop_caps`` from the bounding set (Docker's list

@@ -1,4 +1,5 @@
-"""The native driver's monitor: ``common.monitor.Monitor`` whose first process is forked here.
+"""The native driver's monitor: ``common.monitor.Monitor`` whose first process is cloned by
+``container.spawn``.
 
 The container's first process is cloned in new namespaces by ``container.spawn`` and sets up
 its own isolation (in C); it reports on a pipe once its namespaces exist and waits on a second
@@ -34,8 +35,9 @@ class NativeMonitor(Monitor):
         if not handshake:  # nobody needs the namespace before the command runs: no round trip
             os.write(go_w, b"G")
         ready = os.read(sync_r, 65536)
-        if ready != b"R":
+        if not ready.startswith(b"R"):
             self._fail(ready[1:].decode(errors="replace") or "the container process died during setup")
+        early = ready[1:]  # without the handshake, an "E..." may follow "R" in the same read
         if handshake:
             send(self.chan, {"pid": pid})
             answer = self.chan.recv(64)
@@ -48,7 +50,7 @@ class NativeMonitor(Monitor):
                 os._exit(0)
             os.write(go_w, b"G")
         os.close(go_w)
-        result = b""
+        result = early
         while chunk := os.read(sync_r, 65536):
             result += chunk
         os.close(sync_r)
