@@ -46,6 +46,16 @@ CAP_CHOWN = 0
 CAP_NET_BIND_SERVICE = 10
 
 
+def cgroup_file(pid: int, controller: str, name: str) -> str:
+    """The content of file ``name`` of the ``controller`` cgroup process ``pid`` is in."""
+    with open(f"/proc/{pid}/cgroup") as f:
+        for line in f:
+            _, controllers, path = line.rstrip("\n").split(":", 2)
+            if controller in controllers.split(","):
+                return (CGROUP_ROOT / controller / path.lstrip("/") / name).read_text().strip()
+    raise AssertionError(f"process {pid} is in no {controller} cgroup")
+
+
 def cgroups_named(container_id: str) -> list[Path]:
     """cgroup directories (three levels deep in each v1 hierarchy) whose name holds the id."""
     found = []
@@ -430,25 +440,17 @@ class ExecDriverContract(ExecFixtures):
 
     # -- resources ---------------------------------------------------------------------------
 
-    def _cgroup_file(self, pid: int, controller: str, name: str) -> str:
-        with open(f"/proc/{pid}/cgroup") as f:
-            for line in f:
-                _, controllers, path = line.rstrip("\n").split(":", 2)
-                if controller in controllers.split(","):
-                    return (CGROUP_ROOT / controller / path.lstrip("/") / name).read_text().strip()
-        raise AssertionError(f"process {pid} is in no {controller} cgroup")
-
     def test_resources_in_cgroups(self, runner, make_spec):
         spec = make_spec(["sh", "-c", "echo ready; exec sleep 1000"],
                          resources=Resources(memory=64 << 20, memory_swap=0, cpu_shares=512, pids=64))
         pid = runner.start(spec)
         wait_for(lambda: "ready" in log_text(spec), what="the container")
-        assert int(self._cgroup_file(pid, "memory", "memory.limit_in_bytes")) == 64 << 20
+        assert int(cgroup_file(pid, "memory", "memory.limit_in_bytes")) == 64 << 20
         if runner.driver.memory_limits()[1]:  # what /info reports as SwapLimit
-            assert int(self._cgroup_file(pid, "memory", "memory.memsw.limit_in_bytes")) == 128 << 20
-        assert self._cgroup_file(pid, "cpu", "cpu.shares") == "512"
-        assert self._cgroup_file(pid, "pids", "pids.max") == "64"
-        allowed = self._cgroup_file(pid, "devices", "devices.list")
+            assert int(cgroup_file(pid, "memory", "memory.memsw.limit_in_bytes")) == 128 << 20
+        assert cgroup_file(pid, "cpu", "cpu.shares") == "512"
+        assert cgroup_file(pid, "pids", "pids.max") == "64"
+        allowed = cgroup_file(pid, "devices", "devices.list")
         assert "a *:* rwm" not in allowed and "c 1:3 rwm" in allowed
 
     def test_pids_limit_enforced(self, runner, make_spec):

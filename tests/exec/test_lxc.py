@@ -10,7 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from moorage.core.contract.exec import ExecDriverContract, ExecFixtures, alive, cgroups_named, log_text, wait_for
+from moorage.core.contract.exec import (
+    ExecDriverContract,
+    ExecFixtures,
+    alive,
+    cgroup_file,
+    cgroups_named,
+    log_text,
+    wait_for,
+)
 from moorage.core.driver import NoOptions
 from moorage.core.errors import DriverError, NotSupported
 from moorage.core.hookspecs.exec import Mount, ProcessSpec, Resources
@@ -110,21 +118,13 @@ class TestLxcSpecifics(ExecFixtures):
     def exec_driver(self):
         return factory
 
-    def _cgroup_file(self, pid: int, controller: str, name: str) -> str:
-        with open(f"/proc/{pid}/cgroup") as f:
-            for line in f:
-                _, controllers, path = line.rstrip("\n").split(":", 2)
-                if controller in controllers.split(","):
-                    return (CGROUP_ROOT / controller / path.lstrip("/") / name).read_text().strip()
-        raise AssertionError(f"process {pid} is in no {controller} cgroup")
-
     def test_lxc_conf_is_appended_and_overrides(self, runner, make_spec):
         spec = make_spec(["sh", "-c", "hostname; echo ready; exec sleep 1000"],
                          driver_options=[("lxc.cgroup.cpu.shares", "77"), ("lxc.uts.name", "fromconf")])
         pid = runner.start(spec)
         wait_for(lambda: "ready" in log_text(spec), what="the container")
         assert log_text(spec) == "fromconf\nready\n"
-        assert self._cgroup_file(pid, "cpu", "cpu.shares") == "77"
+        assert cgroup_file(pid, "cpu", "cpu.shares") == "77"
         assert (CGROUP_ROOT / "cpu" / f"lxc.payload.{spec.container_id}").is_dir()  # LXC's own cgroup
 
     @pytest.mark.parametrize(("key", "value", "named"), [
