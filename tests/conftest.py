@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -337,12 +338,12 @@ def make_tar(files: dict[str, bytes | str | None]) -> bytes:
     return buf.getvalue()
 
 
-@pytest.fixture
-def docker_py_client(busybox_daemon):
-    """A docker-py 0.2.3 client of the module's daemon; the containers it created are killed and
-    removed when the test ends."""
+@contextlib.contextmanager
+def tracked_docker_py(daemon: Daemon):
+    """A docker-py 0.2.3 client of ``daemon``; the containers it created are killed and removed
+    at the end, whatever the test did."""
     docker = import_docker_py()
-    client = docker.Client(base_url=f"unix://{busybox_daemon.sock}", version="1.6", timeout=120)
+    client = docker.Client(base_url=f"unix://{daemon.sock}", version="1.6", timeout=120)
     made: list[str] = []
     create = client.create_container
 
@@ -352,13 +353,22 @@ def docker_py_client(busybox_daemon):
         return result
 
     client.create_container = tracking
-    yield client
-    for cid in made:
-        try:
-            client.kill(cid)
-            client.remove_container(cid)
-        except Exception:
-            pass
+    try:
+        yield client
+    finally:
+        for cid in made:
+            try:
+                client.kill(cid)
+                client.remove_container(cid)
+            except Exception:
+                pass
+
+
+@pytest.fixture
+def docker_py_client(busybox_daemon):
+    """A docker-py 0.2.3 client of the module's daemon (``tracked_docker_py``)."""
+    with tracked_docker_py(busybox_daemon) as client:
+        yield client
 
 
 def exec_driver_unsupported(name: str) -> str | None:

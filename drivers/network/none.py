@@ -18,42 +18,28 @@ from moorage.core.errors import DriverError
 from moorage.core.hookspecs import hookimpl
 from moorage.core.hookspecs.network import Endpoint, NetworkDriver, PortBinding
 
-from .portmap import parse_port_key
+from .unmanaged import UnmanagedNetwork
 
 
-class NoneDriver(NetworkDriver):
+class NoneDriver(UnmanagedNetwork):
     """Loopback only."""
 
     name = "none"
     priority = 90
-    publishes = False
     configures = False
 
     def join(self, container_id: str, pid: int, ports: dict[str, list[PortBinding]],
              hostname: str = "") -> Endpoint:
-        exposed = {str(parse_port_key(key)): None for key in ports or {}}
         try:
             own = os.stat(f"/proc/{pid}/ns/net").st_ino != os.stat("/proc/self/ns/net").st_ino
         except FileNotFoundError:  # called after the start: a short command may be gone already
             own = True
         if not own:
             raise DriverError(f"process {pid} shares the daemon's network namespace; it needs its own")
-        return Endpoint(ports=exposed)
-
-    def leave(self, container_id: str) -> None:
-        pass
-
-    def release(self, container_id: str) -> None:
-        pass
-
-    def restore(self, container_id: str, endpoint: Endpoint) -> None:
-        pass
+        return self.exposed_only(ports)
 
     def status(self) -> list[tuple[str, str]]:
         return [("Network", "none (loopback only)")]
-
-    def cleanup(self) -> None:
-        pass
 
 
 @hookimpl

@@ -9,6 +9,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from conftest import exec_driver_unsupported
 
 from moorage.core.contract.exec import (
     ExecDriverContract,
@@ -27,18 +28,7 @@ from moorage.drivers.exec.lxc import config, liblxc
 from moorage.drivers.exec.lxc.driver import CGROUP_ROOT, LxcDriver, static_elf
 from moorage.drivers.exec.lxc.monitor import exit_code
 
-
-def _skip_reason() -> str | None:
-    if os.geteuid() != 0:
-        return "the lxc exec driver needs root"
-    try:
-        LxcDriver(Path("/nonexistent"), NoOptions(), {})
-    except NotSupported as exc:
-        return str(exc)
-    return None
-
-
-REASON = _skip_reason()
+REASON = "the lxc exec driver needs root" if os.geteuid() != 0 else exec_driver_unsupported("lxc")
 needs_lxc = pytest.mark.skipif(REASON is not None, reason=REASON or "")
 
 

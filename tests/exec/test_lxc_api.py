@@ -6,26 +6,10 @@ the ``exec_driver`` fixture of tests/conftest.py, lxc included.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-from conftest import CONTAINER_CONFIG
+from conftest import CONTAINER_CONFIG, exec_driver_unsupported
 
-from moorage.core.driver import NoOptions
-from moorage.core.errors import NotSupported
-
-
-def _skip_reason() -> str | None:
-    from moorage.drivers.exec.lxc.driver import LxcDriver
-
-    try:
-        LxcDriver(Path("/nonexistent"), NoOptions(), {})
-    except NotSupported as exc:
-        return str(exc)
-    return None
-
-
-REASON = _skip_reason()
+REASON = exec_driver_unsupported("lxc")
 pytestmark = pytest.mark.skipif(REASON is not None, reason=REASON or "")
 
 LXC_CONFIG = CONTAINER_CONFIG.format(graph="overlay", exec="lxc")

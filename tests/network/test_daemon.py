@@ -13,7 +13,7 @@ import uuid
 
 import httpx
 import pytest
-from conftest import Daemon, import_docker_py, import_image, unmount_below
+from conftest import Daemon, import_image, tracked_docker_py, unmount_below
 from pyroute2 import IPRoute
 
 from moorage.core.contract.network import host_links, new_links, settle
@@ -201,19 +201,14 @@ def test_bridge_flags_name_the_bridge_and_its_address(daemon_factory):
 def test_docker_py_link_scenario(net):
     """docker-py 0.2.3's link scenario: two named containers with environment, a third started
     with ``links``, whose ``env`` shows the link variables; then the link is removed."""
-    docker = import_docker_py()
-    client = docker.Client(base_url=f"unix://{net.sock}", version="1.6", timeout=60)
     suffix = uuid.uuid4().hex[:6]
     first, second, parent = f"one{suffix}", f"two{suffix}", f"parent{suffix}"
-    made = []
-    try:
+    with tracked_docker_py(net) as client:
         for name, value in ((first, "1"), (second, "2")):
             cid = client.create_container("busybox", ["sleep", "30"], name=name, environment=[f"VALUE={value}"],
                                           ports=[80])["Id"]
-            made.append(cid)
             client.start(cid)
         cid = client.create_container("busybox", ["env"], name=parent)["Id"]
-        made.append(cid)
         client.start(cid, links={first: "alias1", second: "alias2"})
         assert client.wait(cid) == 0
         env = dict(line.split("=", 1) for line in client.logs(cid).splitlines() if "=" in line)
@@ -228,10 +223,3 @@ def test_docker_py_link_scenario(net):
         client.remove_container(f"{parent}/alias1", link=True)
         names = [n for r in client.containers(all=True) for n in r["Names"]]
         assert f"/{parent}/alias1" not in names and f"/{parent}/alias2" in names
-    finally:
-        for cid in made:
-            try:
-                client.kill(cid)
-                client.remove_container(cid)
-            except Exception:
-                pass
