@@ -61,24 +61,27 @@ def substitute(value: str, env: list[str] | None) -> str:
     return _VARIABLE.sub(replace, value)
 
 
-def json_or_shell(args: str) -> list[str]:
-    """A JSON array of strings as it is, anything else as ``["/bin/sh", "-c", args]``."""
+def string_array(args: str) -> list[str] | None:
+    """``args`` as a JSON array of strings, or None if it is not one."""
     try:
         value = json.loads(args)
     except ValueError:
-        value = None
+        return None
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
         return value
-    return ["/bin/sh", "-c", args]
+    return None
+
+
+def json_or_shell(args: str) -> list[str]:
+    """A JSON array of strings as it is, anything else as ``["/bin/sh", "-c", args]``."""
+    value = string_array(args)
+    return value if value is not None else ["/bin/sh", "-c", args]
 
 
 def json_or_single(args: str) -> list[str]:
     """VOLUME's argument: a JSON array of strings, else the whole text as one path."""
-    try:
-        value = json.loads(args)
-    except ValueError:
-        value = None
-    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+    value = string_array(args)
+    if value is not None:
         return value
     if not args:
         raise InvalidParameter("Volume cannot be empty")
