@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..driver import Driver
+from ..errors import NotSupported
 from . import hookspec
 
 #: The smallest memory limit a container may have, in bytes (Docker 0.6's rule); ``start``
@@ -94,6 +95,21 @@ class ProcessSpec:
     mounts: list[Mount] = field(default_factory=list)  # in order; destinations created if missing
     #: Driver-specific settings from start's ``LxcConf`` ([key, value] pairs), in order.
     driver_options: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ResourceUsage:
+    """A running container's use of its cgroups, for ``GET /containers/{id}/stats``.
+
+    A figure the driver cannot read on this host is 0."""
+
+    memory_usage: int = 0  # bytes charged to the container now (cache excluded where known)
+    memory_limit: int = 0  # bytes; 0: no limit
+    cpu_total_ns: int = 0  # CPU time used by all of its processes, user + system, nanoseconds
+    cpu_user_ns: int = 0
+    cpu_system_ns: int = 0
+    pids: int = 0  # processes (tasks) in the container now
+    pids_limit: int = 0  # 0: no limit
 
 
 class Stream(enum.IntEnum):
@@ -223,6 +239,23 @@ class ExecDriver(Driver, abc.ABC):
         (``NotFound``) until the next ``start`` or ``restore``. The log and the recorded exit
         status stay in ``spec.state_dir``; core deletes that directory with the container.
         """
+
+    def pause(self, container_id: str) -> None:
+        """Freeze every process of the running container (the freezer cgroup, or
+        ``cgroup.freeze`` on cgroup v2); returns once they are all frozen. Pausing a paused
+        container is not an error. Raises ``Impossible`` if the container is not running and
+        ``NotSupported`` if this driver cannot freeze on this host (the default)."""
+        raise NotSupported(f"the {self.name} exec driver cannot pause containers")
+
+    def unpause(self, container_id: str) -> None:
+        """Thaw a container frozen by ``pause``; thawing one that is not frozen is not an
+        error. Raises as ``pause`` does."""
+        raise NotSupported(f"the {self.name} exec driver cannot unpause containers")
+
+    def stats(self, container_id: str) -> ResourceUsage:
+        """The running container's resource use, read from its cgroups. Raises ``Impossible``
+        if it is not running; the default reports nothing (every figure 0)."""
+        return ResourceUsage()
 
     def memory_limits(self) -> tuple[bool, bool]:
         """Whether this driver can enforce ``Resources.memory`` and ``Resources.memory_swap``
