@@ -160,10 +160,13 @@ async def resize(name: str, request: Request, kernel: KernelDep, runner: RunnerD
     return Response(status_code=200)
 
 
-async def remove(name: str, request: Request, kernel: KernelDep, containers: ContainersDep) -> Response:
+async def remove(name: str, request: Request, kernel: KernelDep, containers: ContainersDep,
+                 runner: RunnerDep) -> Response:
     if query_bool(request, "link"):
         await kernel.run_blocking(containers.names.unlink, name)
         return Response(status_code=204)
+    if query_bool(request, "force"):  # beyond 1.6 (today's `docker rm -f`): kill, then remove
+        await kernel.run_waiting(runner.kill, name, 0)
     await kernel.run_blocking(containers.remove, name, query_bool(request, "v"))
     return Response(status_code=204)
 

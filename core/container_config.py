@@ -28,7 +28,22 @@ CONFIG_FIELDS: dict[str, Any] = {
 HOST_CONFIG_FIELDS: dict[str, Any] = {
     "Binds": None, "ContainerIDFile": "", "LxcConf": None, "Privileged": False, "PortBindings": None,
     "Links": None, "PublishAllPorts": False,
+    # beyond 1.6: what today's docker CLI sends in create's HostConfig and moorage carries out
+    # (docs/api.md); a 1.6 client never sends them, so their zero values change nothing for it
+    "VolumesFrom": None, "Dns": None, "DnsSearch": None, "ExtraHosts": None, "Memory": 0, "MemorySwap": 0,
+    "CpuShares": 0, "NetworkMode": "", "CapAdd": None, "CapDrop": None, "AutoRemove": False,
+    "RestartPolicy": None, "ReadonlyRootfs": False,
 }
+
+#: Values of fields moorage does not carry out that still mean "nothing asked for": today's
+#: docker CLI sends every field of its HostConfig, most of them at these defaults.
+_UNSUPPORTED_DEFAULTS: dict[str, tuple] = {
+    "MemorySwappiness": (-1,), "Isolation": ("default",), "CgroupnsMode": ("private", "host"),
+    "IpcMode": ("private", "shareable"), "LogConfig": ({"Type": "json-file", "Config": {}},),
+}
+
+NETWORK_MODES = ("", "default", "bridge", "host", "none")
+RESTART_POLICIES = ("", "no", "always", "on-failure", "unless-stopped")
 
 _LIST_FIELDS = ("PortSpecs", "Env", "Cmd", "Dns", "Entrypoint")
 _INT_FIELDS = ("Memory", "MemorySwap", "CpuShares")
@@ -90,7 +105,124 @@ def normalize_host_config(data: Any) -> dict[str, Any]:
             raise InvalidParameter('Bad parameter: LxcConf must be a list of {"Key": ..., "Value": ...}')
     if host["PortBindings"] is not None and not isinstance(host["PortBindings"], dict):
         raise InvalidParameter("Bad parameter: PortBindings must be an object")
+    _check_modern_host_fields(host)
     return host
+
+
+def unsupported_host_fields(data: Any) -> list[str]:
+    """The keys of a host config that moorage does not carry out but that were given (not a
+    zero value nor a default): each one is refused by name rather than ignored."""
+    if not isinstance(data, dict):
+        return []
+    names = _by_lower(HOST_CONFIG_FIELDS)
+    return sorted(str(key) for key, value in data.items()
+                  if str(key).lower() not in names and not _is_unset(value)
+                  and value not in _UNSUPPORTED_DEFAULTS.get(str(key), ()))
+
+
+def _is_unset(value: Any) -> bool:
+    """Go's zero values, also nested (``{"Type": "", "Config": {}}``, ``[0, 0]``)."""
+    if value is None or value is False or value == 0 or value == "":
+        return True
+    if isinstance(value, list):
+        return all(_is_unset(v) for v in value)
+    if isinstance(value, dict):
+        return all(_is_unset(v) for v in value.values())
+    return False
+
+
+def _check_modern_host_fields(host: dict[str, Any]) -> None:
+    for key in ("Dns", "DnsSearch", "ExtraHosts", "CapAdd", "CapDrop"):
+        value = host[key]
+        if value is not None and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+            raise InvalidParameter(f"Bad parameter: {key} must be a list of strings")
+    volumes_from = host["VolumesFrom"]
+    if isinstance(volumes_from, str):  # the 1.6 Config's comma-separated form
+        host["VolumesFrom"] = volumes_from = [v for v in volumes_from.split(",") if v.strip()] or None
+    if volumes_from is not None and not (isinstance(volumes_from, list)
+                                         and all(isinstance(v, str) for v in volumes_from)):
+        raise InvalidParameter("Bad parameter: VolumesFrom must be a list of strings")
+    for key in ("Memory", "MemorySwap", "CpuShares"):
+        if not isinstance(host[key], int) or isinstance(host[key], bool):
+            raise InvalidParameter(f"Bad parameter: {key} must be an integer")
+    for key in ("AutoRemove", "ReadonlyRootfs"):
+        if not isinstance(host[key], bool):
+            raise InvalidParameter(f"Bad parameter: {key} must be a boolean")
+    mode = host["NetworkMode"]
+    if not isinstance(mode, str):
+        raise InvalidParameter("Bad parameter: NetworkMode must be a string")
+    if mode.startswith("container:"):
+        raise InvalidParameter(f"NetworkMode {mode!r} is not supported: moorage's network drivers cannot "
+                               "join another container's network namespace")
+    if mode not in NETWORK_MODES:
+        raise InvalidParameter(f"NetworkMode {mode!r} is not supported: use bridge, default, host or none")
+    for entry in host["ExtraHosts"] or []:
+        parse_extra_host(entry)
+    policy = host["RestartPolicy"]
+    if policy is not None:
+        name, retries = restart_policy(policy)
+        host["RestartPolicy"] = {"Name": name, "MaximumRetryCount": retries}
+
+
+def restart_policy(policy: Any) -> tuple[str, int]:
+    """``(name, maximum retry count)`` of a ``RestartPolicy`` object (``on-failure:N`` also
+    accepted as the name, as the CLI's flag reads)."""
+    if policy is None:
+        return "no", 0
+    if not isinstance(policy, dict):
+        raise InvalidParameter('Bad parameter: RestartPolicy must be {"Name": ..., "MaximumRetryCount": ...}')
+    name = policy.get("Name") or ""
+    retries = policy.get("MaximumRetryCount") or 0
+    if not isinstance(name, str) or not isinstance(retries, int) or isinstance(retries, bool):
+        raise InvalidParameter("Bad parameter: RestartPolicy has a string Name and an integer MaximumRetryCount")
+    if ":" in name:
+        name, _, count = name.partition(":")
+        if not count.isdigit():
+            raise InvalidParameter(f"Bad parameter: invalid restart policy {policy['Name']!r}")
+        retries = int(count)
+    if name not in RESTART_POLICIES:
+        raise InvalidParameter(f"Bad parameter: unknown restart policy {name!r}: use no, always, on-failure[:N] "
+                               "or unless-stopped")
+    if retries < 0:
+        raise InvalidParameter("Bad parameter: MaximumRetryCount cannot be negative")
+    if retries and name != "on-failure":
+        raise InvalidParameter(f"Bad parameter: maximum retry count cannot be used with restart policy {name!r}")
+    return name or "no", retries
+
+
+def parse_extra_host(entry: str) -> tuple[str, str]:
+    """An ``ExtraHosts`` entry ``name:address`` (the address may be IPv6, so the first colon
+    splits) -> (name, address)."""
+    import ipaddress
+
+    name, sep, address = entry.partition(":")
+    try:
+        ipaddress.ip_address(address)
+    except ValueError:
+        raise InvalidParameter(f"Bad parameter: invalid ExtraHosts entry {entry!r}: want name:address") from None
+    if not sep or not name or any(c.isspace() for c in name):
+        raise InvalidParameter(f"Bad parameter: invalid ExtraHosts entry {entry!r}: want name:address")
+    return name, address
+
+
+def check_supported(data: Any, what: str) -> None:
+    """400 naming every given host config field moorage does not carry out."""
+    unsupported = unsupported_host_fields(data)
+    if unsupported:
+        raise InvalidParameter(f"{what}: moorage does not support the HostConfig field(s) {', '.join(unsupported)} "
+                               "that were given; remove the option(s) and try again")
+
+
+#: Host config fields moorage models but whose effect no exec driver carries out yet: given
+#: (non-zero), they are refused by name at create and start.
+NOT_YET_CARRIED_OUT = ("CapAdd", "CapDrop", "ReadonlyRootfs")
+
+
+def check_carried_out(host: dict[str, Any], what: str) -> None:
+    given = [key for key in NOT_YET_CARRIED_OUT if not _is_unset(host[key])]
+    if given:
+        raise InvalidParameter(f"{what}: moorage does not support the HostConfig field(s) {', '.join(given)} "
+                               "yet; remove the option(s) and try again")
 
 
 def port_key(spec: str) -> str:
@@ -223,3 +355,38 @@ def parse_link(spec: str) -> tuple[str, str]:
     if len(parts) != 2 or not all(parts):
         raise InvalidParameter(f"Invalid link specification: {spec}")
     return parts[0], parts[1]
+
+
+def validate_host(host: dict[str, Any], what: str) -> None:
+    """What a create or start host config must satisfy before anything is made."""
+    check_carried_out(host, what)
+    for spec in host["Binds"] or []:
+        parse_bind(spec)
+    for spec in host["Links"] or []:
+        parse_link(spec)
+    if host["Memory"] and host["Memory"] < MIN_MEMORY:
+        raise InvalidParameter(f"Memory limit must be given in bytes (minimum {MIN_MEMORY} bytes)")
+    if host["MemorySwap"] < -1:
+        raise InvalidParameter("Bad parameter: MemorySwap must be -1, 0 or a number of bytes")
+    if host["CpuShares"] < 0:
+        raise InvalidParameter("Bad parameter: CpuShares cannot be negative")
+
+
+def resources(config: dict[str, Any], host: dict[str, Any]) -> tuple[int, int, int]:
+    """``(memory, memory_swap, cpu_shares)`` in force: the host config's (today's clients)
+    over the config's (1.6 clients)."""
+    return (host["Memory"] or config["Memory"], host["MemorySwap"] or config["MemorySwap"],
+            host["CpuShares"] or config["CpuShares"])
+
+
+def effective_host_config(config: dict[str, Any], host: dict[str, Any]) -> dict[str, Any]:
+    """The host config in force, as ``GET /containers/{id}/json`` shows it: the saved one with
+    the 1.6 config's limits, DNS and ``VolumesFrom`` folded in, and the defaults spelled out."""
+    out = copy.deepcopy(host)
+    out["Memory"], out["MemorySwap"], out["CpuShares"] = resources(config, host)
+    out["Privileged"] = bool(host["Privileged"] or config["Privileged"])
+    out["Dns"] = host["Dns"] or config["Dns"]
+    out["VolumesFrom"] = [v for v in (config["VolumesFrom"] or "").split(",") if v] or None
+    out["NetworkMode"] = host["NetworkMode"] or ("none" if config["NetworkDisabled"] else "default")
+    out["RestartPolicy"] = host["RestartPolicy"] or {"Name": "no", "MaximumRetryCount": 0}
+    return out

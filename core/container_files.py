@@ -23,22 +23,28 @@ def hosts_file(hostname: str, domainname: str, address: str, links: dict[str, st
     return ("\n".join(lines) + "\n").encode()
 
 
-def resolv_conf(dns: list[str], host_path: Path = Path("/etc/resolv.conf")) -> bytes:
-    """The configured servers, else the host's resolv.conf as it is."""
+def resolv_conf(dns: list[str], host_path: Path = Path("/etc/resolv.conf"), search: list[str] = ()) -> bytes:
+    """The configured servers, else the host's resolv.conf as it is; ``search`` domains
+    replace the host's."""
     if dns:
-        return "".join(f"nameserver {server}\n" for server in dns).encode()
-    try:
-        return host_path.read_bytes()
-    except OSError:
-        return b""
+        text = "".join(f"nameserver {server}\n" for server in dns).encode()
+    else:
+        try:
+            text = host_path.read_bytes()
+        except OSError:
+            text = b""
+    if search:
+        kept = [line for line in text.splitlines(keepends=True) if not line.lstrip().startswith(b"search")]
+        text = f"search {' '.join(search)}\n".encode() + b"".join(kept)
+    return text
 
 
 def write_container_files(directory: Path, hostname: str, domainname: str, dns: list[str], address: str = "",
-                          links: dict[str, str] | None = None) -> None:
+                          links: dict[str, str] | None = None, search: list[str] = ()) -> None:
     """Written at every start from the container's config: derived files, not state."""
     replace_file(directory / "hostname", hostname_file(hostname, domainname))
     replace_file(directory / "hosts", hosts_file(hostname, domainname, address, links or {}))
-    replace_file(directory / "resolv.conf", resolv_conf(dns))
+    replace_file(directory / "resolv.conf", resolv_conf(dns, search=search))
 
 
 def safe_join(root: Path, path: str, follow_last: bool = False) -> Path:

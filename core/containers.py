@@ -95,6 +95,8 @@ class Container:
     cleaned: threading.Event = field(default_factory=threading.Event, repr=False, compare=False)
     #: set under ``lock`` when the container is removed: a start that raced with it must fail
     removed: bool = field(default=False, repr=False, compare=False)
+    #: a client stopped or killed it: its restart policy does not start it again
+    stop_requested: bool = field(default=False, repr=False, compare=False)
 
     @property
     def init_layer(self) -> str:
@@ -118,12 +120,15 @@ class Container:
             "HostnamePath": str(self.directory / "hostname"), "HostsPath": str(self.directory / "hosts"),
             "Name": self.name, "Volumes": dict(self.volumes), "VolumesRW": dict(self.volumes_rw),
             "Driver": self.internal.get("GraphDriver", ""),
+            # beyond 1.6 (Docker 0.7 added it): today's `docker inspect` and `docker port` read it
+            "HostConfig": cc.effective_host_config(self.config, self.host_config),
         }
 
     def to_disk(self) -> dict:
         """What ``config.json`` holds; shares nested values with the container (serialize it
         at once)."""
         data = self.to_api(copied=False)
+        data.pop("HostConfig", None)  # derived: the saved one is ``Moorage.HostConfig``
         data["Moorage"] = {**self.internal, "HostConfig": self.host_config}
         return data
 
@@ -279,6 +284,7 @@ class ContainerService:
     # -- create ----------------------------------------------------------------------------
     def create(self, body: Any, name: str | None = None) -> tuple[Container, list[str]]:
         config = cc.normalize_config(body)
+        host_config = self._create_host_config(body, config)
         if not config["Image"]:
             raise InvalidParameter("Bad parameter: Image is required")
         image = self.images.lookup(config["Image"])
@@ -295,13 +301,32 @@ class ContainerService:
         registered = self.names.reserve(name, cid) if name else self.names.generate(cid)
         staging = self.tmp / f"creating-{cid}"
         with self.images.pinned(image.id):  # the image and its init layer stay until it is registered
-            container = self._create(cid, image.id, path, args, config, registered, staging)
+            container = self._create(cid, image.id, path, args, config, registered, staging, host_config)
         self.publish("create", container)
         self.kernel.plugins.hook.moorage_container_created(container_id=cid, config=copy.deepcopy(config))
         return container, warnings
 
+    @staticmethod
+    def _create_host_config(body: Any, config: dict) -> dict:
+        """The ``HostConfig`` today's clients send inside the create body (1.6 clients send it
+        to start instead): checked now, so a bad or unsupported option fails ``docker run``
+        before anything exists. Bind destinations become volumes and ``VolumesFrom`` moves
+        into the config, where start looks for them (as the 0.6 CLI put them there)."""
+        raw = None
+        if isinstance(body, dict):
+            raw = next((v for k, v in body.items() if str(k).lower() == "hostconfig"), None)
+        cc.check_supported(raw, "create")
+        host = cc.normalize_host_config(raw)
+        cc.validate_host(host, "create")
+        for spec in host["Binds"] or []:
+            dest = cc.parse_bind(spec)[1]
+            config["Volumes"] = {**(config["Volumes"] or {}), dest: {}}
+        if host["VolumesFrom"]:
+            config["VolumesFrom"] = ",".join(filter(None, [config["VolumesFrom"], *host["VolumesFrom"]]))
+        return host
+
     def _create(self, cid: str, image_id: str, path: str, args: list[str], config: dict, name: str,
-                staging: Path) -> Container:
+                staging: Path, host_config: dict | None = None) -> Container:
         """The layers and the directory of a new container, then its record; on failure nothing
         is left (the name reservation included)."""
         try:
@@ -311,6 +336,8 @@ class ContainerService:
             container = Container(id=cid, created=format_time(), path=path, args=args, config=config, image=image_id,
                                   name=name, directory=self.dir / cid)
             container.internal = {"GraphDriver": self.graph.name, "InitLayer": init}
+            if host_config is not None:
+                container.host_config = host_config
             container.exited.set()
             container.cleaned.set()
             container.directory = staging

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import signal as signals
 import threading
+import time
 from pathlib import Path
 
 from . import container_config as cc
@@ -49,15 +50,26 @@ class Runner:
         return self.kernel.driver("exec")
 
     def network_for(self, container: Container):
-        """The network driver for this container, or None for loopback only."""
-        if container.config["NetworkDisabled"]:
-            return None
-        return self.kernel.drivers.get("network")
+        """The network driver that joins this container (None: none joins it), and whether it
+        gets a network namespace of its own: ``NetworkMode`` ``host`` shares the host's,
+        ``none`` (or the 1.6 ``NetworkDisabled``) has loopback only, ``bridge``/``default``
+        use the daemon's network driver."""
+        mode = container.host_config["NetworkMode"]
+        if mode == "host":
+            return None, False
+        if container.config["NetworkDisabled"] or mode == "none":
+            return None, True
+        network = self.kernel.drivers.get("network")
+        return network, network is None or network.isolates
 
     # -- start -----------------------------------------------------------------------------
     def start(self, name: str, host_config: dict | None = None) -> None:
         container = self.containers.get(name)
-        new_config = cc.normalize_host_config(host_config) if host_config is not None else None
+        new_config = None
+        if host_config is not None:  # it replaces the saved one (create's), as in Docker
+            cc.check_supported(host_config, "start")
+            new_config = cc.normalize_host_config(host_config)
+            cc.validate_host(new_config, "start")
         with container.lock:
             if container.removed:
                 raise NotFound(f"No such container: {name}")
@@ -65,6 +77,8 @@ class Runner:
                 raise StateError(f"Cannot start container {name}: The container {container.id} is already running.")
             if new_config is not None:
                 container.host_config = new_config
+            container.stop_requested = False
+            container.internal.pop("RestartCount", None)
             link_env, link_hosts = self._register_links(container, container.host_config)
             pid = self._start(container, link_env, link_hosts, durable=new_config is not None)
         self.containers.publish("start", container)
@@ -78,14 +92,15 @@ class Runner:
         hc = container.host_config
         config = container.config
         exec_driver = self.exec
-        network = self.network_for(container)
-        isolate = network is None or network.isolates
+        network, isolate = self.network_for(container)
+        link_hosts = {**dict(cc.parse_extra_host(e) for e in hc["ExtraHosts"] or []), **link_hosts}
         rootfs = self.graph.get(container.id)
         undo: list = [lambda: self.graph.put(container.id)]
         try:
             mounts = self.volumes.mounts(container, rootfs, hc)
             write_container_files(container.directory, config["Hostname"], config["Domainname"],
-                                  config["Dns"] or self.kernel.config.daemon.dns, "", link_hosts)
+                                  hc["Dns"] or config["Dns"] or self.kernel.config.daemon.dns, "", link_hosts,
+                                  search=hc["DnsSearch"] or ())
             mounts += [Mount(container.directory / "hostname", "/etc/hostname"),
                        Mount(container.directory / "hosts", "/etc/hosts"),
                        Mount(container.directory / "resolv.conf", "/etc/resolv.conf")]
@@ -157,6 +172,7 @@ class Runner:
     def spec(self, container: Container, rootfs: Path, mounts: list[Mount], link_env: list[str],
              isolate: bool) -> ProcessSpec:
         config, hc = container.config, container.host_config
+        memory, memory_swap, cpu_shares = cc.resources(config, hc)
         return ProcessSpec(
             container_id=container.id, rootfs=rootfs, args=[container.path, *container.args],
             env=cc.environment(config, link_env), hostname=config["Hostname"], state_dir=container.directory,
@@ -164,8 +180,7 @@ class Runner:
             working_dir=config["WorkingDir"], tty=config["Tty"], open_stdin=config["OpenStdin"],
             stdin_once=config["StdinOnce"], privileged=bool(config["Privileged"] or hc["Privileged"]),
             isolate_network=isolate,
-            resources=Resources(memory=config["Memory"], memory_swap=config["MemorySwap"],
-                                cpu_shares=config["CpuShares"]),
+            resources=Resources(memory=memory, memory_swap=memory_swap, cpu_shares=cpu_shares),
             mounts=mounts,
             driver_options=[(str(e["Key"]), str(e.get("Value", ""))) for e in hc["LxcConf"] or []],
         )
@@ -252,6 +267,45 @@ class Runner:
                     self.containers.save(container, durable=False)
                 except Exception:
                     log.exception("saving the exit of %s", short_id(container.id))
+        self._after_exit(container, exit_code)
+
+    # -- restart policies and AutoRemove ---------------------------------------------------
+    def _after_exit(self, container: Container, exit_code: int) -> None:
+        """Carry out the host config's ``RestartPolicy`` (not after a stop or kill asked for
+        by a client) or ``AutoRemove``, in a worker thread."""
+        if container.removed or container.stop_requested:
+            if container.host_config["AutoRemove"] and not container.removed:
+                self.kernel.submit(self._auto_remove, container)
+            return
+        name, retries = cc.restart_policy(container.host_config["RestartPolicy"])
+        count = int(container.internal.get("RestartCount", 0))
+        if name in ("always", "unless-stopped") or (name == "on-failure" and exit_code != 0
+                                                      and (not retries or count < retries)):
+            self.kernel.submit(self._restart_by_policy, container, count)
+        elif container.host_config["AutoRemove"]:
+            self.kernel.submit(self._auto_remove, container)
+
+    def _auto_remove(self, container: Container) -> None:
+        try:
+            self.containers.remove(container.id)
+        except NotFound:
+            pass
+        except Exception:
+            log.exception("removing %s (AutoRemove)", short_id(container.id))
+
+    def _restart_by_policy(self, container: Container, count: int) -> None:
+        time.sleep(min(0.1 * (2 ** count), 60.0))  # Docker's back-off: 100 ms doubling, at most a minute
+        with container.lock:
+            if container.removed or container.stop_requested or container.state.running:
+                return
+            container.internal["RestartCount"] = count + 1
+            try:
+                link_env, link_hosts = self._register_links(container, container.host_config)
+                self._start(container, link_env, link_hosts)
+            except Exception:
+                log.exception("restarting %s (RestartPolicy)", short_id(container.id))
+                return
+        self.containers.publish("start", container)
 
     # -- stop, kill, restart, wait ---------------------------------------------------------
     def stop(self, name: str, timeout: int = DEFAULT_STOP_TIMEOUT) -> None:
@@ -263,6 +317,7 @@ class Runner:
         self.containers.publish("stop", container)
 
     def _stop(self, container: Container, timeout: float) -> None:
+        container.stop_requested = True  # no restart policy brings it back
         if not container.state.running:
             return
         self._signal(container, signals.SIGTERM)
@@ -284,6 +339,7 @@ class Runner:
         if signum:
             self._signal(container, signum)
             return
+        container.stop_requested = True
         self._signal(container, signals.SIGKILL)
         container.exited.wait()
         self.containers.publish("kill", container)
@@ -294,6 +350,7 @@ class Runner:
             timeout = DEFAULT_STOP_TIMEOUT
         with container.lock:
             self._stop(container, timeout)
+            container.stop_requested = False
             link_env, link_hosts = self._register_links(container, container.host_config)
             self._start(container, link_env, link_hosts)
         self.containers.publish("restart", container)
