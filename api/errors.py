@@ -52,11 +52,31 @@ async def validation_error_handler(request: Request, exc: RequestValidationError
 
 
 async def not_found_handler(request: Request, exc: StarletteHTTPException) -> PlainTextResponse:
-    # gorilla/mux answered unknown paths and wrong methods alike with its plain 404
+    # a 404 as gorilla/mux answered unknown paths and wrong methods, but saying which endpoint is
+    # not served (and which methods a known path takes), since today's CLI prints the message
     if exc.status_code in (404, 405):
         request.scope[UNROUTED] = True
-        return plain("404 page not found", 404)
+        return plain(unserved_message(request), 404)
     return plain(str(exc.detail), exc.status_code)
+
+
+def unserved_message(request: Request) -> str:
+    from starlette.routing import Match
+
+    path, method = request.scope["path"], request.method
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, child = route.matches({**request.scope, "method": "GET", "type": "http"})
+        if match == Match.NONE or not getattr(route, "methods", None):
+            continue
+        # a greedy ``{name:path}`` at the end swallows any suffix: only a plain name counts
+        greedy = route.path.endswith(":path}") and "/" in str(list(child.get("path_params", {}).values())[-1:])
+        if not greedy:
+            methods |= route.methods
+    methods.discard("HEAD") if "GET" in methods else None
+    if methods:
+        return f"404 page not found: {path} is served for {', '.join(sorted(methods))}, not {method}"
+    return f"404 page not found: moorage does not serve {method} {path}"
 
 
 async def unexpected_error_handler(request: Request, exc: Exception) -> PlainTextResponse:

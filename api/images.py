@@ -69,6 +69,8 @@ async def create(request: Request, kernel: KernelDep, images: ImagesDep) -> Resp
         return await pull(request, kernel, await get_distribution(request))
     source = query.get("fromSrc", "")
     repo, tag = query.get("repo", ""), query.get("tag", "")
+    if repo and not tag and ":" in repo.rsplit("/", 1)[-1]:
+        repo, tag = repo.rsplit(":", 1)  # today's CLI sends repo=name:tag (as later Docker split it)
     if not source:
         return plain("Missing parameter: fromImage or fromSrc", 500)
     if repo:

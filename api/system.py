@@ -7,6 +7,7 @@ import json
 import os
 import platform
 import threading
+import time
 from pathlib import Path
 
 from fastapi import Request
@@ -116,9 +117,12 @@ async def events(request: Request, kernel: KernelDep) -> StreamingResponse:
     """Replay stored events with ``time >= since`` (when since is set), then stream new ones,
     each a JSON object written and flushed alone, with no separator (the v1.6 format)."""
     since = query_int(request, "since", 0)
+    until = query_int(request, "until", 0)  # beyond 1.6: ends the stream (today's `events --until`)
     filters = parse_filters(request.query_params.get("filters", ""))
     queue = kernel.events.subscribe()  # before the replay, so nothing falls in between
-    replay = [e for e in kernel.events.history(since) if e.matches(filters)] if since > 0 else []
+    replay = [e for e in kernel.events.history(max(since, 1)) if e.matches(filters)] if since > 0 or until else []
+    if until:
+        replay = [e for e in replay if e.time <= until]
 
     async def stream():
         try:
@@ -127,8 +131,17 @@ async def events(request: Request, kernel: KernelDep) -> StreamingResponse:
                 seen.add(id(event))
                 yield json.dumps(event.to_api()).encode()
             while True:
-                event = await queue.get()
-                if id(event) in seen or not event.matches(filters):
+                if until:
+                    left = until + 1 - time.time()  # events of second ``until`` still count
+                    if left <= 0:
+                        return
+                    try:
+                        event = await asyncio.wait_for(queue.get(), left)
+                    except asyncio.TimeoutError:
+                        return
+                else:
+                    event = await queue.get()
+                if id(event) in seen or not event.matches(filters) or (until and event.time > until):
                     continue
                 yield json.dumps(event.to_api()).encode()
         except asyncio.CancelledError:

@@ -48,7 +48,7 @@ def test_create_answers_short_id_and_inspect_has_every_field(api, make, busybox_
     data = api.get(f"/containers/{cid}/json").json()
     assert list(data) == ["ID", "Created", "Path", "Args", "Config", "State", "Image", "NetworkSettings",
                           "SysInitPath", "ResolvConfPath", "HostnamePath", "HostsPath", "Name", "Volumes",
-                          "VolumesRW", "Driver"]
+                          "VolumesRW", "Driver", "HostConfig"]  # HostConfig: beyond 1.6 (docs/api.md)
     assert data["ID"].startswith(cid) and len(data["ID"]) == 64
     assert data["Path"] == "/bin/true" and data["Args"] == []
     assert data["Name"] == "/inspected"

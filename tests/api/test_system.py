@@ -66,9 +66,11 @@ def test_versions_above_current_or_zero_get_empty_404(shared_daemon, prefix):
 
 def test_unknown_route_and_wrong_method_get_mux_404_without_cors(shared_daemon):
     with shared_daemon.client() as client:
-        for response in (client.get("/nope"), client.get("/v1.6/nope"), client.delete("/version")):
+        for response, text in ((client.get("/nope"), "moorage does not serve GET /nope"),
+                               (client.get("/v1.6/nope"), "moorage does not serve GET /nope"),
+                               (client.delete("/version"), "/version is served for GET, not DELETE")):
             assert response.status_code == 404
-            assert response.text == "404 page not found\n"
+            assert response.text == f"404 page not found: {text}\n"
             assert response.headers["content-type"] == "text/plain; charset=utf-8"
             assert "access-control-allow-origin" not in response.headers
 
