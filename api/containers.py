@@ -175,7 +175,7 @@ async def changes(name: str, kernel: KernelDep, containers: ContainersDep) -> JS
     return JSONResponse(await kernel.run_blocking(containers.changes, name))
 
 
-async def _stream(kernel: Kernel, chunks):
+async def stream_chunks(kernel: Kernel, chunks):
     iterator = iter(chunks)
     sentinel = object()
     try:
@@ -192,7 +192,7 @@ async def _stream(kernel: Kernel, chunks):
 
 async def export(name: str, kernel: KernelDep, containers: ContainersDep) -> StreamingResponse:
     chunks = await kernel.run_blocking(containers.export, name)
-    return StreamingResponse(_stream(kernel, chunks), media_type="application/octet-stream")
+    return StreamingResponse(stream_chunks(kernel, chunks), media_type="application/octet-stream")
 
 
 async def copy(name: str, request: Request, kernel: KernelDep, containers: ContainersDep) -> StreamingResponse:
@@ -202,7 +202,7 @@ async def copy(name: str, request: Request, kernel: KernelDep, containers: Conta
     body = await json_body(request, required=True)
     resource = (body or {}).get("Resource", "") if isinstance(body, dict) else ""
     chunks = await kernel.run_blocking(containers.copy, name, resource)
-    return StreamingResponse(_stream(kernel, chunks), media_type="application/octet-stream")
+    return StreamingResponse(stream_chunks(kernel, chunks), media_type="application/octet-stream")
 
 
 async def top(name: str, request: Request, kernel: KernelDep, containers: ContainersDep,

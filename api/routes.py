@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import NamedTuple
 
-from . import attach, build, containers, images, registry, system
+from . import attach, build, containers, images, logs, registry, system
 
 
 class Route(NamedTuple):
@@ -44,6 +44,7 @@ ROUTES: list[Route] = [
     Route("GET", "/containers/{name:path}/changes", containers.changes),
     Route("GET", "/containers/{name:path}/export", containers.export),
     Route("GET", "/containers/{name:path}/top", containers.top),
+    Route("GET", "/containers/{name:path}/logs", logs.logs),
     Route("POST", "/containers/{name:path}/start", containers.start),
     Route("POST", "/containers/{name:path}/stop", containers.stop),
     Route("POST", "/containers/{name:path}/restart", containers.restart),
