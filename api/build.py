@@ -9,6 +9,7 @@ message; after output started, the status is already 200 and the stream ends wit
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import AsyncIterator, Callable
 
@@ -35,8 +36,35 @@ def _text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-async def text_stream(kernel, job: Callable[[Callable[[str], None]], None]) -> Response:
-    """Run ``job(write)`` in core's executor and stream what it writes as plain text."""
+def wants_json_messages(request: Request) -> bool:
+    """Whether the client reads build output as Docker's JSON message stream (``{"stream":
+    ...}`` objects) rather than 0.6's plain text. The API version cannot tell (today's CLI
+    negotiates down to 1.6), so the User-Agent does: the docker CLI has sent
+    ``Docker-Client/<version>`` since 0.6, and every release from 0.7 on reads JSON messages.
+    docker-py 0.2.3 (``python-requests/...``) and other clients keep the 1.6 text."""
+    agent = request.headers.get("user-agent", "")
+    if not agent.startswith("Docker-Client/"):
+        return False
+    version = agent.removeprefix("Docker-Client/").split()[0]
+    parts = version.split(".")
+    try:
+        major, minor = int(parts[0]), int(parts[1]) if len(parts) > 1 else 0
+    except ValueError:
+        return True  # a development build ("Docker-Client/dev"): a modern CLI
+    return (major, minor) >= (0, 7)
+
+
+def json_message(text: str) -> bytes:
+    return json.dumps({"stream": text}).encode() + b"\r\n"
+
+
+def json_error(text: str) -> bytes:
+    return json.dumps({"errorDetail": {"message": text}, "error": text}).encode() + b"\r\n"
+
+
+async def text_stream(kernel, job: Callable[[Callable[[str], None]], None], as_json: bool = False) -> Response:
+    """Run ``job(write)`` in core's executor and stream what it writes as plain text, or as JSON
+    messages (``as_json``)."""
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue = asyncio.Queue()
 
@@ -57,20 +85,22 @@ async def text_stream(kernel, job: Callable[[Callable[[str], None]], None]) -> R
         # Docker's postBuild answered every failure before output with 500 and the message
         return plain(_text(first), 500)
 
+    encode = json_message if as_json else str.encode
+
     async def body() -> AsyncIterator[bytes]:
         if first is _DONE:
             return
-        yield first.encode()
+        yield encode(first)
         while True:
             item = await queue.get()
             if item is _DONE:
                 return
             if isinstance(item, BaseException):
-                yield f"Error build: {_text(item)}\n".encode()
+                yield json_error(_text(item)) if as_json else f"Error build: {_text(item)}\n".encode()
                 return
-            yield item.encode()
+            yield encode(item)
 
-    return StreamingResponse(body(), media_type=MEDIA_TYPE)
+    return StreamingResponse(body(), media_type="application/json" if as_json else MEDIA_TYPE)
 
 
 async def build(request: Request, kernel: KernelDep, version: ApiVersion) -> Response:
@@ -80,7 +110,13 @@ async def build(request: Request, kernel: KernelDep, version: ApiVersion) -> Res
         return plain("Multipart upload for build is no longer supported. Please upgrade your docker client.", 500)
     query = request.query_params
     options = BuildOptions(tag=query.get("t", ""), quiet=query_bool(request, "q"),
-                           nocache=query_bool(request, "nocache"), rm=query_bool(request, "rm"))
+                           nocache=query_bool(request, "nocache"), rm=query_bool(request, "rm"),
+                           dockerfile=query.get("dockerfile", "") or "Dockerfile", pull=query_bool(request, "pull"))
+    for name in ("buildargs", "labels"):  # beyond 1.6: what the builder cannot honour is refused
+        given = _json_object(query.get(name, ""), name)
+        if given:
+            return plain(f"Bad parameter: {name} ({', '.join(sorted(given))}) is not supported by moorage's "
+                         "builder", 400)
     if options.tag:
         repo, tag = parse_repository_tag(options.tag)
         try:
@@ -97,4 +133,16 @@ async def build(request: Request, kernel: KernelDep, version: ApiVersion) -> Res
         with build_context(kernel.root, body, remote) as context:
             Builder(kernel, write, options).build(context)
 
-    return await text_stream(kernel, job)
+    return await text_stream(kernel, job, as_json=wants_json_messages(request))
+
+
+def _json_object(raw: str, name: str) -> dict:
+    if not raw:
+        return {}
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        raise InvalidParameter(f"Bad parameter: {name} is not JSON") from None
+    if value is not None and not isinstance(value, dict):
+        raise InvalidParameter(f"Bad parameter: {name} must be a JSON object")
+    return value or {}

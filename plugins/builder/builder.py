@@ -46,6 +46,10 @@ class BuildOptions:
     nocache: bool = False
     rm: bool = False
     auth: dict | None = None
+    #: beyond 1.6 (today's CLI): the Dockerfile's path in the context, and pull the FROM image
+    #: even when it is here
+    dockerfile: str = "Dockerfile"
+    pull: bool = False
 
 
 def go_list(values: list[str]) -> str:
@@ -73,8 +77,10 @@ class Builder:
     # -- the build ---------------------------------------------------------------------------
     def build(self, context: Path) -> str:
         self.context = context
-        dockerfile = safe_join(context, "Dockerfile", follow_last=True)
+        dockerfile = safe_join(context, self.options.dockerfile or "Dockerfile", follow_last=True)
         if not dockerfile.is_file():
+            if (self.options.dockerfile or "Dockerfile") != "Dockerfile":
+                raise InvalidParameter(f"Cannot locate specified Dockerfile: {self.options.dockerfile}")
             raise InvalidParameter("Can't build a directory with no Dockerfile")
         step = 0
         for instruction in parse(dockerfile.read_text(errors="replace")):
@@ -196,7 +202,7 @@ class Builder:
     # -- instructions ------------------------------------------------------------------------
     def step_from(self, args: str) -> None:
         image = self.images.lookup(args)
-        if image is None:
+        if image is None or self.options.pull:
             self._pull(args)
             image = self.images.lookup(args)
             if image is None:
