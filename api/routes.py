@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import NamedTuple
 
-from . import attach, build, containers, images, logs, registry, system
+from . import attach, build, containers, exec, images, logs, registry, system
 
 
 class Route(NamedTuple):
@@ -54,6 +54,10 @@ ROUTES: list[Route] = [
     Route("POST", "/containers/{name:path}/attach", attach.attach),
     Route("WEBSOCKET", "/containers/{name:path}/attach/ws", attach.attach_ws),
     Route("POST", "/containers/{name:path}/copy", containers.copy),
+    Route("POST", "/containers/{name:path}/exec", exec.create),
+    Route("POST", "/exec/{exec_id}/start", exec.start),
+    Route("GET", "/exec/{exec_id}/json", exec.inspect),
+    Route("POST", "/exec/{exec_id}/resize", exec.resize),
     Route("DELETE", "/containers/{name:path}", containers.remove),
     Route("POST", "/commit", containers.commit),
     Route("POST", "/build", build.build),

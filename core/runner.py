@@ -20,6 +20,7 @@ from pathlib import Path
 from . import container_config as cc
 from .container_files import hosts_file, write_container_files
 from .containers import EMPTY_NETWORK, Container, ContainerService
+from .execs import ExecService
 from .errors import Impossible, InvalidParameter, NotFound, StateError
 from .hookspecs.exec import Attachment, Mount, ProcessSpec, Resources, Stream
 from .hookspecs.network import Endpoint, PortBinding
@@ -39,6 +40,8 @@ class Runner:
         self.containers = containers
         self.graph = containers.graph
         self.volumes = VolumeManager(kernel.root, containers)
+        #: ``docker exec`` instances (``core/execs.py``)
+        self.execs = ExecService(kernel, containers)
         #: attachments waiting for a container to start: container id -> waiters
         self._waiting: dict[str, list[PendingAttach]] = {}
         #: where each container's current run begins in its log

@@ -152,6 +152,39 @@ class Attachment(abc.ABC):
         """Detach; the process keeps running. Unblocks a pending ``read``."""
 
 
+@dataclass
+class ExecSpec:
+    """A further process to run inside a running container (``docker exec``)."""
+
+    args: list[str]  # the command: args[0] is looked up in the container's PATH
+    env: list[str]  # "KEY=value", complete (core starts from the container's environment)
+    #: as ``ProcessSpec.user``, resolved in the container's own /etc/passwd and /etc/group
+    user: str = ""
+    working_dir: str = ""  # "" means /; must exist
+    tty: bool = False  # a new pty: stdout and stderr arrive as STDOUT, ``resize`` works
+    open_stdin: bool = False
+    privileged: bool = False  # every capability, as a privileged container's
+
+
+class ExecProcess(Attachment):
+    """A process started by ``ExecDriver.exec``: its stdio (the ``Attachment`` methods; there is
+    no replay, nothing is logged), its exit status and its pty size. Dropping it does not stop
+    the process; ``close`` detaches from its stdio."""
+
+    #: the host pid of the process (or of the driver's helper that waits on it)
+    pid: int = 0
+
+    @abc.abstractmethod
+    def wait(self, timeout: float | None = None) -> int | None:
+        """Block until the process exits; its exit status (``128 + n`` if killed by signal
+        ``n``, 126/127 if the command cannot be run), or None on timeout."""
+
+    @abc.abstractmethod
+    def resize(self, height: int, width: int) -> None:
+        """Set the pty window size. Raises ``Impossible`` without a tty or once the process has
+        exited, ``InvalidParameter`` for a size outside 1..65535."""
+
+
 class ExecDriver(Driver, abc.ABC):
     """Runs container processes. All methods block and are called from core's worker threads.
     Core serialises calls per container; calls for different containers run concurrently.
@@ -239,6 +272,23 @@ class ExecDriver(Driver, abc.ABC):
         (``NotFound``) until the next ``start`` or ``restore``. The log and the recorded exit
         status stay in ``spec.state_dir``; core deletes that directory with the container.
         """
+
+    def exec(self, container_id: str, spec: ExecSpec) -> ExecProcess:
+        """Start ``spec`` inside the running container and return it once it runs.
+
+        The process joins every namespace of the container (mount, pid, uts, ipc, network) and
+        its cgroups (so its limits count it and ``processes`` lists it), and runs under the
+        same confinement as the container's own processes (the capabilities it keeps, or all
+        of them for a privileged container or ``spec.privileged``). Its output is not logged.
+        It is killed with the container.
+
+        Raises ``Impossible`` if the container is not running, ``InvalidParameter`` for an empty
+        command, and ``NotSupported`` if this driver cannot run further processes in a
+        container (the default). What is resolved inside the container is not an error here:
+        a command that is not found exits 127, a user that does not exist or a working
+        directory that cannot be entered exits 126, each with a message on its stderr.
+        """
+        raise NotSupported(f"the {self.name} exec driver cannot run processes in a running container")
 
     def pause(self, container_id: str) -> None:
         """Freeze every process of the running container (the freezer cgroup, or

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from moorage.core.errors import DriverError, NotSupported
-from moorage.core.hookspecs.exec import ProcessSpec
+from moorage.core.hookspecs.exec import ExecProcess, ExecSpec, ProcessSpec
 from moorage.core.store import ensure_dir
 from moorage.drivers.exec.common import protocol
 from moorage.drivers.exec.common.driver import START_TIMEOUT, MonitorDriver
@@ -24,6 +24,7 @@ from moorage.drivers.exec.common.monitor import STATE_FILE, replace_file
 from moorage.drivers.exec.common.policy import kill_pids, rmdir_cgroup
 
 from . import config, liblxc
+from .exec import exec_in
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 BUSYBOX_CANDIDATES = ("/bin/busybox", "/usr/bin/busybox")
@@ -119,6 +120,10 @@ class LxcDriver(MonitorDriver):
                 if path.is_dir():
                     found.append(path)
         return found
+
+    def exec(self, container_id: str, spec: ExecSpec) -> ExecProcess:
+        pids = self.processes(container_id)
+        return exec_in(container_id, self.lxcpath, pids[0] if pids else 0, spec)
 
     def processes(self, container_id: str) -> list[int]:
         pids: list[int] = []

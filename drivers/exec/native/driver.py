@@ -6,11 +6,12 @@ import os
 from collections.abc import Callable
 
 from moorage.core.errors import NotSupported
-from moorage.core.hookspecs.exec import ProcessSpec
+from moorage.core.hookspecs.exec import ExecProcess, ExecSpec, ProcessSpec
 from moorage.drivers.exec.common.driver import MonitorDriver
 from moorage.drivers.exec.common.policy import DROPPED_CAPS
 
 from .cgroups import Cgroups, probe, remove_unused_parents
+from .exec import exec_in
 
 NAMESPACES = ("mnt", "pid", "uts", "ipc", "net")
 
@@ -60,6 +61,12 @@ class NativeDriver(MonitorDriver):
 
     def processes(self, container_id: str) -> list[int]:
         return self._pid_first(container_id, Cgroups(container_id).pids())
+
+    def exec(self, container_id: str, spec: ExecSpec) -> ExecProcess:
+        pids = self.processes(container_id)
+        cgroups = Cgroups(container_id)
+        return exec_in(pids[0] if pids else 0, [str(cgroups.paths[c] / "tasks") for c in cgroups.paths
+                                               if (cgroups.paths[c] / "tasks").exists()], spec)
 
     def cleanup(self) -> None:
         super().cleanup()

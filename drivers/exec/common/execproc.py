@@ -1,0 +1,152 @@
+"""The daemon's side of a process started by ``ExecDriver.exec``: a child of the daemon (a helper
+that enters the container, or ``lxc-attach``) whose stdio are pipes, or one pty with a tty.
+Shared by the exec drivers."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import pty
+import selectors
+import struct
+import subprocess
+import termios
+import threading
+import weakref
+
+from moorage.core.errors import Impossible, InvalidParameter
+from moorage.core.hookspecs.exec import ExecProcess, Stream
+
+
+def _set_size(fd: int, height: int, width: int) -> None:
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", height, width, 0, 0))
+
+
+class ChildProcess(ExecProcess):
+    """``argv`` run as a child of the daemon, in its own session; with ``tty`` its stdio are the
+    slave of a new pty (which becomes its controlling terminal)."""
+
+    def __init__(self, argv: list[str], tty: bool, open_stdin: bool, env: dict[str, str] | None = None,
+                 pass_fds: tuple[int, ...] = (), raw: bool = False) -> None:
+        """``raw``: the pty passes bytes unchanged (for a child that proxies a pty of its own
+        inside the container, as lxc-attach does, which translates them already)."""
+        self.tty, self.open_stdin = tty, open_stdin
+        self._closed = threading.Event()
+        self._write_lock = threading.Lock()
+        if tty:
+            master, slave = pty.openpty()
+            _set_size(slave, 24, 80)
+            if raw:
+                import tty as ttys
+
+                ttys.setraw(slave)
+            try:
+                self._proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
+                                              env=env, pass_fds=pass_fds, preexec_fn=_controlling_tty)
+            except BaseException:
+                os.close(master)
+                raise
+            finally:
+                os.close(slave)
+            self._master = master
+            self._outputs = {master: Stream.STDOUT}
+            self._stdin_fd = master if open_stdin else -1
+        else:
+            self._proc = subprocess.Popen(argv, stdin=subprocess.PIPE if open_stdin else subprocess.DEVNULL,
+                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                                          env=env, pass_fds=pass_fds)
+            self._master = -1
+            self._outputs = {self._proc.stdout.fileno(): Stream.STDOUT, self._proc.stderr.fileno(): Stream.STDERR}
+            self._stdin_fd = self._proc.stdin.fileno() if open_stdin else -1
+        self.pid = self._proc.pid
+        # a self-pipe: ``close`` wakes a ``read`` blocked in select
+        self._wake_r, self._wake_w = os.pipe()
+        self._finalizer = weakref.finalize(self, _close_fds, [self._master, self._wake_r, self._wake_w])
+
+    def read(self) -> tuple[Stream, bytes] | None:
+        while self._outputs and not self._closed.is_set():
+            with selectors.DefaultSelector() as sel:
+                for fd in self._outputs:
+                    sel.register(fd, selectors.EVENT_READ)
+                sel.register(self._wake_r, selectors.EVENT_READ)
+                ready = sel.select()
+            for key, _ in ready:
+                if key.fd == self._wake_r:
+                    return None
+                try:
+                    data = os.read(key.fd, 65536)
+                except OSError:  # EIO: the pty's last slave is closed
+                    data = b""
+                if data:
+                    return self._outputs[key.fd], data
+                self._outputs.pop(key.fd, None)
+        return None
+
+    def write(self, data: bytes) -> None:
+        if self._stdin_fd < 0:
+            raise Impossible("the process's stdin is not open")
+        with self._write_lock:
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(self._stdin_fd, view):]
+            except OSError as exc:
+                raise Impossible(f"the process's stdin is closed: {exc}") from None
+
+    def close_stdin(self) -> None:
+        with self._write_lock:
+            if self._stdin_fd < 0:
+                return
+            if self.tty:
+                try:
+                    os.write(self._master, b"\x04")
+                except OSError:
+                    pass
+            else:
+                self._proc.stdin.close()
+            self._stdin_fd = -1
+
+    def close(self) -> None:
+        if not self._closed.is_set():
+            self._closed.set()
+            os.write(self._wake_w, b"x")
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        try:
+            code = self._proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+        return 128 - code if code < 0 else code
+
+    def resize(self, height: int, width: int) -> None:
+        if not (1 <= height <= 65535 and 1 <= width <= 65535):
+            raise InvalidParameter(f"Bad parameter: invalid size {height}x{width}")
+        if not self.tty:
+            raise Impossible("the process has no tty")
+        if self._proc.poll() is not None:
+            raise Impossible("the process has exited")
+        _set_size(self._master, height, width)
+
+
+
+def _close_fds(fds: list[int]) -> None:
+    """The daemon's ends, once the object is gone (the pipes of ``Popen`` close themselves)."""
+    for fd in fds:
+        if fd >= 0:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+def _controlling_tty() -> None:
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
+def failed_process(message: str, code: int, tty: bool, open_stdin: bool) -> ChildProcess:
+    """A process that only reports ``message`` on its stderr and exits ``code``: what cannot
+    be resolved inside the container (a user) fails as the process, as the contract says."""
+    import sys
+
+    return ChildProcess([sys.executable, "-c", "import sys; sys.stderr.write(sys.argv[1] + '\\n'); "
+                         "sys.exit(int(sys.argv[2]))", f"moorage exec: {message}", str(code)], tty, open_stdin)

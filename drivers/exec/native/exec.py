@@ -1,0 +1,25 @@
+"""``docker exec`` for the native driver: a helper (``nsexec``) that joins the container's
+cgroups and namespaces and runs the command under the container's confinement."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from moorage.core.errors import Impossible, InvalidParameter
+from moorage.core.hookspecs.exec import ExecProcess, ExecSpec
+from moorage.drivers.exec.common.execproc import ChildProcess
+
+HELPER = "moorage.drivers.exec.native.nsexec"
+
+
+def exec_in(pid: int, cgroup_files: list[str], spec: ExecSpec) -> ExecProcess:
+    """Run ``spec`` in the container whose first process is host pid ``pid``."""
+    if not spec.args:
+        raise InvalidParameter("No command specified")
+    if not pid:
+        raise Impossible("the container is not running")
+    config = {"pid": pid, "cgroup_files": cgroup_files, "args": list(spec.args), "env": list(spec.env),
+              "user": spec.user, "working_dir": spec.working_dir, "privileged": spec.privileged}
+    return ChildProcess([sys.executable, "-m", HELPER, json.dumps(config)], spec.tty, spec.open_stdin,
+                        env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})

@@ -1,0 +1,123 @@
+"""``python -m moorage.drivers.exec.native.nsexec CONFIG``: run a process inside a running native
+container (``docker exec``). Started by ``NativeDriver.exec`` with the process's stdio.
+
+It joins the container's cgroups (by writing its own pid: a single-threaded process moving
+itself), enters its namespaces (ipc, uts, net, pid, mount) through ``setns``, forks so that the
+child is inside the pid namespace, and the child takes the container's root, applies the
+container's confinement (``confine``, the one call that does it) and the user, and runs the
+command; this helper waits and exits with the child's status.
+
+CONFIG is JSON: ``pid`` (the container's first process, on the host), ``cgroup_files``,
+``args``, ``env``, ``user``, ``working_dir``, ``privileged``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+
+from moorage.drivers.exec.common.policy import DROPPED_CAPS
+from moorage.drivers.exec.common.users import resolve
+
+NAMESPACES = ("ipc", "uts", "net", "pid", "mnt")  # mnt last: the others are opened through /proc
+PR_CAPBSET_DROP = 24
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _check(result: int, what: str) -> None:
+    if result != 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, f"{what}: {os.strerror(errno)}")
+
+
+def confine(privileged: bool) -> None:
+    """Apply the container's confinement to this process: what an unprivileged container's
+    processes may not do (the capabilities its exec driver drops) is taken from it before it
+    runs the command. A privileged container (or ``exec --privileged``) keeps every one."""
+    if privileged:
+        return
+    for cap in sorted(DROPPED_CAPS.values()):
+        _check(_libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0), f"dropping capability {cap}")
+
+
+def _fail(code: int, message: str) -> None:
+    os.write(2, f"moorage exec: {message}\n".encode())
+    os._exit(code)
+
+
+def _child(config: dict, root_fd: int) -> None:
+    try:
+        os.fchdir(root_fd)
+        os.chroot(".")
+        os.chdir("/")
+    except OSError as exc:
+        _fail(126, f"cannot enter the container's root: {exc}")
+    try:
+        identity = resolve(Path("/"), config["user"])
+    except Exception as exc:
+        _fail(126, f"unable to find user {config['user']}: {exc}")
+    try:
+        os.chdir(config["working_dir"] or "/")
+    except OSError as exc:
+        _fail(126, f"cannot enter the working directory {config['working_dir']}: {exc.strerror}")
+    try:
+        confine(config["privileged"])
+        os.setgroups(list(identity.groups))
+        os.setgid(identity.gid)
+        os.setuid(identity.uid)
+    except OSError as exc:
+        _fail(126, f"cannot take the container's confinement and user: {exc}")
+    env = dict(entry.split("=", 1) if "=" in entry else (entry, "") for entry in config["env"])
+    args = config["args"]
+    try:
+        os.execvpe(args[0], args, env)
+    except FileNotFoundError:
+        _fail(127, f"{args[0]}: executable file not found in $PATH")
+    except PermissionError:
+        _fail(126, f"{args[0]}: permission denied")
+    except OSError as exc:
+        _fail(126, f"{args[0]}: {exc.strerror}")
+
+
+def main(argv: list[str]) -> int:
+    config = json.loads(argv[1])
+    pid = int(config["pid"])
+    for tasks in config["cgroup_files"]:
+        with open(tasks, "w") as f:
+            f.write(str(os.getpid()))
+    ns_fds = [os.open(f"/proc/{pid}/ns/{ns}", os.O_RDONLY | os.O_CLOEXEC) for ns in NAMESPACES]
+    root_fd = os.open(f"/proc/{pid}/root", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    for ns, fd in zip(NAMESPACES, ns_fds):
+        _check(_libc.setns(fd, 0), f"entering the container's {ns} namespace")
+        os.close(fd)
+    child = os.fork()
+    if child == 0:
+        try:
+            _child(config, root_fd)
+        finally:
+            os._exit(126)
+    os.close(root_fd)
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):  # passed on to the process
+        signal.signal(signum, lambda n, _frame: os.kill(child, n))
+    while True:
+        try:
+            _, status = os.waitpid(child, 0)
+            break
+        except InterruptedError:
+            continue
+    if os.WIFSIGNALED(status):
+        return 128 + os.WTERMSIG(status)
+    return os.WEXITSTATUS(status)
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main(sys.argv))
+    except OSError as exc:
+        os.write(2, f"moorage exec: {exc}\n".encode())
+        sys.exit(126)
