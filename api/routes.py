@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import NamedTuple
 
-from . import attach, build, containers, exec, images, logs, registry, system
+from . import archive, attach, build, containers, exec, images, logs, registry, system
 
 
 class Route(NamedTuple):
@@ -54,6 +54,9 @@ ROUTES: list[Route] = [
     Route("POST", "/containers/{name:path}/attach", attach.attach),
     Route("WEBSOCKET", "/containers/{name:path}/attach/ws", attach.attach_ws),
     Route("POST", "/containers/{name:path}/copy", containers.copy),
+    Route("HEAD", "/containers/{name:path}/archive", archive.head),
+    Route("GET", "/containers/{name:path}/archive", archive.get),
+    Route("PUT", "/containers/{name:path}/archive", archive.put),
     Route("POST", "/containers/{name:path}/exec", exec.create),
     Route("POST", "/exec/{exec_id}/start", exec.start),
     Route("GET", "/exec/{exec_id}/json", exec.inspect),

@@ -1,0 +1,158 @@
+"""``docker cp``: a container's files as tar archives (beyond 1.6: Docker 1.8's
+``HEAD``/``GET``/``PUT /containers/{id}/archive``).
+
+Every path is resolved inside the container's root as the container would resolve it, and
+every read and write goes through ``core/archive.py`` — ``open_in_root``, its confined tree
+walk and its safe extraction — in ``_walk`` and ``_extract`` only, so a stricter
+implementation there applies here unchanged.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import stat
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from .archive import Whiteouts, extract_layer, open_in_root, tree_tar_at
+from .containers import ContainerService, _Chunks
+from .errors import InvalidParameter, NotFound
+
+#: Go's ``os.FileMode`` type bits, which the stat header carries
+_GO_TYPE_BITS = ((stat.S_ISDIR, 1 << 31), (stat.S_ISLNK, 1 << 27), (stat.S_ISBLK, 1 << 26),
+                 (stat.S_ISFIFO, 1 << 25), (stat.S_ISSOCK, 1 << 24), (stat.S_ISCHR, (1 << 26) | (1 << 21)))
+
+
+@dataclass(frozen=True)
+class PathStat:
+    name: str
+    size: int
+    mode: int  # Go's os.FileMode
+    mtime: str
+    link_target: str
+
+    def header(self) -> str:
+        """The ``X-Docker-Container-Path-Stat`` value: base64 of the JSON object."""
+        data = {"name": self.name, "size": self.size, "mode": self.mode, "mtime": self.mtime,
+                "linkTarget": self.link_target}
+        return base64.b64encode(json.dumps(data).encode()).decode()
+
+
+def go_mode(st: os.stat_result) -> int:
+    mode = st.st_mode & 0o777
+    if st.st_mode & stat.S_ISUID:
+        mode |= 1 << 23
+    if st.st_mode & stat.S_ISGID:
+        mode |= 1 << 22
+    if st.st_mode & stat.S_ISVTX:
+        mode |= 1 << 20
+    for test, bits in _GO_TYPE_BITS:
+        if test(st.st_mode):
+            mode |= bits
+    return mode
+
+
+class NoWhiteouts(Whiteouts):
+    """``docker cp`` copies files: a ``.wh.`` entry is refused, never applied."""
+
+    def whiteout(self, target: str) -> None:
+        raise InvalidParameter("the archive holds a whiteout entry, which docker cp cannot apply")
+
+    def opaque(self, directory: str, rel: str, written) -> None:
+        raise InvalidParameter("the archive holds an opaque-directory entry, which docker cp cannot apply")
+
+
+class ContainerArchive:
+    def __init__(self, containers: ContainerService) -> None:
+        self.containers = containers
+        self.graph = containers.graph
+
+    def _split(self, path: str) -> tuple[str, str]:
+        if not path:
+            raise InvalidParameter("Bad parameter: path is required")
+        clean = os.path.normpath("/" + path)
+        parent, base = os.path.split(clean)
+        return parent, base
+
+    def _open_parent(self, rootfs, path: str) -> tuple[int, str]:
+        parent, base = self._split(path)
+        try:
+            fd = open_in_root(rootfs, parent, os.O_RDONLY | os.O_DIRECTORY)
+        except (FileNotFoundError, NotADirectoryError):
+            raise NotFound(f"Could not find the file {path} in container") from None
+        return fd, base
+
+    def stat(self, name: str, path: str) -> PathStat:
+        container = self.containers.get(name)
+        rootfs = self.graph.get(container.id)
+        try:
+            fd, base = self._open_parent(rootfs, path)
+            try:
+                return self._stat_at(fd, base, path)
+            finally:
+                os.close(fd)
+        finally:
+            self.graph.put(container.id)
+
+    @staticmethod
+    def _stat_at(dir_fd: int, base: str, path: str) -> PathStat:
+        try:
+            st = os.stat(base or ".", dir_fd=dir_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            raise NotFound(f"Could not find the file {path} in container") from None
+        target = os.readlink(base, dir_fd=dir_fd) if stat.S_ISLNK(st.st_mode) else ""
+        mtime = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(st.st_mtime))
+        return PathStat(name=base or "/", size=st.st_size, mode=go_mode(st), mtime=mtime, link_target=target)
+
+    def get(self, name: str, path: str) -> tuple[PathStat, Iterator[bytes]]:
+        """The stat of ``path`` and a tar of it (entries named from its base name)."""
+        container = self.containers.get(name)
+        rootfs = self.graph.get(container.id)
+        try:
+            dir_fd, base = self._open_parent(rootfs, path)
+            try:
+                found = self._stat_at(dir_fd, base, path)
+            except BaseException:
+                os.close(dir_fd)
+                raise
+        except BaseException:
+            self.graph.put(container.id)
+            raise
+
+        def done() -> None:
+            os.close(dir_fd)
+            self.graph.put(container.id)
+
+        return found, _Chunks(self._walk(dir_fd, base), done)
+
+    @staticmethod
+    def _walk(dir_fd: int, base: str) -> Iterator[bytes]:
+        return tree_tar_at(dir_fd, base or ".", base or ".")
+
+    def put(self, name: str, path: str, body: BinaryIO) -> None:
+        """Extract the tar ``body`` into the existing directory ``path``."""
+        container = self.containers.get(name)
+        rootfs = self.graph.get(container.id)
+        try:
+            try:
+                fd = open_in_root(rootfs, os.path.normpath("/" + path), os.O_RDONLY | os.O_DIRECTORY)
+            except FileNotFoundError:
+                raise NotFound(f"Could not find the file {path} in container") from None
+            except NotADirectoryError:
+                raise InvalidParameter(f"Bad parameter: extraction point {path} is not a directory") from None
+            try:
+                self._extract(body, fd)
+            finally:
+                os.close(fd)
+        finally:
+            self.graph.put(container.id)
+
+    @staticmethod
+    def _extract(body: BinaryIO, dir_fd: int) -> None:
+        # the directory is pinned by its fd: a rename or symlink swap above it cannot move the
+        # extraction elsewhere; the extractor refuses to write through symlinks below it
+        extract_layer(body, f"/proc/self/fd/{dir_fd}", NoWhiteouts(), allow_devices=False, same_owner=False)
