@@ -222,3 +222,19 @@ async def commit(request: Request, kernel: KernelDep, containers: ContainersDep)
                                          q.get("tag", ""), q.get("comment", "") or q.get("m", ""),
                                          q.get("author", ""), config)
     return JSONResponse({"Id": short_id(image_id)}, status_code=201)
+
+
+# -- beyond 1.6: what today's CLI calls (docs/api.md) ------------------------------------------
+async def rename(name: str, request: Request, kernel: KernelDep, containers: ContainersDep) -> Response:
+    await kernel.run_blocking(containers.rename, name, request.query_params.get("name", ""))
+    return Response(status_code=204)
+
+
+async def pause(name: str, kernel: KernelDep, runner: RunnerDep) -> Response:
+    await kernel.run_waiting(runner.pause, name)
+    return Response(status_code=204)
+
+
+async def unpause(name: str, kernel: KernelDep, runner: RunnerDep) -> Response:
+    await kernel.run_waiting(runner.unpause, name)
+    return Response(status_code=204)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import NamedTuple
 
-from . import archive, attach, build, containers, exec, images, logs, registry, system
+from . import archive, attach, build, containers, exec, images, logs, registry, stats, system
 
 
 class Route(NamedTuple):
@@ -58,6 +58,10 @@ ROUTES: list[Route] = [
     Route("GET", "/containers/{name:path}/archive", archive.get),
     Route("PUT", "/containers/{name:path}/archive", archive.put),
     Route("POST", "/containers/{name:path}/exec", exec.create),
+    Route("POST", "/containers/{name:path}/rename", containers.rename),
+    Route("POST", "/containers/{name:path}/pause", containers.pause),
+    Route("POST", "/containers/{name:path}/unpause", containers.unpause),
+    Route("GET", "/containers/{name:path}/stats", stats.stats),
     Route("POST", "/exec/{exec_id}/start", exec.start),
     Route("GET", "/exec/{exec_id}/json", exec.inspect),
     Route("POST", "/exec/{exec_id}/resize", exec.resize),

@@ -58,16 +58,20 @@ class State:
     started_at: str = ZERO_TIME
     finished_at: str = ZERO_TIME
     ghost: bool = False
+    #: frozen by ``pause`` (beyond 1.6: today's CLI shows it)
+    paused: bool = False
 
     def to_api(self) -> dict:
         return {"Running": self.running, "Pid": self.pid, "ExitCode": self.exit_code,
-                "StartedAt": self.started_at, "FinishedAt": self.finished_at, "Ghost": self.ghost}
+                "StartedAt": self.started_at, "FinishedAt": self.finished_at, "Ghost": self.ghost,
+                "Paused": self.paused}
 
     @classmethod
     def from_api(cls, data: dict) -> State:
         return cls(running=bool(data.get("Running")), pid=int(data.get("Pid") or 0),
                    exit_code=int(data.get("ExitCode") or 0), started_at=data.get("StartedAt") or ZERO_TIME,
-                   finished_at=data.get("FinishedAt") or ZERO_TIME, ghost=bool(data.get("Ghost")))
+                   finished_at=data.get("FinishedAt") or ZERO_TIME, ghost=bool(data.get("Ghost")),
+                   paused=bool(data.get("Paused")))
 
 
 @dataclass
@@ -359,6 +363,19 @@ class ContainerService:
             self._index.add(cid)
         return container
 
+    # -- rename ----------------------------------------------------------------------------
+    def rename(self, name: str, new_name: str) -> None:
+        """Give the container a new name (beyond 1.6: ``docker rename``); the links under its
+        old name move with it, and links to it keep their aliases."""
+        container = self.get(name)
+        if not new_name:
+            raise InvalidParameter("Bad parameter: a new name is required")
+        with container.lock:
+            old = container.name
+            container.name = self.names.rename(container.id, new_name)
+            self.save(container)
+        self.publish("rename", container, oldName=old)
+
     # -- remove ----------------------------------------------------------------------------
     def remove(self, name: str, volumes: bool = False) -> None:
         """Remove a stopped container. It is gone once its directory is renamed away; its
@@ -429,7 +446,8 @@ class ContainerService:
         if container.state.running:
             if container.state.ghost:
                 return "Ghost"
-            return "Up " + human_duration(time.time() - parse_time(container.state.started_at))
+            up = "Up " + human_duration(time.time() - parse_time(container.state.started_at))
+            return up + " (Paused)" if container.state.paused else up
         return f"Exit {container.state.exit_code}"
 
     def list(self, all: bool = False, limit: int = -1, since: str = "", before: str = "",

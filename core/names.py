@@ -155,6 +155,26 @@ class NameRegistry:
             for name in own:
                 self._db.execute("DELETE FROM edge WHERE parent=?", (name,))
 
+    def rename(self, target: str, new_name: str) -> str:
+        """Move ``target``'s top-level name to ``new_name`` and the links under it along; returns
+        the new path. Conflict if the name is taken."""
+        path = normalize(new_name)
+        if path.count("/") != 1:
+            raise InvalidParameter(f"Bad parameter: invalid container name {new_name!r}: '/' is not allowed")
+        old = self.name_of(target)
+        if old is None:
+            raise NotFound(f"No such container: {target}")
+        if old == path:
+            return path
+        try:
+            with self._lock, self._transaction():
+                self._db.execute("UPDATE edge SET name=? WHERE parent='/' AND name=? AND target=?",
+                                 (path[1:], old[1:], target))
+                self._db.execute("UPDATE edge SET parent=? WHERE parent=?", (path, old))
+        except sqlite3.IntegrityError:
+            raise Conflict(f"Conflict, {path} already exists.") from None
+        return path
+
     def all_names(self) -> dict[str, str]:
         rows = self._db.execute("SELECT parent, name, target FROM edge").fetchall()
         return {("" if p == "/" else p) + "/" + n: t for p, n, t in rows}

@@ -22,7 +22,7 @@ from .container_files import hosts_file, write_container_files
 from .containers import EMPTY_NETWORK, Container, ContainerService
 from .execs import ExecService
 from .errors import Impossible, InvalidParameter, NotFound, StateError
-from .hookspecs.exec import Attachment, Mount, ProcessSpec, Resources, Stream
+from .hookspecs.exec import Attachment, Mount, ProcessSpec, ResourceUsage, Resources, Stream
 from .hookspecs.network import Endpoint, PortBinding
 from .ids import short_id
 from .images import format_time
@@ -241,7 +241,7 @@ class Runner:
     def _record_exit(self, container: Container, exit_code: int) -> None:
         """Record the exit (``wait`` returns from here on), then release what the run held."""
         state = container.state
-        state.running, state.pid, state.ghost = False, 0, False
+        state.running, state.pid, state.ghost, state.paused = False, 0, False, False
         state.exit_code = exit_code
         state.finished_at = format_time()
         container.network = dict(EMPTY_NETWORK)
@@ -323,6 +323,7 @@ class Runner:
         container.stop_requested = True  # no restart policy brings it back
         if not container.state.running:
             return
+        self._thaw(container)
         self._signal(container, signals.SIGTERM)
         if not container.exited.wait(timeout):
             self._signal(container, signals.SIGKILL)
@@ -343,6 +344,7 @@ class Runner:
             self._signal(container, signum)
             return
         container.stop_requested = True
+        self._thaw(container)
         self._signal(container, signals.SIGKILL)
         container.exited.wait()
         self.containers.publish("kill", container)
@@ -368,6 +370,44 @@ class Runner:
         Reads memory and the name index only, so the API calls it without a thread hop."""
         container = self.containers.get(name)
         return container.state.exit_code if container.exited.is_set() else None
+
+    # -- pause, unpause, stats --------------------------------------------------------------
+    def pause(self, name: str) -> None:
+        container = self.containers.get(name)
+        with container.lock:
+            if not container.state.running:
+                raise StateError(f"Container {short_id(container.id)} is not running")
+            if container.state.paused:
+                raise StateError(f"Container {short_id(container.id)} is already paused")
+            self.exec.pause(container.id)
+            container.state.paused = True
+            self.containers.save(container, durable=False)
+        self.containers.publish("pause", container)
+
+    def unpause(self, name: str) -> None:
+        container = self.containers.get(name)
+        with container.lock:
+            if not container.state.paused:
+                raise StateError(f"Container {short_id(container.id)} is not paused")
+            self.exec.unpause(container.id)
+            container.state.paused = False
+            self.containers.save(container, durable=False)
+        self.containers.publish("unpause", container)
+
+    def _thaw(self, container: Container) -> None:
+        """A frozen container cannot act on a signal: stop and kill thaw it first."""
+        if container.state.paused:
+            try:
+                self.exec.unpause(container.id)
+            except NotFound:
+                pass
+            container.state.paused = False
+
+    def stats(self, name: str) -> tuple[Container, ResourceUsage]:
+        container = self.containers.get(name)
+        if not container.state.running:
+            raise StateError(f"Container {short_id(container.id)} is not running")
+        return container, self.exec.stats(container.id)
 
     # -- attach ----------------------------------------------------------------------------
     def attach(self, name: str) -> tuple[Container, Attachment | None]:

@@ -54,7 +54,8 @@ def test_create_answers_short_id_and_inspect_has_every_field(api, make, busybox_
     assert data["Name"] == "/inspected"
     assert data["Config"]["Hostname"] == cid and data["Config"]["Env"] == ["A=1"]
     assert data["State"] == {"Running": False, "Pid": 0, "ExitCode": 0, "StartedAt": "0001-01-01T00:00:00Z",
-                             "FinishedAt": "0001-01-01T00:00:00Z", "Ghost": False}
+                             "FinishedAt": "0001-01-01T00:00:00Z", "Ghost": False,
+                             "Paused": False}  # Paused: beyond 1.6 (docs/api.md)
     assert data["Image"].startswith(busybox_daemon.image_id)
     assert set(data["NetworkSettings"]) == {"IPAddress", "IPPrefixLen", "Gateway", "Bridge", "PortMapping", "Ports"}
     # lookups: by name, with or without the slash, and by id prefix

@@ -16,14 +16,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 from moorage.core.errors import DriverError, NotSupported
-from moorage.core.hookspecs.exec import ExecProcess, ExecSpec, ProcessSpec
+from moorage.core.hookspecs.exec import ExecProcess, ExecSpec, ProcessSpec, ResourceUsage
 from moorage.core.store import ensure_dir
 from moorage.drivers.exec.common import protocol
 from moorage.drivers.exec.common.driver import START_TIMEOUT, MonitorDriver
 from moorage.drivers.exec.common.monitor import STATE_FILE, replace_file
 from moorage.drivers.exec.common.policy import kill_pids, rmdir_cgroup
 
-from . import config, liblxc
+from . import cgroup_ops, config, liblxc
 from .exec import exec_in
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -120,6 +120,18 @@ class LxcDriver(MonitorDriver):
                 if path.is_dir():
                     found.append(path)
         return found
+
+    def pause(self, container_id: str) -> None:
+        self._get(container_id)
+        cgroup_ops.set_frozen(CGROUP_ROOT, container_id, True)
+
+    def unpause(self, container_id: str) -> None:
+        self._get(container_id)
+        cgroup_ops.set_frozen(CGROUP_ROOT, container_id, False)
+
+    def stats(self, container_id: str) -> ResourceUsage:
+        self._get(container_id)
+        return cgroup_ops.usage(CGROUP_ROOT, container_id)
 
     def exec(self, container_id: str, spec: ExecSpec) -> ExecProcess:
         pids = self.processes(container_id)
