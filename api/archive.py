@@ -11,7 +11,7 @@ from fastapi.responses import StreamingResponse
 
 from ..core.container_archive import ContainerArchive
 from .containers import ContainersDep, stream_chunks
-from .params import KernelDep
+from .params import KernelDep, query_bool
 from .streams import BodyReader
 
 STAT_HEADER = "X-Docker-Container-Path-Stat"
@@ -31,5 +31,6 @@ async def get(name: str, request: Request, kernel: KernelDep, containers: Contai
 
 async def put(name: str, request: Request, kernel: KernelDep, containers: ContainersDep) -> Response:
     body = BodyReader(request.stream(), asyncio.get_running_loop())
-    await kernel.run_waiting(ContainerArchive(containers).put, name, request.query_params.get("path", ""), body)
+    await kernel.run_waiting(ContainerArchive(containers).put, name, request.query_params.get("path", ""), body,
+                             query_bool(request, "noOverwriteDirNonDir"))
     return Response(status_code=200)

@@ -12,13 +12,16 @@ from __future__ import annotations
 import base64
 import json
 import os
+import shutil
 import stat
+import tarfile
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from .archive import Whiteouts, extract_layer, open_in_root, tree_tar_at
+from .archive import Whiteouts, clean_name, extract_layer, open_in_root, tree_tar_at
 from .containers import ContainerService, _Chunks
 from .errors import InvalidParameter, NotFound
 
@@ -133,8 +136,10 @@ class ContainerArchive:
     def _walk(dir_fd: int, base: str) -> Iterator[bytes]:
         return tree_tar_at(dir_fd, base or ".", base or ".")
 
-    def put(self, name: str, path: str, body: BinaryIO) -> None:
-        """Extract the tar ``body`` into the existing directory ``path``."""
+    def put(self, name: str, path: str, body: BinaryIO, no_overwrite_dir_non_dir: bool = False) -> None:
+        """Extract the tar ``body`` into the existing directory ``path``. With
+        ``no_overwrite_dir_non_dir`` an entry that would replace a directory by a non-directory
+        (or the reverse) fails the whole copy before anything is written."""
         container = self.containers.get(name)
         rootfs = self.graph.get(container.id)
         try:
@@ -145,7 +150,15 @@ class ContainerArchive:
             except NotADirectoryError:
                 raise InvalidParameter(f"Bad parameter: extraction point {path} is not a directory") from None
             try:
-                self._extract(body, fd)
+                if no_overwrite_dir_non_dir:
+                    with tempfile.TemporaryFile(dir=self.containers.tmp) as spool:
+                        shutil.copyfileobj(body, spool, 1 << 20)
+                        spool.seek(0)
+                        _check_no_type_change(spool, fd)
+                        spool.seek(0)
+                        self._extract(spool, fd)
+                else:
+                    self._extract(body, fd)
             finally:
                 os.close(fd)
         finally:
@@ -156,3 +169,28 @@ class ContainerArchive:
         # the directory is pinned by its fd: a rename or symlink swap above it cannot move the
         # extraction elsewhere; the extractor refuses to write through symlinks below it
         extract_layer(body, f"/proc/self/fd/{dir_fd}", NoWhiteouts(), allow_devices=False, same_owner=False)
+
+
+def _check_no_type_change(spool: BinaryIO, dir_fd: int) -> None:
+    """Docker's ``noOverwriteDirNonDir``: refuse an entry whose existing target is a directory
+    while the entry is not (or the reverse). Targets are looked up inside the pinned directory
+    without following symlinks."""
+    try:
+        with tarfile.open(fileobj=spool, mode="r|") as tar:
+            for member in tar:
+                rel = clean_name(member.name)
+                if not rel:
+                    continue
+                try:
+                    fd = open_in_root(f"/proc/self/fd/{dir_fd}", rel, os.O_PATH | os.O_NOFOLLOW)
+                except OSError:
+                    continue  # missing (or below a non-directory: the extraction refuses that)
+                try:
+                    is_dir = stat.S_ISDIR(os.fstat(fd).st_mode)
+                finally:
+                    os.close(fd)
+                if is_dir != member.isdir():
+                    what = "a directory with a non-directory" if is_dir else "a non-directory with a directory"
+                    raise InvalidParameter(f"cannot overwrite {what}: {rel}")
+    except tarfile.TarError as exc:
+        raise InvalidParameter(f"the archive is not a valid tar: {exc}") from None

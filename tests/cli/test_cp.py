@@ -53,3 +53,12 @@ def test_cp_out_through_a_symlink_stays_in_the_container(cli, tmp_path):
     assert marker.read_text() == "host secret\n" and sorted(os.listdir(tmp_path)) == ["host-only.txt", "in.txt"]
     cli("cp", f"{name}:{tmp_path}/in.txt", str(tmp_path / "again.txt"))
     assert (tmp_path / "again.txt").read_text() == "into the container\n"
+
+
+def test_cp_does_not_replace_a_directory_by_a_file(cli, tmp_path):
+    name = cli.name()
+    cli("run", "--name", name, "busybox", "sh", "-c", "mkdir -p /target/thing && echo keep > /target/thing/f")
+    (tmp_path / "thing").write_text("a file now\n")
+    done = cli("cp", str(tmp_path / "thing"), f"{name}:/target/", check=False)
+    assert done.returncode != 0 and "cannot overwrite a directory" in done.stderr
+    assert cli("cp", f"{name}:/target/thing/f", "-").returncode == 0  # still there
