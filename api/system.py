@@ -137,7 +137,7 @@ async def events(request: Request, kernel: KernelDep) -> StreamingResponse:
                         return
                     try:
                         event = await asyncio.wait_for(queue.get(), left)
-                    except asyncio.TimeoutError:
+                    except TimeoutError:
                         return
                 else:
                     event = await queue.get()

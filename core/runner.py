@@ -20,9 +20,9 @@ from pathlib import Path
 from . import container_config as cc
 from .container_files import hosts_file, write_container_files
 from .containers import EMPTY_NETWORK, Container, ContainerService
-from .execs import ExecService
 from .errors import Impossible, InvalidParameter, NotFound, StateError
-from .hookspecs.exec import Attachment, Mount, ProcessSpec, ResourceUsage, Resources, Stream
+from .execs import ExecService
+from .hookspecs.exec import Attachment, Mount, ProcessSpec, Resources, ResourceUsage, Stream
 from .hookspecs.network import Endpoint, PortBinding
 from .ids import short_id
 from .images import format_time

@@ -34,7 +34,7 @@ def test_events_until_ends_the_stream(cli):
     began = time.monotonic()
     done = cli("events", "--since", str(start - 1), "--until", str(int(time.time()) + 2), timeout=30)
     assert time.monotonic() - began < 15
-    assert f"container create" in done.stdout and name in done.stdout
+    assert "container create" in done.stdout and name in done.stdout
     # an until in the past ends at once, after the replay
     done = cli("events", "--since", str(start - 1), "--until", str(start - 1), timeout=10)
     assert name not in done.stdout

@@ -3,7 +3,6 @@ confinement; the exit code comes back; -i, -t, -u, -w, -e, -d, --privileged."""
 
 from __future__ import annotations
 
-import json
 import time
 
 

@@ -92,7 +92,7 @@ def main(argv: list[str]) -> int:
             f.write(str(os.getpid()))
     ns_fds = [os.open(f"/proc/{pid}/ns/{ns}", os.O_RDONLY | os.O_CLOEXEC) for ns in NAMESPACES]
     root_fd = os.open(f"/proc/{pid}/root", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    for ns, fd in zip(NAMESPACES, ns_fds):
+    for ns, fd in zip(NAMESPACES, ns_fds, strict=True):
         _check(_libc.setns(fd, 0), f"entering the container's {ns} namespace")
         os.close(fd)
     child = os.fork()
