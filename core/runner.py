@@ -280,13 +280,17 @@ class Runner:
             if container.host_config["AutoRemove"] and not container.removed:
                 self.kernel.submit(self._auto_remove, container)
             return
-        name, retries = cc.restart_policy(container.host_config["RestartPolicy"])
-        count = int(container.internal.get("RestartCount", 0))
-        if name in ("always", "unless-stopped") or (name == "on-failure" and exit_code != 0
-                                                      and (not retries or count < retries)):
-            self.kernel.submit(self._restart_by_policy, container, count)
+        if self._policy_restarts(container, exit_code):
+            self.kernel.submit(self._restart_by_policy, container, int(container.internal.get("RestartCount", 0)))
         elif container.host_config["AutoRemove"]:
             self.kernel.submit(self._auto_remove, container)
+
+    @staticmethod
+    def _policy_restarts(container: Container, exit_code: int) -> bool:
+        name, retries = cc.restart_policy(container.host_config["RestartPolicy"])
+        count = int(container.internal.get("RestartCount", 0))
+        return name in ("always", "unless-stopped") or (name == "on-failure" and exit_code != 0
+                                                        and (not retries or count < retries))
 
     def _auto_remove(self, container: Container) -> None:
         try:
@@ -474,7 +478,8 @@ class Runner:
                     container.exited.set()
                     container.cleaned.set()
                     self.containers.save(container)
-                if running or not restart:
+                # ``-r`` restarts every container that was running; a restart policy its own
+                if running or not (restart or self._policy_restarts(container, container.state.exit_code)):
                     continue
                 try:
                     link_env, link_hosts = self._register_links(container, container.host_config)
