@@ -112,11 +112,13 @@ async def build(request: Request, kernel: KernelDep, version: ApiVersion) -> Res
     options = BuildOptions(tag=query.get("t", ""), quiet=query_bool(request, "q"),
                            nocache=query_bool(request, "nocache"), rm=query_bool(request, "rm"),
                            dockerfile=query.get("dockerfile", "") or "Dockerfile", pull=query_bool(request, "pull"))
-    for name in ("buildargs", "labels"):  # beyond 1.6: what the builder cannot honour is refused
-        given = _json_object(query.get(name, ""), name)
-        if given:
-            return plain(f"Bad parameter: {name} ({', '.join(sorted(given))}) is not supported by moorage's "
-                         "builder", 400)
+    # beyond 1.6: --build-arg values (null: the client had no value to send) ...
+    options.build_args = {str(k): str(v) for k, v in _json_object(query.get("buildargs", ""), "buildargs").items()
+                          if v is not None}
+    labels = _json_object(query.get("labels", ""), "labels")
+    if labels:  # ... and what the builder cannot honour is refused by name
+        return plain(f"Bad parameter: labels ({', '.join(sorted(labels))}) are not supported by moorage's builder",
+                     400)
     if options.tag:
         repo, tag = parse_repository_tag(options.tag)
         try:

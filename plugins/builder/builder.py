@@ -17,7 +17,7 @@ import json
 import logging
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from moorage.core import container_config as cc
@@ -50,6 +50,8 @@ class BuildOptions:
     #: even when it is here
     dockerfile: str = "Dockerfile"
     pull: bool = False
+    #: ``--build-arg`` values, for the Dockerfile's ``ARG`` instructions
+    build_args: dict[str, str] = field(default_factory=dict)
 
 
 def go_list(values: list[str]) -> str:
@@ -73,6 +75,9 @@ class Builder:
         self.context = Path()
         #: containers made for RUN and ADD steps, removed after success with ``rm``
         self.intermediate: list[str] = []
+        #: the ``ARG`` values in force: seen by RUN and by substitution, not kept in the image
+        self.args: dict[str, str] = {}
+        self.declared_args: set[str] = set()
 
     # -- the build ---------------------------------------------------------------------------
     def build(self, context: Path) -> str:
@@ -96,6 +101,9 @@ class Builder:
             self.write(f" ---> {short_id(self.image)}\n")
         if not self.image:
             raise InvalidParameter("An error occurred during the build")
+        unused = sorted(set(self.options.build_args) - self.declared_args)
+        if unused:
+            self.write(f"[Warning] One or more build-args [{' '.join(unused)}] were not consumed\n")
         self.write(f"Successfully built {short_id(self.image)}\n")
         if self.options.rm:
             for cid in self.intermediate:
@@ -217,10 +225,30 @@ class Builder:
         self.maintainer = args
         self._commit_metadata(f"MAINTAINER {args}")
 
+    def _env(self) -> list[str]:
+        """The environment RUN and substitution see: ``ARG`` values under the config's ``Env``."""
+        set_by_env = {e.split("=", 1)[0] for e in self.config["Env"] or []}
+        return [f"{k}={v}" for k, v in self.args.items() if k not in set_by_env] + list(self.config["Env"] or [])
+
+    def step_arg(self, args: str) -> None:
+        """``ARG name[=default]`` (Docker 1.9): the ``--build-arg`` value, else the default."""
+        self._need_image("arg")
+        name, has_default, default = args.strip().partition("=")
+        if not name or any(c.isspace() for c in name):
+            raise InvalidParameter(f"ARG requires a name, with an optional =default: {args!r}")
+        self.declared_args.add(name)
+        if name in self.options.build_args:
+            self.args[name] = self.options.build_args[name]
+        elif has_default:
+            self.args[name] = substitute(default, self._env())
+        self._commit_metadata(f"ARG {args.strip()}")
+
     def step_run(self, args: str) -> None:
         self._need_image("run")
         cmd = ["/bin/sh", "-c", args]
         config = self._step_config(cmd)
+        if self.args:
+            config["Env"] = self._env()
         if self._cached(config):
             return
         container = self._container(config)
@@ -261,7 +289,7 @@ class Builder:
         key, value = key.strip(" \t"), value.strip(" \t")
         if not sep or not key:
             raise InvalidParameter("Invalid ENV format")
-        value = substitute(value, self.config["Env"])
+        value = substitute(value, self._env())
         env = list(self.config["Env"] or [])
         for i, entry in enumerate(env):
             if entry.split("=", 1)[0] == key:
@@ -298,7 +326,7 @@ class Builder:
     def step_add(self, args: str) -> None:
         self._need_image("add")
         src, sep, dest = args.partition(" ")
-        src, dest = substitute(src.strip(" \t"), self.config["Env"]), substitute(dest.strip(" \t"), self.config["Env"])
+        src, dest = substitute(src.strip(" \t"), self._env()), substitute(dest.strip(" \t"), self._env())
         if not sep or not src or not dest:
             raise InvalidParameter("Invalid ADD format")
         config = self._step_config(["/bin/sh", "-c", f"#(nop) ADD {src} in {dest}"])

@@ -27,6 +27,19 @@ def test_build_failure_is_printed_as_an_error(cli, tmp_path):
 def test_build_options_it_cannot_honour_are_refused(cli, tmp_path):
     (tmp_path / "Dockerfile").write_text("FROM busybox\n")
     done = cli("build", "--label", "a=b", str(tmp_path), check=False)
-    assert done.returncode != 0 and "labels" in done.stderr
+    assert done.returncode != 0 and "labels (a)" in done.stderr
     done = cli("build", "--pull", str(tmp_path), check=False)  # the test registry is unreachable
     assert done.returncode != 0 and "invalid character" not in done.stderr
+
+
+def test_build_args_reach_run_and_substitution_but_not_the_image(cli, tmp_path):
+    tag = f"cli-args-{uuid.uuid4().hex[:6]}:v1"
+    (tmp_path / "Dockerfile").write_text("FROM busybox\nARG GREETING=default\nARG UNSET\n"
+                                         "ENV SAID $GREETING\nRUN echo \"run sees $GREETING\" > /greeting\n"
+                                         "CMD cat /greeting; echo \"env: $SAID ${GREETING:-gone}\"\n")
+    done = cli("build", "-t", tag, "--build-arg", "GREETING=hello", "--build-arg", "EXTRA=x", str(tmp_path))
+    assert "EXTRA" in done.stdout and "not consumed" in done.stdout
+    try:
+        assert cli("run", "--rm", tag).stdout == "run sees hello\nenv: hello gone\n"
+    finally:
+        cli("rmi", tag, check=False)
