@@ -59,6 +59,8 @@ class ChildProcess(ExecProcess):
             self._outputs = {self._proc.stdout.fileno(): Stream.STDOUT, self._proc.stderr.fileno(): Stream.STDERR}
             self._stdin_fd = self._proc.stdin.fileno() if open_stdin else -1
         self.pid = self._proc.pid
+        self._raw = raw and tty
+        self._held_cr = b""
         # a self-pipe: ``close`` wakes a ``read`` blocked in select
         self._wake_r, self._wake_w = os.pipe()
         self._finalizer = weakref.finalize(self, _close_fds, [self._master, self._wake_r, self._wake_w])
@@ -78,9 +80,26 @@ class ChildProcess(ExecProcess):
                 except OSError:  # EIO: the pty's last slave is closed
                     data = b""
                 if data:
-                    return self._outputs[key.fd], data
-                self._outputs.pop(key.fd, None)
+                    data = self._one_cr(data) if self._raw else data
+                    if data:
+                        return self._outputs[key.fd], data
+                    continue  # all held back until the next read
+                stream = self._outputs.pop(key.fd, None)
+                if self._held_cr and stream is not None:  # the end: what was held back goes out
+                    held, self._held_cr = self._held_cr, b""
+                    return stream, held
         return None
+
+    def _one_cr(self, data: bytes) -> bytes:
+        """A proxied pty's output passes a second ONLCR (lxc-attach turns output processing
+        back on for its own terminal): ``\r\r\n`` becomes ``\r\n`` again, also across reads."""
+        data = self._held_cr + data
+        self._held_cr = b""
+        for tail in (b"\r\r", b"\r"):
+            if data.endswith(tail):
+                data, self._held_cr = data[:-len(tail)], tail
+                break
+        return data.replace(b"\r\r\n", b"\r\n")
 
     def write(self, data: bytes) -> None:
         if self._stdin_fd < 0:
