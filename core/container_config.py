@@ -205,6 +205,20 @@ def parse_extra_host(entry: str) -> tuple[str, str]:
     return name, address
 
 
+def check_supported_config(data: Any) -> None:
+    """400 naming every given create-body field (beside ``HostConfig`` and
+    ``NetworkingConfig``) that a 1.6 ``Config`` does not have: today's CLI sends ``Labels``,
+    ``StopSignal``, ``Healthcheck``... which moorage would otherwise drop in silence (as Go's
+    decoder did). Zero values are not "given"."""
+    if not isinstance(data, dict):
+        return
+    known = {k.lower() for k in CONFIG_FIELDS} | {"hostconfig", "networkingconfig"}
+    given = sorted(str(k) for k, v in data.items() if str(k).lower() not in known and not _is_unset(v))
+    if given:
+        raise InvalidParameter(f"create: moorage does not support the Config field(s) {', '.join(given)} "
+                               "that were given; remove the option(s) and try again")
+
+
 def check_supported(data: Any, what: str) -> None:
     """400 naming every given host config field moorage does not carry out."""
     unsupported = unsupported_host_fields(data)

@@ -316,6 +316,7 @@ class ContainerService:
         to start instead): checked now, so a bad or unsupported option fails ``docker run``
         before anything exists. Bind destinations become volumes and ``VolumesFrom`` moves
         into the config, where start looks for them (as the 0.6 CLI put them there)."""
+        cc.check_supported_config(body)
         raw = None
         if isinstance(body, dict):
             raw = next((v for k, v in body.items() if str(k).lower() == "hostconfig"), None)

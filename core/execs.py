@@ -160,8 +160,3 @@ class ExecService:
         if not instance.running:
             raise StateError(f"Exec {short_id(instance.id)} is not running")
         instance.process.resize(height, width)
-
-    def forget(self, container_id: str) -> None:
-        with self._lock:
-            for exec_id in [k for k, i in self._instances.items() if i.container.id == container_id]:
-                del self._instances[exec_id]

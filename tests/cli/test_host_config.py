@@ -99,6 +99,8 @@ def test_unsupported_option_is_refused_by_name(cli):
     assert done.returncode != 0 and "PidsLimit" in done.stderr
     done = cli("run", "--rm", "--oom-score-adj", "5", "--shm-size", "1m", "busybox", "true", check=False)
     assert done.returncode != 0 and "OomScoreAdj" in done.stderr and "ShmSize" in done.stderr
+    done = cli("run", "--rm", "--label", "team=x", "--stop-signal", "SIGUSR1", "busybox", "true", check=False)
+    assert done.returncode != 0 and "Labels" in done.stderr and "StopSignal" in done.stderr
     # a plain run sends dozens of fields at their defaults: none of them is "given"
     assert cli("run", "--rm", "busybox", "echo", "ok").stdout == "ok\n"
 
