@@ -441,7 +441,14 @@ class ContainerService:
 
     # -- inspect and list ------------------------------------------------------------------
     def inspect(self, name: str) -> dict:
-        return self.get(name).to_api()
+        container = self.get(name)
+        data = container.to_api()
+        # links live in the name graph once started: shown as Docker did, "/child:/parent/alias"
+        links = [f"{self.names.name_of(child)}:{path}"
+                 for path, child in sorted(self.names.children(container.name).items())]
+        if links:
+            data["HostConfig"]["Links"] = links
+        return data
 
     def status(self, container: Container) -> str:
         if container.state.running:

@@ -32,8 +32,10 @@ def test_volumes_from_shares_the_volume(cli):
 def test_link_injects_env_and_hosts(cli):
     db = cli.name("db")
     cli("run", "-d", "--name", db, "-e", "SECRET=s3", "busybox", "sleep", "60")
-    out = cli("run", "--rm", "--link", f"{db}:db", "busybox", "sh", "-c", "env; cat /etc/hosts").stdout
+    web = cli.name("web")
+    out = cli("run", "--name", web, "--link", f"{db}:db", "busybox", "sh", "-c", "env; cat /etc/hosts").stdout
     assert "DB_ENV_SECRET=s3" in out and "DB_NAME=/" in out
+    assert json.loads(cli("inspect", web).stdout)[0]["HostConfig"]["Links"] == [f"/{db}:/{web}/db"]
 
 
 def test_dns_search_and_extra_hosts_are_written(cli):
