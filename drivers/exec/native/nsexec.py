@@ -84,9 +84,27 @@ def _child(config: dict, root_fd: int) -> None:
         _fail(126, f"{args[0]}: {exc.strerror}")
 
 
+def _no_more_imports() -> None:
+    """From ``setns`` on, every path is the container's: a module imported then (a codec, a
+    lazily imported helper) would be the container's code running as root with every
+    capability. Every module this helper needs is imported above and the codecs it uses are
+    warmed up here; then importing is switched off, so a missed import fails closed."""
+    "".encode("utf-8").decode("utf-8")
+    Path("/").joinpath("etc").as_posix().encode(sys.getfilesystemencoding())
+    b"x".decode(sys.getdefaultencoding(), "replace")
+    import locale
+
+    b"x".decode(locale.getpreferredencoding(False), "replace")
+    sys.meta_path.clear()
+    sys.path_hooks.clear()
+    sys.path_importer_cache.clear()
+    sys.path.clear()
+
+
 def main(argv: list[str]) -> int:
     config = json.loads(argv[1])
     pid = int(config["pid"])
+    _no_more_imports()
     for tasks in config["cgroup_files"]:
         with open(tasks, "w") as f:
             f.write(str(os.getpid()))
