@@ -15,7 +15,7 @@ import struct
 
 from fastapi import Request, Response, WebSocket, WebSocketDisconnect
 
-from ..core.hookspecs.exec import Stream
+from ..core.hookspecs.exec import Attachment, Stream
 from ..core.logs import read_log
 from .containers import ContainersDep, RunnerDep
 from .errors import plain
@@ -35,6 +35,17 @@ class OutputWriter:
         if self.multiplex:
             data = struct.pack(">BxxxI", int(stream), len(data)) + data
         await self.raw.write(data)
+
+
+async def copy_output(kernel, source: Attachment, out: OutputWriter, wanted: dict) -> None:
+    """Copy ``source``'s output to the client, the ``wanted`` streams only, until it ends."""
+    while True:
+        item = await kernel.run_waiting(source.read)
+        if item is None:
+            return
+        which, data = item
+        if wanted.get(which):
+            await out.write(which, data)
 
 
 async def attach(name: str, request: Request, kernel: KernelDep, containers: ContainersDep, runner: RunnerDep,
@@ -75,13 +86,7 @@ async def _stream(kernel, runner, container, raw: RawConnection, out: OutputWrit
     stdin_once = bool(container.config["StdinOnce"]) and not tty
 
     async def pump_output() -> None:
-        while True:
-            item = await kernel.run_waiting(attachment.read)
-            if item is None:
-                return
-            which, data = item
-            if wanted.get(which):
-                await out.write(which, data)
+        await copy_output(kernel, attachment, out, wanted)
 
     async def pump_input() -> None:
         while True:

@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 
 from ..core.errors import InvalidParameter
 from ..core.hookspecs.exec import Stream
-from .attach import OutputWriter
+from .attach import OutputWriter, copy_output
 from .containers import RunnerDep, json_body
 from .hijack import hijack, wants_upgrade
 from .params import KernelDep, query_int
@@ -50,14 +50,11 @@ async def start(exec_id: str, request: Request, kernel: KernelDep, runner: Runne
     out = OutputWriter(raw, multiplex=not spec.tty)
 
     async def pump_output() -> None:
-        while True:
-            item = await kernel.run_waiting(process.read)
-            if item is None:
-                return
-            which, data = item
-            if wanted.get(which):
-                with contextlib.suppress(ConnectionError, OSError):
-                    await out.write(which, data)
+        try:
+            await copy_output(kernel, process, out, wanted)
+        except (ConnectionError, OSError):  # the client went: the output is read to the end
+            while await kernel.run_waiting(process.read) is not None:
+                pass
 
     async def pump_input() -> None:
         while True:
