@@ -28,6 +28,7 @@ import io
 import itertools
 import lzma
 import os
+import shutil
 import stat
 import tarfile
 import weakref
@@ -39,6 +40,7 @@ from typing import BinaryIO
 from .confined import (
     DIR_FLAGS,
     ConfinedTree,
+    at,
     entry_parts,
     open_dir,
     open_dir_in_root,
@@ -46,7 +48,7 @@ from .confined import (
     remove_at,
     resolve_in_root,  # noqa: F401  (re-exported: the lxc driver resolves mount targets with it)
 )
-from .errors import InvalidParameter, NotFound
+from .errors import Conflict, InvalidParameter, NotFound
 
 WHITEOUT_PREFIX = ".wh."
 WHITEOUT_META_PREFIX = ".wh..wh."
@@ -375,7 +377,7 @@ class _Extractor:
         if self.same_owner:
             os.chown(name, member.uid, member.gid, dir_fd=dir_fd, follow_symlinks=False)
         for attr, value in self.xattrs(member):
-            self._tolerant_setxattr(f"/proc/self/fd/{dir_fd}/{name}", attr, value, follow_symlinks=False)
+            self._tolerant_setxattr(at(dir_fd, name), attr, value, follow_symlinks=False)
         if not member.issym():
             os.chmod(name, member.mode & 0o7777, dir_fd=dir_fd, follow_symlinks=False)
         ns = mtime_ns(member)
@@ -521,7 +523,7 @@ class TarWriter:
         info = tarfile.TarInfo(arcname)
         info.mode = stat.S_IMODE(st.st_mode)
         info.uid, info.gid = st.st_uid, st.st_gid
-        info.pax_headers = _xattrs(f"/proc/self/fd/{dir_fd}/{name}")
+        info.pax_headers = _xattrs(at(dir_fd, name))
         seconds, ns = divmod(st.st_mtime_ns, 1_000_000_000)
         info.mtime = seconds
         if ns:  # exact to the nanosecond: a float would round it
@@ -679,22 +681,30 @@ def tree_tar_at(dir_fd: int, name: str, arcroot: str = ".",
     yield from writer.end()
 
 
-def tree_tar_in_root(root: Path, path: str) -> Iterator[bytes]:
+def tree_tar_in_root(root: Path, path: str, done: Callable[[], None] | None = None) -> Chunks:
     """A tar of the container path ``path`` (and everything below it) of the tree ``root``,
     named by its basename (``GET /containers/{id}/archive``, ``copy``).
 
     The parent of ``path`` is resolved as the container sees it (``openat2(RESOLVE_IN_ROOT)``)
     and the walk below it never follows a symlink. Raises ``FileNotFoundError`` at once when
-    ``path`` does not exist; the returned iterator holds a directory descriptor until it is
-    exhausted or closed."""
-    parent, base = os.path.split(os.path.normpath("/" + path))
-    dir_fd = open_in_root(root, parent, os.O_RDONLY | os.O_DIRECTORY)
+    ``path`` does not exist (``done`` is called then too). The returned iterator holds a
+    directory descriptor until it is exhausted, closed or dropped; ``done`` runs after that."""
+
+    def finish() -> None:
+        if dir_fd is not None:
+            os.close(dir_fd)
+        if done is not None:
+            done()
+
+    dir_fd = None
     try:
+        parent, base = os.path.split(os.path.normpath("/" + path))
+        dir_fd = open_in_root(root, parent, os.O_RDONLY | os.O_DIRECTORY)
         os.stat(base or ".", dir_fd=dir_fd, follow_symlinks=False)
     except BaseException:
-        os.close(dir_fd)
+        finish()
         raise
-    return Chunks(tree_tar_at(dir_fd, base or ".", base or "."), lambda: os.close(dir_fd))
+    return Chunks(tree_tar_at(dir_fd, base or ".", base or "."), finish)
 
 
 class Chunks:
@@ -720,6 +730,27 @@ class Chunks:
         if close is not None:
             close()
         self._finalizer()
+
+
+def write_file_in_root(root: Path, path: str, content: BinaryIO, mode: int) -> None:
+    """Write ``content`` as the new file ``path`` of the container tree ``root`` (``insert``):
+    its directory resolved as the container sees it and made where missing, the file created
+    exclusively and never through a symlink. ``Conflict`` when ``path`` exists."""
+    parent, base = os.path.split(os.path.normpath("/" + path))
+    if not base:
+        raise InvalidParameter(f"{path}: not a file path")
+    dir_fd = open_dir_in_root(root, parent, create=True)
+    try:
+        try:
+            fd = os.open(base, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode,
+                         dir_fd=dir_fd)
+        except FileExistsError:
+            raise Conflict(f"{path} exists") from None
+        with os.fdopen(fd, "wb") as f:
+            shutil.copyfileobj(content, f, _CHUNK)
+            os.fchmod(f.fileno(), mode)
+    finally:
+        os.close(dir_fd)
 
 
 class IterStream(io.RawIOBase):

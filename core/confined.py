@@ -153,6 +153,13 @@ class ConfinedTree:
         return InvalidParameter(f"{name or shown!r} is below {shown}, which is not a directory")
 
 
+def at(dir_fd: int, name: str) -> str:
+    """A path for ``name`` in the directory open as ``dir_fd``, for calls that take no
+    descriptor (xattrs): the kernel resolves the descriptor itself, and a call that does not
+    follow symlinks stops at ``name``."""
+    return f"/proc/self/fd/{dir_fd}/{name}"
+
+
 def open_dir(path: str | Path) -> int:
     """A directory descriptor of a path the daemon itself chose (a layer, a context dir)."""
     return os.open(os.fspath(path), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)

@@ -6,7 +6,8 @@ Neither side can be escaped. A source path that climbs out of the context with `
 link to ``/etc/passwd`` names the context's own ``etc/passwd``). In the container, every path is
 resolved as the container would see it (``safe_join``: absolute links point into its root),
 existing files and links are replaced rather than written through, and tar archives are
-unpacked with the image-import rules.
+unpacked with the image-import rules, confined to the destination directory
+(``archive.extract_in_root``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import tarfile
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from moorage.core.archive import extract_layer, open_decompressed, remove_path
+from moorage.core.archive import extract_in_root, open_decompressed, remove_path
 from moorage.core.container_files import safe_join
 from moorage.core.errors import InvalidParameter, NotFound
 
@@ -126,7 +127,7 @@ def add_local(source: Path, rootfs: Path, src: str, dest: str) -> None:
     existing = safe_join(rootfs, dest, follow_last=True)
     if existing.is_dir() and not existing.is_symlink() and is_archive(source):
         with open(source, "rb") as f:
-            extract_layer(open_decompressed(f), existing, allow_devices=False)
+            extract_in_root(f, rootfs, dest, allow_devices=False)  # confined to dest, by fd
         return
     if dest.endswith("/"):
         dest = posixpath.join(dest, posixpath.basename(src.rstrip("/")))
