@@ -505,10 +505,12 @@ class TarWriter:
     def _header(info: tarfile.TarInfo) -> bytes:
         return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
 
-    def add_at(self, dir_fd: int, name: str, arcname: str) -> Iterator[bytes]:
+    def add_at(self, dir_fd: int, name: str, arcname: str, st: os.stat_result | None = None) -> Iterator[bytes]:
         """One entry for ``name`` in the directory open as ``dir_fd``, never following a
-        symlink: what is read is what was examined, even if the tree changes meanwhile."""
-        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        symlink: what is read is what was examined (``st``, its lstat, when the caller has
+        it), even if the tree changes meanwhile."""
+        if st is None:
+            st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
         content = None
         if stat.S_ISREG(st.st_mode):
             try:
@@ -545,7 +547,10 @@ class TarWriter:
             if not info.name.endswith("/"):
                 info.name += "/"
         elif stat.S_ISLNK(mode):
-            info.type, info.linkname = tarfile.SYMTYPE, os.readlink(name, dir_fd=dir_fd)
+            try:
+                info.type, info.linkname = tarfile.SYMTYPE, os.readlink(name, dir_fd=dir_fd)
+            except OSError:
+                return iter(())  # no longer a symlink: leave it out
         elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
             info.type = tarfile.CHRTYPE if stat.S_ISCHR(mode) else tarfile.BLKTYPE
             info.devmajor, info.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
@@ -602,17 +607,26 @@ def layer_tar(root: Path | int, changes: Iterable) -> Iterator[bytes]:
     writer = TarWriter()
     root_fd = root if isinstance(root, int) else open_dir(root)
     tree = ConfinedTree(root_fd)
+    #: entries written as something other than a directory: nothing may follow below them, or
+    #: the tar would not apply (a directory the container turned into a symlink meanwhile)
+    not_dirs: set[str] = set()
     try:
         for change in changes:
             parts = entry_parts(change.path)
             rel = "/".join(parts)
+            if any("/".join(parts[:i]) in not_dirs for i in range(1, len(parts))):
+                continue
             if change.kind == ChangeKind.DELETED:
                 yield from writer.add_empty(whiteout_name(rel))
                 continue
             try:
-                chunks = writer.add_at(tree.directory(parts[:-1]), parts[-1], rel)
+                dir_fd = tree.directory(parts[:-1])
+                st = os.stat(parts[-1], dir_fd=dir_fd, follow_symlinks=False)
+                chunks = writer.add_at(dir_fd, parts[-1], rel, st)
             except (FileNotFoundError, InvalidParameter):
                 continue  # changed since the change list was made
+            if not stat.S_ISDIR(st.st_mode):
+                not_dirs.add(rel)
             yield from chunks
         yield from writer.end()
     finally:
@@ -657,10 +671,12 @@ def tree_tar_at(dir_fd: int, name: str, arcroot: str = ".",
                 continue
             child_arc = f"{arc}/{entry.name}"
             try:
-                yield from writer.add_at(fd, entry.name, child_arc)
+                st = os.stat(entry.name, dir_fd=fd, follow_symlinks=False)
+                chunks = writer.add_at(fd, entry.name, child_arc, st)
             except FileNotFoundError:
                 continue
-            if entry.is_dir(follow_symlinks=False):
+            yield from chunks
+            if stat.S_ISDIR(st.st_mode):  # as the entry says: no children below a non-directory
                 try:
                     child = os.open(entry.name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
                                     dir_fd=fd)

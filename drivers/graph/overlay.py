@@ -392,9 +392,10 @@ class OverlayDriver(GraphDriver, Differ):
                 yield from writer.add_empty(whiteout_name(rel))
                 continue
             try:
-                yield from writer.add_at(dir_fd, name, rel)
+                chunks = writer.add_at(dir_fd, name, rel, st)  # the walk descends only if st is a dir
             except FileNotFoundError:
                 continue  # removed since the walk listed it
+            yield from chunks
             if stat.S_ISDIR(st.st_mode) and is_opaque(at(dir_fd, name)):
                 yield from writer.add_empty(f"{rel}/{WHITEOUT_OPAQUE}")
         yield from writer.end()
