@@ -21,7 +21,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from moorage.core.archive import extract_in_root, open_decompressed
-from moorage.core.confined import DIR_FLAGS, open_dir_in_root, remove_at
+from moorage.core.confined import DIR_FLAGS, entry_parts, open_dir_in_root, remove_at
 from moorage.core.container_files import safe_join
 from moorage.core.errors import InvalidParameter, NotFound
 
@@ -31,16 +31,10 @@ MIN_ARCHIVE_SIZE = 10
 
 def context_source(context: Path, src: str) -> Path:
     """The context path ADD's ``src`` names, symlinks resolved inside the context."""
-    parts: list[str] = []
-    for part in src.split("/"):
-        if part in ("", "."):
-            continue
-        if part == "..":
-            if not parts:
-                raise InvalidParameter(f"Forbidden path: {src}")
-            parts.pop()
-        else:
-            parts.append(part)
+    try:
+        parts = entry_parts(src)
+    except InvalidParameter:
+        raise InvalidParameter(f"Forbidden path: {src}") from None
     try:
         path = safe_join(context, "/".join(parts), follow_last=True)
     except OSError as exc:
