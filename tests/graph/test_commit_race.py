@@ -119,7 +119,7 @@ def test_swapping_while_commits_and_changes_run(driver, outside, generic):
     flipper = threading.Thread(target=flip, daemon=True)
     flipper.start()
     try:
-        deadline = time.monotonic() + 3
+        deadline = time.monotonic() + 2
         rounds = 0
         while rounds < 3 or time.monotonic() < deadline:
             data = b"".join(differ.diff("ctr", "base"))
