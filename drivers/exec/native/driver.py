@@ -8,7 +8,7 @@ from collections.abc import Callable
 from moorage.core.errors import NotSupported
 from moorage.core.hookspecs.exec import ProcessSpec
 from moorage.drivers.exec.common.driver import MonitorDriver
-from moorage.drivers.exec.common.policy import DROPPED_CAPS
+from moorage.drivers.exec.common.policy import confinement_of
 
 from .cgroups import Cgroups, probe, remove_unused_parents
 
@@ -53,7 +53,7 @@ class NativeDriver(MonitorDriver):
                 "privileged": spec.privileged, "isolate_network": spec.isolate_network,
                 "mounts": [[str(m.source), m.destination, m.readonly] for m in spec.mounts],
                 "uid": identity.uid, "gid": identity.gid, "groups": list(identity.groups),
-                "drop_caps": [] if spec.privileged else sorted(DROPPED_CAPS.values()),
+                **confinement_of(spec),
             },
         }
         return self._launch(spec, exec_dir, request, on_namespace, cgroups.remove)
