@@ -1,0 +1,31 @@
+"""The exec contract's confinement suite (``moorage.core.contract.confinement``), run for every
+exec driver, plus what only one driver's confinement needs."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from conftest import exec_driver_unsupported
+
+from moorage.core.contract.confinement import ConfinementContract, probe_binary  # noqa: F401 - the fixture
+from moorage.core.driver import NoOptions
+from moorage.drivers.exec.lxc.driver import LxcDriver
+from moorage.drivers.exec.native.driver import NativeDriver
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the exec drivers need root")
+LXC_REASON = exec_driver_unsupported("lxc") if os.geteuid() == 0 else None
+
+
+class TestNativeConfinement(ConfinementContract):
+    @pytest.fixture
+    def exec_driver(self):
+        return lambda home: NativeDriver(home, NoOptions(), {})
+
+
+@pytest.mark.skipif(LXC_REASON is not None, reason=LXC_REASON or "")
+class TestLxcConfinement(ConfinementContract):
+    @pytest.fixture
+    def exec_driver(self):
+        return lambda home: LxcDriver(home, NoOptions(), {})
