@@ -18,13 +18,16 @@ process. What it cannot do the way the exec contract wants, the driver adds arou
 
 from __future__ import annotations
 
+import os
+import posixpath
+import re
 import shlex
 from pathlib import Path
 
 from moorage.core.archive import resolve_in_root
 from moorage.core.errors import InvalidParameter
 from moorage.core.hookspecs.exec import ProcessSpec
-from moorage.core.security import SeccompFilter
+from moorage.core.security import SeccompArg, SeccompFilter
 from moorage.drivers.exec.common.policy import DEVICE_WHITELIST, memory_limits
 
 from .files import CONFIG, GO_FIFO, HOOK, LOG, START_FIFO
@@ -91,11 +94,10 @@ def render(spec: ProcessSpec, exec_dir: Path, busybox: Path, uid: int, gid: int,
     for m in spec.mounts:
         kind = "dir" if Path(m.source).is_dir() else "file"
         options = f"rbind,create={kind}" + (",ro" if m.readonly else "")
-        try:  # LXC refuses a symlink in a target; resolve it in the rootfs as a chroot would
-            target = _fstab(resolve_in_root(spec.rootfs, m.destination))
-        except ValueError as exc:
-            raise InvalidParameter(str(exc)) from None
-        lines.append(_line("lxc.mount.entry", f"{_fstab(str(m.source))} {target} none {options} 0 0"))
+        target = mount_target(spec.rootfs, m.destination)
+        lines.append(_line("lxc.mount.entry", f"{_fstab(str(m.source))} {_fstab(target)} none {options} 0 0"))
+        if m.readonly:
+            lines.extend(readonly_submounts(m.source, target))
     lines.extend(confinement_lines(spec, exec_dir))
     if spec.privileged:
         lines.append(_line("lxc.cgroup.devices.allow", "a"))
@@ -132,6 +134,14 @@ def _lxc_action(action: str, errno: int) -> str:
     return _LXC_ACTIONS[action]
 
 
+def _lxc_condition(arg: SeccompArg) -> str:
+    """LXC writes ``[index,value,op,mask]``: with MASKED_EQ, Docker's ``value`` is the mask and
+    its ``valueTwo`` the value."""
+    if arg.op == "SCMP_CMP_MASKED_EQ":
+        return f"[{arg.index},{arg.value_two},{arg.op},{arg.value}]"
+    return f"[{arg.index},{arg.value},{arg.op}]"
+
+
 def seccomp_profile(seccomp: SeccompFilter) -> str:
     """``seccomp`` (a profile resolved for one container) in LXC's version 2 format: one rule per
     line, ``name action [index,value,op,value_two]...``, under ``[all]`` (the native
@@ -139,7 +149,7 @@ def seccomp_profile(seccomp: SeccompFilter) -> str:
     lines = ["2", f"allowlist {_lxc_action(seccomp.default_action, seccomp.default_errno)}", "[all]"]
     for rule in seccomp.rules:
         action = _lxc_action(rule.action, rule.errno)
-        conditions = "".join(f"[{a.index},{a.value},{a.op},{a.value_two}]" for a in rule.args)
+        conditions = "".join(_lxc_condition(a) for a in rule.args)
         lines.extend(f"{name} {action}{' ' + conditions if conditions else ''}" for name in rule.names)
     return "\n".join(lines) + "\n"
 
@@ -169,4 +179,44 @@ def confinement_lines(spec: ProcessSpec, exec_dir: Path) -> list[str]:
             continue  # proc:mixed's
         # global (not per-namespace) parts of /proc: the host's entry is the container's
         lines.append(_line("lxc.mount.entry", f"{_fstab(path)} {_fstab(path.lstrip('/'))} none bind,ro,optional 0 0"))
+    return lines
+
+
+def mount_target(rootfs: Path, destination: str) -> str:
+    """``destination`` resolved in the rootfs as a chroot would, relative to it (LXC refuses a
+    symlink in a target): a dangling symlink on the way is followed inside the rootfs too
+    (``/etc/hosts -> /run/x`` gives ``run/x``), never out of it."""
+    root = Path(os.path.realpath(rootfs))
+    path = destination
+    for _ in range(40):
+        try:
+            relative = resolve_in_root(rootfs, path)
+        except ValueError as exc:
+            raise InvalidParameter(str(exc)) from None
+        parts = [p for p in relative.split("/") if p not in ("", ".")]
+        for i in range(len(parts)):
+            here = root.joinpath(*parts[:i + 1])
+            if here.is_symlink():  # dangling: resolve_in_root stopped at it
+                link = os.readlink(here)
+                rest = "/".join(parts[i + 1:])
+                base = "" if link.startswith("/") else "/".join(parts[:i])
+                path = posixpath.normpath("/" + "/".join(p for p in (base, link, rest) if p))
+                break
+        else:
+            return relative
+    raise InvalidParameter(f"too many levels of symbolic links in the container path {destination}")
+
+
+def readonly_submounts(source: Path, target: str) -> list[str]:
+    """One read-only bind per host mount below ``source`` (LXC makes only the top of an
+    ``rbind,ro`` read-only): the per-submount way of a recursive read-only bind."""
+    prefix = os.path.realpath(source)
+    lines = []
+    with open("/proc/self/mountinfo") as f:
+        points = [line.split()[4] for line in f]
+    for point in points:
+        point = re.sub(r"\\(\d{3})", lambda m: chr(int(m.group(1), 8)), point)
+        if point.startswith(prefix + "/"):
+            inner = posixpath.join(target, point[len(prefix) + 1:])
+            lines.append(_line("lxc.mount.entry", f"{_fstab(point)} {_fstab(inner)} none bind,ro 0 0"))
     return lines
