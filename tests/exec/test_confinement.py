@@ -4,7 +4,6 @@ exec driver, plus what only one driver's confinement needs."""
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
 from conftest import exec_driver_unsupported
