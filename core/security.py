@@ -17,6 +17,7 @@ import json
 import os
 import platform
 import re
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -159,10 +160,15 @@ class SeccompProfile:
     """A seccomp profile in Docker's JSON format, checked when it is read (``ConfigError`` with
     the file and what is wrong)."""
 
+    #: resolved filters kept per profile (one per distinct set of capabilities)
+    MAX_RESOLVED = 32
+
     def __init__(self, data: dict, source: str) -> None:
         self.source = source
         self.data = data
         self._check()
+        self._resolved: dict[tuple, SeccompFilter] = {}
+        self._lock = threading.Lock()
 
     @classmethod
     def load(cls, path: str | Path) -> SeccompProfile:
@@ -220,7 +226,21 @@ class SeccompProfile:
 
     def resolve(self, capabilities: Iterable[str], machine: str | None = None,
                 kernel: tuple[int, int] | None = None) -> SeccompFilter:
-        """The filter for a container holding ``capabilities``, on this machine and kernel."""
+        """The filter for a container holding ``capabilities``, on this machine and kernel (kept:
+        every start of a container asks again)."""
+        key = (frozenset(capabilities), machine, kernel)
+        with self._lock:
+            found = self._resolved.get(key)
+        if found is None:
+            found = self._resolve(*key)
+            with self._lock:
+                self._resolved[key] = found
+                while len(self._resolved) > self.MAX_RESOLVED:
+                    self._resolved.pop(next(iter(self._resolved)))
+        return found
+
+    def _resolve(self, capabilities: frozenset[str], machine: str | None, kernel: tuple[int, int] | None
+                 ) -> SeccompFilter:
         caps = {f"CAP_{c}" for c in capabilities}
         native = NATIVE_ARCHES.get(machine or platform.machine())
         if native is None:

@@ -18,14 +18,13 @@ ALL_CAPABILITIES = (1 << 64) - 1
 
 
 def confinement_of(spec: ProcessSpec) -> dict:
-    """``spec.confinement`` as plain JSON for a driver's start request: ``capabilities`` (the bit
-    mask), ``seccomp`` (``SeccompFilter.to_json()``, or None), ``masked_paths`` and
-    ``readonly_paths``. A privileged container gets every capability, no filter and no paths."""
+    """``spec.confinement`` for a driver's start request: ``capabilities`` (the bit mask),
+    ``seccomp`` (the ``SeccompFilter``, or None), ``masked_paths`` and ``readonly_paths``. A
+    privileged container gets every capability, no filter and no paths."""
     if spec.privileged:
         return {"capabilities": ALL_CAPABILITIES, "seccomp": None, "masked_paths": [], "readonly_paths": []}
     c = spec.confinement
-    seccomp = c.seccomp_filter()
-    return {"capabilities": capability_mask(c.capabilities), "seccomp": seccomp.to_json() if seccomp else None,
+    return {"capabilities": capability_mask(c.capabilities), "seccomp": c.seccomp_filter(),
             "masked_paths": list(c.masked_paths), "readonly_paths": list(c.readonly_paths)}
 
 
