@@ -92,3 +92,7 @@ def confine(capabilities: int, seccomp: bytes | None, uid: int = 0, gid: int = 0
     single-threaded child that joined the container's namespaces, last before its execve."""
     _nsinit.confine(capabilities=capabilities, seccomp=seccomp, uid=uid, gid=gid, groups=tuple(groups),
                     no_new_privileges=no_new_privileges)
+
+
+def console_path(slave_fd: int) -> str:
+    return os.ttyname(slave_fd)
