@@ -265,6 +265,15 @@ class ConfinementContract(ExecFixtures):
 
     # -- privileged: what Docker gives ---------------------------------------------------------
 
+    def test_privileged_gets_the_host_devices(self, runner, probe_spec):
+        devices = sorted(p for p in ("/dev/kmsg", "/dev/loop-control", "/dev/mem", "/dev/fuse", "/dev/loop0")
+                         if os.path.exists(p))
+        if not devices:
+            pytest.skip("none of the devices looked for is on this host")
+        script = "; ".join(f"test -c {p} -o -b {p} && echo {p}" for p in devices) + "; true"
+        assert self.run_script(runner, probe_spec, script, privileged=True).split() == devices
+        assert self.run_script(runner, probe_spec, script).split() == []
+
     def test_privileged_gets_everything(self, runner, probe_spec):
         with open("/proc/self/status") as f:
             ours = cap_bits(f.read(), "CapBnd")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 import time
 from pathlib import Path
 
@@ -26,6 +27,32 @@ def confinement_of(spec: ProcessSpec) -> dict:
     c = spec.confinement
     return {"capabilities": capability_mask(c.capabilities), "seccomp": c.seccomp_filter(),
             "masked_paths": list(c.masked_paths), "readonly_paths": list(c.readonly_paths)}
+
+
+#: what a privileged container's /dev does not take from the host's: its own instances
+_OWN_DEV = {"pts", "shm", "mqueue", "console", "ptmx", "fd", "stdin", "stdout", "stderr"}
+
+
+def host_devices(dev: str = "/dev") -> list[tuple[str, int, int, int, int, int]]:
+    """The host's device nodes for a privileged container's /dev, as Docker gives them:
+    ``(path below /dev, mode, major, minor, uid, gid)``; the container's own pts, shm, console
+    and links are left out, symlinks too."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(dev):
+        relative_dir = os.path.relpath(dirpath, dev)
+        if relative_dir == ".":
+            dirnames[:] = [d for d in dirnames if d not in _OWN_DEV]
+        for name in filenames:
+            relative = name if relative_dir == "." else f"{relative_dir}/{name}"
+            if relative in _OWN_DEV:
+                continue
+            try:
+                st = os.lstat(os.path.join(dirpath, name))
+            except OSError:
+                continue
+            if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
+                found.append((relative, st.st_mode, os.major(st.st_rdev), os.minor(st.st_rdev), st.st_uid, st.st_gid))
+    return found
 
 
 def validate_mounts(mounts: list[Mount]) -> None:

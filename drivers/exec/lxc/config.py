@@ -28,7 +28,7 @@ from moorage.core.archive import resolve_in_root
 from moorage.core.errors import InvalidParameter
 from moorage.core.hookspecs.exec import ProcessSpec
 from moorage.core.security import SeccompArg, SeccompFilter
-from moorage.drivers.exec.common.policy import DEVICE_WHITELIST, memory_limits
+from moorage.drivers.exec.common.policy import DEVICE_WHITELIST, host_devices, memory_limits
 
 from .files import CONFIG, GO_FIFO, HOOK, LOG, START_FIFO
 
@@ -156,12 +156,14 @@ def seccomp_profile(seccomp: SeccompFilter) -> str:
 
 def confinement_lines(spec: ProcessSpec, exec_dir: Path) -> list[str]:
     """The capabilities (``lxc.cap.keep``: the allow-list), the seccomp profile (written by the
-    driver as ``SECCOMP``) and the masked and read-only paths of ``spec.confinement``; nothing
-    for a privileged container. ``proc:mixed`` already makes ``/proc/sys`` and
+    driver as ``SECCOMP``) and the masked and read-only paths of ``spec.confinement``. A
+    privileged container keeps every capability and gets no filter, but each host device.
+    ``proc:mixed`` already makes ``/proc/sys`` and
     ``/proc/sysrq-trigger`` read-only (``/proc/sys/net`` too); ``sys:ro`` makes ``/sys``
     read-only."""
-    if spec.privileged:
-        return []
+    if spec.privileged:  # the host's devices, bound into the /dev tmpfs of autodev
+        return [_line("lxc.mount.entry", f"{_fstab('/dev/' + path)} {_fstab('dev/' + path)} none "
+                      f"bind,optional,create=file 0 0") for path, *_ in host_devices()]
     c = spec.confinement
     keep = " ".join(sorted(name.lower() for name in c.capabilities)) or "none"
     lines = [_line("lxc.cap.keep", keep)]

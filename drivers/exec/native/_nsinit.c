@@ -90,7 +90,8 @@ struct plan {
     const char *console, *rootfs, *hostname, *domainname, *workdir;
     char **cgroups, **late_cgroups, **sources, **destinations, **args, **env, **masked, **readonly_paths;
     int *readonly;
-    Py_ssize_t nmounts;
+    Py_ssize_t nmounts, ndevices;
+    struct device *devices;
     struct confinement confinement;
 };
 
@@ -489,7 +490,11 @@ static void readonly_paths(int rootfd, const char *rootfs, char **paths) {
     errno = 0;
 }
 
-static void setup_dev(int rootfd, const char *rootfs, const char *console) {
+/* One host device node for a privileged container: its path below /dev, mode, number, owner. */
+struct device { const char *path; unsigned int mode, major, minor, uid, gid; };
+
+static void setup_dev(int rootfd, const char *rootfs, const char *console, const struct device *devices,
+                      Py_ssize_t ndevices) {
     char dev[PATH_MAX], path[PATH_MAX + 32];
     inside(rootfd, rootfs, "/dev", dev);
     make_dir(dev);
@@ -510,6 +515,22 @@ static void setup_dev(int rootfd, const char *rootfs, const char *console) {
         if (symlink(DEV_LINKS[i].target, path) < 0)
             fail("symlink %s", path);
     }
+    for (Py_ssize_t i = 0; i < ndevices; i++) {  /* privileged: the host's devices, as Docker */
+        if (snprintf(path, sizeof path, "%s/%s", dev, devices[i].path) >= (int)sizeof path)
+            continue;
+        char *slash = strrchr(path, '/');
+        *slash = '\0';
+        make_dirs(path);
+        *slash = '/';
+        if (mknod(path, devices[i].mode, makedev(devices[i].major, devices[i].minor)) < 0) {
+            if (errno == EEXIST)
+                continue;  /* one of the usual nodes above */
+            fail("mknod %s", path);
+        }
+        if (chown(path, devices[i].uid, devices[i].gid) < 0)
+            fail("chown %s", path);
+    }
+    errno = 0;
     if (console) {
         snprintf(path, sizeof path, "%s/console", dev);
         int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0666);
@@ -590,7 +611,7 @@ static void isolate(const struct plan *p) {
     inside(rootfd, p->rootfs, "/sys", path);
     make_dir(path);
     do_mount("sysfs", path, "sysfs", (p->sys_writable ? 0 : MS_RDONLY) | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
-    setup_dev(rootfd, p->rootfs, p->console);
+    setup_dev(rootfd, p->rootfs, p->console, p->devices, p->ndevices);
     umask(old_umask);
     for (Py_ssize_t i = 0; i < p->nmounts; i++)
         bind_mount(rootfd, p->rootfs, p->sources[i], p->destinations[i], p->readonly[i], p->ro_fallback);
@@ -1003,7 +1024,8 @@ static gid_t *gids(PyObject *seq, size_t *count) {
 PyDoc_STRVAR(spawn_doc,
 "spawn(*, flags, stdio, tty, console, sync_fd, go_fd, cgroups, late_cgroups, rootfs, hostname,\n"
 "      domainname, loopback, mounts, workdir, uid, gid, groups, capabilities, seccomp,\n"
-"      masked_paths, readonly_paths, sys_writable, args, env, readonly_fallback=False) -> pid\n\n"
+"      masked_paths, readonly_paths, sys_writable, args, env, readonly_fallback=False,\n"
+"      devices=()) -> pid\n\n"
 "Clone the container's first process with the CLONE_NEW* `flags` and return its pid; see\n"
 "container.py for what each argument is and what the child reports on sync_fd.");
 
@@ -1011,17 +1033,17 @@ static PyObject *spawn(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwar
     static char *keywords[] = {"flags", "stdio", "tty", "console", "sync_fd", "go_fd", "cgroups", "late_cgroups",
                                "rootfs", "hostname", "domainname", "loopback", "mounts", "workdir", "uid", "gid",
                                "groups", "capabilities", "seccomp", "masked_paths", "readonly_paths", "sys_writable",
-                               "args", "env", "readonly_fallback", NULL};
+                               "args", "env", "readonly_fallback", "devices", NULL};
     struct plan p = {0};
     PyObject *console, *rootfs, *hostname, *domainname, *workdir, *cgroups, *late, *mounts, *groups, *seccomp,
-        *masked, *readonly, *argv, *env;
+        *masked, *readonly, *argv, *env, *devices = NULL;
     unsigned long uid, gid;
     unsigned long long caps;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "i(iii)pOiiOOOOOpOOkkOKOOOpOO|p", keywords, &p.flags,
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "i(iii)pOiiOOOOOpOOkkOKOOOpOO|pO", keywords, &p.flags,
                                      &p.stdio[0], &p.stdio[1], &p.stdio[2], &p.tty, &console, &p.sync_fd,
                                      &p.go_fd, &cgroups, &late, &rootfs, &hostname, &domainname, &p.loopback,
                                      &mounts, &workdir, &uid, &gid, &groups, &caps, &seccomp, &masked, &readonly,
-                                     &p.sys_writable, &argv, &env, &p.ro_fallback))
+                                     &p.sys_writable, &argv, &env, &p.ro_fallback, &devices))
         return NULL;
     PyObject *keep = PyList_New(0), *result = NULL;
     Py_ssize_t nargs = 0;
@@ -1048,6 +1070,28 @@ static PyObject *spawn(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwar
         goto done;
     if (program_of(seccomp, keep, &p.confinement.filter) < 0)
         goto done;
+    if (devices) {
+        PyObject *all = PySequence_Fast(devices, "devices must be a sequence of (path, mode, major, minor, uid, gid)");
+        if (!all)
+            goto done;
+        p.ndevices = PySequence_Fast_GET_SIZE(all);
+        if (!(p.devices = PyMem_Calloc(p.ndevices + 1, sizeof *p.devices))) {
+            Py_DECREF(all);
+            PyErr_NoMemory();
+            goto done;
+        }
+        for (Py_ssize_t i = 0; i < p.ndevices; i++) {
+            struct device *d = &p.devices[i];
+            PyObject *path;
+            if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(all, i), "OIIIII", &path, &d->mode, &d->major, &d->minor,
+                                  &d->uid, &d->gid) ||
+                !(d->path = path_of(path, keep))) {
+                Py_DECREF(all);
+                goto done;
+            }
+        }
+        Py_DECREF(all);
+    }
     PyObject *fast = PySequence_Fast(mounts, "mounts must be a sequence of (source, destination, readonly)");
     if (!fast)
         goto done;
@@ -1095,6 +1139,7 @@ done:
     PyMem_Free(p.sources);
     PyMem_Free(p.destinations);
     PyMem_Free(p.readonly);
+    PyMem_Free(p.devices);
     Py_DECREF(keep);
     return result;
 }

@@ -25,8 +25,9 @@ Unless the container is privileged, step 3 also hides ``masked_paths`` (``/dev/n
 file, an empty read-only tmpfs over a directory), makes ``readonly_paths`` read-only (all of
 ``/proc/sys``, ``/proc/sys/net`` included, as Docker) and mounts ``/sys`` read-only. A read-only
 bind is read-only with every mount below it (``mount_setattr(AT_RECURSIVE)``, else each
-submount: ``cfg["readonly_fallback"]`` forces that path, for its test). Privileged, ``/sys`` is writable, nothing
-is masked and every capability stays, without a seccomp filter.
+submount: ``cfg["readonly_fallback"]`` forces that path, for its test). Privileged, ``/sys`` is
+writable, nothing is masked, every capability stays, there is no seccomp filter, and ``/dev``
+also gets a node for each of the host's devices (``cfg["devices"]``, ``policy.host_devices``).
 
 A failure before exec is reported as ``E<message>`` on ``sync_fd`` (exit 1). The exec closes
 ``sync_fd`` (close-on-exec), which tells the monitor the command runs; a command that cannot be
@@ -66,6 +67,7 @@ def spawn(cfg: dict[str, Any], stdio: tuple[int, int, int], tty: bool, console: 
         seccomp=base64.b64decode(cfg["seccomp_program"]) if cfg["seccomp_program"] else None,
         masked_paths=cfg["masked_paths"], readonly_paths=cfg["readonly_paths"],
         sys_writable=cfg["privileged"], readonly_fallback=cfg.get("readonly_fallback", False),
+        devices=[tuple(d) for d in cfg.get("devices", ())],
         args=cfg["args"], env=cfg["env"])
 
 

@@ -11,7 +11,7 @@ from moorage.core.errors import NotSupported
 from moorage.core.hookspecs.exec import ProcessSpec
 from moorage.core.security import SeccompFilter
 from moorage.drivers.exec.common.driver import MonitorDriver
-from moorage.drivers.exec.common.policy import confinement_of
+from moorage.drivers.exec.common.policy import confinement_of, host_devices
 
 from . import container
 from .cgroups import Cgroups, probe, remove_unused_parents
@@ -83,7 +83,8 @@ class NativeDriver(MonitorDriver):
                 self._programs[seccomp] = program  # most recent last
                 while len(self._programs) > MAX_PROGRAMS:
                     self._programs.pop(next(iter(self._programs)))
-        return {**confinement, "seccomp_program": program}
+        devices = [list(d) for d in host_devices()] if spec.privileged else []
+        return {**confinement, "seccomp_program": program, "devices": devices}
 
     def processes(self, container_id: str) -> list[int]:
         return self._pid_first(container_id, Cgroups(container_id).pids())
