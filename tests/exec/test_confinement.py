@@ -48,3 +48,44 @@ class TestNativeReadOnlyBindFallback(ExecFixtures):
     @pytest.fixture
     def exec_driver(self):
         return lambda home: FallbackNativeDriver(home, NoOptions(), {})
+
+
+def test_confine_holds_the_calling_process_as_a_container(tmp_path):
+    """``container.confine``, what ``docker exec`` reuses: in a forked child, with the program the
+    driver compiled, the process gets the container's capability sets and filter."""
+    import base64
+    import ctypes
+    import platform
+    import re
+
+    from moorage.core.hookspecs.exec import ProcessSpec
+    from moorage.drivers.exec.native import container
+
+    if platform.machine() != "x86_64":
+        pytest.skip("the probe calls keyctl by its x86_64 number")
+    driver = NativeDriver(tmp_path, NoOptions(), {})
+    spec = ProcessSpec(container_id="0" * 64, rootfs=tmp_path, args=["true"], env=[], hostname="h",
+                       state_dir=tmp_path, log_path=tmp_path / "log")
+    confinement = driver.confinement(spec)
+    program = base64.b64decode(confinement["seccomp_program"])
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through the pipe
+        try:
+            container.confine(confinement["capabilities"], program, uid=0, gid=0)
+            libc = ctypes.CDLL(None, use_errno=True)
+            keyctl = libc.syscall(250, 0, -3, 0)  # SYS_keyctl, KEYCTL_GET_KEYRING_ID of the session keyring
+            with open("/proc/self/status") as f:
+                status = f.read()
+            os.write(w, f"{keyctl} {ctypes.get_errno()}\n{status}".encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    with os.fdopen(r) as f:
+        out = f.read()
+    os.waitpid(pid, 0)
+    first, status = out.split("\n", 1)
+    assert first == "-1 1"  # EPERM from the filter
+    fields = dict(re.findall(r"^(Cap\w+|Seccomp):\s*(\S+)$", status, re.M))
+    assert fields == {"CapInh": "0000000000000000", "CapPrm": "00000000a80425fb", "CapEff": "00000000a80425fb",
+                      "CapBnd": "00000000a80425fb", "CapAmb": "0000000000000000", "Seccomp": "2"}
