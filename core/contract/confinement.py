@@ -70,6 +70,11 @@ int main(int argc, char **argv) {
     if (!strcmp(what, "bpf")) return report(syscall(SYS_bpf, 0xdead, NULL, 0));
     if (!strcmp(what, "perf_event_open")) return report(syscall(SYS_perf_event_open, NULL, 0, -1, -1, 0));
     if (!strcmp(what, "userfaultfd")) return report(syscall(SYS_userfaultfd, 0));
+    if (!strcmp(what, "reboot")) return report(syscall(SYS_reboot, 0, 0, 0, NULL));  /* bad magic: EINVAL */
+    if (!strcmp(what, "swapon")) return report(syscall(SYS_swapon, "/moorage-no-such-file", 0));
+    if (!strcmp(what, "umount2")) return report(syscall(SYS_umount2, "/moorage-no-such-dir", 0));
+    if (!strcmp(what, "pivot_root"))
+        return report(syscall(SYS_pivot_root, "/moorage-no-such-dir", "/moorage-no-such-dir"));
     if (!strcmp(what, "unshare_user")) return report(unshare(CLONE_NEWUSER));
     if (!strcmp(what, "clone_user")) {
         long pid = syscall(SYS_clone, CLONE_NEWUSER | SIGCHLD, 0, 0, 0, 0);
@@ -90,7 +95,7 @@ int main(int argc, char **argv) {
 
 #: system calls Docker's default refuses, each with an argument that would do no harm if it got through
 BLOCKED = ("finit_module", "delete_module", "keyctl", "add_key", "kexec_load", "bpf", "perf_event_open",
-           "userfaultfd", "unshare_user", "clone_user")
+           "userfaultfd", "unshare_user", "clone_user", "reboot", "swapon", "umount2", "pivot_root")
 
 
 @pytest.fixture(scope="session")
