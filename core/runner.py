@@ -58,6 +58,8 @@ class Runner:
     def start(self, name: str, host_config: dict | None = None) -> None:
         container = self.containers.get(name)
         new_config = cc.normalize_host_config(host_config) if host_config is not None else None
+        if new_config is not None:
+            cc.validate_host_config(new_config)  # before anything of it is recorded
         with container.lock:
             if container.removed:
                 raise NotFound(f"No such container: {name}")
