@@ -11,6 +11,7 @@ import tarfile
 import pytest
 from conftest import make_tar
 
+from moorage.core.errors import InvalidParameter
 from moorage.core.validation import check_repository, check_tag
 
 BAD_CONTAINER_NAMES = ["a\x00b", "x" * 300, "a", "-lead", ".hidden", "a/b", "../x", "..", "a b", "a\nb", "é-name",
@@ -50,10 +51,10 @@ def refused(answer, *fragments: str) -> None:
 
 def test_rules_refuse_each_spelling_and_keep_the_good_ones():
     for name in BAD_REPOSITORIES:
-        with pytest.raises(Exception):
+        with pytest.raises(InvalidParameter):
             check_repository(name)
     for tag in BAD_TAGS:
-        with pytest.raises(Exception):
+        with pytest.raises(InvalidParameter):
             check_tag(tag)
     for name in ("busybox", "library/busybox", "localhost:5000/a/b", "127.0.0.1:5000/x", "utest:5000/docker",
                  "docker.io/library/busybox", "[::1]:5000/x", "a-b__c/e_f.g"):
