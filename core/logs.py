@@ -256,29 +256,42 @@ def read_log(path: Path, streams: tuple[str, ...] = STREAMS, since: LogPosition 
     ``since`` (from ``log_position``; what was rotated away is gone). Streams from disk: one
     line in memory at a time. A torn last line (a writer killed mid-write) is skipped. Close
     the iterator (or exhaust it) to close the files."""
+    entries = follow_log(path, since)
+    try:
+        for entry, _ in entries:
+            if entry.stream in streams:
+                yield entry
+    finally:
+        entries.close()
+
+
+def follow_log(path: Path, since: LogPosition | None = None) -> Iterator[tuple[LogEntry, LogPosition]]:
+    """``read_log`` of every stream, each entry with the position just after it: a reader
+    that polls a growing log passes the last one as ``since`` next time."""
     files = open_log(path)
     try:
-        if since is not None and since.inode:
-            inodes = [os.fstat(f.fileno()).st_ino for f in files]
-            if since.inode in inodes:
-                first = inodes.index(since.inode)
-                files[first].seek(since.offset)
-                for f in files[:first]:
-                    f.close()
-                files = files[first:]
-        for f in files:
+        inodes = [os.fstat(f.fileno()).st_ino for f in files]
+        if since is not None and since.inode in inodes:
+            first = inodes.index(since.inode)
+            files[first].seek(since.offset)
+            for f in files[:first]:
+                f.close()
+            files, inodes = files[first:], inodes[first:]
+        for f, inode in zip(files, inodes, strict=True):
             while raw := f.readline(MAX_ENTRY):
                 if not raw.endswith(b"\n"):
                     if len(raw) == MAX_ENTRY:  # not a line this module wrote: skip the rest of it
                         while (more := f.readline(MAX_ENTRY)) and not more.endswith(b"\n"):
                             pass
-                    continue
+                        continue
+                    break  # a line still being written: read it next time
                 try:
                     obj = json.loads(raw)
                 except ValueError:
                     continue
-                if isinstance(obj, dict) and obj.get("stream") in streams:
-                    yield LogEntry(str(obj.get("log", "")), obj["stream"], str(obj.get("time", "")))
+                if isinstance(obj, dict) and obj.get("stream") in STREAMS:
+                    yield (LogEntry(str(obj.get("log", "")), obj["stream"], str(obj.get("time", ""))),
+                           LogPosition(inode, f.tell()))
     finally:
         for f in files:
             f.close()

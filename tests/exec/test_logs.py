@@ -8,7 +8,18 @@ import re
 import stat
 import threading
 
-from moorage.core.logs import MAX_LINE, LogRotation, LogWriter, log_position, open_log, read_log, rfc3339nano, rotated
+from moorage.core.logs import (
+    MAX_LINE,
+    LogPosition,
+    LogRotation,
+    LogWriter,
+    follow_log,
+    log_position,
+    open_log,
+    read_log,
+    rfc3339nano,
+    rotated,
+)
 
 RFC3339NANO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z$")
 
@@ -172,3 +183,25 @@ def test_readers_see_whole_entries_while_the_writer_rotates(tmp_path):
     thread.join()
     for f in open_log(path):
         f.close()
+
+
+def test_follow_resumes_across_rotation_and_waits_for_whole_lines(tmp_path):
+    path = tmp_path / "c-json.log"
+    writer = LogWriter(path, LogRotation(max_size=4096, max_files=50))
+    seen, position = [], LogPosition()
+
+    def poll(since: LogPosition) -> LogPosition:
+        for entry, after in follow_log(path, since):
+            seen.append(entry.log)
+            since = after
+        return since
+
+    for i in range(300):
+        writer.write("stdout", f"{i}\n".encode())
+        if i % 7 == 0:
+            position = poll(position)
+    writer.close()
+    with open(path, "ab") as f:
+        f.write(b'{"log": "half')  # a line still being written is not consumed
+    position = poll(position)
+    assert seen == [f"{i}\n" for i in range(300)] and rotated(path, 1).exists()
