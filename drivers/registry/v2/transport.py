@@ -312,6 +312,9 @@ class Session:
         if scheme == "basic":
             if not self._auth.username:
                 raise Unauthorized(f"authentication required by {self.registry.host}")
+            if not self.policy.to_registry(self.registry.url):
+                raise Unauthorized(f"{self.registry.host} asks for credentials over plain http; they are sent only "
+                                   "over TLS, or to a registry listed in [registry.v2] insecure_registries")
             if self._authorization and self._authorization.startswith("Basic "):
                 raise Unauthorized(WRONG_LOGIN)
             creds = f"{self._auth.username}:{self._auth.password}".encode()
