@@ -23,6 +23,7 @@ from moorage.core.validation import check_digest
 from .transport import MAX_DOCUMENT, Session, TooLarge, Transient
 
 CHUNK = 1 << 20
+GZIP_SLICE = 1 << 16
 GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 _UNITS = ("B", "kB", "MB", "GB", "TB", "PB")
@@ -171,16 +172,19 @@ def unpack(chunks: Iterator[bytes], limit: int = CHUNK) -> Iterator[bytes]:
         yield from stream
         return
     d = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    for data in stream:
-        while data:
-            out = d.decompress(data, limit)
-            if out:
-                yield out
-            if d.eof:
-                data = d.unused_data
-                d = zlib.decompressobj(16 + zlib.MAX_WBITS)
-            else:
-                data = d.unconsumed_tail
+    for chunk in stream:
+        # fed in slices: what a full output leaves unconsumed is copied, so keep it small
+        for start in range(0, len(chunk), GZIP_SLICE):
+            data = chunk[start:start + GZIP_SLICE]
+            while data:
+                out = d.decompress(data, limit)
+                if out:
+                    yield out
+                if d.eof:
+                    data = d.unused_data
+                    d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+                else:
+                    data = d.unconsumed_tail
     while out := d.decompress(b"", limit):  # what a full output left pending
         yield out
     if tail := d.flush():
