@@ -520,6 +520,7 @@ class ContainerService:
         """``POST /images/{name}/insert``: a new image holding ``content`` at ``path`` on top of
         the image, committed with no tag and a null config (reference §5.6). An existing path
         is refused (0.6.6). Returns the full new id; nothing is left behind on failure."""
+        check_path(path, "path")
         if not path.startswith("/") or os.path.normpath(path) == "/":
             raise InvalidParameter(f"Bad parameter: path must be an absolute file path, not {path!r}")
         container, _ = self.create({"Image": image_name, "Cmd": ["echo", "insert", url, path]})

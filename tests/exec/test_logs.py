@@ -8,6 +8,8 @@ import re
 import stat
 import threading
 
+import pytest
+
 from moorage.core.logs import (
     MAX_LINE,
     LogPosition,
@@ -205,3 +207,17 @@ def test_follow_resumes_across_rotation_and_waits_for_whole_lines(tmp_path):
         f.write(b'{"log": "half')  # a line still being written is not consumed
     position = poll(position)
     assert seen == [f"{i}\n" for i in range(300)] and rotated(path, 1).exists()
+
+
+def test_logs_config_section(tmp_path):
+    from moorage.core.config import ConfigError, load
+
+    assert (load(None).logs.max_size, load(None).logs.max_file) == (100 << 20, 5)
+    path = tmp_path / "daemon.toml"
+    path.write_text('[logs]\nmax-size = "10m"\nmax-file = 2\n')
+    logs = load(path).logs
+    assert (logs.max_size, logs.max_file) == (10 << 20, 2)  # binary units, as Docker's max-size
+    for bad in ('max-size = "lots"', "max-file = 0", 'max-size = "1k"', "maxsize = 1"):
+        path.write_text(f"[logs]\n{bad}\n")
+        with pytest.raises(ConfigError, match="logs"):
+            load(path)
