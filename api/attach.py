@@ -77,8 +77,9 @@ async def attach(name: str, request: Request, kernel: KernelDep, containers: Con
         out = OutputWriter(raw, multiplex=not tty and version >= 1.6)
         wanted = {Stream.STDOUT: want_stdout, Stream.STDERR: want_stderr}
         if logs:
-            async for which, data in replay_log(kernel, container.log_path, wanted):
-                await out.write(which, data)
+            async with contextlib.aclosing(replay_log(kernel, container.log_path, wanted)) as replay:
+                async for which, data in replay:  # a client gone mid-replay closes the files at once
+                    await out.write(which, data)
         if stream:
             await _stream(kernel, runner, container, raw, out, wanted,
                           want_stdin and container.config["OpenStdin"], tty)
@@ -179,8 +180,9 @@ async def attach_ws(websocket: WebSocket, name: str) -> None:
     wanted = {Stream.STDOUT: flags["stdout"], Stream.STDERR: flags["stderr"]}
     try:
         if flags["logs"]:
-            async for _, data in replay_log(kernel, container.log_path, wanted):
-                await websocket.send_bytes(data)
+            async with contextlib.aclosing(replay_log(kernel, container.log_path, wanted)) as replay:
+                async for _, data in replay:
+                    await websocket.send_bytes(data)
         if flags["stream"]:
             container, attachment = await kernel.run_blocking(runner.attach, container.id)
             if attachment is not None:
