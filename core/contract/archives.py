@@ -256,3 +256,27 @@ class AddSink:
 
     def check(self) -> None:
         pass
+
+
+def check_hostile(sink, base: Path, entries: list[Entry]) -> bool:
+    """Apply ``entries`` through ``sink`` with fresh canaries in ``base/victim`` and assert that
+    nothing outside the target changed (the victim, what sits beside it, the sink's own
+    invariant). Returns whether the archive was refused (``InvalidParameter``); any other
+    error propagates."""
+    import shutil
+
+    from moorage.core.errors import InvalidParameter
+
+    victim = base / "victim"
+    shutil.rmtree(victim, ignore_errors=True)
+    plant_canaries(victim)
+    before, beside = tree_state(victim), sorted(os.listdir(base))
+    refused = False
+    try:
+        sink.apply(build_tar(entries, victim))
+    except InvalidParameter:
+        refused = True  # fine, as long as nothing outside changed
+    assert tree_state(victim) == before, "the archive changed the victim directory beside the target"
+    assert sorted(os.listdir(base)) == beside, "the archive created something beside the target"
+    sink.check()
+    return refused
