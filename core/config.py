@@ -144,10 +144,10 @@ class DaemonConfig:
         self._text = text
         self.daemon = self._validate(DaemonSection, "daemon")
         self.plugins = self._validate(PluginsSection, "plugins")
-        self.logs = self._validate(LogsSection, "logs")
         self.security = self._validate(SecuritySection, "security")
+        self.logs = self._validate(LogsSection, "logs")
         self.families = {f: self._validate(FamilySection, f) for f in FAMILIES}
-        unknown = sorted(set(data) - {"daemon", "plugins", "logs", "security", *FAMILIES})
+        unknown = sorted(set(data) - {"daemon", "plugins", "security", "logs", *FAMILIES})
         if unknown:
             raise ConfigError(f"{self.where(unknown[0], None)}: unknown section [{unknown[0]}]")
 

@@ -172,8 +172,8 @@ class Runner:
                                 cpu_shares=config["CpuShares"]),
             mounts=mounts,
             driver_options=[(str(e["Key"]), str(e.get("Value", ""))) for e in hc["LxcConf"] or []],
-            log_rotation=LogRotation(self.kernel.config.logs.max_size, self.kernel.config.logs.max_file),
             confinement=self.security.for_container(hc.get("CapAdd"), hc.get("CapDrop")),
+            log_rotation=LogRotation(self.kernel.config.logs.max_size, self.kernel.config.logs.max_file),
         )
 
     def _write_back_ports(self, container: Container, endpoint: Endpoint) -> None:

@@ -98,14 +98,14 @@ class ProcessSpec:
     mounts: list[Mount] = field(default_factory=list)  # in order; destinations created if missing
     #: Driver-specific settings from start's ``LxcConf`` ([key, value] pairs), in order.
     driver_options: list[tuple[str, str]] = field(default_factory=list)
-    #: How big ``log_path`` may grow before it is rotated, and how many files are kept.
-    log_rotation: LogRotation = field(default_factory=LogRotation)
     #: What a non-privileged container is held to: exactly these capabilities in its bounding,
     #: permitted and effective sets (inheritable and ambient empty), ``masked_paths`` hidden,
     #: ``readonly_paths`` and /sys read-only, and the seccomp filter of
     #: ``confinement.seccomp_filter()``. Ignored with ``privileged`` (every capability, no
     #: filter, /proc and /sys writable, every device). See ``moorage.core.security``.
     confinement: Confinement = field(default_factory=Confinement)
+    #: How big ``log_path`` may grow before it is rotated, and how many files are kept.
+    log_rotation: LogRotation = field(default_factory=LogRotation)
 
 
 @dataclass(frozen=True)
