@@ -121,11 +121,8 @@ async def build(request: Request, kernel: KernelDep, version: ApiVersion) -> Res
                      400)
     if options.tag:
         repo, tag = parse_repository_tag(options.tag)
-        try:
-            validate_repo_name(repo)
-            validate_tag_name(tag or DEFAULT_TAG)
-        except InvalidParameter as exc:
-            return plain(exc.message, 500)
+        validate_repo_name(repo)  # 400 before the context is read
+        validate_tag_name(tag or DEFAULT_TAG)
     remote = query.get("remote", "")
     body = None if remote else BodyReader(request.stream(), asyncio.get_running_loop())
 

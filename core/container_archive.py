@@ -21,8 +21,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from .archive import Whiteouts, clean_name, extract_layer, open_in_root, tree_tar_at
-from .containers import ContainerService, _Chunks
+from .archive import clean_name, extract_in_root, tree_tar_in_root
+from .confined import open_dir_in_root, open_in_root
+from .containers import ContainerService
 from .errors import InvalidParameter, NotFound
 
 #: Go's ``os.FileMode`` type bits, which the stat header carries
@@ -57,16 +58,6 @@ def go_mode(st: os.stat_result) -> int:
         if test(st.st_mode):
             mode |= bits
     return mode
-
-
-class NoWhiteouts(Whiteouts):
-    """``docker cp`` copies files: a ``.wh.`` entry is refused, never applied."""
-
-    def whiteout(self, target: str) -> None:
-        raise InvalidParameter("the archive holds a whiteout entry, which docker cp cannot apply")
-
-    def opaque(self, directory: str, rel: str, written) -> None:
-        raise InvalidParameter("the archive holds an opaque-directory entry, which docker cp cannot apply")
 
 
 class ContainerArchive:
@@ -119,22 +110,19 @@ class ContainerArchive:
             dir_fd, base = self._open_parent(rootfs, path)
             try:
                 found = self._stat_at(dir_fd, base, path)
-            except BaseException:
+            finally:
                 os.close(dir_fd)
-                raise
         except BaseException:
             self.graph.put(container.id)
             raise
-
-        def done() -> None:
-            os.close(dir_fd)
-            self.graph.put(container.id)
-
-        return found, _Chunks(self._walk(dir_fd, base), done)
+        try:
+            return found, self._walk(rootfs, path, lambda: self.graph.put(container.id))
+        except (FileNotFoundError, NotADirectoryError):
+            raise NotFound(f"Could not find the file {path} in container") from None
 
     @staticmethod
-    def _walk(dir_fd: int, base: str) -> Iterator[bytes]:
-        return tree_tar_at(dir_fd, base or ".", base or ".")
+    def _walk(rootfs, path: str, done) -> Iterator[bytes]:
+        return tree_tar_in_root(rootfs, path, done=done)
 
     def put(self, name: str, path: str, body: BinaryIO, no_overwrite_dir_non_dir: bool = False) -> None:
         """Extract the tar ``body`` into the existing directory ``path``. With
@@ -143,32 +131,33 @@ class ContainerArchive:
         container = self.containers.get(name)
         rootfs = self.graph.get(container.id)
         try:
-            try:
-                fd = open_in_root(rootfs, os.path.normpath("/" + path), os.O_RDONLY | os.O_DIRECTORY)
-            except FileNotFoundError:
-                raise NotFound(f"Could not find the file {path} in container") from None
-            except NotADirectoryError:
-                raise InvalidParameter(f"Bad parameter: extraction point {path} is not a directory") from None
-            try:
-                if no_overwrite_dir_non_dir:
-                    with tempfile.TemporaryFile(dir=self.containers.tmp) as spool:
-                        shutil.copyfileobj(body, spool, 1 << 20)
-                        spool.seek(0)
-                        _check_no_type_change(spool, fd)
-                        spool.seek(0)
-                        self._extract(spool, fd)
-                else:
-                    self._extract(body, fd)
-            finally:
-                os.close(fd)
+            if no_overwrite_dir_non_dir:
+                with tempfile.TemporaryFile(dir=self.containers.tmp) as spool:
+                    shutil.copyfileobj(body, spool, 1 << 20)
+                    spool.seek(0)
+                    try:
+                        dir_fd = open_dir_in_root(rootfs, path)
+                    except FileNotFoundError:
+                        raise NotFound(f"Could not find the file {path} in container") from None
+                    except NotADirectoryError:
+                        raise InvalidParameter(f"Bad parameter: extraction point {path} is not a directory") from None
+                    try:
+                        _check_no_type_change(spool, dir_fd)
+                    finally:
+                        os.close(dir_fd)
+                    spool.seek(0)
+                    self._extract(spool, rootfs, path)
+            else:
+                self._extract(body, rootfs, path)
         finally:
             self.graph.put(container.id)
 
     @staticmethod
-    def _extract(body: BinaryIO, dir_fd: int) -> None:
-        # the directory is pinned by its fd: a rename or symlink swap above it cannot move the
-        # extraction elsewhere; the extractor refuses to write through symlinks below it
-        extract_layer(body, f"/proc/self/fd/{dir_fd}", NoWhiteouts(), allow_devices=False, same_owner=False)
+    def _extract(body: BinaryIO, rootfs, path: str) -> None:
+        try:
+            extract_in_root(body, rootfs, path, allow_devices=False, same_owner=False)
+        except NotADirectoryError:
+            raise InvalidParameter(f"Bad parameter: extraction point {path} is not a directory") from None
 
 
 def _check_no_type_change(spool: BinaryIO, dir_fd: int) -> None:

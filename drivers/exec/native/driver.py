@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import base64
 import os
+import threading
 from collections.abc import Callable
 
 from moorage.core.errors import NotSupported
 from moorage.core.hookspecs.exec import ExecProcess, ExecSpec, ProcessSpec
+from moorage.core.security import SeccompFilter
 from moorage.drivers.exec.common.driver import MonitorDriver
-from moorage.drivers.exec.common.policy import DROPPED_CAPS
+from moorage.drivers.exec.common.policy import ALL_CAPABILITIES, confinement_of, host_devices
 
+from . import container
 from .cgroups import Cgroups, probe, remove_unused_parents
 from .exec import exec_in
 
 NAMESPACES = ("mnt", "pid", "uts", "ipc", "net")
+#: compiled seccomp programs kept (one per distinct filter: CapAdd/CapDrop change it)
+MAX_PROGRAMS = 32
 
 
 class NativeDriver(MonitorDriver):
@@ -36,6 +42,11 @@ class NativeDriver(MonitorDriver):
             if not os.path.exists(f"/proc/self/ns/{ns}"):
                 raise NotSupported(f"this kernel has no {ns} namespaces")
         probe()
+        #: compiled seccomp programs by filter (JSON), the least recently used first
+        self._programs: dict[SeccompFilter, str] = {}
+        self._programs_lock = threading.Lock()
+        #: each running container's confinement (``confinement``), for ``exec``
+        self._confinements: dict[str, dict] = {}
 
     def start(self, spec: ProcessSpec, on_namespace: Callable[[int], None] | None = None) -> int:
         identity, exec_dir = self._prepare(spec)
@@ -54,10 +65,36 @@ class NativeDriver(MonitorDriver):
                 "privileged": spec.privileged, "isolate_network": spec.isolate_network,
                 "mounts": [[str(m.source), m.destination, m.readonly] for m in spec.mounts],
                 "uid": identity.uid, "gid": identity.gid, "groups": list(identity.groups),
-                "drop_caps": [] if spec.privileged else sorted(DROPPED_CAPS.values()),
+                **self.confinement(spec),
             },
         }
+        self._confinements[spec.container_id] = request["cfg"]
         return self._launch(spec, exec_dir, request, on_namespace, cgroups.remove)
+
+    def restore(self, spec: ProcessSpec) -> bool:
+        running = super().restore(spec)
+        if running:
+            self._confinements[spec.container_id] = self.confinement(spec)
+        return running
+
+    def confinement(self, spec: ProcessSpec) -> dict:
+        """``policy.confinement_of(spec)`` as plain JSON, the seccomp filter compiled (base64,
+        under ``seccomp_program``; None without a filter): once per distinct filter, then from
+        ``self._programs``. What ``container.confine`` takes, for ``docker exec`` too."""
+        confinement = confinement_of(spec)
+        seccomp = confinement.pop("seccomp")
+        program = None
+        if seccomp is not None:
+            with self._programs_lock:
+                program = self._programs.pop(seccomp, None)
+            if program is None:
+                program = base64.b64encode(container.compile_filter(seccomp.to_json())).decode()
+            with self._programs_lock:
+                self._programs[seccomp] = program  # most recent last
+                while len(self._programs) > MAX_PROGRAMS:
+                    self._programs.pop(next(iter(self._programs)))
+        devices = [list(d) for d in host_devices()] if spec.privileged else []
+        return {**confinement, "seccomp_program": program, "devices": devices}
 
     def processes(self, container_id: str) -> list[int]:
         return self._pid_first(container_id, Cgroups(container_id).pids())
@@ -65,14 +102,21 @@ class NativeDriver(MonitorDriver):
     def exec(self, container_id: str, spec: ExecSpec) -> ExecProcess:
         pids = self.processes(container_id)
         cgroups = Cgroups(container_id)
+        confinement = self._confinements.get(container_id) or {}
+        if spec.privileged:  # exec --privileged: as a privileged container's processes
+            capabilities, program = ALL_CAPABILITIES, None
+        else:
+            capabilities, program = confinement.get("capabilities", 0), confinement.get("seccomp_program")
         return exec_in(pids[0] if pids else 0, [str(cgroups.paths[c] / "tasks") for c in cgroups.paths
-                                               if (cgroups.paths[c] / "tasks").exists()], spec)
+                                               if (cgroups.paths[c] / "tasks").exists()], spec,
+                       capabilities, program)
 
     def cleanup(self) -> None:
         super().cleanup()
         remove_unused_parents()
 
     def release(self, container_id: str) -> None:
+        self._confinements.pop(container_id, None)
         c = self._containers.pop(container_id, None)
         Cgroups(container_id).remove()  # kills whatever is left, then removes the directories
         if c is not None and self._running(c):

@@ -13,13 +13,17 @@ from moorage.drivers.exec.common.execproc import ChildProcess
 HELPER = "moorage.drivers.exec.native.nsexec"
 
 
-def exec_in(pid: int, cgroup_files: list[str], spec: ExecSpec) -> ExecProcess:
-    """Run ``spec`` in the container whose first process is host pid ``pid``."""
+def exec_in(pid: int, cgroup_files: list[str], spec: ExecSpec, capabilities: int,
+            seccomp_program: str | None) -> ExecProcess:
+    """Run ``spec`` in the container whose first process is host pid ``pid``, under the
+    container's confinement: the ``capabilities`` mask and the compiled seccomp program
+    (base64, None for none) that ``NativeDriver.confinement`` gave its first process."""
     if not spec.args:
         raise InvalidParameter("No command specified")
     if not pid:
         raise Impossible("the container is not running")
     config = {"pid": pid, "cgroup_files": cgroup_files, "args": list(spec.args), "env": list(spec.env),
-              "user": spec.user, "working_dir": spec.working_dir, "privileged": spec.privileged}
+              "user": spec.user, "working_dir": spec.working_dir, "capabilities": capabilities,
+              "seccomp_program": seccomp_program}
     return ChildProcess([sys.executable, "-m", HELPER, json.dumps(config)], spec.tty, spec.open_stdin,
                         env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})

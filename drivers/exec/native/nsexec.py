@@ -8,11 +8,13 @@ container's confinement (``confine``, the one call that does it) and the user, a
 command; this helper waits and exits with the child's status.
 
 CONFIG is JSON: ``pid`` (the container's first process, on the host), ``cgroup_files``,
-``args``, ``env``, ``user``, ``working_dir``, ``privileged``.
+``args``, ``env``, ``user``, ``working_dir``, ``capabilities`` (the mask) and ``seccomp_program``
+(base64, or null).
 """
 
 from __future__ import annotations
 
+import base64
 import ctypes
 import json
 import os
@@ -20,11 +22,10 @@ import signal
 import sys
 from pathlib import Path
 
-from moorage.drivers.exec.common.policy import DROPPED_CAPS
 from moorage.drivers.exec.common.users import resolve
+from moorage.drivers.exec.native import container
 
 NAMESPACES = ("ipc", "uts", "net", "pid", "mnt")  # mnt last: the others are opened through /proc
-PR_CAPBSET_DROP = 24
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -33,16 +34,6 @@ def _check(result: int, what: str) -> None:
     if result != 0:
         errno = ctypes.get_errno()
         raise OSError(errno, f"{what}: {os.strerror(errno)}")
-
-
-def confine(privileged: bool) -> None:
-    """Apply the container's confinement to this process: what an unprivileged container's
-    processes may not do (the capabilities its exec driver drops) is taken from it before it
-    runs the command. A privileged container (or ``exec --privileged``) keeps every one."""
-    if privileged:
-        return
-    for cap in sorted(DROPPED_CAPS.values()):
-        _check(_libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0), f"dropping capability {cap}")
 
 
 def _fail(code: int, message: str) -> None:
@@ -66,10 +57,11 @@ def _child(config: dict, root_fd: int) -> None:
     except OSError as exc:
         _fail(126, f"cannot enter the working directory {config['working_dir']}: {exc.strerror}")
     try:
-        confine(config["privileged"])
-        os.setgroups(list(identity.groups))
-        os.setgid(identity.gid)
-        os.setuid(identity.uid)
+        # the one call that holds this process to the container's confinement (capabilities,
+        # seccomp) and takes the user: the same function the container's first process uses
+        program = config["seccomp_program"]
+        container.confine(int(config["capabilities"]), base64.b64decode(program) if program else None,
+                          identity.uid, identity.gid, tuple(identity.groups))
     except OSError as exc:
         _fail(126, f"cannot take the container's confinement and user: {exc}")
     env = dict(entry.split("=", 1) if "=" in entry else (entry, "") for entry in config["env"])
@@ -89,7 +81,7 @@ def _no_more_imports() -> None:
     lazily imported helper) would be the container's code running as root with every
     capability. Every module this helper needs is imported above and the codecs it uses are
     warmed up here; then importing is switched off, so a missed import fails closed."""
-    "".encode("utf-8").decode("utf-8")
+    b"".decode("utf-8")
     Path("/").joinpath("etc").as_posix().encode(sys.getfilesystemencoding())
     b"x".decode(sys.getdefaultencoding(), "replace")
     import locale
