@@ -59,6 +59,10 @@ def test_exec_keeps_the_container_confinement(cli):
 
     assert not cap_eff() & (1 << 21)  # CAP_SYS_ADMIN, dropped as for the container's own processes
     assert cap_eff("--privileged") & (1 << 21)
+    # the same capability bounding set and seccomp mode as the container's first process
+    out = cli("exec", name, "sh", "-c", "grep -E 'CapBnd|Seccomp:' /proc/1/status; "
+              "grep -E 'CapBnd|Seccomp:' /proc/self/status").stdout.split("\n")
+    assert out[0:2] == out[2:4] and out[0].startswith("CapBnd")
 
 
 def test_exec_tty(cli):

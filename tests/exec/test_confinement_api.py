@@ -111,8 +111,6 @@ def test_bad_security_table_stops_the_daemon_with_its_reason(daemon_factory):
 
 
 @pytest.mark.skipif(shutil.which("docker") is None, reason="no docker CLI (bash bootstrap test installs one)")
-@pytest.mark.xfail(reason="today's CLI sends HostConfig with create, which moorage does not read yet (issue of "
-                          "the CLI work); start's hostConfig carries CapAdd/CapDrop", strict=False)
 def test_docker_cli_cap_add_cap_drop_and_privileged(busybox_daemon):
     env = {**os.environ, "DOCKER_HOST": f"unix://{busybox_daemon.sock}", "DOCKER_CONFIG": str(busybox_daemon.base)}
 
