@@ -202,9 +202,7 @@ class Server(uvicorn.Server):
     async def shutdown(self, sockets=None) -> None:
         for connection in list(OPEN_RAW_CONNECTIONS):
             connection.close()
-        for sock in self.unix_sockets:
-            sock.close()
-        await super().shutdown(sockets)
+        await super().shutdown(sockets)  # closes every server, the unix ones too
 
 
 def make_server(app, unix_sockets: list[socket.socket] = (), tls: Tls | None = None, debug: bool = False) -> Server:
