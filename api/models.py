@@ -83,7 +83,8 @@ def _body(model: type[BaseModel], required: bool = True) -> dict[str, Any]:
 
 
 def _tar_body() -> dict[str, Any]:
-    return {"required": False, "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}
+    binary = {"type": "string", "format": "binary"}
+    return {"required": False, "content": {"application/octet-stream": {"schema": binary}}}
 
 
 _BOOL = "string"  # Go's ParseBool forms ("1", "t", "true"...): the fuzzer should try any string

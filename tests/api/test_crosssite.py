@@ -29,7 +29,8 @@ PRIVILEGED = '{"Image": "busybox", "Cmd": ["/bin/sh", "-c", "echo owned > /proc/
 def target(tmp_path_factory, busybox_tar):
     """A daemon on a unix socket and loopback TCP, with busybox, one configured host name."""
     base = tmp_path_factory.mktemp(f"xsite-{uuid.uuid4().hex[:6]}")
-    config = '[daemon]\napi_hostnames = ["moorage.internal"]\n' + CONTAINER_CONFIG.format(graph="overlay", exec="native")
+    config = '[daemon]\napi_hostnames = ["moorage.internal"]\n'
+    config += CONTAINER_CONFIG.format(graph="overlay", exec="native")
     d = Daemon(base, config).start()
     try:
         d.image_id = import_image(d, busybox_tar)
@@ -189,8 +190,8 @@ def test_docker_cli_over_unix_and_tcp(target):
         env = {**os.environ, "DOCKER_HOST": host, "DOCKER_CONFIG": str(target.base)}
         env.pop("DOCKER_TLS_VERIFY", None)
 
-        def docker(*args, stdin=None, env=env):
-            done = subprocess.run(["docker", *args], env=env, input=stdin, capture_output=True, text=True, timeout=60)
+        def docker(*args, stdin=None, env=env, host=host):
+            done = subprocess.run(["docker", *args], env=env, input=stdin, capture_output=True, text=True, timeout=180)
             assert done.returncode == 0, (host, args, done.stderr)
             return done.stdout
 

@@ -188,9 +188,9 @@ def test_failing_run_reports_the_exit_code(busybox_daemon):
     ({"Dockerfile": ("symlink", "/etc/os-release")}, "Can't build a directory with no Dockerfile"),
     ({"../Dockerfile": "FROM busybox\n"}, "points outside the target directory"),
 ])
-def test_failure_before_output_is_a_500(busybox_daemon, files, message):
+def test_bad_context_before_output_is_a_400(busybox_daemon, files, message):
     answer = build(busybox_daemon, context_tar(files))
-    assert answer.status_code == 500
+    assert answer.status_code == 400
     assert message in answer.text
 
 
@@ -268,7 +268,7 @@ def test_tag_names_the_result(busybox_daemon):
     again = build(busybox_daemon, context_tar({"Dockerfile": "FROM busybox\nENV Y 1\n"}), t="build-tagged")
     assert inspect_image(busybox_daemon, "build-tagged")["id"].startswith(built_id(again.text))
     bad = build(busybox_daemon, body, t="http://not-a-repository")
-    assert bad.status_code == 500
+    assert bad.status_code == 400
 
 
 def test_rm_removes_intermediate_containers(busybox_daemon):

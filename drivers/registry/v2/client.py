@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
 from moorage.core.errors import Conflict, InvalidParameter, MoorageError, NotFound, Unavailable
@@ -348,6 +349,10 @@ class V2Client(RegistryClient):
             registry = self.default
         else:
             registry = registry_from_url(address, self.insecure)
+            try:
+                httpx.URL(registry.url)
+            except httpx.InvalidURL as exc:  # a client's serveraddress: a bad request, not a crash
+                raise InvalidParameter(f"Bad parameter: serveraddress {address!r}: {exc}") from None
         with self._session(registry, auth) as session:
             response = session.request("GET", "/v2/")
             session.check(response, f"login to {registry.host}")
