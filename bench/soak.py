@@ -91,6 +91,7 @@ class Soak:
         self.containers: dict[str, dict] = {}  # name -> {"id", "running", "cmd"}
         self.images: dict[str, str] = {"busybox:latest": ""}  # repo:tag -> image id
         self.seen_ids: set[str] = set()
+        self.imported: set[str] = set()  # ids of imported images: a file, no shell to run
         self.inflight: tuple | None = None
         self.counter = 0
         self.answered = 0
@@ -199,6 +200,8 @@ class Soak:
                 ok = api.post(f"/images/{source}/tag", params={"repo": repo}).status_code == 201
             if ok:
                 self.images[f"{repo}:latest"] = api.get(f"/images/{repo}/json").json()["id"]
+                if op == "import":
+                    self.imported.add(self.images[f"{repo}:latest"])
         elif op == "rmi":
             tags = sorted(t for t in self.images if not t.startswith("busybox:"))
             if tags:
@@ -281,6 +284,8 @@ class Soak:
             answer = api.get(f"/images/{subject}/json")
             if answer.status_code == 200:
                 self.images[f"{subject}:latest"] = answer.json()["id"]
+                if subject.startswith("soak-import"):
+                    self.imported.add(answer.json()["id"])
         elif kind == "rmi":
             answer = api.get(f"/images/{subject}/json")
             if answer.status_code == 404:
@@ -290,12 +295,25 @@ class Soak:
         self.inflight = None
 
     def check_image_starts(self, api: httpx.Client) -> None:
+        """A container made on a random image of the ledger runs ``true``; on an imported one
+        (a single file, no shell) its rootfs exports with that file."""
         tag = self.rng.choice(sorted(self.images))
         created = api.post("/containers/create", json={"Image": tag, "Cmd": ["true"]})
         if created.status_code != 201:
             self.violation(f"image {tag}: a container cannot be made on it: {created.text.strip()}")
             return
         cid = created.json()["Id"]
+        if self.images[tag] in self.imported:
+            try:
+                exported = api.get(f"/containers/{cid}/export")
+                names = tarfile.open(fileobj=io.BytesIO(exported.content)).getnames()
+                if exported.status_code != 200 or not any(n.lstrip("./").startswith("soak/") for n in names):
+                    self.violation(f"image {tag}: its rootfs does not export its file ({exported.status_code})")
+            except tarfile.TarError as exc:
+                self.violation(f"image {tag}: its rootfs exports no valid tar: {exc}")
+            finally:
+                api.delete(f"/containers/{cid}")
+            return
         try:
             started = api.post(f"/containers/{cid}/start")
             code = api.post(f"/containers/{cid}/wait").json().get("StatusCode") if started.status_code == 204 else None
