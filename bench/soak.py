@@ -328,11 +328,16 @@ class Soak:
             full = api.get(f"/containers/{row['Id']}/json").json()["ID"]
             running.add(full)
             self.seen_ids.add(full)
-        with open("/proc/self/mounts") as f:
-            mounts = [line.split()[1] for line in f if line.split()[1].startswith(str(self.root) + "/")]
-        for point in mounts:
-            if not any(cid in point for cid in running):
-                self.violation(f"orphaned mount {point}")
+        deadline = time.monotonic() + 10  # graph drivers unmount in the background
+        while True:
+            with open("/proc/self/mounts") as f:
+                mounts = [line.split()[1] for line in f if line.split()[1].startswith(str(self.root) + "/")]
+            orphans = [point for point in mounts if not any(cid in point for cid in running)]
+            if not orphans or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        for point in orphans:
+            self.violation(f"orphaned mount {point}")
         for cid in sorted(self.seen_ids - running):
             for group in CGROUP_ROOT.glob(f"*/moorage/{cid}"):
                 procs = (group / "cgroup.procs").read_text().split() if (group / "cgroup.procs").exists() else []
