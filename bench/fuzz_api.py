@@ -20,7 +20,6 @@ import argparse
 import json
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,91 +28,35 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / ".venv" / "fuzz"))
 
-import httpx  # noqa: E402
 import requests  # noqa: E402
 import schemathesis  # noqa: E402
+from bench_daemon import BenchDaemon, free_port  # noqa: E402
 from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
 from hypothesis.errors import Unsatisfiable  # noqa: E402
 
 from moorage.api.models import openapi_schema  # noqa: E402
+from moorage.core.contract.registry.servers import RegistryServer  # noqa: E402
 
 #: The answer of a request that named a registry host or URL which then failed (a valid name
 #: of an unreachable host): a 500 by design, counted apart from the failures.
 UPSTREAM = re.compile(r"^(GET|HEAD|POST|PUT|PATCH|DELETE) \S+ failed at \S+: |^Error downloading ")
 
-CONFIG = '[graph]\ndriver = "{graph}"\n[exec]\ndriver = "native"\n[network]\ndriver = "none"\n' \
-         '[registry]\ndefault = "{registry}"\n'
 
-
-class FuzzDaemon:
-    """A daemon of its own: a temporary root, a unix socket and a loopback port."""
-
-    def __init__(self, graph: str) -> None:
-        import socket
-
-        from moorage.core.contract.registry.servers import RegistryServer
-
-        self.base = Path(tempfile.mkdtemp(prefix="moorage-fuzz-"))
-        # a real registry on loopback: search, auth and pull answer as they would in use (an
-        # unreachable registry is a 500 by design, not an answer to malformed input)
-        self.registry = RegistryServer(self.base / "registry")
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        (self.base / "daemon.toml").write_text(CONFIG.format(graph=graph, registry=self.registry.url))
-        self.log_path = self.base / "daemon.log"
-        self.sock = self.base / "moorage.sock"
-        argv = [sys.executable, "-m", "moorage.api.cli", "daemon", "--config", str(self.base / "daemon.toml"),
-                "-g", str(self.base / "root"), "-H", f"unix://{self.sock}", "-H", f"tcp://127.0.0.1:{self.port}",
-                "-p", str(self.base / "moorage.pid")]
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"the daemon exited:\n{self.log()}")
-            try:
-                if httpx.get(f"{self.url}/_ping", timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                time.sleep(0.1)
-        raise RuntimeError(f"the daemon did not answer:\n{self.log()}")
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def import_busybox(self) -> None:
-        from moorage.core.contract.rootfs import make_busybox_rootfs, tar_directory
-
-        rootfs = make_busybox_rootfs(self.base / "busybox")
-        tar = tar_directory(rootfs, self.base / "busybox.tar")
-        httpx.post(f"{self.url}/images/create", params={"fromSrc": "-", "repo": "busybox"},
-                   content=tar.read_bytes(), timeout=120).raise_for_status()
-
-    def stop(self) -> None:
-        with httpx.Client(base_url=self.url, timeout=30) as client:
-            try:
-                for row in client.get("/containers/json", params={"all": 1}).json():
-                    client.post(f"/containers/{row['Id']}/kill")
-                    client.delete(f"/containers/{row['Id']}")
-            except (httpx.HTTPError, ValueError):
-                pass
-        self.proc.terminate()
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
-        with open("/proc/self/mounts") as f:
-            points = [line.split()[1] for line in f if str(self.base) in line.split()[1]]
-        for point in sorted(points, key=len, reverse=True):
-            subprocess.run(["umount", "-l", point], capture_output=True)
-        self.registry.stop()
-        shutil.rmtree(self.base, ignore_errors=True)
+def fuzz_daemon(base: Path, graph: str) -> tuple[BenchDaemon, RegistryServer, str]:
+    """A daemon with busybox, also on a loopback port (its URL is returned), whose registry is
+    a real one on loopback: search, auth and pull answer as they would in use (an unreachable
+    registry is a 500 by design, not an answer to malformed input)."""
+    registry = RegistryServer(base / "registry")
+    port = free_port()
+    daemon = BenchDaemon(base, registry.url, ["-H", f"tcp://127.0.0.1:{port}"], graph)
+    try:
+        daemon.start()
+        daemon.import_busybox()
+    except BaseException:
+        daemon.stop()
+        registry.stop()
+        raise
+    return daemon, registry, f"http://127.0.0.1:{port}"
 
 
 def fuzz(url: str, examples: int, seed: int | None, log=print) -> dict:
@@ -170,16 +113,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON line at the end")
     args = parser.parse_args(argv)
 
-    daemon = FuzzDaemon(args.graph)
+    base = Path(tempfile.mkdtemp(prefix="moorage-fuzz-"))
+    daemon, registry, url = fuzz_daemon(base, args.graph)
     quiet = (lambda *_: None) if args.json else print
     try:
-        daemon.import_busybox()
         started = time.monotonic()
-        tally = fuzz(daemon.url, args.examples, args.seed, log=quiet)
+        tally = fuzz(url, args.examples, args.seed, log=quiet)
         alive = daemon.proc.poll() is None
         log = daemon.log()
     finally:
         daemon.stop()
+        registry.stop()
+        shutil.rmtree(base, ignore_errors=True)
     tracebacks = log.count("Traceback (most recent call last)")
     result = {"cases": tally["cases"], "server_errors": len(tally["failures"]), "tracebacks": tracebacks,
               "upstream_errors": tally["upstream"],

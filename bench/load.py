@@ -17,18 +17,13 @@ import asyncio
 import random
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import httpx
-
-from moorage.core.contract.rootfs import make_busybox_rootfs, tar_directory
-
-CONFIG = '[graph]\ndriver = "overlay"\n[exec]\ndriver = "native"\n[network]\ndriver = "none"\n' \
-         '[registry]\ndefault = "http://127.0.0.1:1"\n'
+from bench_daemon import BenchDaemon
 
 
 def rss_mb(pid: int) -> float:
@@ -40,34 +35,15 @@ def rss_mb(pid: int) -> float:
 
 class Load:
     def __init__(self, base: Path) -> None:
-        self.base = base
-        self.sock = base / "moorage.sock"
-        (base / "daemon.toml").write_text(CONFIG)
-        argv = [sys.executable, "-m", "moorage.api.cli", "daemon", "--config", str(base / "daemon.toml"),
-                "-g", str(base / "root"), "-H", f"unix://{self.sock}", "-p", str(base / "moorage.pid")]
-        with open(base / "daemon.log", "ab") as log:
-            self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with self.client() as api:
-                    api.get("/_ping").raise_for_status()
-                    break
-            except httpx.TransportError:
-                if time.monotonic() > deadline or self.proc.poll() is not None:
-                    raise RuntimeError((base / "daemon.log").read_text()) from None
-                time.sleep(0.1)
+        self.daemon = BenchDaemon(base)
+        self.daemon.start()
+        self.sock = self.daemon.sock
         self.latencies: dict[str, list[float]] = {}
         self.errors: list[str] = []
 
-    def client(self) -> httpx.Client:
-        return httpx.Client(transport=httpx.HTTPTransport(uds=str(self.sock)), base_url="http://moorage", timeout=120)
-
     def setup(self, containers: int) -> list[str]:
-        rootfs = make_busybox_rootfs(self.base / "busybox")
-        tar = tar_directory(rootfs, self.base / "busybox.tar").read_bytes()
-        with self.client() as api:
-            api.post("/images/create", params={"fromSrc": "-", "repo": "busybox"}, content=tar).raise_for_status()
+        self.daemon.import_busybox()
+        with self.daemon.client() as api:
             return [api.post("/containers/create", json={"Image": "busybox", "Cmd": ["true"]}).json()["Id"]
                     for _ in range(containers)]
 
@@ -119,25 +95,6 @@ class Load:
         until = time.monotonic() + seconds
         await asyncio.gather(*(self.client_loop(n, ids, until) for n in range(clients)))
 
-    def stop(self) -> None:
-        try:
-            with self.client() as api:
-                for row in api.get("/containers/json", params={"all": 1}).json():
-                    api.delete(f"/containers/{row['Id']}")
-        except httpx.HTTPError:
-            pass
-        self.proc.terminate()
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
-        with open("/proc/self/mounts") as f:
-            points = [line.split()[1] for line in f if line.split()[1].startswith(str(self.base))]
-        for point in sorted(points, key=len, reverse=True):
-            subprocess.run(["umount", "-l", point], capture_output=True)
-
-
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
@@ -156,14 +113,14 @@ def main(argv: list[str] | None = None) -> int:
         ids = load.setup(args.containers)
         asyncio.run(load.run(args.clients, min(5.0, args.seconds), ids))  # warm-up
         load.latencies.clear()
-        before = rss_mb(load.proc.pid)
+        before = rss_mb(load.daemon.proc.pid)
         started = time.monotonic()
         asyncio.run(load.run(args.clients, args.seconds, ids))
         elapsed = time.monotonic() - started
-        after = rss_mb(load.proc.pid)
-        tracebacks = (base / "daemon.log").read_text(errors="replace").count("Traceback (most recent call last)")
+        after = rss_mb(load.daemon.proc.pid)
+        tracebacks = load.daemon.tracebacks()
     finally:
-        load.stop()
+        load.daemon.stop()
         shutil.rmtree(base, ignore_errors=True)
     total = sum(len(v) for v in load.latencies.values())
     print(f"{args.clients} clients, {elapsed:.0f} s: {total} requests ({total / elapsed:.0f}/s), "

@@ -28,7 +28,6 @@ import os
 import random
 import shutil
 import signal
-import subprocess
 import sys
 import tarfile
 import tempfile
@@ -37,12 +36,10 @@ import time
 from pathlib import Path
 
 import httpx
+from bench_daemon import BenchDaemon
 
 from moorage.core.contract.registry.servers import RegistryServer
-from moorage.core.contract.rootfs import make_busybox_rootfs, tar_directory
 
-CONFIG = ('[graph]\ndriver = "overlay"\n[exec]\ndriver = "native"\n[network]\ndriver = "none"\n'
-          '[registry]\ndefault = "{registry}"\n')
 LONG = ["sleep", "100000"]
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 
@@ -82,11 +79,8 @@ class Soak:
         self.base = base
         self.rng = random.Random(seed)
         self.registry = RegistryServer(base / "registry")
-        self.sock = base / "moorage.sock"
-        self.root = base / "root"
-        (base / "daemon.toml").write_text(CONFIG.format(registry=self.registry.url))
-        self.log_path = base / "daemon.log"
-        self.proc: subprocess.Popen | None = None
+        self.daemon = BenchDaemon(base, self.registry.url, ["-r=false"])
+        self.root = self.daemon.root
         # the ledger: what the daemon answered
         self.containers: dict[str, dict] = {}  # name -> {"id", "running", "cmd"}
         self.images: dict[str, str] = {"busybox:latest": ""}  # repo:tag -> image id
@@ -100,41 +94,22 @@ class Soak:
 
     # -- the daemon -------------------------------------------------------------------------
     def start_daemon(self) -> None:
-        argv = [sys.executable, "-m", "moorage.api.cli", "daemon", "--config", str(self.base / "daemon.toml"),
-                "-g", str(self.root), "-H", f"unix://{self.sock}", "-p", str(self.base / "moorage.pid"), "-r=false"]
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise Violation(f"the daemon did not restart (exit {self.proc.returncode}):\n{self.log()[-3000:]}")
-            try:
-                with self.client(5) as api:
-                    if api.get("/_ping").status_code == 200:
-                        return
-            except httpx.TransportError:
-                time.sleep(0.05)
-        raise Violation("the daemon did not answer within 120 s of its restart")
+        try:
+            self.daemon.start()
+        except RuntimeError as exc:
+            raise Violation(f"the daemon did not restart: {exc}") from None
 
     def kill_daemon(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(30)
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+        self.daemon.proc.send_signal(signal.SIGKILL)
+        self.daemon.proc.wait(30)
 
     def client(self, timeout: float = 60) -> httpx.Client:
-        return httpx.Client(transport=httpx.HTTPTransport(uds=str(self.sock)), base_url="http://moorage",
-                            timeout=timeout)
+        return self.daemon.client(timeout)
 
     def setup(self) -> None:
         self.start_daemon()
-        rootfs = make_busybox_rootfs(self.base / "busybox")
-        tar = tar_directory(rootfs, self.base / "busybox.tar").read_bytes()
+        self.images["busybox:latest"] = self.daemon.import_busybox()
         with self.client(120) as api:
-            answer = api.post("/images/create", params={"fromSrc": "-", "repo": "busybox"}, content=tar)
-            assert stream_ok(answer), answer.text
-            self.images["busybox:latest"] = api.get("/images/busybox/json").json()["id"]
             api.post(f"/images/{self.images['busybox:latest']}/tag", params={"repo": "soakbase"}).raise_for_status()
             pushed = api.post("/images/soakbase/push", headers={"X-Registry-Auth": "e30="})
             assert stream_ok(pushed), pushed.text
@@ -364,22 +339,9 @@ class Soak:
 
     def cleanup(self) -> None:
         try:
-            if self.proc is not None and self.proc.poll() is None:
-                with self.client(30) as api:
-                    for row in api.get("/containers/json", params={"all": 1}).json():
-                        api.post(f"/containers/{row['Id']}/kill")
-                        api.delete(f"/containers/{row['Id']}")
-                self.proc.terminate()
-                self.proc.wait(30)
-        except (httpx.HTTPError, subprocess.TimeoutExpired, ValueError):
-            if self.proc is not None:
-                self.proc.kill()
+            self.daemon.stop()
         finally:
             self.registry.stop()
-            with open("/proc/self/mounts") as f:
-                points = [line.split()[1] for line in f if line.split()[1].startswith(str(self.base))]
-            for point in sorted(points, key=len, reverse=True):
-                subprocess.run(["umount", "-l", point], capture_output=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -403,9 +365,9 @@ def main(argv: list[str] | None = None) -> int:
         error = str(exc)
         soak.violations.append(error)
     finally:
-        tracebacks = soak.log().count("Traceback (most recent call last)")
+        tracebacks = soak.daemon.tracebacks()
         soak.cleanup()
-        log_tail = soak.log()[-4000:] if soak.violations else ""
+        log_tail = soak.daemon.log()[-4000:] if soak.violations else ""
         shutil.rmtree(base, ignore_errors=True)
     result = {"kills": args.kills, "checks": soak.checks, "answered": soak.answered,
               "violations": soak.violations, "daemon_tracebacks": tracebacks,

@@ -402,11 +402,10 @@ def exec_driver(request) -> str:
     return request.param
 
 
-@pytest.fixture(scope="module")
-def busybox_daemon(tmp_path_factory, busybox_tar, exec_driver):
-    """A daemon shared by a test module, with the busybox image imported as ``busybox``."""
-    base = tmp_path_factory.mktemp(f"bbd-{exec_driver}-{uuid.uuid4().hex[:6]}")
-    d = Daemon(base, CONTAINER_CONFIG.format(graph="overlay", exec=exec_driver)).start()
+@contextlib.contextmanager
+def busybox_daemon_in(base: Path, busybox_tar: Path, config: str, flags: list[str] | None = None):
+    """A started daemon in ``base`` with busybox imported; stopped and cleaned up at the end."""
+    d = Daemon(base, config, flags).start()
     try:
         d.image_id = import_image(d, busybox_tar)
         yield d
@@ -415,3 +414,11 @@ def busybox_daemon(tmp_path_factory, busybox_tar, exec_driver):
         d.stop()
         unmount_below(d.base)
         shutil.rmtree(d.base, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def busybox_daemon(tmp_path_factory, busybox_tar, exec_driver):
+    """A daemon shared by a test module, with the busybox image imported as ``busybox``."""
+    base = tmp_path_factory.mktemp(f"bbd-{exec_driver}-{uuid.uuid4().hex[:6]}")
+    with busybox_daemon_in(base, busybox_tar, CONTAINER_CONFIG.format(graph="overlay", exec=exec_driver)) as d:
+        yield d

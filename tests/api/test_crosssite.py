@@ -16,7 +16,7 @@ import uuid
 
 import httpx
 import pytest
-from conftest import CONTAINER_CONFIG, Daemon, exec_driver_unsupported, import_image, tracked_docker_py, unmount_below
+from conftest import CONTAINER_CONFIG, busybox_daemon_in, exec_driver_unsupported, tracked_docker_py
 
 if exec_driver_unsupported("native"):
     pytest.skip(f"native exec driver: {exec_driver_unsupported('native')}", allow_module_level=True)
@@ -31,15 +31,8 @@ def target(tmp_path_factory, busybox_tar):
     base = tmp_path_factory.mktemp(f"xsite-{uuid.uuid4().hex[:6]}")
     config = '[daemon]\napi_hostnames = ["moorage.internal"]\n'
     config += CONTAINER_CONFIG.format(graph="overlay", exec="native")
-    d = Daemon(base, config).start()
-    try:
-        d.image_id = import_image(d, busybox_tar)
+    with busybox_daemon_in(base, busybox_tar, config) as d:
         yield d
-    finally:
-        d.remove_all_containers()
-        d.stop()
-        unmount_below(d.base)
-        shutil.rmtree(d.base, ignore_errors=True)
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import uuid
 
 import httpx
 import pytest
-from conftest import CONTAINER_CONFIG, Daemon, exec_driver_unsupported, import_docker_py, import_image, unmount_below
+from conftest import CONTAINER_CONFIG, Daemon, busybox_daemon_in, exec_driver_unsupported, import_docker_py
 
 trustme = pytest.importorskip("trustme", reason="trustme is installed by `bash bootstrap test`")
 
@@ -66,15 +66,9 @@ def certs(tmp_path_factory) -> Certs:
 def tls_daemon(tmp_path_factory, busybox_tar, certs):
     """A daemon whose TCP listener requires client certificates (--tlsverify), with busybox."""
     base = tmp_path_factory.mktemp(f"tlsd-{uuid.uuid4().hex[:6]}")
-    d = Daemon(base, CONTAINER_CONFIG.format(graph="overlay", exec="native"), flags=certs.flags()).start()
-    try:
-        d.image_id = import_image(d, busybox_tar)
+    with busybox_daemon_in(base, busybox_tar, CONTAINER_CONFIG.format(graph="overlay", exec="native"),
+                           flags=certs.flags()) as d:
         yield d
-    finally:
-        d.remove_all_containers()
-        d.stop()
-        unmount_below(d.base)
-        shutil.rmtree(d.base, ignore_errors=True)
 
 
 def https(daemon: Daemon, certs: Certs, cert_dir=None) -> httpx.Client:
