@@ -1,6 +1,7 @@
 """Daemon configuration: the embedded defaults, a TOML file, then flags (flag > file > default).
 
-The file has a ``[daemon]`` table, a ``[plugins]`` table, and one table per driver family
+The file has a ``[daemon]`` table, a ``[plugins]`` table, a ``[security]`` table (the default
+confinement of containers, ``core.security``), and one table per driver family
 (``[graph]``, ``[exec]``, ``[network]``, ``[registry]``) holding the family's ``driver`` and
 ``priority`` keys, family-wide keys the drivers read (``default`` registry...), and one
 sub-table per driver (``[graph.overlay]``) validated by that driver's ``Options`` model when it
@@ -19,6 +20,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from .errors import ConfigError
+from .security import BUILTIN_PROFILE, DEFAULT_CAPABILITIES, DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS
 
 DEFAULT_CONFIG_PATH = Path("/etc/moorage/daemon.toml")
 
@@ -49,6 +51,15 @@ api_hostnames = []      # names accepted in the Host header on TCP besides IPs a
 [plugins]
 blocked = []            # entry-point names never to load
 enable = []             # entry points to load even with MOORAGE_DISABLE_PLUGIN_AUTOLOAD set
+
+[security]
+# What every non-privileged container is held to (docs/security.md); Docker's defaults unless
+# changed here. Per container, start's HostConfig CapAdd/CapDrop change the capabilities.
+# capabilities = ["CHOWN", "DAC_OVERRIDE", "FSETID", "FOWNER", "MKNOD", "NET_RAW", "SETGID", "SETUID",
+#                 "SETFCAP", "SETPCAP", "NET_BIND_SERVICE", "SYS_CHROOT", "KILL", "AUDIT_WRITE"]
+# seccomp_profile = "default"   # "default", "unconfined" or a profile file in Docker's JSON format
+# masked_paths = [...]          # below /proc or /sys
+# readonly_paths = [...]
 
 [graph]
 # driver = "overlay"    # -s; unset: the first supported by priority
@@ -89,6 +100,16 @@ class PluginsSection(BaseModel):
     enable: list[str] = []
 
 
+class SecuritySection(BaseModel):
+    """``[security]``: the default confinement (``core.security.SecurityPolicy`` checks the values)."""
+
+    model_config = ConfigDict(extra="forbid")
+    capabilities: list[str] = list(DEFAULT_CAPABILITIES)
+    seccomp_profile: str = BUILTIN_PROFILE
+    masked_paths: list[str] = list(DEFAULT_MASKED_PATHS)
+    readonly_paths: list[str] = list(DEFAULT_READONLY_PATHS)
+
+
 class FamilySection(BaseModel):
     """``driver``/``priority``, family-wide settings, and driver sub-tables (dicts)."""
 
@@ -113,8 +134,9 @@ class DaemonConfig:
         self._text = text
         self.daemon = self._validate(DaemonSection, "daemon")
         self.plugins = self._validate(PluginsSection, "plugins")
+        self.security = self._validate(SecuritySection, "security")
         self.families = {f: self._validate(FamilySection, f) for f in FAMILIES}
-        unknown = sorted(set(data) - {"daemon", "plugins", *FAMILIES})
+        unknown = sorted(set(data) - {"daemon", "plugins", "security", *FAMILIES})
         if unknown:
             raise ConfigError(f"{self.where(unknown[0], None)}: unknown section [{unknown[0]}]")
 

@@ -12,6 +12,7 @@ import posixpath
 from typing import Any
 
 from .errors import InvalidParameter
+from .security import capability_name
 
 MIN_MEMORY = 524288
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -27,7 +28,7 @@ CONFIG_FIELDS: dict[str, Any] = {
 
 HOST_CONFIG_FIELDS: dict[str, Any] = {
     "Binds": None, "ContainerIDFile": "", "LxcConf": None, "Privileged": False, "PortBindings": None,
-    "Links": None, "PublishAllPorts": False,
+    "Links": None, "PublishAllPorts": False, "CapAdd": None, "CapDrop": None,
 }
 
 _LIST_FIELDS = ("PortSpecs", "Env", "Cmd", "Dns", "Entrypoint")
@@ -79,7 +80,7 @@ def normalize_config(data: Any) -> dict[str, Any]:
 
 def normalize_host_config(data: Any) -> dict[str, Any]:
     host = _fold(data, HOST_CONFIG_FIELDS, "host config")
-    for key in ("Binds", "Links"):
+    for key in ("Binds", "Links", "CapAdd", "CapDrop"):
         value = host[key]
         if value is not None and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
             raise InvalidParameter(f"Bad parameter: {key} must be a list of strings")
@@ -90,6 +91,12 @@ def normalize_host_config(data: Any) -> dict[str, Any]:
             raise InvalidParameter('Bad parameter: LxcConf must be a list of {"Key": ..., "Value": ...}')
     if host["PortBindings"] is not None and not isinstance(host["PortBindings"], dict):
         raise InvalidParameter("Bad parameter: PortBindings must be an object")
+    for key in ("CapAdd", "CapDrop"):
+        for name in host[key] or []:
+            try:
+                capability_name(name)
+            except InvalidParameter as exc:
+                raise InvalidParameter(f"Bad parameter: {key}: {exc}") from None
     return host
 
 
@@ -211,7 +218,7 @@ def parse_bind(spec: str) -> tuple[str, str, bool]:
         raise InvalidParameter(f"Invalid bind specification: {spec}")
     if dest in ("/", ".") or not dest:
         raise InvalidParameter(f"Illegal bind destination: {dest}")
-    if posixpath.normpath(source) == "/":
+    if posixpath.normpath("/" + source.lstrip("/")) == "/":  # "//", "/./" and "/.." too
         raise InvalidParameter(f"Invalid bind mount '{spec}' : source can't be '/'")
     if not source.startswith("/"):
         raise InvalidParameter(f"Invalid bind mount '{spec}' : source must be an absolute path")

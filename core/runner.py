@@ -25,6 +25,7 @@ from .hookspecs.network import Endpoint, PortBinding
 from .ids import short_id
 from .images import format_time
 from .logs import log_size, read_log
+from .security import SecurityPolicy
 from .volumes import VolumeManager
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,7 @@ class Runner:
         self.containers = containers
         self.graph = containers.graph
         self.volumes = VolumeManager(kernel.root, containers)
+        self.security = SecurityPolicy(**kernel.config.security.model_dump())
         #: attachments waiting for a container to start: container id -> waiters
         self._waiting: dict[str, list[PendingAttach]] = {}
         #: where each container's current run begins in its log
@@ -168,6 +170,7 @@ class Runner:
                                 cpu_shares=config["CpuShares"]),
             mounts=mounts,
             driver_options=[(str(e["Key"]), str(e.get("Value", ""))) for e in hc["LxcConf"] or []],
+            confinement=self.security.for_container(hc.get("CapAdd"), hc.get("CapDrop")),
         )
 
     def _write_back_ports(self, container: Container, endpoint: Endpoint) -> None:

@@ -43,6 +43,7 @@ from pathlib import Path
 
 from ..driver import Driver
 from ..errors import NotSupported
+from ..security import Confinement
 from . import hookspec
 
 #: The smallest memory limit a container may have, in bytes (Docker 0.6's rule); ``start``
@@ -95,6 +96,12 @@ class ProcessSpec:
     mounts: list[Mount] = field(default_factory=list)  # in order; destinations created if missing
     #: Driver-specific settings from start's ``LxcConf`` ([key, value] pairs), in order.
     driver_options: list[tuple[str, str]] = field(default_factory=list)
+    #: What a non-privileged container is held to: exactly these capabilities in its bounding,
+    #: permitted and effective sets (inheritable and ambient empty), ``masked_paths`` hidden,
+    #: ``readonly_paths`` and /sys read-only, and the seccomp filter of
+    #: ``confinement.seccomp_filter()``. Ignored with ``privileged`` (every capability, no
+    #: filter, /proc and /sys writable, every device). See ``moorage.core.security``.
+    confinement: Confinement = field(default_factory=Confinement)
 
 
 @dataclass(frozen=True)

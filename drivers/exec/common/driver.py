@@ -25,7 +25,7 @@ from moorage.core.store import ensure_dir, read_json
 
 from . import protocol
 from .monitor import EXIT_FILE, STATE_FILE
-from .policy import memory_limits, validate
+from .policy import memory_limits, validate, validate_mounts
 from .users import Identity, resolve
 
 START_TIMEOUT = 30.0
@@ -174,11 +174,7 @@ class MonitorDriver(ExecDriver):
         validate(spec.resources)
         self._check_options(spec)
         identity = resolve(Path(spec.rootfs), spec.user)
-        for m in spec.mounts:
-            if not Path(m.source).exists():
-                raise InvalidParameter(f"Invalid bind mount '{m.source}:{m.destination}': source doesn't exist")
-            if not m.destination.startswith("/") or m.destination.rstrip("/") == "":
-                raise InvalidParameter(f"Illegal bind destination: {m.destination}")
+        validate_mounts(spec.mounts)
         exec_dir = ensure_dir(Path(spec.state_dir) / "exec")
         for name in (EXIT_FILE, STATE_FILE, protocol.SOCKET_NAME, *stale):
             try:
