@@ -378,6 +378,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.kills} kills, {soak.checks} checks after restarts, {soak.answered} requests answered, "
               f"{len(soak.violations)} violations, {tracebacks} tracebacks in the daemon log, "
               f"{result['seconds']} s")
+        for violation in soak.violations:
+            print("  " + violation)
     return 1 if soak.violations else 0
 
 
