@@ -348,10 +348,10 @@ class V2Client(RegistryClient):
         if not address or address in HUB_INDEX_URLS:
             registry = self.default
         else:
-            registry = registry_from_url(address, self.insecure)
-            try:
+            try:  # a client's serveraddress: one that does not parse is a bad request, not a crash
+                registry = registry_from_url(address, self.insecure)
                 httpx.URL(registry.url)
-            except httpx.InvalidURL as exc:  # a client's serveraddress: a bad request, not a crash
+            except (ValueError, httpx.InvalidURL) as exc:
                 raise InvalidParameter(f"Bad parameter: serveraddress {address!r}: {exc}") from None
         with self._session(registry, auth) as session:
             response = session.request("GET", "/v2/")
