@@ -32,3 +32,18 @@ def test_the_fuzzer_finds_no_server_error_and_no_traceback():
     assert result["failures"] == [] and result["server_errors"] == 0, result["failures"]
     assert result["tracebacks"] == 0, result["traceback_excerpt"]
     assert result["daemon_alive"]
+
+
+def test_the_schema_describes_the_route_table():
+    """No drift between api/models.py's per-route fields and api/routes.py."""
+    from moorage.api.models import ROUTE_SCHEMAS, STREAMING, openapi_schema
+    from moorage.api.routes import ROUTES
+
+    declared = {(r.method, r.path) for r in ROUTES}
+    assert set(ROUTE_SCHEMAS) | STREAMING <= declared
+    schema = openapi_schema()
+    operations = {(m.upper(), p) for p, ops in schema["paths"].items() for m in ops}
+    expected = {(m, p.replace(":path", "")) for m, p in declared - STREAMING if m not in ("WEBSOCKET", "HEAD")}
+    assert operations == expected
+    create = schema["paths"]["/containers/create"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert "Privileged" in create["properties"] and "Image" in create["properties"]
