@@ -76,10 +76,16 @@ class BenchDaemon:
             return api.get("/images/busybox/json").json()["id"]
 
     def stop(self) -> None:
-        """Remove every container, stop the daemon, unmount whatever is left below ``base``."""
+        """Remove every container, stop the daemon, unmount whatever is left below ``base``.
+        A daemon found dead is started again first: its containers outlive it (live restore)."""
+        if self.proc is not None and self.proc.poll() is not None:
+            try:
+                self.start(timeout=60)
+            except RuntimeError:
+                pass
         try:
             if self.proc is not None and self.proc.poll() is None:
-                with self.client(30) as api:
+                with self.client(120) as api:
                     for row in api.get("/containers/json", params={"all": 1}).json():
                         api.post(f"/containers/{row['Id']}/kill")
                         api.delete(f"/containers/{row['Id']}")
