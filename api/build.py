@@ -84,7 +84,7 @@ async def build(request: Request, kernel: KernelDep, version: ApiVersion) -> Res
                            nocache=query_bool(request, "nocache"), rm=query_bool(request, "rm"))
     if options.tag:
         repo, tag = parse_repository_tag(options.tag)
-        validate_repo_name(repo)
+        validate_repo_name(repo)  # 400 before the context is read
         validate_tag_name(tag or DEFAULT_TAG)
     remote = query.get("remote", "")
     body = None if remote else BodyReader(request.stream(), asyncio.get_running_loop())

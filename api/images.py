@@ -69,7 +69,7 @@ async def create(request: Request, kernel: KernelDep, images: ImagesDep) -> Resp
     # a bad request with 400 and an unknown image with 404 (docs/api.md)
     if not source:
         raise InvalidParameter("Missing parameter: fromImage or fromSrc")
-    if repo:
+    if repo:  # refused (400) before the body is read: nothing is stored
         validate_repo_name(repo)
         validate_tag_name(tag or DEFAULT_TAG)
 

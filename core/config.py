@@ -15,9 +15,9 @@ import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from .errors import ConfigError
 from .security import BUILTIN_PROFILE, DEFAULT_CAPABILITIES, DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS
@@ -69,9 +69,37 @@ enable = []             # entry points to load even with MOORAGE_DISABLE_PLUGIN_
 # driver = "bridge"
 [registry]
 # driver = "v2"
+
+[logs]                  # every container's JSON log (docs/config.md)
+max-size = "100m"       # a log file is rotated when it would grow beyond this
+max-file = 5            # files kept per container, the current one included
 """
 
 FAMILIES = ("graph", "exec", "network", "registry")
+_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([kmgtp]?)(?:i?b)?\s*", re.IGNORECASE)
+
+
+def parse_bytes(value: object) -> object:
+    """A size as Docker's options spell it: a number of bytes, or ``"10m"``, ``"1.5g"``,
+    ``"512KiB"`` (binary units, as Docker's ``max-size``); anything else is left to pydantic."""
+    if isinstance(value, str):
+        match = _SIZE.fullmatch(value)
+        if match:
+            number, unit = match.groups()
+            return int(float(number) * 1024 ** "_kmgtp".index(unit.lower() or "_"))
+    return value
+
+
+#: A byte count in a config file: an integer or a string such as ``"10m"``.
+Bytes = Annotated[int, BeforeValidator(parse_bytes), Field(ge=0)]
+
+
+class LogsSection(BaseModel):
+    """``[logs]``: the bounds of every container's log (``moorage.core.logs``)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    max_size: Bytes = Field(100 << 20, alias="max-size", ge=1 << 12)
+    max_file: int = Field(5, alias="max-file", ge=1, le=100)
 
 
 class DaemonSection(BaseModel):
@@ -135,8 +163,9 @@ class DaemonConfig:
         self.daemon = self._validate(DaemonSection, "daemon")
         self.plugins = self._validate(PluginsSection, "plugins")
         self.security = self._validate(SecuritySection, "security")
+        self.logs = self._validate(LogsSection, "logs")
         self.families = {f: self._validate(FamilySection, f) for f in FAMILIES}
-        unknown = sorted(set(data) - {"daemon", "plugins", "security", *FAMILIES})
+        unknown = sorted(set(data) - {"daemon", "plugins", "security", "logs", *FAMILIES})
         if unknown:
             raise ConfigError(f"{self.where(unknown[0], None)}: unknown section [{unknown[0]}]")
 

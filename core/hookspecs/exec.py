@@ -29,8 +29,9 @@ Exit statuses: the process's exit code, or ``128 + n`` if it was killed by signa
 command that cannot be found exits ``127`` (``126`` if it is not executable), with a message
 on its stderr (so in the log).
 
-Output is logged with ``moorage.core.logs.LogWriter``: complete lines only, one JSON object per
-line, appended to ``spec.log_path``, also while the daemon is down.
+Output is logged with ``moorage.core.logs.LogWriter(spec.log_path, spec.log_rotation)``: one
+JSON object per line (lines beyond 16 KiB split), appended to ``spec.log_path`` and rotated,
+also while the daemon is down.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from pathlib import Path
 
 from ..driver import Driver
 from ..errors import NotSupported
+from ..logs import LogRotation
 from ..security import Confinement
 from . import hookspec
 
@@ -102,6 +104,8 @@ class ProcessSpec:
     #: ``confinement.seccomp_filter()``. Ignored with ``privileged`` (every capability, no
     #: filter, /proc and /sys writable, every device). See ``moorage.core.security``.
     confinement: Confinement = field(default_factory=Confinement)
+    #: How big ``log_path`` may grow before it is rotated, and how many files are kept.
+    log_rotation: LogRotation = field(default_factory=LogRotation)
 
 
 @dataclass(frozen=True)

@@ -104,5 +104,6 @@ def test_host_config_cap_fields():
 
 @pytest.mark.parametrize("source", ["/", "//", "/./", "///", "/../", "/.//."])
 def test_bind_source_root_in_any_spelling(source):
-    with pytest.raises(InvalidParameter, match="can't be '/'"):
+    # "/../" is refused earlier, for its "..", by the path rule every request path meets
+    with pytest.raises(InvalidParameter, match="can't be '/'|must not contain '..'"):
         cc.parse_bind(f"{source}:/host")

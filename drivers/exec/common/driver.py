@@ -188,6 +188,7 @@ class MonitorDriver(ExecDriver):
         """Fork a monitor for ``request`` and run the start handshake; returns the container's
         pid 1. On any failure ``undo`` removes what the driver set up, and the error is raised."""
         cid = spec.container_id
+        request["log_rotation"] = [spec.log_rotation.max_size, spec.log_rotation.max_files]
         chan, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             with theirs:
