@@ -129,7 +129,8 @@ def collect(config: DaemonConfig, probe: bool = True) -> Inventory:
         drivers = []
         for cls in pm.families[family].by_priority():
             dist, version, ep = where.get((family, cls.name), ("?", "", "?"))
-            info = DriverInfo(family, cls.name, describe(cls), dist, version, ep, cls.priority, option_infos(cls.Options))
+            info = DriverInfo(family, cls.name, describe(cls), dist, version, ep, cls.priority,
+                              option_infos(cls.Options))
             if probe:
                 reason = results.get(family, {}).get(cls.name, "not probed")
                 info.supported, info.reason = reason is None, reason or ""
