@@ -1,10 +1,11 @@
 """``moorage drivers`` (what is installed, what works here, what each takes) and
 ``moorage config check FILE`` (a config file's mistakes, all of them, before a daemon meets them).
 
-Whether a driver works on this host is what its constructor says (drivers probe their
-prerequisites in ``__init__``). Constructors may make host state (a bridge, a mount), so the
-probe runs in a child process in new network and mount namespaces, on a scratch root beside the
-configured one (same filesystem), which it removes.
+Whether a driver works on this host is what it says itself: its ``probe`` classmethod if it has
+one (called here, in the host's namespaces: it changes nothing), otherwise its constructor
+(drivers probe their prerequisites in ``__init__``). Constructors may make host state (a bridge,
+a mount), so those run in a child process in new network and mount namespaces, on a scratch root
+beside the configured one (same filesystem), which it removes.
 """
 
 from __future__ import annotations
@@ -124,7 +125,11 @@ def collect(config: DaemonConfig, probe: bool = True) -> Inventory:
     pm = plugin_manager(config)
     where = origins(pm)
     inventory = Inventory(config.source, str(config.daemon.root) if probe else "")
-    results = probe_in_namespaces(config) if probe else {}
+    results = {}
+    if probe:
+        results = probe_in_namespaces(config)
+        for family, found in probe_all(config, own_probe=True).items():
+            results.setdefault(family, {}).update(found)
     for family in FAMILIES:
         drivers = []
         for cls in pm.families[family].by_priority():
@@ -157,8 +162,9 @@ def _scratch_parent(root: Path) -> Path:
     return path
 
 
-def probe_all(config: DaemonConfig) -> dict[str, dict[str, str | None]]:
-    """Build every registered driver on a scratch root: family -> name -> None (works) or why not."""
+def probe_all(config: DaemonConfig, own_probe: bool) -> dict[str, dict[str, str | None]]:
+    """family -> name -> None (works here) or why not, for the drivers with their own ``probe``
+    (``own_probe``: asked) or for the others (built on a scratch root)."""
     pm = plugin_manager(config)
     scratch = Path(tempfile.mkdtemp(prefix=".moorage-probe-", dir=_scratch_parent(config.daemon.root)))
     results: dict[str, dict[str, str | None]] = {}
@@ -167,6 +173,8 @@ def probe_all(config: DaemonConfig) -> dict[str, dict[str, str | None]]:
             section = config.family(family)
             results[family] = {}
             for name in pm.families[family].names():
+                if pm.families[family].get(name).has_probe() != own_probe:
+                    continue
                 reason = _probe_one(pm, config, family, name, section.driver_sections().get(name, {}), scratch)
                 # say it of the root the daemon would use, not of the scratch copy
                 results[family][name] = reason.replace(str(scratch), str(config.daemon.root)) if reason else None
@@ -176,9 +184,14 @@ def probe_all(config: DaemonConfig) -> dict[str, dict[str, str | None]]:
 
 
 def _probe_one(pm: PluginManager, config: DaemonConfig, family: str, name: str, section: Mapping, scratch: Path):
+    registered, where = pm.families[family], config.driver_section_error(family, name)
+    context = config.driver_context(family, scratch)
     try:
-        driver: Driver = pm.families[family].create(name, scratch, section, config.driver_context(family, scratch),
-                                                    config.driver_section_error(family, name))
+        cls = registered.get(name)
+        if cls.has_probe():
+            cls.probe(registered.parse_options(cls, section, where), context)
+            return None
+        driver: Driver = registered.create(name, scratch, section, context, where)
     except NotSupported as exc:
         return str(exc)
     except ConfigError as exc:
@@ -323,7 +336,7 @@ def main(argv: list[str]) -> int:
         print("usage: python -m moorage.api.inventory --probe [CONFIG]", file=sys.stderr)
         return 2
     config = load(Path(argv[1]), required=True) if len(argv) > 1 else load(None)
-    results = probe_all(config)
+    results = probe_all(config, own_probe=False)
     print(json.dumps(results))
     return 0
 

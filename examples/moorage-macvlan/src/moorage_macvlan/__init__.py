@@ -59,16 +59,21 @@ class MacvlanDriver(NetworkDriver):
     Options = MacvlanOptions
     publishes = False
 
-    def __init__(self, home, options, context=None) -> None:
-        super().__init__(home, options, context)
-        self.opts: MacvlanOptions = options
+    @classmethod
+    def probe(cls, options, context) -> None:
+        """Root, and the parent NIC (which only the host's own network namespace shows)."""
         if os.geteuid() != 0:
             raise NotSupported("the macvlan driver needs root (CAP_NET_ADMIN)")
         with IPRoute() as ipr:
-            found = ipr.link_lookup(ifname=self.opts.parent)
-        if not found:
-            raise NotSupported(f"the parent NIC {self.opts.parent!r} does not exist on this host")
-        self.parent_index = found[0]
+            if not ipr.link_lookup(ifname=options.parent):
+                raise NotSupported(f"the parent NIC {options.parent!r} does not exist on this host")
+
+    def __init__(self, home, options, context=None) -> None:
+        super().__init__(home, options, context)
+        self.probe(options, self.context)
+        self.opts: MacvlanOptions = options
+        with IPRoute() as ipr:
+            self.parent_index = ipr.link_lookup(ifname=self.opts.parent)[0]
         self._lock = threading.Lock()
         self._state_path = self.home / "addresses.json"
         state = json.loads(self._state_path.read_text()) if self._state_path.exists() else {}
