@@ -193,7 +193,7 @@ def run_bench(args: argparse.Namespace) -> int:
                 except (NotSupported, ConfigError) as exc:
                     report.skipped[name] = exc.message
                     report.series = [s for s in report.series if s.driver != name]
-                    progress.update(task, note=f"skipped: {exc.message}")
+                    progress.update(task, note="skipped (reason below)")
                 finally:
                     unmount_below(root)
                     shutil.rmtree(root, ignore_errors=True)
