@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -82,7 +83,7 @@ def _driver_json(info: DriverInfo) -> dict:
 def type_name(annotation: Any) -> str:
     if isinstance(annotation, type):
         return annotation.__name__
-    return str(annotation).replace("typing.", "").replace("pathlib.", "")
+    return re.sub(r"\b[a-z_][a-z0-9_]*\.", "", str(annotation))  # ipaddress.IPv4Network -> IPv4Network
 
 
 def option_infos(model: type[BaseModel]) -> list[OptionInfo]:
