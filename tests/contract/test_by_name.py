@@ -19,7 +19,6 @@ def contract(tmp_path: Path, *args: str, timeout: float = 600) -> subprocess.Com
 def test_runs_the_named_familys_suite_only(tmp_path):
     result = contract(tmp_path, "--moorage-driver", "network=none")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "TestNetworkDriver" not in result.stdout  # quiet, but the summary counts:
     summary = result.stdout.strip().splitlines()[-1]
     assert " passed" in summary and "deselected" in summary and "failed" not in summary, summary
 
