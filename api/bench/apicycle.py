@@ -35,9 +35,17 @@ class UnixConnection(http.client.HTTPConnection):
         headers = {}
         if json_body is not None:
             body, headers = json.dumps(json_body).encode(), {"Content-Type": "application/json"}
-        self.request(method, url, body=body, headers=headers)
-        response = self.getresponse()
-        return response.status, response.read()
+        for attempt in (1, 2):
+            try:
+                self.request(method, url, body=body, headers=headers)
+                response = self.getresponse()
+                return response.status, response.read()
+            except (ConnectionResetError, BrokenPipeError, http.client.RemoteDisconnected):
+                # the server closed the kept-alive connection as the request went out: once more
+                self.close()
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
 
 
 def toml_text(data: dict) -> str:
@@ -95,6 +103,9 @@ def api_cycles(base: Path, config: dict, tar: Path, cycles: int, record) -> None
             if i >= 3:
                 record(seconds)
         client.close()
+    except (OSError, RuntimeError, AssertionError) as exc:
+        log_tail = (base / "daemon.log").read_text(errors="replace")[-1500:]
+        raise RuntimeError(f"API cycle failed: {exc}; the daemon's log ends with:\n{log_tail}") from exc
     finally:
         proc.terminate()
         try:

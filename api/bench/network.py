@@ -67,21 +67,22 @@ class NetworkBench(Bench):
         self.scratch, self.stack = scratch, stack
         self.rootfs = make_busybox_rootfs(scratch / "rootfs")
         self.tar = tar_directory(self.rootfs, scratch / "busybox.tar")
-        self.pid = namespace_process(stack)
 
     def run(self, under_test: DriverUnderTest, root: Path, timer: Timer, args: argparse.Namespace) -> None:
         driver = under_test.create(root)
         try:
             for n in range(args.cycles + 3):
                 cid = uuid.uuid4().hex * 2
-                if n < 3:  # warm-up
-                    driver.join(cid, self.pid, {})
-                    driver.leave(cid)
-                    driver.release(cid)
-                    continue
-                timer.time("join", driver.join, cid, self.pid, {})
-                timer.time("leave", driver.leave, cid)
-                timer.time("release", driver.release, cid)
+                with ExitStack() as box:  # a fresh namespace per container, as the exec driver makes
+                    pid = namespace_process(box)
+                    if n < 3:  # warm-up
+                        driver.join(cid, pid, {})
+                        driver.leave(cid)
+                        driver.release(cid)
+                        continue
+                    timer.time("join", driver.join, cid, pid, {})
+                    timer.time("leave", driver.leave, cid)
+                    timer.time("release", driver.release, cid)
         finally:
             driver.cleanup()
         if args.api_cycles:
@@ -93,8 +94,10 @@ class NetworkBench(Bench):
     def floor(self, timer: Timer, args: argparse.Namespace) -> dict[str, str]:
         for _ in range(args.cycles):
             name = f"mbf{uuid.uuid4().hex[:8]}"
-            timer.time("join", veth_into, self.pid, name)
-            timer.time("leave", veth_delete, name)
+            with ExitStack() as box:
+                pid = namespace_process(box)
+                timer.time("join", veth_into, pid, name)
+                timer.time("leave", veth_delete, name)
         for _ in range(args.api_cycles):
             timer.time("API cycle", sh, *UNSHARE, str(self.rootfs), "/bin/true")
         floors = {"join": "a veth pair with one end in the namespace (pyroute2)", "leave": "deleting it"}

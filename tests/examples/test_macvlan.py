@@ -9,13 +9,10 @@ import json
 import random
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 import pytest
 from conftest import CONTAINER_CONFIG, MOORAGE, import_image
-from pyroute2 import IPRoute
-from pyroute2.netlink.exceptions import NetlinkError
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "moorage-macvlan"
 
@@ -28,23 +25,6 @@ def installed():
         pytest.fail("examples/moorage-macvlan is not installed: `bash bootstrap test` installs it")
 
 
-@pytest.fixture
-def parent():
-    """A NIC for the macvlans: a dummy, or one end of a veth pair where the kernel has no dummy."""
-    name = f"mvd{uuid.uuid4().hex[:8]}"
-    with IPRoute() as ipr:
-        try:
-            ipr.link("add", ifname=name, kind="dummy")
-        except NetlinkError:
-            ipr.link("add", ifname=name, kind="veth", peer=f"{name}p")
-            ipr.link("set", index=ipr.link_lookup(ifname=f"{name}p")[0], state="up")
-        ipr.link("set", index=ipr.link_lookup(ifname=name)[0], state="up")
-    yield name
-    with IPRoute() as ipr:
-        for index in ipr.link_lookup(ifname=name):
-            ipr.link("del", index=index)
-
-
 def test_the_examples_own_tests_pass():
     done = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "tests"], cwd=EXAMPLE,
                           capture_output=True, text=True, timeout=1200)
@@ -52,9 +32,9 @@ def test_the_examples_own_tests_pass():
     assert "1 passed" in done.stdout
 
 
-def test_moorage_drivers_lists_it(tmp_path, parent):
+def test_moorage_drivers_lists_it(tmp_path, parent_nic):
     config = tmp_path / "daemon.toml"
-    config.write_text(f'[network]\ndriver = "macvlan"\n[network.macvlan]\nparent = "{parent}"\n'
+    config.write_text(f'[network]\ndriver = "macvlan"\n[network.macvlan]\nparent = "{parent_nic}"\n'
                       f'subnet = "172.30.7.0/24"\n')
     done = subprocess.run([*MOORAGE, "drivers", "--json", "--config", str(config)], capture_output=True, text=True,
                           timeout=300)
@@ -73,10 +53,10 @@ def test_moorage_drivers_lists_it(tmp_path, parent):
     assert network["macvlan"]["reason"] == "the parent NIC 'no-such-nic0' does not exist on this host"
 
 
-def test_containers_reach_each_other_over_it(daemon_factory, busybox_tar, parent):
+def test_containers_reach_each_other_over_it(daemon_factory, busybox_tar, parent_nic):
     net = f"172.30.{random.randint(0, 255)}"
     config = CONTAINER_CONFIG.format(graph="overlay", exec="native").replace('[network]\ndriver = "none"\n', "")
-    config += (f'[network]\ndriver = "macvlan"\n[network.macvlan]\nparent = "{parent}"\nsubnet = "{net}.0/24"\n'
+    config += (f'[network]\ndriver = "macvlan"\n[network.macvlan]\nparent = "{parent_nic}"\nsubnet = "{net}.0/24"\n'
                f'range = "{net}.16/28"\n')
     daemon = daemon_factory(config)
     import_image(daemon, busybox_tar)
@@ -97,4 +77,4 @@ def test_containers_reach_each_other_over_it(daemon_factory, busybox_tar, parent
         # the host has no interface of theirs: each eth0 lives in its container's namespace
         macvlans = json.loads(subprocess.run(["ip", "-j", "link", "show", "type", "macvlan"], capture_output=True,
                                              text=True, check=True).stdout or "[]")
-        assert [m["ifname"] for m in macvlans if m.get("link") == parent] == []
+        assert [m["ifname"] for m in macvlans if m.get("link") == parent_nic] == []
