@@ -47,3 +47,15 @@ def test_unsupported_driver_is_skipped_with_its_reason(tmp_path):
 def test_usage_errors(tmp_path, args, message):
     result = contract(tmp_path, *args)
     assert result.returncode == 4 and message in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize(("driver", "select"), [
+    ("exec=native", "test_exit_status"),
+    ("registry=v2", "test_push_then_pull_round_trip"),
+    ("graph=overlay", "test_create_empty or test_layers_survive"),
+])
+def test_every_family_runs_by_name(tmp_path, driver, select):
+    result = contract(tmp_path, "--moorage-driver", driver, "-k", select)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    summary = result.stdout.strip().splitlines()[-1]
+    assert " passed" in summary and "skipped" not in summary and "failed" not in summary, summary
