@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
-from pydantic_core import PydanticUndefined
 
 from ..core.config import DEFAULT_CONFIG_PATH, FAMILIES, DaemonConfig, load
 from ..core.driver import Driver, describe
@@ -91,11 +90,12 @@ def option_infos(model: type[BaseModel]) -> list[OptionInfo]:
     infos = []
     for name, info in model.model_fields.items():
         required = info.is_required()
-        default = None if required or info.default is PydanticUndefined else info.default
-        if info.default_factory is not None:
-            default = info.default_factory()
-        if isinstance(default, Path):
-            default = str(default)
+        try:
+            default = None if required else info.get_default(call_default_factory=True)
+        except TypeError:  # a factory that needs the other fields: no single default to show
+            default = None
+        if not isinstance(default, str | int | float | bool | list | dict | type(None)):
+            default = str(default)  # an address, a path: as the config file would spell it
         infos.append(OptionInfo(name, type_name(info.annotation), default, required, info.description or ""))
     return infos
 
@@ -241,7 +241,7 @@ def print_inventory(inventory: Inventory) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    console = Console(width=None if sys.stdout.isatty() else 160)
     probed = f"; probed for root {inventory.probed_on}" if inventory.probed_on else ""
     console.print(f"config: {inventory.config}{probed}")
     for family, drivers in inventory.families.items():
