@@ -4,6 +4,7 @@ not to tests). What is checked is the shape of the results and that nothing is l
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import uuid
 from pathlib import Path
@@ -20,10 +21,12 @@ def bench(tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess, dict
 
 
 def leftovers() -> list[str]:
+    """Mounts and loop devices of a `moorage bench` run (its scratch directories' prefix)."""
+    ours = re.compile(r"/moorage-bench-(graph|exec|network)-")
     with open("/proc/self/mounts") as f:
-        mounts = [line.split()[1] for line in f if "/moorage-bench-" in line.split()[1]]
+        mounts = [line.split()[1] for line in f if ours.search(line.split()[1])]
     loops = subprocess.run(["losetup", "-a"], capture_output=True, text=True).stdout
-    return mounts + [line for line in loops.splitlines() if "/moorage-bench-" in line]
+    return mounts + [line for line in loops.splitlines() if ours.search(line)]
 
 
 def series(report: dict) -> dict[tuple[str, str], dict]:
