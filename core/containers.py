@@ -43,6 +43,8 @@ from .ids import PrefixIndex, new_id, short_id
 from .images import format_time, parse_time
 from .layers import differ_for
 from .store import atomic_write, ensure_dir, fsync_dir, read_json, replace_file, write_new
+from .tags import DEFAULT_TAG, validate_repo_name, validate_tag_name
+from .validation import check_path
 
 log = logging.getLogger(__name__)
 
@@ -471,6 +473,7 @@ class ContainerService:
         container = self.get(name)
         if not resource:
             raise InvalidParameter("Resource cannot be empty")
+        check_path(resource, "Resource")
         clean = os.path.normpath("/" + resource)
         parent, base = os.path.split(clean)
         rootfs = self.graph.get(container.id)
@@ -500,6 +503,9 @@ class ContainerService:
         (an all-zero Config when absent: no merging, reference §6.4; ``null_config`` stores none,
         as insert did). Returns the full id."""
         container = self.get(name)
+        if repo:  # refused before anything is stored
+            validate_repo_name(repo)
+            validate_tag_name(tag or DEFAULT_TAG)
         image_config = None if null_config else cc.normalize_config(config) if config else dict(cc.CONFIG_FIELDS)
         image = self.images.new_image(parent=container.image, comment=comment, container=container.id,
                                       container_config=copy.deepcopy(container.config), config=image_config,
@@ -514,6 +520,7 @@ class ContainerService:
         """``POST /images/{name}/insert``: a new image holding ``content`` at ``path`` on top of
         the image, committed with no tag and a null config (reference §5.6). An existing path
         is refused (0.6.6). Returns the full new id; nothing is left behind on failure."""
+        check_path(path, "path")
         if not path.startswith("/") or os.path.normpath(path) == "/":
             raise InvalidParameter(f"Bad parameter: path must be an absolute file path, not {path!r}")
         container, _ = self.create({"Image": image_name, "Cmd": ["echo", "insert", url, path]})
