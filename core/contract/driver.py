@@ -44,6 +44,9 @@ class DriverUnderTest:
     name: str
     config: DaemonConfig = field(default_factory=lambda: load(None))
     root_base: Path | None = None
+    #: the registered drivers to build it from (default: those the installed plugins register);
+    #: a test may register a variant of a driver in a family of its own
+    drivers: DriverFamily | None = None
 
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:
@@ -71,7 +74,7 @@ class DriverUnderTest:
 
     def registered(self) -> DriverFamily:
         plugins = self.config.plugins
-        family = installed_families(tuple(plugins.blocked), tuple(plugins.enable))[self.family]
+        family = self.drivers or installed_families(tuple(plugins.blocked), tuple(plugins.enable))[self.family]
         family.get(self.name)  # NotFound naming the registered drivers
         return family
 

@@ -2,6 +2,7 @@
 family's whole suite, run against the drivers named (the plugin leaves out the other families).
 """
 
+from moorage.core.contract.confinement import ConfinementContract, probe_binary  # noqa: F401 - its fixture
 from moorage.core.contract.exec import ExecDriverContract
 from moorage.core.contract.graph import GraphDriverContract
 from moorage.core.contract.network import NetworkDriverContract
@@ -13,6 +14,10 @@ class TestGraphDriver(GraphDriverContract):
 
 
 class TestExecDriver(ExecDriverContract):
+    pass
+
+
+class TestExecConfinement(ConfinementContract):
     pass
 
 
