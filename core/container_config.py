@@ -227,7 +227,6 @@ def environment(config: dict[str, Any], link_env: list[str] = ()) -> list[str]:
 
 def parse_bind(spec: str) -> tuple[str, str, bool]:
     """A ``Binds`` entry ``src:dst[:mode]`` -> (source, destination, readonly)."""
-    check_path(spec, "bind")
     parts = spec.split(":")
     if len(parts) == 2:
         source, dest, mode = parts[0], parts[1], "rw"
@@ -241,6 +240,7 @@ def parse_bind(spec: str) -> tuple[str, str, bool]:
         raise InvalidParameter(f"Invalid bind mount '{spec}' : source can't be '/'")
     if not source.startswith("/"):
         raise InvalidParameter(f"Invalid bind mount '{spec}' : source must be an absolute path")
+    check_path(spec, "bind")  # after Docker's own refusals, which keep their messages
     return source, posixpath.normpath(dest), mode.lower() != "rw"
 
 
