@@ -28,16 +28,14 @@ import shutil
 import subprocess
 import threading
 import time
-import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from . import container_config as cc
-from .archive import IterStream, open_in_root, tree_tar, tree_tar_at
-from .container_files import safe_join
-from .errors import Conflict, Impossible, InvalidParameter, NotFound, StateError
+from .archive import Chunks, IterStream, tree_tar, tree_tar_in_root, write_file_in_root
+from .errors import Impossible, InvalidParameter, NotFound, StateError
 from .humanize import human_duration
 from .ids import PrefixIndex, new_id, short_id
 from .images import format_time, parse_time
@@ -138,31 +136,6 @@ class Container:
                 volumes_rw=data.get("VolumesRW") or {}, internal=dict(data.get("Moorage") or {}))
         c.host_config = cc.normalize_host_config(c.internal.pop("HostConfig", None))
         return c
-
-
-class _Chunks:
-    """An iterator of chunks that runs ``done`` exactly once: when exhausted, when closed, or
-    when garbage-collected unread (a client that hung up before the first byte)."""
-
-    def __init__(self, chunks: Iterator[bytes], done) -> None:
-        self._chunks = chunks
-        self._finalizer = weakref.finalize(self, done)
-
-    def __iter__(self):
-        return self
-
-    def __next__(self) -> bytes:
-        try:
-            return next(self._chunks)
-        except BaseException:
-            self.close()
-            raise
-
-    def close(self) -> None:
-        close = getattr(self._chunks, "close", None)
-        if close is not None:
-            close()
-        self._finalizer()
 
 
 class ContainerService:
@@ -464,7 +437,7 @@ class ContainerService:
         container = self.get(name)
         rootfs = self.graph.get(container.id)
         self.publish("export", container)
-        return _Chunks(tree_tar(rootfs, "."), lambda: self.graph.put(container.id))
+        return Chunks(tree_tar(rootfs, "."), lambda: self.graph.put(container.id))
 
     def copy(self, name: str, resource: str) -> Iterator[bytes]:
         """A tar of ``resource`` (and what is below it) named by its basename. The path is
@@ -474,28 +447,11 @@ class ContainerService:
         if not resource:
             raise InvalidParameter("Resource cannot be empty")
         check_path(resource, "Resource")
-        clean = os.path.normpath("/" + resource)
-        parent, base = os.path.split(clean)
         rootfs = self.graph.get(container.id)
         try:
-            try:
-                dir_fd = open_in_root(rootfs, parent, os.O_RDONLY | os.O_DIRECTORY)
-            except (FileNotFoundError, NotADirectoryError):
-                raise NotFound(f"No such file or directory: {resource}") from None
-            try:
-                os.stat(base or ".", dir_fd=dir_fd, follow_symlinks=False)
-            except FileNotFoundError:
-                os.close(dir_fd)
-                raise NotFound(f"No such file or directory: {resource}") from None
-        except BaseException:
-            self.graph.put(container.id)
-            raise
-
-        def done() -> None:
-            os.close(dir_fd)
-            self.graph.put(container.id)
-
-        return _Chunks(tree_tar_at(dir_fd, base or ".", base or "."), done)
+            return tree_tar_in_root(rootfs, resource, done=lambda: self.graph.put(container.id))
+        except (FileNotFoundError, NotADirectoryError):
+            raise NotFound(f"No such file or directory: {resource}") from None
 
     def commit(self, name: str, repo: str = "", tag: str = "", comment: str = "", author: str = "",
                config: Any = None, null_config: bool = False) -> str:
@@ -527,13 +483,7 @@ class ContainerService:
         try:
             rootfs = self.graph.get(container.id)
             try:
-                target = safe_join(rootfs, path.lstrip("/"))
-                if os.path.lexists(target):
-                    raise Conflict(f"{path} exists")
-                target.parent.mkdir(parents=True, exist_ok=True)
-                with open(target, "wb") as f:
-                    shutil.copyfileobj(content, f, 1 << 20)
-                os.chmod(target, 0o600)  # as Docker wrote downloaded files
+                write_file_in_root(rootfs, path, content, 0o600)  # the mode Docker gave downloads
             finally:
                 self.graph.put(container.id)
             return self.commit(container.id, null_config=True)
