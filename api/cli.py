@@ -16,6 +16,7 @@ from ..core.config import DEFAULT_CONFIG_PATH, load
 from ..core.errors import MoorageError
 from ..core.kernel import Kernel, check_pidfile
 from ..core.store import atomic_write
+from . import bench, inventory
 
 log = logging.getLogger("moorage")
 
@@ -192,10 +193,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help="daemon socket (default $MOORAGE_HOST or unix:///var/run/moorage.sock)")
         if name == "info":
             p.add_argument("--json", action="store_true", help="print the raw JSON")
+    inventory.add_parsers(sub)
+    bench.add_parser(sub)
     return parser
 
 
-COMMANDS = {"daemon": run_daemon, "version": run_version, "info": run_info}
+COMMANDS = {"daemon": run_daemon, "version": run_version, "info": run_info, **inventory.COMMANDS, **bench.COMMANDS}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -186,6 +186,10 @@ class DaemonConfig:
     def family(self, name: str) -> FamilySection:
         return self.families[name]
 
+    def driver_context(self, family: str, root: Path) -> dict[str, Any]:
+        """What the drivers of ``family`` get as ``context`` on daemon root ``root``."""
+        return {"root": root, "debug": self.daemon.debug, "daemon": self.daemon, **self.family(family).settings()}
+
     def driver_section_error(self, family: str, driver: str) -> str:
         return self.where(f"{family}.{driver}", None)
 
