@@ -15,9 +15,9 @@ import pytest
 from moorage.core.contract.exec_cgroups import ExecCgroupsContract, unified
 from moorage.core.driver import NoOptions
 from moorage.core.errors import InvalidParameter
-from moorage.drivers.exec.common.policy import DEVICE_WHITELIST
+from moorage.drivers.exec.common.policy import DEVICE_WHITELIST, cpu_weight
 from moorage.drivers.exec.native import devices
-from moorage.drivers.exec.native.cgroups import CGROUP_ROOT, DAEMON_LEAF, PARENT, cpu_weight, own_cgroup
+from moorage.drivers.exec.native.cgroups import CGROUP_ROOT, DAEMON_LEAF, PARENT, own_cgroup
 from moorage.drivers.exec.native.driver import NativeDriver
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="the native exec driver needs root")

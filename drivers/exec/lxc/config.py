@@ -24,7 +24,7 @@ from pathlib import Path
 from moorage.core.archive import resolve_in_root
 from moorage.core.errors import InvalidParameter
 from moorage.core.hookspecs.exec import ProcessSpec
-from moorage.drivers.exec.common.policy import DEVICE_WHITELIST, DROPPED_CAPS, memory_limits
+from moorage.drivers.exec.common.policy import DEVICE_WHITELIST, DROPPED_CAPS, cpu_weight, memory_limits, unified
 
 from .files import CONFIG, GO_FIFO, HOOK, LOG, START_FIFO
 
@@ -94,21 +94,41 @@ def render(spec: ProcessSpec, exec_dir: Path, busybox: Path, uid: int, gid: int,
             raise InvalidParameter(str(exc)) from None
         lines.append(_line("lxc.mount.entry", f"{_fstab(str(m.source))} {target} none {options} 0 0"))
     if spec.privileged:
-        lines.append(_line("lxc.cgroup.devices.allow", "a"))
         lines.append(_line("lxc.apparmor.profile", "unconfined"))  # as Docker 0.6 (ignored without AppArmor)
     else:
         lines.append(_line("lxc.cap.drop", " ".join(sorted(DROPPED_CAPS))))
-        lines.append(_line("lxc.cgroup.devices.deny", "a"))
-        lines.extend(_line("lxc.cgroup.devices.allow", rule) for rule in DEVICE_WHITELIST)
+    lines.extend(cgroup_lines(spec, unified()))
+    lines.extend(_line(key.strip(), value.strip()) for key, value in spec.driver_options)
+    return "\n".join(lines) + "\n"
+
+
+def cgroup_lines(spec: ProcessSpec, v2: bool) -> list[str]:
+    """The device rules and limits: ``lxc.cgroup.*`` keys on a cgroup v1 (or hybrid) host,
+    ``lxc.cgroup2.*`` on a unified one, where LXC writes ``memory.max`` and the like and turns
+    the device rules into an eBPF program of its own. Values are those of the native driver:
+    ``MemorySwap`` (memory plus swap) becomes swap alone in ``memory.swap.max``, ``CpuShares``
+    a ``cpu.weight`` (``policy.cpu_weight``)."""
+    prefix = "lxc.cgroup2" if v2 else "lxc.cgroup"
+    if spec.privileged:
+        lines = [_line(f"{prefix}.devices.allow", "a")]
+    else:
+        lines = [_line(f"{prefix}.devices.deny", "a")]
+        lines.extend(_line(f"{prefix}.devices.allow", rule) for rule in DEVICE_WHITELIST)
     res = spec.resources
-    if res.memory:
+    swap_limit = res.memory and res.memory_swap != -1 and memory_limits()[1]
+    if res.memory and v2:
+        lines.append(_line("lxc.cgroup2.memory.max", res.memory))
+        if swap_limit:
+            lines.append(_line("lxc.cgroup2.memory.swap.max",
+                               res.memory_swap - res.memory if res.memory_swap > 0 else res.memory))
+    elif res.memory:
         lines.append(_line("lxc.cgroup.memory.limit_in_bytes", res.memory))
-        if res.memory_swap != -1 and memory_limits()[1]:
+        if swap_limit:
             swap = res.memory_swap if res.memory_swap > 0 else 2 * res.memory
             lines.append(_line("lxc.cgroup.memory.memsw.limit_in_bytes", swap))
     if res.cpu_shares:
-        lines.append(_line("lxc.cgroup.cpu.shares", max(res.cpu_shares, 2)))
+        lines.append(_line("lxc.cgroup2.cpu.weight", cpu_weight(res.cpu_shares)) if v2
+                     else _line("lxc.cgroup.cpu.shares", max(res.cpu_shares, 2)))
     if res.pids:
-        lines.append(_line("lxc.cgroup.pids.max", res.pids))
-    lines.extend(_line(key.strip(), value.strip()) for key, value in spec.driver_options)
-    return "\n".join(lines) + "\n"
+        lines.append(_line(f"{prefix}.pids.max", res.pids))
+    return lines

@@ -22,7 +22,6 @@ from __future__ import annotations
 import abc
 import contextlib
 import errno
-import math
 import os
 import time
 from collections.abc import Iterator
@@ -30,7 +29,7 @@ from pathlib import Path
 
 from moorage.core.errors import DriverError, InvalidParameter, NotSupported
 from moorage.core.hookspecs.exec import Resources, ResourceUsage
-from moorage.drivers.exec.common.policy import DEVICE_WHITELIST, kill_pids, rmdir_cgroup
+from moorage.drivers.exec.common.policy import DEVICE_WHITELIST, cpu_weight, kill_pids, rmdir_cgroup
 
 from . import devices
 
@@ -247,19 +246,6 @@ class V1Cgroups(ContainerCgroups):
 
 
 # -- cgroup v2 ---------------------------------------------------------------------------------
-
-
-def cpu_weight(shares: int) -> int:
-    """cgroup v2's ``cpu.weight`` (1..10000, default 100) for v1 ``cpu.shares`` (2..262144,
-    default 1024), as current runc and crun convert it: a curve in log space that maps 2, 1024
-    and 262144 onto 1, 100 and 10000 (the older linear mapping gave 1024 a weight of 39)."""
-    if shares <= 2:
-        return 1
-    if shares >= 262144:
-        return 10000
-    log = math.log2(shares)
-    exponent = round((log * log + 125 * log) / 612 - 7 / 34, 9)  # 1024 must give exactly 100
-    return min(math.ceil(10 ** exponent), 10000)
 
 
 def own_cgroup(proc_cgroup: str = "/proc/self/cgroup") -> str:
