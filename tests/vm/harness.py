@@ -265,6 +265,22 @@ def run(command: str, timeout: float = 1800, memory_mb: int = 3072, cpus: int = 
     return Result(status, "".join(lines), time.monotonic() - started)
 
 
+REPO = Path(__file__).resolve().parents[2]
+#: in the VM, ``--all``: the exec contract suite for both drivers and the API lifecycle tests
+ALL = ["tests/exec", "tests/api/test_containers.py", "tests/api/test_restore.py", "tests/api/test_lifecycle_hooks.py"]
+#: in the VM, by default and in CI (tests/vm/test_vm.py, a few minutes): the native driver's cgroup v2 tests
+BOUNDED = ["tests/exec/test_native_cgroups.py::TestNativeCgroupsContract",
+           "tests/exec/test_native_cgroups.py::test_daemon_moves_itself_into_a_leaf_when_its_cgroup_must_hold_children",
+           "tests/exec/test_native.py::TestNativeContract::test_memory_limit_enforced"]
+
+
+def pytest_command(paths: list[str], extra: str = "") -> str:
+    """The command line that runs pytest on ``paths`` from the worktree, in the VM."""
+    python = REPO / ".venv" / "bin" / "python"
+    return (f"cd {shlex.quote(str(REPO))} && {shlex.quote(str(python))} -m pytest -p no:cacheprovider --color=no -q "
+            f"-o addopts=-rA --timeout=900 {extra} " + " ".join(shlex.quote(p) for p in paths))
+
+
 if __name__ == "__main__":
     if sys.argv[1:] == ["fetch"]:
         print(fetch().root)
