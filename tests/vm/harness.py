@@ -277,7 +277,7 @@ BOUNDED = ["tests/exec/test_native_cgroups.py::TestNativeCgroupsContract",
 def pytest_command(paths: list[str], extra: str = "") -> str:
     """The command line that runs pytest on ``paths`` from the worktree, in the VM."""
     python = REPO / ".venv" / "bin" / "python"
-    return (f"cd {shlex.quote(str(REPO))} && {shlex.quote(str(python))} -m pytest -p no:cacheprovider --color=no -q "
+    return (f"cd {shlex.quote(str(REPO))} && {shlex.quote(str(python))} -m pytest -p no:cacheprovider --color=no -v "
             f"-o addopts=-rA --timeout=900 {extra} " + " ".join(shlex.quote(p) for p in paths))
 
 
