@@ -41,6 +41,15 @@ BOOT_MODULES = ("virtio_pci", "9pnet_virtio", "9p", "overlay")
 LATE_MODULES = ("veth", "bridge", "br_netfilter", "nf_tables", "nft_chain_nat", "nft_masq", "nft_nat",
                 "nft_ct", "nft_fib_inet", "nf_nat", "tun", "loop", "btrfs")
 EXIT_MARK = "MOORAGE-VM-EXIT="
+#: how the init mounts cgroups: only the unified hierarchy (the point of the VM), or, to compare
+#: the two in the same kernel, a v1 layout like this development machine's
+MOUNT_CGROUPS = {
+    2: "mount -t cgroup2 -o nsdelegate cgroup2 /newroot/sys/fs/cgroup",
+    1: "mount -t tmpfs -o mode=755 cgroup /newroot/sys/fs/cgroup\n"
+       "for c in cpu cpuacct cpuset memory devices freezer blkio pids; do\n"
+       "  mkdir /newroot/sys/fs/cgroup/$c && mount -t cgroup -o $c cgroup /newroot/sys/fs/cgroup/$c\n"
+       "done",
+}
 
 
 @dataclass(frozen=True)
@@ -191,7 +200,7 @@ mkdir -p /lib/modules && ln -s /host{modules} /lib/modules/{version}
 for dir in proc sys dev tmp run var/tmp; do mkdir -p /newroot/$dir; done
 mount -t proc proc /newroot/proc
 mount -t sysfs sysfs /newroot/sys
-mount -t cgroup2 -o nsdelegate cgroup2 /newroot/sys/fs/cgroup
+{mount_cgroups}
 mount -t devtmpfs devtmpfs /newroot/dev
 mkdir -p /newroot/dev/pts /newroot/dev/shm
 mount -t devpts -o newinstance,ptmxmode=0666 devpts /newroot/dev/pts
@@ -202,7 +211,7 @@ mkdir -p /newroot/lib/modules/{version} && mount --bind /host{modules} /newroot/
 for m in {late_modules}; do modprobe $m 2>/dev/null; done
 ip link set lo up
 hostname moorage-vm
-echo "moorage-vm: up $(cut -d' ' -f1 /proc/uptime) s, cgroup2: $(cat /newroot/sys/fs/cgroup/cgroup.controllers)"
+XX
 chroot /newroot /bin/sh -c {command} < /dev/console > /dev/console 2>&1
 echo "{exit_mark}$?"
 sync
@@ -218,23 +227,25 @@ class Result:
 
 
 def run(command: str, timeout: float = 1800, memory_mb: int = 3072, cpus: int = 2,
-        tmpfs_size: str = "2g", echo: bool = False) -> Result:
+        tmpfs_size: str = "2g", echo: bool = False, cgroup: int = 2) -> Result:
     """Boot the VM, run ``command`` (a shell command line, as root, in ``/`` of the host's tree
-    seen read-write through the overlay) and return its exit status and console output."""
+    seen read-write through the overlay) and return its exit status and console output.
+    ``cgroup=1`` mounts v1 hierarchies instead of the unified one (for comparisons)."""
     reason = unavailable()
     if reason:
         raise RuntimeError(reason)
     kernel = find_kernel()
     assert kernel is not None
     script = INIT.format(tmpfs_size=tmpfs_size, modules=kernel.modules, version=kernel.version,
-                         late_modules=" ".join(LATE_MODULES), command=shlex.quote(command), exit_mark=EXIT_MARK)
+                         late_modules=" ".join(LATE_MODULES), command=shlex.quote(command), exit_mark=EXIT_MARK,
+                         mount_cgroups=MOUNT_CGROUPS[cgroup])
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="moorage-vm-") as tmp:
         initrd = Path(tmp) / "initrd.cpio"
         initrd.write_bytes(initramfs(kernel, script))
         argv = [QEMU, "-accel", "tcg", "-cpu", "max", "-smp", str(cpus), "-m", str(memory_mb),
                 "-kernel", str(kernel.vmlinuz), "-initrd", str(initrd),
-                "-append", "console=ttyS0 quiet loglevel=3 panic=-1 cgroup_no_v1=all rw",
+                "-append", "console=ttyS0 quiet loglevel=3 panic=-1 rw" + (" cgroup_no_v1=all" if cgroup == 2 else ""),
                 "-nographic", "-no-reboot", "-nic", "none", "-monitor", "none", "-serial", "stdio",
                 "-virtfs", "local,path=/,mount_tag=hostroot,security_model=passthrough,readonly=on,multidevs=remap"]
         process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
