@@ -12,9 +12,11 @@ import uuid
 
 import pytest
 
+from moorage.core.contract.exec import ExecFixtures, alive, log_text, wait_for
 from moorage.core.contract.exec_cgroups import ExecCgroupsContract, unified
 from moorage.core.driver import NoOptions
 from moorage.core.errors import InvalidParameter
+from moorage.core.hookspecs.exec import Resources
 from moorage.drivers.exec.common.policy import DEVICE_WHITELIST, cpu_weight
 from moorage.drivers.exec.native import devices
 from moorage.drivers.exec.native.cgroups import CGROUP_ROOT, DAEMON_LEAF, PARENT, own_cgroup
@@ -152,3 +154,37 @@ def test_own_cgroup(tmp_path):
     assert own_cgroup(str(tmp_path / "cgroup")) == "/system.slice/moorage.service"
     (tmp_path / "cgroup").write_text("0::/\n")
     assert own_cgroup(str(tmp_path / "cgroup")) == "/"
+
+
+@needs_root
+class TestNativeV2Cgroups(ExecFixtures):
+    """The v2 implementation's own paths (in the cgroup v2 VM)."""
+
+    @pytest.fixture
+    def exec_driver(self):
+        if not unified():
+            pytest.skip("a cgroup v2 host (the test VM: tests/vm)")
+        return lambda home: NativeDriver(home, NoOptions(), {})
+
+    def test_kill_without_cgroup_kill_freezes_kills_and_thaws(self, runner, make_spec):
+        """The fallback for kernels before 5.14, which have no ``cgroup.kill``."""
+        spec = make_spec(["sh", "-c", "sleep 1000 & (sh -c 'sleep 1000 &'); echo ready; wait"])
+        runner.start(spec)
+        wait_for(lambda: "ready" in log_text(spec), timeout=30, what="the container")
+        cgroups = runner.driver.cgroups.container(spec.container_id)
+        pids = cgroups.pids()
+        assert len(pids) >= 3
+        cgroups.kill_all(kill_file=False)
+        assert cgroups.pids() == []
+        wait_for(lambda: not any(alive(p) for p in pids), what="every process to die")
+        assert (cgroups.path / "cgroup.freeze").read_text().strip() == "0"
+
+    def test_shared_parent_removed_by_another_daemon_is_made_again_with_its_controllers(self, runner, make_spec):
+        hierarchy = runner.driver.cgroups
+        hierarchy.remove_unused_parents()  # as another daemon's cleanup would, between two starts
+        if hierarchy.parent.exists():
+            pytest.skip("another container holds the shared parent")
+        spec = make_spec(["sh", "-c", "echo ready; exec sleep 1000"], resources=Resources(memory=32 << 20, pids=8))
+        runner.start(spec)
+        wait_for(lambda: "ready" in log_text(spec), timeout=30, what="the container")
+        assert (hierarchy.parent / spec.container_id / "memory.max").read_text().strip() == str(32 << 20)

@@ -352,6 +352,8 @@ class V2Cgroups(ContainerCgroups):
     def create(self, resources: Resources, privileged: bool) -> None:
         with _undo_on_failure(self):
             _make(self.path)
+            # another daemon's cleanup may have removed and this mkdir re-made the shared parent
+            _enable(self.path.parent, V2_CONTROLLERS)
             if resources.memory:
                 _write_limit(self.path / "memory.max", resources.memory, "Memory")
                 swap_max = self.path / "memory.swap.max"
@@ -392,9 +394,9 @@ class V2Cgroups(ContainerCgroups):
                              cpu_system_ns=cpu.get("system_usec", 0) * 1000,
                              pids=_read_int(self.path / "pids.current"), pids_limit=_read_max(self.path / "pids.max"))
 
-    def kill_all(self) -> None:
+    def kill_all(self, kill_file: bool = True) -> None:
         """``cgroup.kill`` (Linux 5.14) kills every process, forks in flight included, in one
-        write; older kernels get the freeze, kill, thaw loop."""
+        write; older kernels (or ``kill_file=False``) get the freeze, kill, thaw loop."""
         if not self.path.exists():
             return
         kill = self.path / "cgroup.kill"
@@ -402,7 +404,7 @@ class V2Cgroups(ContainerCgroups):
             pids = self.pids()
             if not pids:
                 return
-            if kill.exists():
+            if kill_file and kill.exists():
                 _write(kill, "1")
             else:
                 _write(self.path / "cgroup.freeze", "1")
