@@ -211,7 +211,8 @@ mkdir -p /newroot/lib/modules/{version} && mount --bind /host{modules} /newroot/
 for m in {late_modules}; do modprobe $m 2>/dev/null; done
 ip link set lo up
 hostname moorage-vm
-XX
+v2=$(cat /newroot/sys/fs/cgroup/cgroup.controllers 2>/dev/null)
+echo "moorage-vm: up $(cut -d' ' -f1 /proc/uptime) s, cgroup2: $v2"
 chroot /newroot /bin/sh -c {command} < /dev/console > /dev/console 2>&1
 echo "{exit_mark}$?"
 sync
