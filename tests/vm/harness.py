@@ -246,7 +246,8 @@ def run(command: str, timeout: float = 1800, memory_mb: int = 3072, cpus: int = 
         initrd.write_bytes(initramfs(kernel, script))
         argv = [QEMU, "-accel", "tcg", "-cpu", "max", "-smp", str(cpus), "-m", str(memory_mb),
                 "-kernel", str(kernel.vmlinuz), "-initrd", str(initrd),
-                "-append", "console=ttyS0 quiet loglevel=3 panic=-1 rw" + (" cgroup_no_v1=all" if cgroup == 2 else ""),
+                "-append", "console=ttyS0 quiet loglevel=3 panic=-1 rw apparmor=0"
+                + (" cgroup_no_v1=all" if cgroup == 2 else ""),
                 "-nographic", "-no-reboot", "-nic", "none", "-monitor", "none", "-serial", "stdio",
                 "-virtfs", "local,path=/,mount_tag=hostroot,security_model=passthrough,readonly=on,multidevs=remap"]
         process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
