@@ -106,13 +106,19 @@ UNIFIED = CGROUP_ROOT / "unified" if not unified() else CGROUP_ROOT
 
 
 @pytest.mark.skipif(os.geteuid() != 0 or not (UNIFIED / "cgroup.procs").exists(), reason="root and a cgroup2 mount")
-def test_device_filter_attached_to_a_real_cgroup(tmp_path):
+@pytest.mark.parametrize("shared_program", [False, True])
+def test_device_filter_attached_to_a_real_cgroup(tmp_path, shared_program):
     """The kernel loads the program and enforces it: open and mknod of kmsg refused, null allowed
     (on this hybrid host the unified hierarchy takes device programs too)."""
     cgroup = UNIFIED / f"moorage-test-{uuid.uuid4().hex[:12]}"
     cgroup.mkdir()
     try:
-        devices.attach_allow_list(cgroup, DEVICE_WHITELIST)
+        if shared_program:
+            allow_list = devices.AllowList(DEVICE_WHITELIST)
+            allow_list.attach(cgroup)
+            allow_list.close()  # the attachment keeps the program
+        else:
+            devices.attach_allow_list(cgroup, DEVICE_WHITELIST)
         for name, minor in (("kmsg", 11), ("null", 3)):
             os.mknod(tmp_path / name, 0o666 | stat.S_IFCHR, os.makedev(1, minor))
         script = (f"echo 0 > {cgroup}/cgroup.procs; (: > {tmp_path}/kmsg) 2>/dev/null && echo kmsg || echo refused; "

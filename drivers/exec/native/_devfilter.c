@@ -1,9 +1,11 @@
 /* The bpf() calls of the cgroup v2 device filter (see devices.py, which builds the program).
  *
- * attach(cgroup_dir, instructions): load the instructions as a BPF_PROG_TYPE_CGROUP_DEVICE
- * program and attach it to the cgroup with BPF_F_ALLOW_MULTI; the attachment keeps the program
- * alive until the cgroup goes, so no fd is kept. can_load(instructions): whether the kernel
- * loads it (the driver's probe). Errors raise OSError, with the verifier's log when it refused.
+ * load(instructions) -> fd: load the instructions as a BPF_PROG_TYPE_CGROUP_DEVICE program;
+ * attach_program(cgroup_dir, fd): attach it to a cgroup with BPF_F_ALLOW_MULTI (one loaded
+ * program serves every container: the verifier runs once). attach(cgroup_dir, instructions):
+ * both at once, no fd kept (an attachment keeps its program alive until the cgroup goes).
+ * can_load(instructions): whether the kernel loads it (the driver's probe). Errors raise
+ * OSError, with the verifier's log when it refused.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -98,6 +100,52 @@ static PyObject *devfilter_attach(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+static PyObject *devfilter_load(PyObject *self, PyObject *args) {
+    const char *insns;
+    Py_ssize_t size;
+    if (!PyArg_ParseTuple(args, "y#", &insns, &size) || check_size(size) < 0)
+        return NULL;
+    char log[1024];
+    int prog;
+    Py_BEGIN_ALLOW_THREADS
+    prog = load(insns, size, log, sizeof log);
+    Py_END_ALLOW_THREADS
+    if (prog < 0)
+        return raise_errno(errno, "loading the device filter", log);
+    if (fcntl(prog, F_SETFD, FD_CLOEXEC) < 0) {
+        int saved = errno;
+        close(prog);
+        return raise_errno(saved, "loading the device filter", NULL);
+    }
+    return PyLong_FromLong(prog);
+}
+
+static PyObject *devfilter_attach_program(PyObject *self, PyObject *args) {
+    const char *cgroup;
+    int prog, saved = 0;
+    if (!PyArg_ParseTuple(args, "si", &cgroup, &prog))
+        return NULL;
+    Py_BEGIN_ALLOW_THREADS
+    int dir = open(cgroup, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dir < 0) {
+        saved = errno;
+    } else {
+        union bpf_attr attr;
+        memset(&attr, 0, sizeof attr);
+        attr.target_fd = (__u32)dir;
+        attr.attach_bpf_fd = (__u32)prog;
+        attr.attach_type = BPF_CGROUP_DEVICE;
+        attr.attach_flags = BPF_F_ALLOW_MULTI;
+        if (bpf(BPF_PROG_ATTACH, &attr) < 0)
+            saved = errno;
+        close(dir);
+    }
+    Py_END_ALLOW_THREADS
+    if (saved)
+        return raise_errno(saved, "attaching the device filter", NULL);
+    Py_RETURN_NONE;
+}
+
 static PyObject *devfilter_can_load(PyObject *self, PyObject *args) {
     const char *insns;
     Py_ssize_t size;
@@ -114,6 +162,10 @@ static PyObject *devfilter_can_load(PyObject *self, PyObject *args) {
 static PyMethodDef methods[] = {
     {"attach", devfilter_attach, METH_VARARGS,
      "attach(cgroup_dir, instructions): load a cgroup device program and attach it (BPF_F_ALLOW_MULTI)"},
+    {"load", devfilter_load, METH_VARARGS,
+     "load(instructions) -> fd: load a cgroup device program (close-on-exec); attach it with attach_program"},
+    {"attach_program", devfilter_attach_program, METH_VARARGS,
+     "attach_program(cgroup_dir, fd): attach a loaded device program to a cgroup (BPF_F_ALLOW_MULTI)"},
     {"can_load", devfilter_can_load, METH_VARARGS,
      "can_load(instructions) -> bool: whether the kernel loads this cgroup device program"},
     {NULL, NULL, 0, NULL},

@@ -112,6 +112,9 @@ class Hierarchy(abc.ABC):
     def remove_unused_parents(self) -> None:
         """Remove the shared parents that no container (of any daemon) uses."""
 
+    def close(self) -> None:  # noqa: B027  (most layouts hold nothing open)
+        """Release what the hierarchy holds open (the driver's ``cleanup``); it may be used again."""
+
 
 def probe() -> Hierarchy:
     """The host's layout: v2 where ``/sys/fs/cgroup`` is the unified hierarchy, v1 where every
@@ -273,6 +276,7 @@ class V2Hierarchy(Hierarchy):
         if not devices.available():
             raise NotSupported("cgroup v2 needs an eBPF device filter, and this kernel refuses to load one "
                                "(BPF_PROG_TYPE_CGROUP_DEVICE)")
+        self.device_filter = devices.AllowList(DEVICE_WHITELIST)  # loaded once, attached per container
         self._delegate_controllers()
 
     def _delegate_controllers(self) -> None:
@@ -320,7 +324,10 @@ class V2Hierarchy(Hierarchy):
         raise NotSupported(f"processes keep appearing in {self.base}: cannot make it a cgroup without processes")
 
     def container(self, container_id: str) -> V2Cgroups:
-        return V2Cgroups(container_id, self.parent / container_id)
+        return V2Cgroups(container_id, self.parent / container_id, self.device_filter)
+
+    def close(self) -> None:
+        self.device_filter.close()
 
     def memory_limits(self) -> tuple[bool, bool]:
         # probe required the memory controller; swap needs the kernel's swap accounting
@@ -336,9 +343,10 @@ class V2Hierarchy(Hierarchy):
 class V2Cgroups(ContainerCgroups):
     """One cgroup v2 directory; the device rules are an eBPF program attached to it."""
 
-    def __init__(self, container_id: str, path: Path) -> None:
+    def __init__(self, container_id: str, path: Path, device_filter: devices.AllowList) -> None:
         super().__init__(container_id)
         self.path = path
+        self.device_filter = device_filter
 
     def join_files(self) -> list[str]:
         return [str(self.path / "cgroup.procs")]
@@ -366,7 +374,7 @@ class V2Cgroups(ContainerCgroups):
             if resources.pids:
                 _write(self.path / "pids.max", resources.pids)
             if not privileged:
-                devices.attach_allow_list(self.path, DEVICE_WHITELIST)
+                self.device_filter.attach(self.path)
 
     def pids(self) -> list[int]:
         return _read_pids(self.path / "cgroup.procs")

@@ -16,7 +16,9 @@ module ``_devfilter`` makes the ``bpf()`` calls (load, attach).
 
 from __future__ import annotations
 
+import os
 import struct
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -132,9 +134,39 @@ def available() -> bool:
     return _devfilter.can_load(program(parse_rules(DEVICE_WHITELIST)))
 
 
+class AllowList:
+    """The program allowing exactly ``rules``, loaded once (the verifier runs once) and attached
+    to each container's cgroup; an attachment keeps the program alive as long as its cgroup,
+    so ``close`` (the driver's cleanup) never weakens a running container."""
+
+    def __init__(self, rules: list[str] | tuple[str, ...] = DEVICE_WHITELIST) -> None:
+        self.code = program(parse_rules(rules))
+        self._fd: int | None = None
+        self._lock = threading.Lock()
+
+    def attach(self, cgroup: Path) -> None:
+        """Attach the program to the cgroup directory; ``DriverError`` if the kernel refuses."""
+        from . import _devfilter  # type: ignore[attr-defined]
+
+        try:
+            with self._lock:
+                if self._fd is None:
+                    self._fd = _devfilter.load(self.code)
+                fd = self._fd
+                _devfilter.attach_program(str(cgroup), fd)
+        except OSError as exc:
+            raise DriverError(f"cannot attach the device filter to {cgroup}: {exc}") from exc
+
+    def close(self) -> None:
+        with self._lock:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+
+
 def attach_allow_list(cgroup: Path, rules: list[str] | tuple[str, ...]) -> None:
-    """Attach the program allowing exactly ``rules`` to the cgroup directory ``cgroup``; it
-    lives as long as the cgroup (no fd is kept). ``DriverError`` if the kernel refuses it."""
+    """Load the program allowing exactly ``rules`` and attach it to the cgroup directory
+    ``cgroup`` (no fd kept). ``DriverError`` if the kernel refuses it."""
     from . import _devfilter  # type: ignore[attr-defined]
 
     try:

@@ -68,6 +68,7 @@ class NativeDriver(MonitorDriver):
     def cleanup(self) -> None:
         super().cleanup()
         self.cgroups.remove_unused_parents()
+        self.cgroups.close()
 
     def release(self, container_id: str) -> None:
         c = self._containers.pop(container_id, None)
