@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Callable
 from fastapi import Request, Response
 from fastapi.responses import StreamingResponse
 
-from ..core.errors import InvalidParameter, MoorageError, NotSupported
+from ..core.errors import MoorageError, NotSupported
 from ..core.tags import DEFAULT_TAG, parse_repository_tag, validate_repo_name, validate_tag_name
 from ..plugins.builder import Builder, BuildOptions, build_context
 from .errors import plain
@@ -83,11 +83,8 @@ async def build(request: Request, kernel: KernelDep, version: ApiVersion) -> Res
                            nocache=query_bool(request, "nocache"), rm=query_bool(request, "rm"))
     if options.tag:
         repo, tag = parse_repository_tag(options.tag)
-        try:
-            validate_repo_name(repo)
-            validate_tag_name(tag or DEFAULT_TAG)
-        except InvalidParameter as exc:
-            return plain(exc.message, 500)
+        validate_repo_name(repo)  # 400 before the context is read
+        validate_tag_name(tag or DEFAULT_TAG)
     remote = query.get("remote", "")
     body = None if remote else BodyReader(request.stream(), asyncio.get_running_loop())
 

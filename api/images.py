@@ -41,8 +41,9 @@ ImagesDep = Annotated[ImageService, Depends(get_images)]
 
 
 def legacy_500(exc: MoorageError) -> PlainTextResponse:
-    """Docker 0.6 answered these failures (unknown image on tag/history, bad tag names) with
-    500, because its status came from message text; clients and tests expect that status."""
+    """Docker 0.6 answered these failures (unknown image on tag/history) with 500, because its
+    status came from message text; clients and tests expect that status. Bad names, which 0.6
+    also answered with 500, are 400 here (docs/security.md, "Registries, logs and names")."""
     return plain(exc.message, 500)
 
 
@@ -71,12 +72,9 @@ async def create(request: Request, kernel: KernelDep, images: ImagesDep) -> Resp
     repo, tag = query.get("repo", ""), query.get("tag", "")
     if not source:
         return plain("Missing parameter: fromImage or fromSrc", 500)
-    if repo:
-        try:
-            validate_repo_name(repo)
-            validate_tag_name(tag or DEFAULT_TAG)
-        except InvalidParameter as exc:
-            return legacy_500(exc)
+    if repo:  # refused (400) before the body is read: nothing is stored
+        validate_repo_name(repo)
+        validate_tag_name(tag or DEFAULT_TAG)
 
     if source == "-":
         body = BodyReader(request.stream(), asyncio.get_running_loop())
@@ -169,7 +167,7 @@ async def tag(name: str, request: Request, kernel: KernelDep, images: ImagesDep)
     force = query_bool(request, "force")
     try:
         await kernel.run_blocking(images.tag_image, name, query.get("repo", ""), query.get("tag", ""), force)
-    except (NotFound, InvalidParameter) as exc:
+    except NotFound as exc:
         return legacy_500(exc)
     return Response(status_code=201)
 
