@@ -2,9 +2,9 @@
  *
  * load(instructions) -> fd: load the instructions as a BPF_PROG_TYPE_CGROUP_DEVICE program;
  * attach_program(cgroup_dir, fd): attach it to a cgroup with BPF_F_ALLOW_MULTI (one loaded
- * program serves every container: the verifier runs once). attach(cgroup_dir, instructions):
- * both at once, no fd kept (an attachment keeps its program alive until the cgroup goes).
- * can_load(instructions): whether the kernel loads it (the driver's probe). Errors raise
+ * program serves every container: the verifier runs once; an attachment keeps its program
+ * alive until the cgroup goes). can_load(instructions): whether the kernel loads it (the
+ * driver's probe). Errors raise
  * OSError, with the verifier's log when it refused.
  */
 #define PY_SSIZE_T_CLEAN
@@ -59,45 +59,6 @@ static PyObject *raise_errno(int saved, const char *what, const char *log) {
         return PyErr_Format(PyExc_OSError, "%s: %s (verifier: %.400s)", what, strerror(saved), log);
     PyErr_SetFromErrno(PyExc_OSError);
     return NULL;
-}
-
-static PyObject *devfilter_attach(PyObject *self, PyObject *args) {
-    const char *cgroup, *insns;
-    Py_ssize_t size;
-    if (!PyArg_ParseTuple(args, "sy#", &cgroup, &insns, &size) || check_size(size) < 0)
-        return NULL;
-    char log[1024];
-    int saved = 0, failed_load = 0, failed = 0;
-    Py_BEGIN_ALLOW_THREADS
-    int dir = open(cgroup, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dir < 0) {
-        failed = 1;
-        saved = errno;
-    } else {
-        int prog = load(insns, size, log, sizeof log);
-        if (prog < 0) {
-            failed = failed_load = 1;
-            saved = errno;
-        } else {
-            union bpf_attr attr;
-            memset(&attr, 0, sizeof attr);
-            attr.target_fd = (__u32)dir;
-            attr.attach_bpf_fd = (__u32)prog;
-            attr.attach_type = BPF_CGROUP_DEVICE;
-            attr.attach_flags = BPF_F_ALLOW_MULTI;
-            if (bpf(BPF_PROG_ATTACH, &attr) < 0) {
-                failed = 1;
-                saved = errno;
-            }
-            close(prog);
-        }
-        close(dir);
-    }
-    Py_END_ALLOW_THREADS
-    if (failed)
-        return raise_errno(saved, failed_load ? "loading the device filter" : "attaching the device filter",
-                           failed_load ? log : NULL);
-    Py_RETURN_NONE;
 }
 
 static PyObject *devfilter_load(PyObject *self, PyObject *args) {
@@ -160,8 +121,6 @@ static PyObject *devfilter_can_load(PyObject *self, PyObject *args) {
 }
 
 static PyMethodDef methods[] = {
-    {"attach", devfilter_attach, METH_VARARGS,
-     "attach(cgroup_dir, instructions): load a cgroup device program and attach it (BPF_F_ALLOW_MULTI)"},
     {"load", devfilter_load, METH_VARARGS,
      "load(instructions) -> fd: load a cgroup device program (close-on-exec); attach it with attach_program"},
     {"attach_program", devfilter_attach_program, METH_VARARGS,

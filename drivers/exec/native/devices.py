@@ -167,9 +167,8 @@ class AllowList:
 def attach_allow_list(cgroup: Path, rules: list[str] | tuple[str, ...]) -> None:
     """Load the program allowing exactly ``rules`` and attach it to the cgroup directory
     ``cgroup`` (no fd kept). ``DriverError`` if the kernel refuses it."""
-    from . import _devfilter  # type: ignore[attr-defined]
-
+    allow_list = AllowList(rules)
     try:
-        _devfilter.attach(str(cgroup), program(parse_rules(rules)))
-    except OSError as exc:
-        raise DriverError(f"cannot attach the device filter to {cgroup}: {exc}") from exc
+        allow_list.attach(cgroup)
+    finally:
+        allow_list.close()
