@@ -18,7 +18,7 @@ from fastapi.responses import StreamingResponse
 from ..core.errors import MoorageError, NotSupported
 from ..core.tags import DEFAULT_TAG, parse_repository_tag, validate_repo_name, validate_tag_name
 from ..plugins.builder import Builder, BuildOptions, build_context
-from .errors import plain
+from .errors import plain, status_for
 from .params import ApiVersion, KernelDep, query_bool
 from .streams import BodyReader
 
@@ -54,8 +54,9 @@ async def text_stream(kernel, job: Callable[[Callable[[str], None]], None]) -> R
     kernel.submit_waiting(run)  # the build runs to its end even if the client goes away
     first = await queue.get()
     if isinstance(first, BaseException):
-        # Docker's postBuild answered every failure before output with 500 and the message
-        return plain(_text(first), 500)
+        # Docker's postBuild answered every failure before output with 500; moorage answers a
+        # bad context or tag with its typed status (400) and keeps 500 for the rest
+        return plain(_text(first), status_for(first) if isinstance(first, MoorageError) else 500)
 
     async def body() -> AsyncIterator[bytes]:
         if first is _DONE:

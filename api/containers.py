@@ -14,6 +14,7 @@ from ..core.errors import Conflict, InvalidParameter, NotSupported
 from ..core.ids import short_id
 from ..core.kernel import Kernel
 from ..core.runner import Runner
+from .crosssite import refuse_non_json
 from .params import ApiVersion, KernelDep, query_bool, query_int
 
 
@@ -38,6 +39,7 @@ RunnerDep = Annotated[Runner, Depends(get_runner)]
 
 async def json_body(request: Request, required: bool = False) -> Any:
     raw = await request.body()
+    refuse_non_json(request, raw)
     if not raw.strip():
         if required:
             raise InvalidParameter("Bad parameter: a JSON body is required")
@@ -211,6 +213,7 @@ async def top(name: str, request: Request, kernel: KernelDep, containers: Contai
 
 async def commit(request: Request, kernel: KernelDep, containers: ContainersDep) -> JSONResponse:
     q = request.query_params
+    refuse_non_json(request, await request.body())
     try:
         config = await json_body(request)
     except InvalidParameter:

@@ -15,11 +15,10 @@ import httpx
 from fastapi import Depends, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 
-from ..core.errors import Conflict, InvalidParameter, MoorageError, NotFound, NotSupported, Unavailable
+from ..core.errors import Conflict, InvalidParameter, NotFound, NotSupported, Unavailable
 from ..core.images import ImageService, setup
 from ..core.kernel import Kernel
 from ..core.tags import DEFAULT_TAG, validate_repo_name, validate_tag_name
-from .errors import plain
 from .params import KernelDep, query_bool
 from .streams import BodyReader, IterReader, ProgressReader, json_stream
 
@@ -40,16 +39,10 @@ async def get_images(request: Request) -> ImageService:
 ImagesDep = Annotated[ImageService, Depends(get_images)]
 
 
-def legacy_500(exc: MoorageError) -> PlainTextResponse:
-    """Docker 0.6 answered these failures (unknown image on tag/history) with 500, because its
-    status came from message text; clients and tests expect that status. Bad names, which 0.6
-    also answered with 500, are 400 here (docs/security.md, "Registries, logs and names")."""
-    return plain(exc.message, 500)
-
-
 def download(url: str, label: str, progress, consume):
     """GET ``url`` and hand the body, with ``label`` progress messages, to ``consume(stream)``;
-    returns what ``consume`` returns. HTTP errors become ``Unavailable``."""
+    returns what ``consume`` returns. HTTP errors become ``Unavailable``, a URL httpx cannot
+    parse (an invalid host name...) ``InvalidParameter``."""
     try:
         with httpx.Client(timeout=DOWNLOAD_TIMEOUT, follow_redirects=True) as client, \
                 client.stream("GET", url) as answer:
@@ -59,6 +52,8 @@ def download(url: str, label: str, progress, consume):
             return consume(ProgressReader(IterReader(answer.iter_raw()), total, label, progress))
     except httpx.HTTPError as exc:
         raise Unavailable(f"Error downloading {url}: {exc}") from None
+    except httpx.InvalidURL as exc:
+        raise InvalidParameter(f"Bad parameter: cannot download {url!r}: {exc}") from None
 
 
 async def create(request: Request, kernel: KernelDep, images: ImagesDep) -> Response:
@@ -70,8 +65,10 @@ async def create(request: Request, kernel: KernelDep, images: ImagesDep) -> Resp
         return await pull(request, kernel, await get_distribution(request))
     source = query.get("fromSrc", "")
     repo, tag = query.get("repo", ""), query.get("tag", "")
+    # Docker 0.6 answered these with 500 (its status came from message text): moorage answers
+    # a bad request with 400 and an unknown image with 404 (docs/api.md)
     if not source:
-        return plain("Missing parameter: fromImage or fromSrc", 500)
+        raise InvalidParameter("Missing parameter: fromImage or fromSrc")
     if repo:  # refused (400) before the body is read: nothing is stored
         validate_repo_name(repo)
         validate_tag_name(tag or DEFAULT_TAG)
@@ -155,20 +152,14 @@ async def inspect(name: str, kernel: KernelDep, images: ImagesDep) -> JSONRespon
 
 async def history(name: str, kernel: KernelDep, images: ImagesDep) -> Response:
     """``GET /images/{name}/history``: the image and its ancestors."""
-    try:
-        return JSONResponse(await kernel.run_blocking(images.history, name))
-    except NotFound as exc:
-        return legacy_500(exc)
+    return JSONResponse(await kernel.run_blocking(images.history, name))
 
 
 async def tag(name: str, request: Request, kernel: KernelDep, images: ImagesDep) -> Response:
     """``POST /images/{name}/tag?repo=&tag=&force=``: 201 with an empty body."""
     query = request.query_params
     force = query_bool(request, "force")
-    try:
-        await kernel.run_blocking(images.tag_image, name, query.get("repo", ""), query.get("tag", ""), force)
-    except NotFound as exc:
-        return legacy_500(exc)
+    await kernel.run_blocking(images.tag_image, name, query.get("repo", ""), query.get("tag", ""), force)
     return Response(status_code=201)
 
 

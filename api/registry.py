@@ -13,6 +13,7 @@ from ..core.distribution import Distribution
 from ..core.errors import InvalidParameter, NotSupported
 from ..core.hookspecs.registry import AuthConfig
 from ..core.kernel import Kernel
+from .crosssite import refuse_non_json
 from .params import KernelDep
 from .streams import json_stream
 
@@ -47,6 +48,7 @@ async def push(name: str, request: Request, kernel: KernelDep, distribution: Dis
         auth = header_auth(request)
     else:
         raw = await request.body()
+        refuse_non_json(request, raw)
         if not raw.strip():
             raise InvalidParameter("Bad parameter: push needs credentials in X-Registry-Auth or the body")
         try:
@@ -67,8 +69,10 @@ async def push(name: str, request: Request, kernel: KernelDep, distribution: Dis
 
 async def auth(request: Request, kernel: KernelDep, distribution: DistributionDep) -> Response:
     """``POST /auth``: check credentials with the registry; nothing is stored."""
+    raw = await request.body()
+    refuse_non_json(request, raw)
     try:
-        body = json.loads(await request.body() or b"{}")
+        body = json.loads(raw or b"{}")
     except ValueError:
         raise InvalidParameter("Bad parameter: the body is not a JSON AuthConfig") from None
     status = await kernel.run_blocking(distribution.login, AuthConfig.from_json(body))
