@@ -2,14 +2,13 @@
 on cgroup v1 and v2 hosts alike: pause and unpause, stats, the device allow-list seen from
 inside the container, kill reaching every process, and (on a cgroup v2 host) the v2 limit files.
 
-A driver package runs it as it runs ``ExecDriverContract`` (same ``exec_driver`` fixture)::
+A driver package runs it as it runs ``ExecDriverContract`` (same ``moorage_driver`` fixture,
+see ``moorage.core.contract.plugin``)::
 
     from moorage.core.contract.exec_cgroups import ExecCgroupsContract
 
     class TestMyDriverCgroups(ExecCgroupsContract):
-        @pytest.fixture
-        def exec_driver(self):
-            return lambda home: MyDriver(home, MyDriver.Options(), {})
+        pass
 
 Pause tests are skipped for a driver whose ``pause`` raises ``NotSupported``, stats tests for a
 driver that keeps the default ``stats`` (all figures 0).

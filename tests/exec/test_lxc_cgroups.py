@@ -5,20 +5,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from moorage.core.contract.exec_cgroups import ExecCgroupsContract
 from moorage.core.hookspecs.exec import ProcessSpec, Resources
 from moorage.drivers.exec.lxc import config
 
-from .test_lxc import factory, needs_lxc
+from .test_lxc import moorage_driver, needs_lxc  # noqa: F401  (the contract's driver: lxc)
 
 
 @needs_lxc
 class TestLxcCgroupsContract(ExecCgroupsContract):
-    @pytest.fixture
-    def exec_driver(self):
-        return factory
+    """The cgroups contract."""
 
 
 def spec_with(**fields) -> ProcessSpec:

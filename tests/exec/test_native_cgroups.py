@@ -12,24 +12,27 @@ import uuid
 
 import pytest
 
+from moorage.core.contract.driver import DriverUnderTest
 from moorage.core.contract.exec import ExecFixtures, alive, log_text, wait_for
 from moorage.core.contract.exec_cgroups import ExecCgroupsContract, unified
-from moorage.core.driver import NoOptions
 from moorage.core.errors import InvalidParameter
 from moorage.core.hookspecs.exec import Resources
 from moorage.drivers.exec.common.policy import DEVICE_WHITELIST, cpu_weight
 from moorage.drivers.exec.native import devices
 from moorage.drivers.exec.native.cgroups import CGROUP_ROOT, DAEMON_LEAF, PARENT, own_cgroup
-from moorage.drivers.exec.native.driver import NativeDriver
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="the native exec driver needs root")
 
 
+@pytest.fixture
+def moorage_driver() -> DriverUnderTest:
+    """The contract's driver: native, built by name as the daemon builds it."""
+    return DriverUnderTest.from_toml("exec", "native")
+
+
 @needs_root
 class TestNativeCgroupsContract(ExecCgroupsContract):
-    @pytest.fixture
-    def exec_driver(self):
-        return lambda home: NativeDriver(home, NoOptions(), {})
+    """The cgroups contract."""
 
 
 @pytest.mark.parametrize(("shares", "weight"), [(1, 1), (2, 1), (512, 59), (1024, 100), (2048, 174),
@@ -163,14 +166,9 @@ def test_own_cgroup(tmp_path):
 
 
 @needs_root
+@pytest.mark.skipif(not unified(), reason="a cgroup v2 host (the test VM: tests/vm)")
 class TestNativeV2Cgroups(ExecFixtures):
     """The v2 implementation's own paths (in the cgroup v2 VM)."""
-
-    @pytest.fixture
-    def exec_driver(self):
-        if not unified():
-            pytest.skip("a cgroup v2 host (the test VM: tests/vm)")
-        return lambda home: NativeDriver(home, NoOptions(), {})
 
     def test_kill_without_cgroup_kill_freezes_kills_and_thaws(self, runner, make_spec):
         """The fallback for kernels before 5.14, which have no ``cgroup.kill``."""
