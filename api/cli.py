@@ -98,7 +98,7 @@ def flag_overrides(args: argparse.Namespace) -> dict:
 
 def run_daemon(args: argparse.Namespace) -> int:
     from .app import create_app
-    from .server import bind, check_exposure, parse_host, run, tls_settings, unlink_unix
+    from .server import activation_sockets, bind, check_exposure, parse_host, run, tls_settings, unlink_unix
 
     path = args.config if args.config is not None else DEFAULT_CONFIG_PATH
     config = load(path, flag_overrides(args), required=args.config is not None)
@@ -107,6 +107,7 @@ def run_daemon(args: argparse.Namespace) -> int:
     listens = [parse_host(h) for h in config.daemon.hosts]
     tls = tls_settings(config.daemon)
     check_exposure(listens, tls, config.daemon.allow_unauthenticated_tcp)
+    activated = activation_sockets()  # before any child: the variables are dropped
     pidfile = config.daemon.pidfile
     check_pidfile(pidfile)
     kernel = Kernel(config)
@@ -116,7 +117,11 @@ def run_daemon(args: argparse.Namespace) -> int:
         if pidfile:
             pidfile.parent.mkdir(parents=True, exist_ok=True)
             atomic_write(pidfile, f"{os.getpid()}\n".encode(), 0o644)
-        sockets = [bind(listen) for listen in listens]
+        if activated:  # started by moorage.socket: systemd's sockets replace -H
+            sockets, listens = activated, []  # systemd owns the socket files
+            log.info("serving %d socket(s) passed by systemd", len(sockets))
+        else:
+            sockets = [bind(listen) for listen in listens]
         for listen in listens:
             log.info("listening on %s", listen)
         # uvicorn re-raises the signal that stopped it once it restored the previous handlers:

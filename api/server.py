@@ -93,6 +93,25 @@ def bind(listen: Listen) -> socket.socket:
     return sock
 
 
+#: sd_listen_fds(3): the first socket systemd passes is fd 3
+SD_LISTEN_FDS_START = 3
+
+
+def activation_sockets() -> list[socket.socket]:
+    """The listening sockets systemd passed (socket activation: ``moorage.socket``), or none.
+
+    They are ours only if ``LISTEN_PID`` is this process; the variables are removed so that no
+    child takes them for its own."""
+    count, pid = os.environ.pop("LISTEN_FDS", ""), os.environ.pop("LISTEN_PID", "")
+    os.environ.pop("LISTEN_FDNAMES", None)
+    if not count.isdigit() or pid != str(os.getpid()):
+        return []
+    sockets = [socket.socket(fileno=fd) for fd in range(SD_LISTEN_FDS_START, SD_LISTEN_FDS_START + int(count))]
+    for sock in sockets:
+        sock.set_inheritable(False)
+    return sockets
+
+
 def unlink_unix(listens: list[Listen]) -> None:
     for listen in listens:
         if listen.kind == "unix":

@@ -427,6 +427,8 @@ class ExecDriverContract(ExecFixtures):
     # -- resources ---------------------------------------------------------------------------
 
     def test_resources_in_cgroups(self, runner, make_spec):
+        if (CGROUP_ROOT / "cgroup.controllers").exists():
+            pytest.skip("cgroup v1 files: exec_cgroups.ExecCgroupsContract checks the v2 ones")
         spec = make_spec(["sh", "-c", "echo ready; exec sleep 1000"],
                          resources=Resources(memory=64 << 20, memory_swap=0, cpu_shares=512, pids=64))
         pid = runner.start(spec)

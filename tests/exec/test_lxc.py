@@ -79,7 +79,8 @@ def _spec(tmp_path: Path, **fields) -> ProcessSpec:
                        state_dir=tmp_path, log_path=tmp_path / "log", **fields)
 
 
-def test_config_render(tmp_path):
+def test_config_render(tmp_path, monkeypatch):
+    monkeypatch.setattr(config, "unified", lambda: False)  # the v1 keys (test_lxc_cgroups.py: v2)
     (tmp_path / "vol dir").mkdir()
     spec = _spec(tmp_path, mounts=[Mount(tmp_path / "vol dir", "/data/in", readonly=True)],
                  resources=Resources(memory=64 << 20, cpu_shares=512, pids=10),

@@ -11,9 +11,9 @@ import sys
 def test_the_helper_cannot_import_once_it_enters_the_container(tmp_path):
     planted = tmp_path / "planted_by_container.py"
     planted.write_text("open(__file__ + '.ran', 'w').close()\n")
-    code = ("import sys; sys.path.insert(0, %r); from moorage.drivers.exec.native import nsexec; "
+    code = (f"import sys; sys.path.insert(0, {str(tmp_path)!r}); from moorage.drivers.exec.native import nsexec; "
             "nsexec._no_more_imports()\n"
-            "try:\n    import planted_by_container\nexcept ImportError:\n    print('refused')\n") % str(tmp_path)
+            "try:\n    import planted_by_container\nexcept ImportError:\n    print('refused')\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.stdout.strip() == "refused", done.stderr
     assert not (tmp_path / "planted_by_container.py.ran").exists()

@@ -5,6 +5,7 @@ device whitelist, and removing a cgroup directory whose last process is still be
 from __future__ import annotations
 
 import errno
+import math
 import os
 import stat
 import time
@@ -86,14 +87,37 @@ DEVICE_WHITELIST = (
 )
 
 
-MEMORY_CGROUP = Path("/sys/fs/cgroup/memory")
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+MEMORY_CGROUP = CGROUP_ROOT / "memory"
+
+
+def unified() -> bool:
+    """Whether ``/sys/fs/cgroup`` is the cgroup v2 (unified) hierarchy."""
+    return (CGROUP_ROOT / "cgroup.controllers").exists()
 
 
 def memory_limits() -> tuple[bool, bool]:
-    """Whether the cgroup v1 memory controller can limit memory, and memory plus swap (the
-    kernel's swap accounting), here: both drivers set limits through it."""
+    """Whether the memory controller can limit memory, and memory plus swap (the kernel's swap
+    accounting), here: both drivers set limits through it (v1, or v2 where ``swapaccount=0``
+    on the kernel's command line is what turns swap accounting off)."""
+    if unified():
+        memory = "memory" in (CGROUP_ROOT / "cgroup.controllers").read_text().split()
+        return memory, memory and "swapaccount=0" not in Path("/proc/cmdline").read_text().split()
     return ((MEMORY_CGROUP / "memory.limit_in_bytes").exists(),
             (MEMORY_CGROUP / "memory.memsw.limit_in_bytes").exists())
+
+
+def cpu_weight(shares: int) -> int:
+    """cgroup v2's ``cpu.weight`` (1..10000, default 100) for v1 ``cpu.shares`` (2..262144,
+    default 1024), as current runc and crun convert it: a curve in log space that maps 2, 1024
+    and 262144 onto 1, 100 and 10000 (the older linear mapping gave 1024 a weight of 39)."""
+    if shares <= 2:
+        return 1
+    if shares >= 262144:
+        return 10000
+    log = math.log2(shares)
+    exponent = round((log * log + 125 * log) / 612 - 7 / 34, 9)  # 1024 must give exactly 100
+    return min(math.ceil(10 ** exponent), 10000)
 
 
 def validate(resources: Resources) -> None:

@@ -28,7 +28,7 @@ from moorage.core.archive import resolve_in_root
 from moorage.core.errors import InvalidParameter
 from moorage.core.hookspecs.exec import ProcessSpec
 from moorage.core.security import SeccompArg, SeccompFilter
-from moorage.drivers.exec.common.policy import DEVICE_WHITELIST, host_devices, memory_limits
+from moorage.drivers.exec.common.policy import DEVICE_WHITELIST, cpu_weight, host_devices, memory_limits, unified
 
 from .files import CONFIG, GO_FIFO, HOOK, LOG, START_FIFO
 
@@ -100,21 +100,8 @@ def render(spec: ProcessSpec, exec_dir: Path, busybox: Path, uid: int, gid: int,
             lines.extend(readonly_submounts(m.source, target))
     lines.extend(confinement_lines(spec, exec_dir))
     if spec.privileged:
-        lines.append(_line("lxc.cgroup.devices.allow", "a"))
         lines.append(_line("lxc.apparmor.profile", "unconfined"))  # as Docker 0.6 (ignored without AppArmor)
-    else:
-        lines.append(_line("lxc.cgroup.devices.deny", "a"))
-        lines.extend(_line("lxc.cgroup.devices.allow", rule) for rule in DEVICE_WHITELIST)
-    res = spec.resources
-    if res.memory:
-        lines.append(_line("lxc.cgroup.memory.limit_in_bytes", res.memory))
-        if res.memory_swap != -1 and memory_limits()[1]:
-            swap = res.memory_swap if res.memory_swap > 0 else 2 * res.memory
-            lines.append(_line("lxc.cgroup.memory.memsw.limit_in_bytes", swap))
-    if res.cpu_shares:
-        lines.append(_line("lxc.cgroup.cpu.shares", max(res.cpu_shares, 2)))
-    if res.pids:
-        lines.append(_line("lxc.cgroup.pids.max", res.pids))
+    lines.extend(cgroup_lines(spec, unified()))
     lines.extend(_line(key.strip(), value.strip()) for key, value in spec.driver_options)
     return "\n".join(lines) + "\n"
 
@@ -221,4 +208,36 @@ def readonly_submounts(source: Path, target: str) -> list[str]:
         if point.startswith(prefix + "/"):
             inner = posixpath.join(target, point[len(prefix) + 1:])
             lines.append(_line("lxc.mount.entry", f"{_fstab(point)} {_fstab(inner)} none bind,ro 0 0"))
+    return lines
+
+
+def cgroup_lines(spec: ProcessSpec, v2: bool) -> list[str]:
+    """The device rules and limits: ``lxc.cgroup.*`` keys on a cgroup v1 (or hybrid) host,
+    ``lxc.cgroup2.*`` on a unified one, where LXC writes ``memory.max`` and the like and turns
+    the device rules into an eBPF program of its own. Values are those of the native driver:
+    ``MemorySwap`` (memory plus swap) becomes swap alone in ``memory.swap.max``, ``CpuShares``
+    a ``cpu.weight`` (``policy.cpu_weight``)."""
+    prefix = "lxc.cgroup2" if v2 else "lxc.cgroup"
+    if spec.privileged:
+        lines = [_line(f"{prefix}.devices.allow", "a")]
+    else:
+        lines = [_line(f"{prefix}.devices.deny", "a")]
+        lines.extend(_line(f"{prefix}.devices.allow", rule) for rule in DEVICE_WHITELIST)
+    res = spec.resources
+    swap_limit = res.memory and res.memory_swap != -1 and memory_limits()[1]
+    if res.memory and v2:
+        lines.append(_line("lxc.cgroup2.memory.max", res.memory))
+        if swap_limit:
+            lines.append(_line("lxc.cgroup2.memory.swap.max",
+                               res.memory_swap - res.memory if res.memory_swap > 0 else res.memory))
+    elif res.memory:
+        lines.append(_line("lxc.cgroup.memory.limit_in_bytes", res.memory))
+        if swap_limit:
+            swap = res.memory_swap if res.memory_swap > 0 else 2 * res.memory
+            lines.append(_line("lxc.cgroup.memory.memsw.limit_in_bytes", swap))
+    if res.cpu_shares:
+        lines.append(_line("lxc.cgroup2.cpu.weight", cpu_weight(res.cpu_shares)) if v2
+                     else _line("lxc.cgroup.cpu.shares", max(res.cpu_shares, 2)))
+    if res.pids:
+        lines.append(_line(f"{prefix}.pids.max", res.pids))
     return lines

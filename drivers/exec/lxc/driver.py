@@ -21,12 +21,22 @@ from moorage.core.store import ensure_dir
 from moorage.drivers.exec.common import protocol
 from moorage.drivers.exec.common.driver import START_TIMEOUT, MonitorDriver
 from moorage.drivers.exec.common.monitor import STATE_FILE, replace_file
-from moorage.drivers.exec.common.policy import kill_pids, rmdir_cgroup
+from moorage.drivers.exec.common.policy import kill_pids, rmdir_cgroup, unified
 
 from . import cgroup_ops, config, liblxc
 from .exec import exec_in
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+def hierarchies() -> list[Path]:
+    """Where LXC makes its ``lxc.payload.<name>`` and ``lxc.monitor.<name>`` cgroups: in every
+    v1 hierarchy, or, on a cgroup v2 host, once below the cgroup of pid 1 (the root here)."""
+    if unified():
+        return [CGROUP_ROOT]
+    return [top for top in CGROUP_ROOT.iterdir() if top.is_dir()]
+
+
 BUSYBOX_CANDIDATES = ("/bin/busybox", "/usr/bin/busybox")
 PT_INTERP = 3
 
@@ -117,7 +127,7 @@ class LxcDriver(MonitorDriver):
     def _cgroup_dirs(self, container_id: str) -> list[Path]:
         """LXC's cgroups for this container, in every hierarchy (it names them after the container)."""
         found = []
-        for top in CGROUP_ROOT.iterdir():
+        for top in hierarchies():
             for prefix in ("lxc.payload.", "lxc.monitor."):
                 path = top / f"{prefix}{container_id}"
                 if path.is_dir():
@@ -142,7 +152,7 @@ class LxcDriver(MonitorDriver):
 
     def processes(self, container_id: str) -> list[int]:
         pids: list[int] = []
-        payload = CGROUP_ROOT / "pids" / f"lxc.payload.{container_id}"
+        payload = (CGROUP_ROOT if unified() else CGROUP_ROOT / "pids") / f"lxc.payload.{container_id}"
         for dirpath, _, files in os.walk(payload):
             if "cgroup.procs" in files:
                 with open(os.path.join(dirpath, "cgroup.procs")) as f:
@@ -156,7 +166,7 @@ class LxcDriver(MonitorDriver):
             for dirpath, _, _ in sorted(os.walk(path), key=lambda entry: -len(entry[0])):
                 _kill_procs(Path(dirpath))
                 rmdir_cgroup(Path(dirpath), tries=200)
-        for top in CGROUP_ROOT.iterdir():
+        for top in hierarchies():
             try:
                 (top / "lxc.pivot").rmdir()
             except OSError:

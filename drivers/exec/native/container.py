@@ -6,7 +6,8 @@ never the interpreter. In order, it:
 
 1. takes a session of its own with the stdio fds (the pty as its controlling terminal with a
    tty) and puts every signal back to its default action;
-2. joins its cgroups by writing ``0`` to their ``tasks`` files (see ``cgroups.Cgroups.tasks_files``);
+2. joins its cgroups by writing ``0`` to their ``tasks`` (v1) or ``cgroup.procs`` (v2) files
+   (see ``cgroups.ContainerCgroups.join_files``);
 3. brings ``lo`` up, sets the hostname and domainname, makes mount propagation private, and
    mounts ``/proc``, ``/sys`` (read-only), ``/dev`` (a tmpfs with null, zero, full, random,
    urandom, tty, a new ``pts`` instance, ``shm``, the ``ptmx``, ``fd``, ``stdin``, ``stdout``,

@@ -1,4 +1,4 @@
-"""The ``native`` exec driver: Linux namespaces, cgroups v1 and capabilities, without LXC."""
+"""The ``native`` exec driver: Linux namespaces, cgroups (v1 or v2) and capabilities, without LXC."""
 
 from __future__ import annotations
 
@@ -7,14 +7,14 @@ import os
 import threading
 from collections.abc import Callable
 
-from moorage.core.errors import NotSupported
-from moorage.core.hookspecs.exec import ExecProcess, ExecSpec, ProcessSpec
+from moorage.core.errors import Impossible, NotSupported
+from moorage.core.hookspecs.exec import ExecProcess, ExecSpec, ProcessSpec, ResourceUsage
 from moorage.core.security import SeccompFilter
 from moorage.drivers.exec.common.driver import MonitorDriver
 from moorage.drivers.exec.common.policy import ALL_CAPABILITIES, confinement_of, host_devices
 
 from . import container
-from .cgroups import Cgroups, probe, remove_unused_parents
+from .cgroups import ContainerCgroups, probe
 from .exec import exec_in
 
 NAMESPACES = ("mnt", "pid", "uts", "ipc", "net")
@@ -26,7 +26,8 @@ class NativeDriver(MonitorDriver):
     """Runs each container under a small monitor process forked from a pre-started zygote.
 
     The monitor (``monitor``) forks the container's first process, which isolates itself
-    (``container``); the cgroups are written directly (``cgroups``). See docs/exec-drivers.md
+    (``container``); the cgroups are written directly (``cgroups``: v1 or v2, as the host
+    mounts them, chosen when the driver is made). See docs/exec-drivers.md
     for the process tree, the files under ``<state_dir>/exec`` and where the start time goes.
     """
 
@@ -41,7 +42,7 @@ class NativeDriver(MonitorDriver):
         for ns in NAMESPACES:
             if not os.path.exists(f"/proc/self/ns/{ns}"):
                 raise NotSupported(f"this kernel has no {ns} namespaces")
-        probe()
+        self.cgroups = probe()
         #: compiled seccomp programs by filter (JSON), the least recently used first
         self._programs: dict[SeccompFilter, str] = {}
         self._programs_lock = threading.Lock()
@@ -50,7 +51,7 @@ class NativeDriver(MonitorDriver):
 
     def start(self, spec: ProcessSpec, on_namespace: Callable[[int], None] | None = None) -> int:
         identity, exec_dir = self._prepare(spec)
-        cgroups = Cgroups(spec.container_id)
+        cgroups = self.cgroups.container(spec.container_id)
         cgroups.create(spec.resources, spec.privileged)
         request = {
             "exec_dir": str(exec_dir),
@@ -58,7 +59,7 @@ class NativeDriver(MonitorDriver):
             "tty": spec.tty,
             "open_stdin": spec.open_stdin,
             "handshake": on_namespace is not None and spec.isolate_network,
-            "cgroup_files": cgroups.tasks_files(),
+            "cgroup_files": cgroups.join_files(),
             "cfg": {
                 "rootfs": str(spec.rootfs), "args": list(spec.args), "env": list(spec.env),
                 "hostname": spec.hostname, "domainname": spec.domainname, "working_dir": spec.working_dir,
@@ -97,27 +98,47 @@ class NativeDriver(MonitorDriver):
         return {**confinement, "seccomp_program": program, "devices": devices}
 
     def processes(self, container_id: str) -> list[int]:
-        return self._pid_first(container_id, Cgroups(container_id).pids())
+        return self._pid_first(container_id, self.cgroups.container(container_id).pids())
+
+    def memory_limits(self) -> tuple[bool, bool]:
+        return self.cgroups.memory_limits()
 
     def exec(self, container_id: str, spec: ExecSpec) -> ExecProcess:
         pids = self.processes(container_id)
-        cgroups = Cgroups(container_id)
         confinement = self._confinements.get(container_id) or {}
         if spec.privileged:  # exec --privileged: as a privileged container's processes
             capabilities, program = ALL_CAPABILITIES, None
         else:
             capabilities, program = confinement.get("capabilities", 0), confinement.get("seccomp_program")
-        return exec_in(pids[0] if pids else 0, [str(cgroups.paths[c] / "tasks") for c in cgroups.paths
-                                               if (cgroups.paths[c] / "tasks").exists()], spec,
+        return exec_in(pids[0] if pids else 0, self.cgroups.container(container_id).join_files(), spec,
                        capabilities, program)
 
     def cleanup(self) -> None:
         super().cleanup()
-        remove_unused_parents()
+        self.cgroups.remove_unused_parents()
+        self.cgroups.close()
 
     def release(self, container_id: str) -> None:
         self._confinements.pop(container_id, None)
         c = self._containers.pop(container_id, None)
-        Cgroups(container_id).remove()  # kills whatever is left, then removes the directories
+        self.cgroups.container(container_id).remove()  # kills whatever is left, then removes the directories
         if c is not None and self._running(c):
             self.wait_gone(c)
+
+    # -- pause, unpause, stats: the container's cgroups ------------------------------------------
+
+    def _running_cgroups(self, container_id: str) -> ContainerCgroups:
+        c = self._get(container_id)
+        cgroups = self.cgroups.container(container_id)
+        if not self._running(c) or not cgroups.pids():
+            raise Impossible(f"container {container_id} is not running")
+        return cgroups
+
+    def pause(self, container_id: str) -> None:
+        self._running_cgroups(container_id).freeze()
+
+    def unpause(self, container_id: str) -> None:
+        self._running_cgroups(container_id).thaw()
+
+    def stats(self, container_id: str) -> ResourceUsage:
+        return self._running_cgroups(container_id).usage()

@@ -1,0 +1,194 @@
+"""The native driver's cgroups: the cgroups contract (pause, stats, devices, v2 limits), the
+cgroup v2 pieces on their own (cpu.weight, the eBPF device program, the daemon's leaf), and the
+device filter attached for real to a cgroup of the host's unified hierarchy where there is one."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+import uuid
+
+import pytest
+
+from moorage.core.contract.driver import DriverUnderTest
+from moorage.core.contract.exec import ExecFixtures, alive, log_text, wait_for
+from moorage.core.contract.exec_cgroups import ExecCgroupsContract, unified
+from moorage.core.errors import InvalidParameter
+from moorage.core.hookspecs.exec import Resources
+from moorage.drivers.exec.common.policy import DEVICE_WHITELIST, cpu_weight
+from moorage.drivers.exec.native import devices
+from moorage.drivers.exec.native.cgroups import CGROUP_ROOT, DAEMON_LEAF, PARENT, own_cgroup
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="the native exec driver needs root")
+
+
+@pytest.fixture
+def moorage_driver() -> DriverUnderTest:
+    """The contract's driver: native, built by name as the daemon builds it."""
+    return DriverUnderTest.from_toml("exec", "native")
+
+
+@needs_root
+class TestNativeCgroupsContract(ExecCgroupsContract):
+    """The cgroups contract."""
+
+
+@pytest.mark.parametrize(("shares", "weight"), [(1, 1), (2, 1), (512, 59), (1024, 100), (2048, 174),
+                                                 (262144, 10000), (10 ** 6, 10000)])
+def test_cpu_weight_from_shares(shares, weight):
+    assert cpu_weight(shares) == weight
+
+
+def test_cpu_weight_is_monotonic():
+    weights = [cpu_weight(s) for s in range(2, 262145, 97)]
+    assert weights == sorted(weights) and 1 <= weights[0] and weights[-1] <= 10000
+
+
+def test_device_rules_parse():
+    rule = devices.DeviceRule.parse("c 136:* rwm")
+    assert (rule.type, rule.major, rule.minor, rule.access) == (devices.DEV_CHAR, 136, None, devices.ACC_ALL)
+    assert devices.DeviceRule.parse("a") == devices.DeviceRule(None, None, None, devices.ACC_ALL)
+    assert devices.DeviceRule.parse("b *:* m").access == devices.ACC_MKNOD
+    for bad in ("x 1:3 rwm", "c 1 rwm", "c 1:3 rwx", "c one:3 r", "c 1:3", ""):
+        with pytest.raises(InvalidParameter):
+            devices.DeviceRule.parse(bad)
+
+
+def run_program(code: bytes, dev_type: int, major: int, minor: int, access: int) -> int:
+    """A tiny interpreter for the opcodes ``devices.program`` emits: what the kernel would return."""
+    regs = [0] * 11
+    ctx = [(access << 16) | dev_type, major, minor]
+    pc = 0
+    insns = [code[i:i + 8] for i in range(0, len(code), 8)]
+    while True:
+        op, regs_byte = insns[pc][0], insns[pc][1]
+        off = int.from_bytes(insns[pc][2:4], "little", signed=True)
+        imm = int.from_bytes(insns[pc][4:8], "little", signed=True)
+        dst, src = regs_byte & 0xF, regs_byte >> 4
+        pc += 1
+        if op == 0x61:
+            regs[dst] = ctx[off // 4]
+        elif op == 0x54:
+            regs[dst] = regs[dst] & (imm & 0xFFFFFFFF)
+        elif op == 0x74:
+            regs[dst] = (regs[dst] & 0xFFFFFFFF) >> imm
+        elif op == 0xBC:
+            regs[dst] = regs[src] & 0xFFFFFFFF
+        elif op == 0xB7:
+            regs[dst] = imm
+        elif op == 0x55:
+            if regs[dst] != imm:
+                pc += off
+        elif op == 0x95:
+            return regs[0]
+        else:
+            raise AssertionError(f"unexpected opcode {op:#x}")
+
+
+def test_device_program_allows_exactly_the_rules():
+    code = devices.program(devices.parse_rules(DEVICE_WHITELIST))
+    C, B = devices.DEV_CHAR, devices.DEV_BLOCK
+    R, W, M = devices.ACC_READ, devices.ACC_WRITE, devices.ACC_MKNOD
+    assert run_program(code, C, 1, 3, R | W) == 1  # null
+    assert run_program(code, C, 136, 7, R) == 1  # pts/7 (136:*)
+    assert run_program(code, C, 1, 3, M) == 1
+    assert run_program(code, C, 1, 11, W) == 0  # kmsg
+    assert run_program(code, C, 1, 1, R) == 0  # mem
+    assert run_program(code, B, 1, 3, R) == 0  # a block device with null's numbers
+    assert run_program(code, B, 8, 0, R | W) == 0  # sda
+    read_only = devices.program(devices.parse_rules(["c 1:3 r"]))
+    assert run_program(read_only, C, 1, 3, R) == 1
+    assert run_program(read_only, C, 1, 3, R | W) == 0
+    everything = devices.program(devices.parse_rules(["a"]))
+    assert run_program(everything, B, 8, 0, R | W | M) == 1
+
+
+UNIFIED = CGROUP_ROOT / "unified" if not unified() else CGROUP_ROOT
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not (UNIFIED / "cgroup.procs").exists(), reason="root and a cgroup2 mount")
+@pytest.mark.parametrize("shared_program", [False, True])
+def test_device_filter_attached_to_a_real_cgroup(tmp_path, shared_program):
+    """The kernel loads the program and enforces it: open and mknod of kmsg refused, null allowed
+    (on this hybrid host the unified hierarchy takes device programs too)."""
+    cgroup = UNIFIED / f"moorage-test-{uuid.uuid4().hex[:12]}"
+    cgroup.mkdir()
+    try:
+        if shared_program:
+            allow_list = devices.AllowList(DEVICE_WHITELIST)
+            allow_list.attach(cgroup)
+            allow_list.close()  # the attachment keeps the program
+        else:
+            devices.attach_allow_list(cgroup, DEVICE_WHITELIST)
+        for name, minor in (("kmsg", 11), ("null", 3)):
+            os.mknod(tmp_path / name, 0o666 | stat.S_IFCHR, os.makedev(1, minor))
+        script = (f"echo 0 > {cgroup}/cgroup.procs; (: > {tmp_path}/kmsg) 2>/dev/null && echo kmsg || echo refused; "
+                  f": > {tmp_path}/null && echo null; mknod {tmp_path}/k2 c 1 11 2>/dev/null || echo no-mknod")
+        done = subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=30)
+        assert done.stdout == "refused\nnull\nno-mknod\n", done
+    finally:
+        cgroup.rmdir()
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not unified(), reason="a cgroup v2 host (the test VM: tests/vm)")
+def test_daemon_moves_itself_into_a_leaf_when_its_cgroup_must_hold_children(tmp_path):
+    """Started in a non-root cgroup with processes (as under systemd), the driver moves that
+    cgroup's processes into ``moorage.daemon`` and enables the controllers for its subtree."""
+    base = CGROUP_ROOT / f"moorage-test-{uuid.uuid4().hex[:12]}"
+    base.mkdir()
+    code = ("import os, sys; from pathlib import Path\n"
+            f"open('{base}/cgroup.procs', 'w').write(str(os.getpid()))\n"
+            "from moorage.core.driver import NoOptions\n"
+            "from moorage.drivers.exec.native.driver import NativeDriver\n"
+            f"d = NativeDriver(Path('{tmp_path}'), NoOptions(), {{}})\n"
+            "print(open('/proc/self/cgroup').read().strip())\n"
+            "d.cleanup()\n")
+    try:
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip() == f"0::/{base.name}/{DAEMON_LEAF}"
+        for controller in ("memory", "cpu", "pids"):
+            assert controller in (base / "cgroup.subtree_control").read_text().split()
+        assert not (base / PARENT).exists()  # cleanup removed the unused parent
+    finally:
+        for leftover in (base / PARENT, base / DAEMON_LEAF, base):
+            if leftover.exists():
+                leftover.rmdir()
+
+
+def test_own_cgroup(tmp_path):
+    (tmp_path / "cgroup").write_text("4:memory:/x\n0::/system.slice/moorage.service\n")
+    assert own_cgroup(str(tmp_path / "cgroup")) == "/system.slice/moorage.service"
+    (tmp_path / "cgroup").write_text("0::/\n")
+    assert own_cgroup(str(tmp_path / "cgroup")) == "/"
+
+
+@needs_root
+@pytest.mark.skipif(not unified(), reason="a cgroup v2 host (the test VM: tests/vm)")
+class TestNativeV2Cgroups(ExecFixtures):
+    """The v2 implementation's own paths (in the cgroup v2 VM)."""
+
+    def test_kill_without_cgroup_kill_freezes_kills_and_thaws(self, runner, make_spec):
+        """The fallback for kernels before 5.14, which have no ``cgroup.kill``."""
+        spec = make_spec(["sh", "-c", "sleep 1000 & (sh -c 'sleep 1000 &'); echo ready; wait"])
+        runner.start(spec)
+        wait_for(lambda: "ready" in log_text(spec), timeout=30, what="the container")
+        cgroups = runner.driver.cgroups.container(spec.container_id)
+        pids = cgroups.pids()
+        assert len(pids) >= 3
+        cgroups.kill_all(kill_file=False)
+        assert cgroups.pids() == []
+        wait_for(lambda: not any(alive(p) for p in pids), what="every process to die")
+        assert (cgroups.path / "cgroup.freeze").read_text().strip() == "0"
+
+    def test_shared_parent_removed_by_another_daemon_is_made_again_with_its_controllers(self, runner, make_spec):
+        hierarchy = runner.driver.cgroups
+        hierarchy.remove_unused_parents()  # as another daemon's cleanup would, between two starts
+        if hierarchy.parent.exists():
+            pytest.skip("another container holds the shared parent")
+        spec = make_spec(["sh", "-c", "echo ready; exec sleep 1000"], resources=Resources(memory=32 << 20, pids=8))
+        runner.start(spec)
+        wait_for(lambda: "ready" in log_text(spec), timeout=30, what="the container")
+        assert (hierarchy.parent / spec.container_id / "memory.max").read_text().strip() == str(32 << 20)
