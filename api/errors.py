@@ -29,7 +29,23 @@ STATUS_BY_ERROR: dict[type[errors.MoorageError], int] = {
 }
 
 
-def status_for(exc: errors.MoorageError) -> int:
+#: Endpoints where Docker 0.6 answered 500 for errors that map elsewhere: its status came from
+#: the message's first words ("No such", "Bad parameter", "Conflict", "Impossible"), and these
+#: messages had none of them. (method, route path) -> the error classes answered with 500 there.
+LEGACY_500: dict[tuple[str, str], tuple[type[errors.MoorageError], ...]] = {
+    # a missing fromSrc/fromImage, a bad repository or tag name, a fromSrc URL that is not http(s)
+    ("POST", "/images/create"): (errors.InvalidParameter,),
+    ("GET", "/images/{name:path}/history"): (errors.NotFound,),
+    ("POST", "/images/{name:path}/tag"): (errors.NotFound, errors.InvalidParameter),
+    # postBuild answered every failure before the first output with 500
+    ("POST", "/build"): (errors.MoorageError,),
+}
+
+
+def status_for(exc: errors.MoorageError, method: str = "", route_path: str = "") -> int:
+    legacy = LEGACY_500.get((method, route_path))
+    if legacy and isinstance(exc, legacy):
+        return 500
     for cls in type(exc).__mro__:
         if cls in STATUS_BY_ERROR:
             return STATUS_BY_ERROR[cls]
@@ -42,7 +58,8 @@ def plain(message: str, status: int) -> PlainTextResponse:
 
 
 async def moorage_error_handler(request: Request, exc: errors.MoorageError) -> PlainTextResponse:
-    return plain(exc.message, status_for(exc))
+    route = request.scope.get("route")
+    return plain(exc.message, status_for(exc, request.method, route.path if route is not None else ""))
 
 
 async def validation_error_handler(request: Request, exc: RequestValidationError) -> PlainTextResponse:

@@ -1,4 +1,6 @@
-"""Query-parameter parsing with Go's rules, and the dependencies handlers declare."""
+"""Query-parameter parsing with Go's rules, and the dependencies handlers declare: the kernel
+(for its executor), the API version, and each service typed with its class (a service the
+daemon lacks, for want of its driver, is answered with ``NotSupported``)."""
 
 from __future__ import annotations
 
@@ -6,8 +8,12 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from ..core.errors import InvalidParameter
+from ..core.containers import ContainerService
+from ..core.distribution import Distribution
+from ..core.errors import InvalidParameter, NotSupported
+from ..core.images import ImageService
 from ..core.kernel import Kernel
+from ..core.runner import Runner
 
 _TRUE = {"1", "t", "T", "TRUE", "true", "True"}
 _FALSE = {"0", "f", "F", "FALSE", "false", "False"}
@@ -49,5 +55,37 @@ async def get_api_version(request: Request) -> float:
     return request.scope.get("moorage.api_version", 1.6)
 
 
+async def get_images(request: Request) -> ImageService:
+    images = request.app.state.kernel.services.images
+    if images is None:
+        raise NotSupported("no graph driver is available in this daemon: images are unavailable")
+    return images
+
+
+async def get_containers(request: Request) -> ContainerService:
+    containers = request.app.state.kernel.services.containers
+    if containers is None:
+        raise NotSupported("containers are not available: no graph driver is selected")
+    return containers
+
+
+async def get_runner(request: Request) -> Runner:
+    runner = request.app.state.kernel.services.runner
+    if runner is None:
+        raise NotSupported("containers are not available: no graph driver is selected")
+    return runner
+
+
+async def get_distribution(request: Request) -> Distribution:
+    distribution = request.app.state.kernel.services.distribution
+    if distribution is None:
+        raise NotSupported("no registry driver is available in this daemon")
+    return distribution
+
+
 KernelDep = Annotated[Kernel, Depends(get_kernel)]
 ApiVersion = Annotated[float, Depends(get_api_version)]
+ImagesDep = Annotated[ImageService, Depends(get_images)]
+ContainersDep = Annotated[ContainerService, Depends(get_containers)]
+RunnerDep = Annotated[Runner, Depends(get_runner)]
+DistributionDep = Annotated[Distribution, Depends(get_distribution)]

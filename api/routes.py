@@ -3,7 +3,8 @@
 Each row is (method, path, handler); the method ``WEBSOCKET`` declares a websocket endpoint.
 Paths are unversioned; ``versioning`` serves them under ``/vX.Y`` too. ``{name:path}`` is
 greedy, so names with ``/`` work (``/images/user/repo/push``).
-An endpoint is declared here only once it works.
+An endpoint is declared here only once it works. Feature plugins add their own endpoints
+(``POST /build`` is the builder's): ``api/app.py`` serves them beside these.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import NamedTuple
 
-from . import attach, build, containers, images, registry, system
+from . import attach, containers, images, registry, system
 
 
 class Route(NamedTuple):
@@ -55,5 +56,4 @@ ROUTES: list[Route] = [
     Route("POST", "/containers/{name:path}/copy", containers.copy),
     Route("DELETE", "/containers/{name:path}", containers.remove),
     Route("POST", "/commit", containers.commit),
-    Route("POST", "/build", build.build),
 ]

@@ -19,6 +19,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from .errors import ConfigError
+from .hookspecs import DRIVER_FAMILIES
 
 DEFAULT_CONFIG_PATH = Path("/etc/moorage/daemon.toml")
 
@@ -50,7 +51,7 @@ enable = []             # entry points to load even with MOORAGE_DISABLE_PLUGIN_
 # driver = "v2"
 """
 
-FAMILIES = ("graph", "exec", "network", "registry")
+FAMILIES = DRIVER_FAMILIES
 
 
 class DaemonSection(BaseModel):
@@ -117,11 +118,22 @@ class DaemonConfig:
     def family(self, name: str) -> FamilySection:
         return self.families[name]
 
-    def driver_section_error(self, family: str, driver: str) -> str:
-        return self.where(f"{family}.{driver}", None)
+    def without_credentials(self) -> dict:
+        """A copy of the effective configuration without the values of keys that name a
+        credential (``password``, ``token``, ``secret``, ``auth``...), for plugins and logs."""
+        return _without_credentials(self.data)
 
-    def redacted(self) -> dict:
-        return copy.deepcopy(self.data)
+
+CREDENTIAL_WORDS = ("password", "passwd", "token", "secret", "auth", "credential")
+
+
+def _without_credentials(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _without_credentials(v) for k, v in value.items()
+                if not any(word in str(k).lower() for word in CREDENTIAL_WORDS)}
+    if isinstance(value, list):
+        return [_without_credentials(v) for v in value]
+    return copy.deepcopy(value)
 
 
 def locate(text: str, section: str, key: str | None) -> int | None:

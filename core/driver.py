@@ -46,6 +46,10 @@ class Driver:
         self.options = options
         self.context = dict(context or {})
 
+    def cleanup(self) -> None:
+        """Release what the driver holds, once, at daemon shutdown (containers keep running).
+        The default holds nothing; a family's contract may require more."""
+
 
 D = TypeVar("D", bound=Driver)
 

@@ -14,16 +14,19 @@ from __future__ import annotations
 import logging
 import signal as signals
 import threading
+import time
 from pathlib import Path
 
 from . import container_config as cc
+from .config import DaemonSection
 from .container_files import hosts_file, write_container_files
 from .containers import EMPTY_NETWORK, Container, ContainerService
-from .errors import Impossible, InvalidParameter, NotFound, StateError
-from .hookspecs.exec import Attachment, Mount, ProcessSpec, Resources, Stream
-from .hookspecs.network import Endpoint, PortBinding
+from .errors import Impossible, InvalidParameter, NotFound, NotSupported, StateError
+from .hookspecs.exec import Attachment, ExecDriver, Mount, ProcessSpec, Resources, Stream
+from .hookspecs.network import Endpoint, NetworkDriver, PortBinding
 from .ids import short_id
-from .images import format_time
+from .images import format_time, parse_time
+from .lifecycle import LifecycleHooks
 from .logs import log_size, read_log
 from .volumes import VolumeManager
 
@@ -33,29 +36,40 @@ DEFAULT_STOP_TIMEOUT = 10
 
 
 class Runner:
-    def __init__(self, kernel, containers: ContainerService) -> None:
-        self.kernel = kernel
+    def __init__(self, containers: ContainerService, exec_driver: ExecDriver | None, network: NetworkDriver | None,
+                 daemon: DaemonSection, hooks: LifecycleHooks) -> None:
         self.containers = containers
         self.graph = containers.graph
-        self.volumes = VolumeManager(kernel.root, containers)
+        self._exec = exec_driver
+        #: the selected network driver, or None for loopback only
+        self.network = network
+        #: the daemon's settings this service reads: ``dns`` and ``restart``
+        self.daemon = daemon
+        self.hooks = hooks
+        self.volumes = VolumeManager(containers.root, containers)
         #: attachments waiting for a container to start: container id -> waiters
         self._waiting: dict[str, list[PendingAttach]] = {}
         #: where each container's current run begins in its log
         self._run_log_offset: dict[str, int] = {}
+        #: when each container's current run began (``time.monotonic``), for ``run_time``
+        self._started_monotonic: dict[str, float] = {}
         self._waiting_lock = threading.Lock()
 
     @property
-    def exec(self):
-        return self.kernel.driver("exec")
+    def exec(self) -> ExecDriver:
+        if self._exec is None:
+            raise NotSupported("no exec driver is available in this daemon")
+        return self._exec
 
-    def network_for(self, container: Container):
+    def network_for(self, container: Container) -> NetworkDriver | None:
         """The network driver for this container, or None for loopback only."""
         if container.config["NetworkDisabled"]:
             return None
-        return self.kernel.drivers.get("network")
+        return self.network
 
     # -- start -----------------------------------------------------------------------------
     def start(self, name: str, host_config: dict | None = None) -> None:
+        began = time.monotonic()
         container = self.containers.get(name)
         new_config = cc.normalize_host_config(host_config) if host_config is not None else None
         with container.lock:
@@ -68,7 +82,9 @@ class Runner:
             link_env, link_hosts = self._register_links(container, container.host_config)
             pid = self._start(container, link_env, link_hosts, durable=new_config is not None)
         self.containers.publish("start", container)
-        self.kernel.plugins.hook.moorage_container_started(container_id=container.id, pid=pid)
+        self.hooks.container_started(container.id, pid, container.state.started_at, time.monotonic() - began,
+                                     container.internal.get("ExecDriver", ""),
+                                     container.internal.get("NetworkDriver", ""), self.graph.name)
 
     def _start(self, container: Container, link_env: list[str], link_hosts: dict[str, str],
                durable: bool = False) -> int:
@@ -85,7 +101,7 @@ class Runner:
         try:
             mounts = self.volumes.mounts(container, rootfs, hc)
             write_container_files(container.directory, config["Hostname"], config["Domainname"],
-                                  config["Dns"] or self.kernel.config.daemon.dns, "", link_hosts)
+                                  config["Dns"] or self.daemon.dns, "", link_hosts)
             mounts += [Mount(container.directory / "hostname", "/etc/hostname"),
                        Mount(container.directory / "hosts", "/etc/hosts"),
                        Mount(container.directory / "resolv.conf", "/etc/resolv.conf")]
@@ -114,6 +130,7 @@ class Runner:
             previous_start = container.state.started_at
             container.state.running, container.state.pid = True, 0
             container.state.started_at = format_time()
+            self._started_monotonic[container.id] = time.monotonic()
             self.containers.save(container, durable=durable)
             undo.append(lambda: self._not_started(container, previous_start))
             pid = exec_driver.start(spec, on_namespace=on_namespace if joins_first else None)
@@ -144,6 +161,7 @@ class Runner:
         return pid
 
     def _not_started(self, container: Container, previous_start: str) -> None:
+        self._started_monotonic.pop(container.id, None)
         container.state.running, container.state.pid = False, 0
         container.state.started_at = previous_start
         self.containers.save(container, durable=False)
@@ -232,7 +250,7 @@ class Runner:
         self.containers.publish("die", container, exitCode=str(exit_code))  # before ``stop``'s event
         container.exited.set()
         network_name = container.internal.get("NetworkDriver")
-        network = self.kernel.drivers.get("network")
+        network = self.network
         for step in (lambda: network.leave(container.id) if network is not None and network_name == network.name
                      else None,
                      lambda: self.graph.put(container.id),
@@ -242,8 +260,13 @@ class Runner:
             except Exception:
                 log.exception("cleaning up after %s exited", short_id(container.id))
         container.cleaned.set()
-        # before the save, which may wait for a new start of the container (its lock)
-        self.kernel.plugins.hook.moorage_container_died(container_id=container.id, exit_code=exit_code)
+        # before the save, which may wait for a new start of the container (its lock); a hook
+        # that raises is logged by ``notify`` and the save still happens
+        began = self._started_monotonic.pop(container.id, None)
+        run_time = (time.monotonic() - began if began is not None
+                    else max(0, parse_time(state.finished_at) - parse_time(state.started_at)))
+        self.hooks.container_died(container.id, exit_code, state.finished_at, run_time,
+                                  container.internal.get("ExecDriver", ""), network_name or "")
         # under the lock, which a removal or a new start holds: a save writes the state as it
         # is then, so it is never older than what a new start saved
         with container.lock:
@@ -359,7 +382,7 @@ class Runner:
         still running ones are re-adopted; ones that exited while the daemon was down get
         their recorded exit status (-127 if none was recorded); with ``restart`` those that
         were running are started again."""
-        restart = self.kernel.config.daemon.restart
+        restart = self.daemon.restart
         for container in self.containers.all():
             if not container.state.running:
                 continue
@@ -397,7 +420,7 @@ class Runner:
             if not container.state.pid:  # the daemon died before the start's second save
                 pids = self.exec.processes(container.id)
                 container.state.pid = pids[0] if pids else 0
-            network = self.kernel.drivers.get("network")
+            network = self.network
             if network is not None and container.internal.get("NetworkDriver") == network.name:
                 network.restore(container.id, endpoint_from_json(container.internal.get("Endpoint") or {}))
             container.exited.clear()
@@ -515,10 +538,3 @@ def link_environment(alias: str, path: str, ip: str, child: Container) -> list[s
         if len(parts) == 2 and parts[0] not in ("HOME", "PATH"):
             env.append(f"{prefix}_ENV_{parts[0]}={parts[1]}")
     return env
-
-
-def setup(kernel) -> Runner:
-    runner = Runner(kernel, kernel.services["containers"])
-    kernel.services["runner"] = runner
-    return runner
-
