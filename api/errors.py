@@ -33,10 +33,10 @@ STATUS_BY_ERROR: dict[type[errors.MoorageError], int] = {
 #: the message's first words ("No such", "Bad parameter", "Conflict", "Impossible"), and these
 #: messages had none of them. (method, route path) -> the error classes answered with 500 there.
 LEGACY_500: dict[tuple[str, str], tuple[type[errors.MoorageError], ...]] = {
-    # a missing fromSrc/fromImage, a bad repository or tag name, a fromSrc URL that is not http(s)
-    ("POST", "/images/create"): (errors.InvalidParameter,),
+    # neither fromSrc nor fromImage; a bad repository or tag name
+    ("POST", "/images/create"): (errors.MissingParameter, errors.InvalidName),
     ("GET", "/images/{name:path}/history"): (errors.NotFound,),
-    ("POST", "/images/{name:path}/tag"): (errors.NotFound, errors.InvalidParameter),
+    ("POST", "/images/{name:path}/tag"): (errors.NotFound, errors.InvalidName),
     # postBuild answered every failure before the first output with 500
     ("POST", "/build"): (errors.MoorageError,),
 }

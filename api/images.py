@@ -16,7 +16,7 @@ from fastapi import Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from ..core.download import download
-from ..core.errors import Conflict, InvalidParameter
+from ..core.errors import Conflict, InvalidParameter, MissingParameter
 from ..core.tags import DEFAULT_TAG, validate_repo_name, validate_tag_name
 from .params import ContainersDep, ImagesDep, KernelDep, get_distribution, query_bool
 from .streams import BodyReader, ProgressReader, json_stream
@@ -38,7 +38,7 @@ async def create(request: Request, kernel: KernelDep, images: ImagesDep) -> Resp
     source = query.get("fromSrc", "")
     repo, tag = query.get("repo", ""), query.get("tag", "")
     if not source:
-        raise InvalidParameter("Missing parameter: fromImage or fromSrc")
+        raise MissingParameter("Missing parameter: fromImage or fromSrc")
     if repo:
         validate_repo_name(repo)
         validate_tag_name(tag or DEFAULT_TAG)

@@ -22,6 +22,14 @@ class InvalidParameter(MoorageError):
     """A request parameter or config value is malformed (a bad boolean, integer, name...)."""
 
 
+class InvalidName(InvalidParameter):
+    """A repository or tag name is malformed."""
+
+
+class MissingParameter(InvalidParameter):
+    """A parameter the request needs is absent."""
+
+
 class Conflict(MoorageError):
     """The request clashes with existing state (a name in use, a tag held by two repos...)."""
 

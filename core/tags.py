@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from .errors import InvalidParameter
+from .errors import InvalidName
 from .store import read_json, write_json
 
 DEFAULT_TAG = "latest"
@@ -43,17 +43,17 @@ def parse_repository_tag(name: str) -> tuple[str, str]:
 
 def validate_repo_name(name: str) -> str:
     if not name:
-        raise InvalidParameter("Repository name can't be empty")
+        raise InvalidName("Repository name can't be empty")
     if "://" in name:
-        raise InvalidParameter(f"Invalid repository name {name!r}: a URL is not a repository name")
+        raise InvalidName(f"Invalid repository name {name!r}: a URL is not a repository name")
     return name
 
 
 def validate_tag_name(tag: str) -> str:
     if not tag:
-        raise InvalidParameter("Tag name can't be empty")
+        raise InvalidName("Tag name can't be empty")
     if "/" in tag or ":" in tag:
-        raise InvalidParameter(f"Illegal tag name: {tag}")
+        raise InvalidName(f"Illegal tag name: {tag}")
     return tag
 
 

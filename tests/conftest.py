@@ -254,10 +254,30 @@ def daemon(daemon_factory) -> Daemon:
     return daemon_factory()
 
 
+#: Fixtures that need root: a daemon (it mounts, makes namespaces and cgroups), a driver on the
+#: host's kernel, a loop device. A test using one, or marked ``@pytest.mark.root``, needs root;
+#: the others (unit tests, the docs meta-tests) run unprivileged too.
+ROOT_FIXTURES = frozenset({
+    "daemon", "daemon_factory", "busybox_daemon", "docker_py_client", "exec_driver", "btrfs_mount",
+    "btrfs_home", "graph_driver", "store", "bridge_env", "bridge_factory", "free_test_subnet", "busybox_rootfs",
+    "shared_daemon", "hooked", "refusing_daemon", "network_driver", "container",
+})
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "root: the test needs root (the kernel: mounts, namespaces, cgroups)")
+
+
+def needs_root(item) -> bool:
+    return item.get_closest_marker("root") is not None or not ROOT_FIXTURES.isdisjoint(item.fixturenames)
+
+
 def pytest_collection_modifyitems(config, items):
-    if os.geteuid() != 0:
-        skip = pytest.mark.skip(reason="moorage's tests need root (real mounts, namespaces, cgroups)")
-        for item in items:
+    if os.geteuid() == 0:
+        return
+    skip = pytest.mark.skip(reason="needs root (real mounts, namespaces, cgroups)")
+    for item in items:
+        if needs_root(item):
             item.add_marker(skip)
 
 
