@@ -19,15 +19,24 @@ _TRUE = {"1", "t", "T", "TRUE", "true", "True"}
 _FALSE = {"0", "f", "F", "FALSE", "false", "False"}
 
 
-def parse_bool(value: str | None, name: str = "") -> bool:
-    """Go's ``strconv.ParseBool``; empty or absent is false; anything else is a 400."""
-    if value is None or value == "":
-        return False
+def go_bool(value: str) -> bool:
+    """Go's ``strconv.ParseBool``: ``InvalidParameter`` for anything else, the empty string too."""
     if value in _TRUE:
         return True
     if value in _FALSE:
         return False
-    raise InvalidParameter(f"Bad parameter: {name}={value!r} is not a boolean")
+    raise InvalidParameter(f"{value!r} is not a boolean")
+
+
+def parse_bool(value: str | None, name: str = "") -> bool:
+    """A boolean query parameter: empty or absent is false, as Docker's handlers read them;
+    otherwise ``go_bool``, and anything else is a 400."""
+    if value is None or value == "":
+        return False
+    try:
+        return go_bool(value)
+    except InvalidParameter:
+        raise InvalidParameter(f"Bad parameter: {name}={value!r} is not a boolean") from None
 
 
 def query_bool(request: Request, name: str) -> bool:

@@ -17,6 +17,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from moorage.core.mounts import mounts_below
+
 MOORAGE = [sys.executable, "-m", "moorage.api.cli"]
 
 
@@ -28,10 +30,7 @@ def free_port() -> int:
 
 def unmount_below(path: Path) -> None:
     """Lazily unmount every mount at or below ``path`` (deepest first)."""
-    prefix = str(Path(path).resolve())
-    with open("/proc/self/mounts") as f:
-        points = [line.split()[1].replace("\\040", " ") for line in f]
-    for point in sorted((p for p in points if p == prefix or p.startswith(prefix + "/")), key=len, reverse=True):
+    for point in mounts_below(path):
         subprocess.run(["umount", "-l", point], check=False, capture_output=True)
 
 

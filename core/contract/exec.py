@@ -35,6 +35,7 @@ import pytest
 from moorage.core.errors import Impossible, InvalidParameter, NotFound
 from moorage.core.hookspecs.exec import ExecDriver, Mount, ProcessSpec, Resources, Stream
 from moorage.core.logs import read_log
+from moorage.core.mounts import mounts_below
 
 ENV = ["HOME=/", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "container=lxc",
        "HOSTNAME=contract"]
@@ -67,13 +68,6 @@ def cgroups_named(container_id: str) -> list[Path]:
             if depth >= 3:
                 dirnames.clear()
     return found
-
-
-def mounts_below(path: Path) -> list[str]:
-    prefix = str(Path(path).resolve())
-    with open("/proc/self/mountinfo") as f:
-        points = [line.split()[4].replace("\\040", " ") for line in f]
-    return [p for p in points if p == prefix or p.startswith(prefix + "/")]
 
 
 def alive(pid: int) -> bool:

@@ -35,19 +35,13 @@ import pytest
 from moorage.core.errors import Conflict, InvalidParameter, NotFound
 from moorage.core.hookspecs.graph import Change, ChangeKind, GraphDriver
 from moorage.core.layers import NaiveDiffer, differ_for
+from moorage.core.mounts import mounts_below
 
 OLD = 1_000_000_000  # a fixed mtime, so copies that reset times are caught
 K = ChangeKind
 
 
 # -- helpers a third-party suite may reuse ---------------------------------------------------
-def mounts_below(path: Path) -> list[str]:
-    prefix = os.path.realpath(path)
-    with open("/proc/self/mountinfo") as f:
-        points = [line.split()[4].encode().decode("unicode_escape") for line in f]
-    return sorted((p for p in points if p == prefix or p.startswith(prefix + "/")), key=len, reverse=True)
-
-
 def unmount_below(path: Path) -> None:
     for point in mounts_below(path):
         subprocess.run(["umount", "-l", point], check=False, capture_output=True)

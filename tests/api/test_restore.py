@@ -25,6 +25,32 @@ def log_lines(api, cid) -> int:
     return api.post(f"/containers/{cid}/attach", params={"logs": 1, "stdout": 1}).content.count(b"\n")
 
 
+def eventually(check, what: str, timeout: float = 30):
+    """Poll ``check()`` until it is truthy; fail naming ``what`` at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def pid_of(api, cid) -> int:
+    pid = api.get(f"/containers/{cid}/json").json()["State"]["Pid"]
+    assert pid > 0
+    return pid
+
+
+def gone(pid: int) -> bool:
+    """The process has exited (and been reaped: a zombie counts as gone too)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
+
+
 def test_sigkilled_daemon_restarts_with_containers_intact(daemon_factory, busybox_tar, config):
     first = daemon_factory(config)
     import_image(first, busybox_tar)
@@ -32,11 +58,11 @@ def test_sigkilled_daemon_restarts_with_containers_intact(daemon_factory, busybo
         ticker = start(api, ["/bin/sh", "-c", "i=0; while true; do echo $i; i=$((i+1)); sleep 0.05; done"])
         ending = start(api, ["/bin/sh", "-c", "sleep 1; exit 9"])
         stopped = api.post("/containers/create", json={"Image": "busybox", "Cmd": ["/bin/true"]}).json()["Id"]
-        time.sleep(0.3)
-        before = log_lines(api, ticker)
+        before = eventually(lambda: log_lines(api, ticker), "the ticker's first lines")
         ticker_state = api.get(f"/containers/{ticker}/json").json()["State"]
+        ending_pid = pid_of(api, ending)
     first.kill()  # SIGKILL: no clean-up at all
-    time.sleep(1.5)  # `ending` exits while no daemon runs
+    eventually(lambda: gone(ending_pid), "`ending` to exit while no daemon runs")
 
     second = daemon_factory(config, flags=["-g", str(first.root), "-r=false"])
     with second.client() as api:
@@ -62,8 +88,9 @@ def test_restart_flag_starts_containers_that_were_running(daemon_factory, busybo
     import_image(first, busybox_tar)
     with first.client() as api:
         cid = start(api, ["/bin/sh", "-c", "echo started; sleep 1"])
+        pid = pid_of(api, cid)
     first.kill()
-    time.sleep(1.5)
+    eventually(lambda: gone(pid), "the container to exit while no daemon runs")
     second = daemon_factory(config, flags=["-g", str(first.root), "-r"])
     with second.client() as api:
         assert api.get(f"/containers/{cid}/json").json()["State"]["Running"] is True
@@ -108,7 +135,8 @@ def test_sigkill_during_creates_starts_and_removes_leaves_whole_containers(daemo
 
     worker = threading.Thread(target=churn)
     worker.start()
-    time.sleep(0.6)
+    with first.client() as api:  # killed in the middle of the churn
+        eventually(lambda: len(api.get("/containers/json", params={"all": 1}).json()) >= 3, "the churn to begin")
     first.kill()
     worker.join(30)
 
