@@ -21,7 +21,7 @@ from . import container_config as cc
 from .config import DaemonSection
 from .container_files import hosts_file, write_container_files
 from .containers import EMPTY_NETWORK, Container, ContainerService
-from .errors import Impossible, InvalidParameter, NotFound, NotSupported, StateError
+from .errors import InvalidParameter, NotFound, NotSupported, StateError
 from .hookspecs.exec import Attachment, ExecDriver, Mount, ProcessSpec, Resources, Stream
 from .hookspecs.network import Endpoint, NetworkDriver, PortBinding
 from .ids import short_id
@@ -340,7 +340,7 @@ class Runner:
             return container, None
         try:
             return container, self.exec.attach(container.id)
-        except (Impossible, NotFound):
+        except (StateError, NotFound):
             return container, None
 
     def attach_when_started(self, name: str) -> PendingAttach:
@@ -364,7 +364,7 @@ class Runner:
             try:
                 # with replay: the output written since the start, before this attach, comes first
                 pending.attachment = self.exec.attach(container.id, replay=True)
-            except (Impossible, NotFound):
+            except (StateError, NotFound):
                 # the run already ended: its whole output is in the log
                 offset = self._run_log_offset.get(container.id, 0)
                 pending.attachment = LogAttachment(container.log_path, offset)
@@ -408,7 +408,7 @@ class Runner:
     def _restore(self, container: Container) -> bool:
         exec_name = container.internal.get("ExecDriver")
         if exec_name != self.exec.name:
-            raise Impossible(f"container {short_id(container.id)} was started by exec driver {exec_name!r}")
+            raise StateError(f"container {short_id(container.id)} was started by exec driver {exec_name!r}")
         rootfs = self.graph.get(container.id)
         spec = self.spec(container, rootfs, [], [], True)
         try:
@@ -448,7 +448,7 @@ class LogAttachment(Attachment):
         return (Stream.STDERR if entry.stream == "stderr" else Stream.STDOUT), entry.log.encode()
 
     def write(self, data: bytes) -> None:
-        raise Impossible("the container is not running")
+        raise StateError("the container is not running")
 
     def close_stdin(self) -> None:
         pass
