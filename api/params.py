@@ -4,7 +4,7 @@ daemon lacks, for want of its driver, is answered with ``NotSupported``)."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 from fastapi import Depends, Request
 
@@ -14,6 +14,8 @@ from ..core.errors import InvalidParameter, NotSupported
 from ..core.images import ImageService
 from ..core.kernel import Kernel
 from ..core.runner import Runner
+
+T = TypeVar("T")
 
 _TRUE = {"1", "t", "T", "TRUE", "true", "True"}
 _FALSE = {"0", "f", "F", "FALSE", "false", "False"}
@@ -64,32 +66,30 @@ async def get_api_version(request: Request) -> float:
     return request.scope.get("moorage.api_version", 1.6)
 
 
+def _available(service: T | None, missing: str) -> T:
+    if service is None:
+        raise NotSupported(missing)
+    return service
+
+
 async def get_images(request: Request) -> ImageService:
-    images = request.app.state.kernel.services.images
-    if images is None:
-        raise NotSupported("no graph driver is available in this daemon: images are unavailable")
-    return images
+    return _available(request.app.state.kernel.services.images,
+                      "no graph driver is available in this daemon: images are unavailable")
 
 
 async def get_containers(request: Request) -> ContainerService:
-    containers = request.app.state.kernel.services.containers
-    if containers is None:
-        raise NotSupported("containers are not available: no graph driver is selected")
-    return containers
+    return _available(request.app.state.kernel.services.containers,
+                      "containers are not available: no graph driver is selected")
 
 
 async def get_runner(request: Request) -> Runner:
-    runner = request.app.state.kernel.services.runner
-    if runner is None:
-        raise NotSupported("containers are not available: no graph driver is selected")
-    return runner
+    return _available(request.app.state.kernel.services.runner,
+                      "containers are not available: no graph driver is selected")
 
 
 async def get_distribution(request: Request) -> Distribution:
-    distribution = request.app.state.kernel.services.distribution
-    if distribution is None:
-        raise NotSupported("no registry driver is available in this daemon")
-    return distribution
+    return _available(request.app.state.kernel.services.distribution,
+                      "no registry driver is available in this daemon")
 
 
 KernelDep = Annotated[Kernel, Depends(get_kernel)]

@@ -13,7 +13,7 @@ import importlib
 import importlib.metadata
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import pluggy
@@ -113,19 +113,23 @@ class PluginManager:
                 return f"{plugin_name!r} ({loaded.value} of distribution {loaded.distribution} {loaded.version})"
         return repr(plugin_name)
 
-    def collect_features(self) -> list[type[Feature]]:
-        """Call ``moorage_feature_register`` of every plugin; the feature classes, by name."""
-        for impl in self.pm.hook.moorage_feature_register.get_hookimpls():
+    def _registered(self, caller: pluggy.HookCaller) -> Iterator[tuple[str, list[type]]]:
+        """Call each hookimpl of a register hook: (who, the classes it returned)."""
+        for impl in caller.get_hookimpls():
             source = f"plugin {self._describe(impl.plugin_name)}"
             try:
                 classes = impl.function()
             except Exception as exc:
-                raise PluginError(f"{source} failed in moorage_feature_register: {type(exc).__name__}: {exc}") from exc
+                raise PluginError(f"{source} failed in {caller.name}: {type(exc).__name__}: {exc}") from exc
             if classes is None:
                 continue
             if isinstance(classes, type):
-                raise PluginError(f"{source}: moorage_feature_register must return a list of classes, "
-                                  f"got {describe(classes)}")
+                raise PluginError(f"{source}: {caller.name} must return a list of classes, got {describe(classes)}")
+            yield source, list(classes)
+
+    def collect_features(self) -> list[type[Feature]]:
+        """Call ``moorage_feature_register`` of every plugin; the feature classes, by name."""
+        for source, classes in self._registered(self.pm.hook.moorage_feature_register):
             for cls in classes:
                 if not (isinstance(cls, type) and issubclass(cls, Feature)):
                     raise PluginError(f"{source} registered {cls!r} as a feature, but it is not a subclass of "
@@ -142,17 +146,7 @@ class PluginManager:
     def collect_drivers(self) -> None:
         """Call every family's register hook and fill the driver families."""
         for family, (_, hook_name) in FAMILIES.items():
-            caller = getattr(self.pm.hook, hook_name)
-            for impl in caller.get_hookimpls():
-                source = f"plugin {impl.plugin_name!r}"
-                try:
-                    classes = impl.function()
-                except Exception as exc:
-                    raise PluginError(f"{source} failed in {hook_name}: {type(exc).__name__}: {exc}") from exc
-                if classes is None:
-                    continue
-                if isinstance(classes, type):
-                    raise PluginError(f"{source}: {hook_name} must return a list of classes, got {describe(classes)}")
+            for source, classes in self._registered(getattr(self.pm.hook, hook_name)):
                 self.families[family].register(classes, source)
 
 
