@@ -42,6 +42,20 @@ def pid_of(api, cid) -> int:
     return pid
 
 
+def parent_of(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        return int(next(line for line in f if line.startswith("PPid:")).split()[1])
+
+
+def run_processes(daemon, pid: int) -> list[int]:
+    """The container's process and the exec driver's monitor processes above it, below the one
+    process the daemon started for them all: once these are gone, the exit is recorded."""
+    chain = [pid]
+    while parent_of(parent_of(chain[-1])) not in (daemon.proc.pid, 0, 1):
+        chain.append(parent_of(chain[-1]))
+    return chain
+
+
 def gone(pid: int) -> bool:
     """The process has exited (and been reaped: a zombie counts as gone too)."""
     try:
@@ -60,9 +74,9 @@ def test_sigkilled_daemon_restarts_with_containers_intact(daemon_factory, busybo
         stopped = api.post("/containers/create", json={"Image": "busybox", "Cmd": ["/bin/true"]}).json()["Id"]
         before = eventually(lambda: log_lines(api, ticker), "the ticker's first lines")
         ticker_state = api.get(f"/containers/{ticker}/json").json()["State"]
-        ending_pid = pid_of(api, ending)
+        ending_processes = run_processes(first, pid_of(api, ending))
     first.kill()  # SIGKILL: no clean-up at all
-    eventually(lambda: gone(ending_pid), "`ending` to exit while no daemon runs")
+    eventually(lambda: all(gone(p) for p in ending_processes), "`ending`'s exit to be recorded while no daemon runs")
 
     second = daemon_factory(config, flags=["-g", str(first.root), "-r=false"])
     with second.client() as api:
@@ -87,14 +101,16 @@ def test_restart_flag_starts_containers_that_were_running(daemon_factory, busybo
     first = daemon_factory(config)
     import_image(first, busybox_tar)
     with first.client() as api:
-        cid = start(api, ["/bin/sh", "-c", "echo started; sleep 1"])
-        pid = pid_of(api, cid)
+        # the first run ends on its own within a second; the restarted one keeps running
+        cid = start(api, ["/bin/sh", "-c", "echo started; if [ -e /ran ]; then sleep 60; fi; touch /ran; sleep 1"])
+        processes = run_processes(first, pid_of(api, cid))
     first.kill()
-    eventually(lambda: gone(pid), "the container to exit while no daemon runs")
+    eventually(lambda: all(gone(p) for p in processes), "the container's exit to be recorded while no daemon runs")
     second = daemon_factory(config, flags=["-g", str(first.root), "-r"])
     with second.client() as api:
         assert api.get(f"/containers/{cid}/json").json()["State"]["Running"] is True
-        api.post(f"/containers/{cid}/wait")
+        api.post(f"/containers/{cid}/kill")
+        assert api.post(f"/containers/{cid}/wait").json() == {"StatusCode": 137}
         assert log_lines(api, cid) == 2  # one line per run
 
 
