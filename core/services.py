@@ -102,6 +102,7 @@ def start_features(classes: list[type[Feature]], services: Services, root: Path,
         try:
             features.append(cls(services, root / cls.name, executor))
         except Exception as exc:
+            stop_features(tuple(features))
             raise PluginError(f"feature plugin {cls.name!r} ({cls.__module__}.{cls.__qualname__}) failed to "
                               f"start: {type(exc).__name__}: {exc}") from exc
         log.info("feature: %s", cls.name)
