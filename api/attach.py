@@ -3,8 +3,9 @@ bytes flow both ways (reference §4.1).
 
 Without a tty and for API ≥ 1.6, output is multiplexed: each write is a frame with an 8-byte
 header ``[stream, 0, 0, 0, size (uint32 big-endian)]``. With ``logs=1`` the JSON log is
-replayed first; with ``stream=1`` live output follows, and stdin flows to the container when
-``stdin=1`` and the container has ``OpenStdin``.
+replayed first, streamed from disk (rotated files first, ``replay_log``); with ``stream=1``
+live output follows, and stdin flows to the container when ``stdin=1`` and the container has
+``OpenStdin``.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import struct
+from collections.abc import AsyncIterator
+from pathlib import Path
 
 from fastapi import Request, Response, WebSocket, WebSocketDisconnect
 
@@ -22,6 +25,7 @@ from .hijack import RawConnection, hijack, wants_upgrade
 from .params import ApiVersion, ContainersDep, KernelDep, RunnerDep, parse_bool, query_bool
 
 DETACH = (b"\x10", b"\x11")  # Ctrl-P then Ctrl-Q, each alone in one read
+REPLAY_BATCH = 1 << 20
 
 
 class OutputWriter:
@@ -36,6 +40,30 @@ class OutputWriter:
         await self.raw.write(data)
 
 
+async def replay_log(kernel, path: Path, wanted: dict[Stream, bool]) -> AsyncIterator[tuple[Stream, bytes]]:
+    """The log's entries of the wanted streams, read from disk in the kernel's executor about
+    ``REPLAY_BATCH`` bytes at a time: the daemon holds one batch, whatever the log's size."""
+    streams = tuple(s.name.lower() for s, on in wanted.items() if on)
+    entries = read_log(path, streams)
+
+    def batch() -> list[tuple[Stream, bytes]]:
+        out, size = [], 0
+        for entry in entries:
+            data = entry.log.encode()
+            out.append((Stream.STDERR if entry.stream == "stderr" else Stream.STDOUT, data))
+            size += len(data)
+            if size >= REPLAY_BATCH:
+                break
+        return out
+
+    try:
+        while items := await kernel.run_blocking(batch):
+            for item in items:
+                yield item
+    finally:
+        await kernel.run_blocking(entries.close)
+
+
 async def attach(name: str, request: Request, kernel: KernelDep, containers: ContainersDep, runner: RunnerDep,
                  version: ApiVersion) -> Response:
     logs, stream = query_bool(request, "logs"), query_bool(request, "stream")
@@ -48,11 +76,9 @@ async def attach(name: str, request: Request, kernel: KernelDep, containers: Con
         out = OutputWriter(raw, multiplex=not tty and version >= 1.6)
         wanted = {Stream.STDOUT: want_stdout, Stream.STDERR: want_stderr}
         if logs:
-            entries = await kernel.run_blocking(lambda: list(read_log(container.log_path)))
-            for entry in entries:
-                which = Stream.STDERR if entry.stream == "stderr" else Stream.STDOUT
-                if wanted[which]:
-                    await out.write(which, entry.log.encode())
+            async with contextlib.aclosing(replay_log(kernel, container.log_path, wanted)) as replay:
+                async for which, data in replay:  # a client gone mid-replay closes the files at once
+                    await out.write(which, data)
         if stream:
             await _stream(kernel, runner, container, raw, out, wanted,
                           want_stdin and container.config["OpenStdin"], tty)
@@ -153,10 +179,9 @@ async def attach_ws(websocket: WebSocket, name: str) -> None:
     wanted = {Stream.STDOUT: flags["stdout"], Stream.STDERR: flags["stderr"]}
     try:
         if flags["logs"]:
-            entries = await kernel.run_blocking(lambda: list(read_log(container.log_path)))
-            for entry in entries:
-                if wanted[Stream.STDERR if entry.stream == "stderr" else Stream.STDOUT]:
-                    await websocket.send_bytes(entry.log.encode())
+            async with contextlib.aclosing(replay_log(kernel, container.log_path, wanted)) as replay:
+                async for _, data in replay:
+                    await websocket.send_bytes(data)
         if flags["stream"]:
             container, attachment = await kernel.run_blocking(runner.attach, container.id)
             if attachment is not None:

@@ -26,19 +26,19 @@ STATUS_BY_ERROR: dict[type[errors.MoorageError], int] = {
     errors.Unavailable: 500,
     errors.ConfigError: 500,
     errors.DriverError: 500,
+    errors.JobFailed: 500,
 }
 
 
 #: Endpoints where Docker 0.6 answered 500 for errors that map elsewhere: its status came from
 #: the message's first words ("No such", "Bad parameter", "Conflict", "Impossible"), and these
 #: messages had none of them. (method, route path) -> the error classes answered with 500 there.
+#: Bad repository and tag names, which 0.6 also answered with 500, are 400 (docs/security.md).
 LEGACY_500: dict[tuple[str, str], tuple[type[errors.MoorageError], ...]] = {
     # neither fromSrc nor fromImage; a bad repository or tag name
-    ("POST", "/images/create"): (errors.MissingParameter, errors.InvalidName),
+    ("POST", "/images/create"): (errors.MissingParameter,),
     ("GET", "/images/{name:path}/history"): (errors.NotFound,),
-    ("POST", "/images/{name:path}/tag"): (errors.NotFound, errors.InvalidName),
-    # postBuild answered every failure before the first output with 500
-    ("POST", "/build"): (errors.MoorageError,),
+    ("POST", "/images/{name:path}/tag"): (errors.NotFound,),
 }
 
 

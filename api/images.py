@@ -39,7 +39,7 @@ async def create(request: Request, kernel: KernelDep, images: ImagesDep) -> Resp
     repo, tag = query.get("repo", ""), query.get("tag", "")
     if not source:
         raise MissingParameter("Missing parameter: fromImage or fromSrc")
-    if repo:
+    if repo:  # refused (400) before the body is read: nothing is stored
         validate_repo_name(repo)
         validate_tag_name(tag or DEFAULT_TAG)
 

@@ -1,6 +1,7 @@
 """Daemon configuration: the embedded defaults, a TOML file, then flags (flag > file > default).
 
-The file has a ``[daemon]`` table, a ``[plugins]`` table, and one table per driver family
+The file has a ``[daemon]`` table, a ``[plugins]`` table, a ``[security]`` table (the default
+confinement of containers, ``core.security``), and one table per driver family
 (``[graph]``, ``[exec]``, ``[network]``, ``[registry]``) holding the family's ``driver`` and
 ``priority`` keys, family-wide keys the drivers read (``default`` registry...), and one
 sub-table per driver (``[graph.overlay]``) validated by that driver's ``Options`` model when it
@@ -14,12 +15,13 @@ import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from .errors import ConfigError
 from .hookspecs import DRIVER_FAMILIES
+from .security import BUILTIN_PROFILE, DEFAULT_CAPABILITIES, DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS
 
 DEFAULT_CONFIG_PATH = Path("/etc/moorage/daemon.toml")
 
@@ -41,6 +43,15 @@ default_ip = "0.0.0.0"  # the HostIp of a port binding that names none
 blocked = []            # entry-point names never to load
 enable = []             # entry points to load even with MOORAGE_DISABLE_PLUGIN_AUTOLOAD set
 
+[security]
+# What every non-privileged container is held to (docs/security.md); Docker's defaults unless
+# changed here. Per container, start's HostConfig CapAdd/CapDrop change the capabilities.
+# capabilities = ["CHOWN", "DAC_OVERRIDE", "FSETID", "FOWNER", "MKNOD", "NET_RAW", "SETGID", "SETUID",
+#                 "SETFCAP", "SETPCAP", "NET_BIND_SERVICE", "SYS_CHROOT", "KILL", "AUDIT_WRITE"]
+# seccomp_profile = "default"   # "default", "unconfined" or a profile file in Docker's JSON format
+# masked_paths = [...]          # below /proc or /sys
+# readonly_paths = [...]
+
 [graph]
 # driver = "overlay"    # -s; unset: the first supported by priority
 [exec]
@@ -49,9 +60,37 @@ enable = []             # entry points to load even with MOORAGE_DISABLE_PLUGIN_
 # driver = "bridge"
 [registry]
 # driver = "v2"
+
+[logs]                  # every container's JSON log (docs/config.md)
+max-size = "100m"       # a log file is rotated when it would grow beyond this
+max-file = 5            # files kept per container, the current one included
 """
 
 FAMILIES = DRIVER_FAMILIES
+_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([kmgtp]?)(?:i?b)?\s*", re.IGNORECASE)
+
+
+def parse_bytes(value: object) -> object:
+    """A size as Docker's options spell it: a number of bytes, or ``"10m"``, ``"1.5g"``,
+    ``"512KiB"`` (binary units, as Docker's ``max-size``); anything else is left to pydantic."""
+    if isinstance(value, str):
+        match = _SIZE.fullmatch(value)
+        if match:
+            number, unit = match.groups()
+            return int(float(number) * 1024 ** "_kmgtp".index(unit.lower() or "_"))
+    return value
+
+
+#: A byte count in a config file: an integer or a string such as ``"10m"``.
+Bytes = Annotated[int, BeforeValidator(parse_bytes), Field(ge=0)]
+
+
+class LogsSection(BaseModel):
+    """``[logs]``: the bounds of every container's log (``moorage.core.logs``)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    max_size: Bytes = Field(100 << 20, alias="max-size", ge=1 << 12)
+    max_file: int = Field(5, alias="max-file", ge=1, le=100)
 
 
 class DaemonSection(BaseModel):
@@ -70,6 +109,16 @@ class PluginsSection(BaseModel):
     model_config = ConfigDict(extra="forbid")
     blocked: list[str] = []
     enable: list[str] = []
+
+
+class SecuritySection(BaseModel):
+    """``[security]``: the default confinement (``core.security.SecurityPolicy`` checks the values)."""
+
+    model_config = ConfigDict(extra="forbid")
+    capabilities: list[str] = list(DEFAULT_CAPABILITIES)
+    seccomp_profile: str = BUILTIN_PROFILE
+    masked_paths: list[str] = list(DEFAULT_MASKED_PATHS)
+    readonly_paths: list[str] = list(DEFAULT_READONLY_PATHS)
 
 
 class FamilySection(BaseModel):
@@ -96,8 +145,10 @@ class DaemonConfig:
         self._text = text
         self.daemon = self._validate(DaemonSection, "daemon")
         self.plugins = self._validate(PluginsSection, "plugins")
+        self.security = self._validate(SecuritySection, "security")
+        self.logs = self._validate(LogsSection, "logs")
         self.families = {f: self._validate(FamilySection, f) for f in FAMILIES}
-        unknown = sorted(set(data) - {"daemon", "plugins", *FAMILIES})
+        unknown = sorted(set(data) - {"daemon", "plugins", "security", "logs", *FAMILIES})
         if unknown:
             raise ConfigError(f"{self.where(unknown[0], None)}: unknown section [{unknown[0]}]")
 

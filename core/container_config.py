@@ -12,6 +12,8 @@ import posixpath
 from typing import Any
 
 from .errors import InvalidParameter
+from .security import capability_name
+from .validation import check_link_alias, check_path, check_text, shown
 
 MIN_MEMORY = 524288
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -27,7 +29,7 @@ CONFIG_FIELDS: dict[str, Any] = {
 
 HOST_CONFIG_FIELDS: dict[str, Any] = {
     "Binds": None, "ContainerIDFile": "", "LxcConf": None, "Privileged": False, "PortBindings": None,
-    "Links": None, "PublishAllPorts": False,
+    "Links": None, "PublishAllPorts": False, "CapAdd": None, "CapDrop": None,
 }
 
 _LIST_FIELDS = ("PortSpecs", "Env", "Cmd", "Dns", "Entrypoint")
@@ -79,7 +81,7 @@ def normalize_config(data: Any) -> dict[str, Any]:
 
 def normalize_host_config(data: Any) -> dict[str, Any]:
     host = _fold(data, HOST_CONFIG_FIELDS, "host config")
-    for key in ("Binds", "Links"):
+    for key in ("Binds", "Links", "CapAdd", "CapDrop"):
         value = host[key]
         if value is not None and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
             raise InvalidParameter(f"Bad parameter: {key} must be a list of strings")
@@ -90,6 +92,12 @@ def normalize_host_config(data: Any) -> dict[str, Any]:
             raise InvalidParameter('Bad parameter: LxcConf must be a list of {"Key": ..., "Value": ...}')
     if host["PortBindings"] is not None and not isinstance(host["PortBindings"], dict):
         raise InvalidParameter("Bad parameter: PortBindings must be an object")
+    for key in ("CapAdd", "CapDrop"):
+        for name in host[key] or []:
+            try:
+                capability_name(name)
+            except InvalidParameter as exc:
+                raise InvalidParameter(f"Bad parameter: {key}: {exc}") from None
     return host
 
 
@@ -169,9 +177,26 @@ def validate(config: dict[str, Any]) -> None:
     for entry in config["Env"] or []:
         if not entry or entry.startswith("="):
             raise InvalidParameter(f"Bad parameter: invalid environment entry {entry!r}")
+        check_text(entry, "Env entry")
+    for key in ("Cmd", "Entrypoint"):
+        for arg in config[key] or []:
+            check_text(arg, f"{key} argument")
+    for key in ("Hostname", "Domainname", "User", "VolumesFrom"):
+        check_text(config[key], key)
+    check_path(config["WorkingDir"], "WorkingDir")
     for path in config["Volumes"] or {}:
+        check_path(path, "volume path")
         if not path.startswith("/") or posixpath.normpath(path) == "/":
             raise InvalidParameter(f"Bad parameter: invalid volume path {path!r}")
+
+
+def validate_host_config(host: dict[str, Any]) -> None:
+    """What a start's host config names: bind paths (``parse_bind``) and link specs, checked
+    before anything of it is recorded."""
+    for spec in host["Binds"] or []:
+        parse_bind(spec)
+    for spec in host["Links"] or []:
+        parse_link(spec)
 
 
 def command(config: dict[str, Any]) -> tuple[str, list[str]]:
@@ -211,15 +236,18 @@ def parse_bind(spec: str) -> tuple[str, str, bool]:
         raise InvalidParameter(f"Invalid bind specification: {spec}")
     if dest in ("/", ".") or not dest:
         raise InvalidParameter(f"Illegal bind destination: {dest}")
-    if posixpath.normpath(source) == "/":
+    if posixpath.normpath("/" + source.lstrip("/")) == "/":  # "//", "/./" and "/.." too
         raise InvalidParameter(f"Invalid bind mount '{spec}' : source can't be '/'")
     if not source.startswith("/"):
         raise InvalidParameter(f"Invalid bind mount '{spec}' : source must be an absolute path")
+    check_path(spec, "bind")  # after Docker's own refusals, which keep their messages
     return source, posixpath.normpath(dest), mode.lower() != "rw"
 
 
 def parse_link(spec: str) -> tuple[str, str]:
     parts = spec.split(":")
     if len(parts) != 2 or not all(parts):
-        raise InvalidParameter(f"Invalid link specification: {spec}")
+        raise InvalidParameter(f"Invalid link specification: {shown(spec)}")
+    check_text(parts[0], "link target")
+    check_link_alias(parts[1])
     return parts[0], parts[1]

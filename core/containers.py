@@ -28,16 +28,14 @@ import shutil
 import subprocess
 import threading
 import time
-import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from . import container_config as cc
-from .archive import IterStream, open_in_root, tree_tar, tree_tar_at
-from .container_files import safe_join
-from .errors import Conflict, Impossible, InvalidParameter, NotFound, NotSupported, StateError
+from .archive import Chunks, IterStream, tree_tar, tree_tar_in_root, write_file_in_root
+from .errors import Impossible, InvalidParameter, NotFound, NotSupported, StateError
 from .events import EventBus
 from .executor import Executor
 from .hookspecs.exec import ExecDriver
@@ -50,6 +48,8 @@ from .layers import differ_for
 from .lifecycle import LifecycleHooks
 from .names import NameRegistry
 from .store import atomic_write, ensure_dir, fsync_dir, read_json, replace_file, write_new
+from .tags import DEFAULT_TAG, validate_repo_name, validate_tag_name
+from .validation import check_path
 
 log = logging.getLogger(__name__)
 
@@ -143,31 +143,6 @@ class Container:
                 volumes_rw=data.get("VolumesRW") or {}, internal=dict(data.get("Moorage") or {}))
         c.host_config = cc.normalize_host_config(c.internal.pop("HostConfig", None))
         return c
-
-
-class _Chunks:
-    """An iterator of chunks that runs ``done`` exactly once: when exhausted, when closed, or
-    when garbage-collected unread (a client that hung up before the first byte)."""
-
-    def __init__(self, chunks: Iterator[bytes], done) -> None:
-        self._chunks = chunks
-        self._finalizer = weakref.finalize(self, done)
-
-    def __iter__(self):
-        return self
-
-    def __next__(self) -> bytes:
-        try:
-            return next(self._chunks)
-        except BaseException:
-            self.close()
-            raise
-
-    def close(self) -> None:
-        close = getattr(self._chunks, "close", None)
-        if close is not None:
-            close()
-        self._finalizer()
 
 
 class ContainerService:
@@ -481,7 +456,7 @@ class ContainerService:
         container = self.get(name)
         rootfs = self.graph.get(container.id)
         self.publish("export", container)
-        return _Chunks(tree_tar(rootfs, "."), lambda: self.graph.put(container.id))
+        return Chunks(tree_tar(rootfs, "."), lambda: self.graph.put(container.id))
 
     def copy(self, name: str, resource: str) -> Iterator[bytes]:
         """A tar of ``resource`` (and what is below it) named by its basename. The path is
@@ -490,28 +465,12 @@ class ContainerService:
         container = self.get(name)
         if not resource:
             raise InvalidParameter("Resource cannot be empty")
-        clean = os.path.normpath("/" + resource)
-        parent, base = os.path.split(clean)
+        check_path(resource, "Resource")
         rootfs = self.graph.get(container.id)
         try:
-            try:
-                dir_fd = open_in_root(rootfs, parent, os.O_RDONLY | os.O_DIRECTORY)
-            except (FileNotFoundError, NotADirectoryError):
-                raise NotFound(f"No such file or directory: {resource}") from None
-            try:
-                os.stat(base or ".", dir_fd=dir_fd, follow_symlinks=False)
-            except FileNotFoundError:
-                os.close(dir_fd)
-                raise NotFound(f"No such file or directory: {resource}") from None
-        except BaseException:
-            self.graph.put(container.id)
-            raise
-
-        def done() -> None:
-            os.close(dir_fd)
-            self.graph.put(container.id)
-
-        return _Chunks(tree_tar_at(dir_fd, base or ".", base or "."), done)
+            return tree_tar_in_root(rootfs, resource, done=lambda: self.graph.put(container.id))
+        except (FileNotFoundError, NotADirectoryError):
+            raise NotFound(f"No such file or directory: {resource}") from None
 
     def commit(self, name: str, repo: str = "", tag: str = "", comment: str = "", author: str = "",
                config: Any = None, null_config: bool = False) -> str:
@@ -519,6 +478,9 @@ class ContainerService:
         (an all-zero Config when absent: no merging, reference §6.4; ``null_config`` stores none,
         as insert did). Returns the full id."""
         container = self.get(name)
+        if repo:  # refused before anything is stored
+            validate_repo_name(repo)
+            validate_tag_name(tag or DEFAULT_TAG)
         image_config = None if null_config else cc.normalize_config(config) if config else dict(cc.CONFIG_FIELDS)
         image = self.images.new_image(parent=container.image, comment=comment, container=container.id,
                                       container_config=copy.deepcopy(container.config), config=image_config,
@@ -533,19 +495,14 @@ class ContainerService:
         """``POST /images/{name}/insert``: a new image holding ``content`` at ``path`` on top of
         the image, committed with no tag and a null config (reference §5.6). An existing path
         is refused (0.6.6). Returns the full new id; nothing is left behind on failure."""
+        check_path(path, "path")
         if not path.startswith("/") or os.path.normpath(path) == "/":
             raise InvalidParameter(f"Bad parameter: path must be an absolute file path, not {path!r}")
         container, _ = self.create({"Image": image_name, "Cmd": ["echo", "insert", url, path]})
         try:
             rootfs = self.graph.get(container.id)
             try:
-                target = safe_join(rootfs, path.lstrip("/"))
-                if os.path.lexists(target):
-                    raise Conflict(f"{path} exists")
-                target.parent.mkdir(parents=True, exist_ok=True)
-                with open(target, "wb") as f:
-                    shutil.copyfileobj(content, f, 1 << 20)
-                os.chmod(target, 0o600)  # as Docker wrote downloaded files
+                write_file_in_root(rootfs, path, content, 0o600)  # the mode Docker gave downloads
             finally:
                 self.graph.put(container.id)
             return self.commit(container.id, null_config=True)

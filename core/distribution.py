@@ -16,6 +16,7 @@ from .hookspecs.registry import AuthConfig, Progress, RegistryClient
 from .images import ImageService
 from .lifecycle import LifecycleHooks
 from .tags import parse_repository_tag
+from .validation import check_repository, check_tag, check_tag_or_digest
 
 
 class Distribution:
@@ -43,6 +44,9 @@ class Distribution:
         """Pull ``name:tag`` (every tag when ``tag`` is empty, as Docker 0.6 did) into the store."""
         if not tag:
             name, tag = parse_repository_tag(name)
+        check_repository(name)
+        if tag:
+            check_tag_or_digest(tag)
         auth = auth or AuthConfig()
         with self._pool("pull", f"{name}:{tag or '*'}"):
             ids = self.client.pull(name, tag or None, auth, self.images, progress)
@@ -54,6 +58,9 @@ class Distribution:
 
     def push(self, name: str, tag: str | None, auth: AuthConfig | None, progress: Progress) -> dict[str, str]:
         """Push a repository's tags (or one tag) to its registry; returns tag -> digest."""
+        check_repository(name)
+        if tag:
+            check_tag(tag)
         auth = auth or AuthConfig()
         tags = self.images.tags.repository(name)
         if tags:

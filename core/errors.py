@@ -22,10 +22,6 @@ class InvalidParameter(MoorageError):
     """A request parameter or config value is malformed (a bad boolean, integer, name...)."""
 
 
-class InvalidName(InvalidParameter):
-    """A repository or tag name is malformed."""
-
-
 class MissingParameter(InvalidParameter):
     """A parameter the request needs is absent."""
 
@@ -71,6 +67,11 @@ class ConfigError(MoorageError):
 
 class PluginError(ConfigError):
     """A plugin failed to load or registered something invalid."""
+
+
+class JobFailed(MoorageError):
+    """A long job whose output is streamed (a build) failed before its first output: Docker 0.6
+    answered these with 500, whatever the cause. The message is the cause's."""
 
 
 class DriverError(MoorageError):

@@ -61,7 +61,7 @@ class Kernel:
             self.plugins.collect_drivers()
             self.drivers = Drivers(**{family: self._select(family) for family in DRIVER_FAMILIES})
             self.names = NameRegistry(self.root / "linkgraph.db")
-            self.services = start_services(self.root, self.version, self.config.daemon, self.drivers, self.names,
+            self.services = start_services(self.root, self.version, self.config, self.drivers, self.names,
                                            self.events, self.hooks, self.executor)
             self.features = start_features(self.plugins.collect_features(), self.services, self.root,
                                            self.executor)

@@ -15,14 +15,15 @@ The cost grows with the size of both trees, which is why drivers that can do bet
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import BinaryIO
 
 from .archive import DeleteWhiteouts, extract_layer, layer_tar
+from .confined import DIR_FLAGS, open_dir
 from .hookspecs.graph import Change, ChangeKind, Differ, GraphDriver
 
 
@@ -33,20 +34,54 @@ def differ_for(driver: GraphDriver) -> Differ:
     return NaiveDiffer(driver)
 
 
-def scan_tree(root: str) -> dict[str, os.stat_result]:
-    """Relative path -> lstat of everything below ``root`` (not ``root`` itself)."""
-    found: dict[str, os.stat_result] = {}
-    pending = [("", root)]
-    while pending:
-        rel, directory = pending.pop()
-        with os.scandir(directory) as it:
-            for entry in it:
-                child = f"{rel}/{entry.name}" if rel else entry.name
-                st = entry.stat(follow_symlinks=False)
-                found[child] = st
-                if stat.S_ISDIR(st.st_mode):
-                    pending.append((child, entry.path))
-    return found
+def walk_tree(root_fd: int) -> Iterator[tuple[str, int, str, os.stat_result]]:
+    """``(rel, dir_fd, name, lstat)`` of everything below the directory open as ``root_fd``,
+    parents before their children, names sorted in each directory. ``dir_fd`` is valid while
+    the item is being handled.
+
+    The walk goes by directory descriptors opened with ``O_NOFOLLOW``: a directory that a
+    running container swaps for a symlink meanwhile is listed as whatever its name shows when
+    it is examined, and the walk never continues through a symlink onto the host."""
+    stack: list[tuple[str, int, Iterator[str]]] = []
+
+    def enter(rel: str, fd: int) -> None:
+        stack.append((rel, fd, iter(sorted(os.listdir(fd)))))
+
+    enter("", os.open(".", DIR_FLAGS, dir_fd=root_fd))
+    try:
+        while stack:
+            rel, fd, names = stack[-1]
+            name = next(names, None)
+            if name is None:
+                os.close(fd)
+                stack.pop()
+                continue
+            try:
+                st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            child = f"{rel}/{name}" if rel else name
+            yield child, fd, name, st
+            if stat.S_ISDIR(st.st_mode):
+                try:
+                    enter(child, os.open(name, DIR_FLAGS, dir_fd=fd))
+                except OSError as exc:
+                    if exc.errno not in (errno.ENOENT, errno.ELOOP, errno.ENOTDIR):
+                        raise  # else: removed or replaced since its lstat, nothing below to list
+    finally:
+        for _, fd, _ in stack:
+            os.close(fd)
+
+
+def scan_tree(root: str | int) -> dict[str, os.stat_result]:
+    """Relative path -> lstat of everything below ``root`` (a path or a directory descriptor;
+    not ``root`` itself), walked by ``walk_tree``."""
+    root_fd = root if isinstance(root, int) else open_dir(root)
+    try:
+        return {rel: st for rel, _, _, st in walk_tree(root_fd)}
+    finally:
+        if not isinstance(root, int):
+            os.close(root_fd)
 
 
 def metadata_differs(old: os.stat_result, new: os.stat_result) -> bool:
@@ -56,7 +91,7 @@ def metadata_differs(old: os.stat_result, new: os.stat_result) -> bool:
     return not stat.S_ISDIR(new.st_mode) and old.st_size != new.st_size
 
 
-def compare_trees(new_root: str, old_root: str | None) -> tuple[list[Change], dict[str, os.stat_result]]:
+def compare_trees(new_root: str | int, old_root: str | int | None) -> tuple[list[Change], dict[str, os.stat_result]]:
     """The sorted change list of ``new_root`` against ``old_root`` (None: everything added),
     and the lstat of every path in ``new_root``."""
     new = scan_tree(new_root)
@@ -86,13 +121,18 @@ class NaiveDiffer(Differ):
         self.driver = driver
 
     @contextmanager
-    def _held(self, id: str | None) -> Iterator[str | None]:
+    def _held(self, id: str | None) -> Iterator[int | None]:
+        """A directory descriptor of the layer's whole filesystem, held (``get``) meanwhile."""
         if id is None:
             yield None
             return
         path = self.driver.get(id)
         try:
-            yield os.fspath(path)
+            fd = open_dir(path)
+            try:
+                yield fd
+            finally:
+                os.close(fd)
         finally:
             self.driver.put(id)
 
@@ -107,11 +147,11 @@ class NaiveDiffer(Differ):
         with self._held(id) as new:
             with self._held(parent) as old:
                 changes, _ = compare_trees(new, old)
-            yield from layer_tar(Path(new), changes)
+            yield from layer_tar(new, changes)
 
     def apply_diff(self, id: str, parent: str | None, layer: BinaryIO) -> int:
-        with self._held(id) as path:
-            return extract_layer(layer, Path(path), DeleteWhiteouts())
+        with self._held(id) as fd:
+            return extract_layer(layer, fd, DeleteWhiteouts())
 
     def diff_size(self, id: str, parent: str | None) -> int:
         changes, stats = self._compare(id, parent)

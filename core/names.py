@@ -15,6 +15,7 @@ import threading
 from pathlib import Path
 
 from .errors import Conflict, InvalidParameter, NotFound
+from .validation import check_container_name, check_link_alias
 
 _COLOURS = (
     "amber", "azure", "black", "blue", "brown", "coral", "crimson", "cyan",
@@ -82,10 +83,10 @@ class NameRegistry:
             raise Conflict(f"Conflict, {path} already exists.") from None
 
     def reserve(self, name: str, target: str) -> str:
-        """Register the top-level ``name`` for ``target``; Conflict if it is taken."""
+        """Register the top-level ``name`` for ``target``; Conflict if it is taken, and
+        ``InvalidParameter`` if it breaks the container name rule (``core/validation.py``)."""
+        check_container_name(name)
         path = normalize(name)
-        if path.count("/") != 1:
-            raise InvalidParameter(f"Bad parameter: invalid container name {name!r}: '/' is not allowed")
         self._add(path, target)
         return path
 
@@ -120,7 +121,8 @@ class NameRegistry:
         return names[0] if names else None
 
     def link(self, parent_name: str, alias: str, child: str) -> str:
-        path = normalize(parent_name).rstrip("/") + "/" + alias.strip("/")
+        check_link_alias(alias)
+        path = normalize(parent_name).rstrip("/") + "/" + alias
         if self.resolve(path) == child:
             return path
         self._add(path, child)

@@ -27,7 +27,8 @@ from .hookspecs.network import Endpoint, NetworkDriver, PortBinding
 from .ids import short_id
 from .images import format_time, parse_time
 from .lifecycle import LifecycleHooks
-from .logs import log_size, read_log
+from .logs import LogPosition, LogRotation, log_position, read_log
+from .security import SecurityPolicy
 from .volumes import VolumeManager
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,8 @@ DEFAULT_STOP_TIMEOUT = 10
 
 class Runner:
     def __init__(self, containers: ContainerService, exec_driver: ExecDriver | None, network: NetworkDriver | None,
-                 daemon: DaemonSection, hooks: LifecycleHooks) -> None:
+                 daemon: DaemonSection, security: SecurityPolicy, log_rotation: LogRotation,
+                 hooks: LifecycleHooks) -> None:
         self.containers = containers
         self.graph = containers.graph
         self._exec = exec_driver
@@ -45,12 +47,15 @@ class Runner:
         self.network = network
         #: the daemon's settings this service reads: ``dns`` and ``restart``
         self.daemon = daemon
+        #: the default confinement of containers and the bounds of their logs ([security], [logs])
+        self.security = security
+        self.log_rotation = log_rotation
         self.hooks = hooks
         self.volumes = VolumeManager(containers.root, containers)
         #: attachments waiting for a container to start: container id -> waiters
         self._waiting: dict[str, list[PendingAttach]] = {}
         #: where each container's current run begins in its log
-        self._run_log_offset: dict[str, int] = {}
+        self._run_log_start: dict[str, LogPosition] = {}
         #: when each container's current run began (``time.monotonic``), for ``run_time``
         self._started_monotonic: dict[str, float] = {}
         self._waiting_lock = threading.Lock()
@@ -72,6 +77,8 @@ class Runner:
         began = time.monotonic()
         container = self.containers.get(name)
         new_config = cc.normalize_host_config(host_config) if host_config is not None else None
+        if new_config is not None:
+            cc.validate_host_config(new_config)  # before anything of it is recorded
         with container.lock:
             if container.removed:
                 raise NotFound(f"No such container: {name}")
@@ -120,7 +127,7 @@ class Runner:
                                            link_hosts))
 
             spec = self.spec(container, rootfs, mounts, link_env, isolate)
-            self._run_log_offset[container.id] = log_size(container.log_path)
+            self._run_log_start[container.id] = log_position(container.log_path)
             container.exited.clear()
             container.cleaned.clear()
             joins_first = network is not None and network.isolates and network.configures
@@ -186,6 +193,8 @@ class Runner:
                                 cpu_shares=config["CpuShares"]),
             mounts=mounts,
             driver_options=[(str(e["Key"]), str(e.get("Value", ""))) for e in hc["LxcConf"] or []],
+            confinement=self.security.for_container(hc.get("CapAdd"), hc.get("CapDrop")),
+            log_rotation=self.log_rotation,
         )
 
     def _write_back_ports(self, container: Container, endpoint: Endpoint) -> None:
@@ -366,8 +375,7 @@ class Runner:
                 pending.attachment = self.exec.attach(container.id, replay=True)
             except (StateError, NotFound):
                 # the run already ended: its whole output is in the log
-                offset = self._run_log_offset.get(container.id, 0)
-                pending.attachment = LogAttachment(container.log_path, offset)
+                pending.attachment = LogAttachment(container.log_path, self._run_log_start.get(container.id))
             pending.ready.set()
 
     def resize(self, name: str, height: int, width: int) -> None:
@@ -438,8 +446,8 @@ class Runner:
 class LogAttachment(Attachment):
     """The output of a run that ended before its waiting client could attach, from the log."""
 
-    def __init__(self, path: Path, offset: int) -> None:
-        self._entries = iter(list(read_log(path, offset=offset)))
+    def __init__(self, path: Path, since: LogPosition | None) -> None:
+        self._entries = read_log(path, since=since)  # streamed from disk
 
     def read(self) -> tuple[Stream, bytes] | None:
         entry = next(self._entries, None)
@@ -454,7 +462,7 @@ class LogAttachment(Attachment):
         pass
 
     def close(self) -> None:
-        self._entries = iter(())
+        self._entries.close()
 
 
 class PendingAttach:

@@ -28,7 +28,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import DaemonSection
+from .config import DaemonConfig
 from .containers import ContainerService
 from .distribution import Distribution
 from .driver import Driver
@@ -43,8 +43,10 @@ from .hookspecs.network import NetworkDriver
 from .hookspecs.registry import RegistryClient
 from .images import ImageService, ImageUsers
 from .lifecycle import LifecycleHooks
+from .logs import LogRotation
 from .names import NameRegistry
 from .runner import Runner
+from .security import SecurityPolicy
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +76,7 @@ class Services:
     runner: Runner | None = None
 
 
-def start_services(root: Path, version: str, daemon: DaemonSection, drivers: Drivers, names: NameRegistry,
+def start_services(root: Path, version: str, config: DaemonConfig, drivers: Drivers, names: NameRegistry,
                    events: EventBus, hooks: LifecycleHooks, executor: Executor) -> Services:
     """Build the services in dependency order; the runner restores the containers that outlived
     the last daemon (live restore), so this may take a while when many did."""
@@ -87,7 +89,9 @@ def start_services(root: Path, version: str, daemon: DaemonSection, drivers: Dri
     distribution = Distribution(drivers.registry, images, hooks) if drivers.registry is not None else None
     containers = ContainerService(root, images, users, names, drivers.graph, drivers.network, drivers.exec,
                                   events, hooks, executor)
-    runner = Runner(containers, drivers.exec, drivers.network, daemon, hooks)
+    runner = Runner(containers, drivers.exec, drivers.network, config.daemon,
+                    SecurityPolicy(**config.security.model_dump()),
+                    LogRotation(config.logs.max_size, config.logs.max_file), hooks)
     if drivers.exec is not None:
         runner.restore_all()
     return Services(images=images, distribution=distribution, containers=containers, runner=runner)

@@ -2,8 +2,9 @@
 
 The file holds ``{"Repositories": {"<repo>": {"<tag>": "<64hex>"}}}`` and is rewritten whole
 and atomically (mode 0600) on every change, so a daemon killed mid-change leaves either the old
-or the new mapping. A repository whose last tag goes away disappears. Names used only locally
-(tag, import, commit) are not checked against the registry's naming rules, as in Docker 0.6.
+or the new mapping. A repository whose last tag goes away disappears. Every name stored is
+checked against Docker 0.6.5's registry naming rules (``core/validation.py``), also those used
+only locally (tag, import, commit, build), which 0.6.5 did not check.
 """
 
 from __future__ import annotations
@@ -11,8 +12,8 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from .errors import InvalidName
 from .store import read_json, write_json
+from .validation import check_repository, check_tag
 
 DEFAULT_TAG = "latest"
 
@@ -42,18 +43,14 @@ def parse_repository_tag(name: str) -> tuple[str, str]:
 
 
 def validate_repo_name(name: str) -> str:
-    if not name:
-        raise InvalidName("Repository name can't be empty")
-    if "://" in name:
-        raise InvalidName(f"Invalid repository name {name!r}: a URL is not a repository name")
+    """``name`` if it may be stored as a repository, else ``InvalidParameter``."""
+    check_repository(name)
     return name
 
 
 def validate_tag_name(tag: str) -> str:
-    if not tag:
-        raise InvalidName("Tag name can't be empty")
-    if "/" in tag or ":" in tag:
-        raise InvalidName(f"Illegal tag name: {tag}")
+    """``tag`` if it may be stored as a tag, else ``InvalidParameter``."""
+    check_tag(tag)
     return tag
 
 

@@ -296,6 +296,28 @@ def import_image(daemon: Daemon, tar_path: Path, repo: str = "busybox") -> str:
     return last["status"]
 
 
+def stream_objects(text: str) -> list[dict]:
+    """The JSON objects of a v1.6 progress stream (concatenated, as Docker sends them)."""
+    import json as _json
+
+    decoder, out = _json.JSONDecoder(), []
+    text = text.strip()
+    while text:
+        obj, end = decoder.raw_decode(text)
+        out.append(obj)
+        text = text[end:].lstrip()
+    return out
+
+
+def auth_header(username: str = "", password: str = "") -> dict[str, str]:
+    """An ``X-Registry-Auth`` header with these credentials."""
+    import base64
+    import json as _json
+
+    blob = _json.dumps({"username": username, "password": password, "email": "", "serveraddress": ""})
+    return {"X-Registry-Auth": base64.urlsafe_b64encode(blob.encode()).decode()}
+
+
 #: A daemon config for container tests: no networking, so they need no bridge.
 CONTAINER_CONFIG = '[graph]\ndriver = "{graph}"\n[exec]\ndriver = "{exec}"\n[network]\ndriver = "none"\n'
 

@@ -29,8 +29,9 @@ Exit statuses: the process's exit code, or ``128 + n`` if it was killed by signa
 command that cannot be found exits ``127`` (``126`` if it is not executable), with a message
 on its stderr (so in the log).
 
-Output is logged with ``moorage.core.logs.LogWriter``: complete lines only, one JSON object per
-line, appended to ``spec.log_path``, also while the daemon is down.
+Output is logged with ``moorage.core.logs.LogWriter(spec.log_path, spec.log_rotation)``: one
+JSON object per line (lines beyond 16 KiB split), appended to ``spec.log_path`` and rotated,
+also while the daemon is down.
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ from pathlib import Path
 
 from ..driver import Driver
 from ..errors import NotSupported
+from ..logs import LogRotation
+from ..security import Confinement
 from . import hookspec
 
 #: The smallest memory limit a container may have, in bytes (Docker 0.6's rule); ``start``
@@ -95,6 +98,14 @@ class ProcessSpec:
     mounts: list[Mount] = field(default_factory=list)  # in order; destinations created if missing
     #: Driver-specific settings from start's ``LxcConf`` ([key, value] pairs), in order.
     driver_options: list[tuple[str, str]] = field(default_factory=list)
+    #: What a non-privileged container is held to: exactly these capabilities in its bounding,
+    #: permitted and effective sets (inheritable and ambient empty), ``masked_paths`` hidden,
+    #: ``readonly_paths`` and /sys read-only, and the seccomp filter of
+    #: ``confinement.seccomp_filter()``. Ignored with ``privileged`` (every capability, no
+    #: filter, /proc and /sys writable, every device). See ``moorage.core.security``.
+    confinement: Confinement = field(default_factory=Confinement)
+    #: How big ``log_path`` may grow before it is rotated, and how many files are kept.
+    log_rotation: LogRotation = field(default_factory=LogRotation)
 
 
 @dataclass(frozen=True)

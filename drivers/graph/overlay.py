@@ -35,6 +35,7 @@ dirs), so its cost grows with what changed, not with the image.
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
 import shutil
@@ -53,10 +54,11 @@ from moorage.core.archive import (
     extract_layer,
     whiteout_name,
 )
-from moorage.core.errors import Conflict, DriverError, NotFound, NotSupported
+from moorage.core.confined import DIR_FLAGS, ConfinedTree, at, open_dir
+from moorage.core.errors import Conflict, DriverError, InvalidParameter, NotFound, NotSupported
 from moorage.core.hookspecs import hookimpl
 from moorage.core.hookspecs.graph import Change, ChangeKind, Differ, GraphDriver
-from moorage.core.layers import metadata_differs
+from moorage.core.layers import metadata_differs, walk_tree
 
 from .common import Reaper, RefCounts, check_id, copy_tree, mount, mounts_below, temp_name, unmount
 
@@ -72,14 +74,32 @@ def is_whiteout(st: os.stat_result) -> bool:
 
 
 def is_opaque(path: str) -> bool:
+    """Whether ``path`` is an opaque directory (``at(dir_fd, name)`` for one reached by fd)."""
     try:
         return os.getxattr(path, OVERLAY_OPAQUE_XATTR, follow_symlinks=False) == b"y"
     except OSError:
         return False
 
 
+def children(dir_fd: int, name: str) -> set[str]:
+    """The names in directory ``name`` of ``dir_fd``; empty when it is no longer a directory."""
+    try:
+        fd = os.open(name, DIR_FLAGS, dir_fd=dir_fd)
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ELOOP, errno.ENOTDIR):
+            return set()
+        raise
+    try:
+        return set(os.listdir(fd))
+    finally:
+        os.close(fd)
+
+
 def lookup(lowers: list[str], rel: str) -> os.stat_result | None:
-    """The lstat of ``rel`` as the stack of ``lowers`` (nearest first) shows it, or None."""
+    """The lstat of ``rel`` as the stack of ``lowers`` (nearest first) shows it, or None.
+
+    Lower dirs are image layers nothing writes to; each component is examined before the next
+    one is looked up, and a symlink ends the lookup (never followed)."""
     parts = rel.split("/")
     last = len(parts) - 1
     for lower in lowers:
@@ -107,11 +127,19 @@ def lookup(lowers: list[str], rel: str) -> os.stat_result | None:
 def lower_children(lowers: list[str], rel: str) -> set[str]:
     """The names the stack of ``lowers`` shows in directory ``rel``."""
     candidates: set[str] = set()
+    parts = rel.split("/") if rel else []
     for lower in lowers:
+        lower_fd = open_dir(lower)
         try:
-            candidates.update(os.listdir(os.path.join(lower, rel)))
-        except (FileNotFoundError, NotADirectoryError):
-            pass
+            fd = ConfinedTree(lower_fd).open_dir(parts)
+        except (FileNotFoundError, InvalidParameter):
+            continue
+        finally:
+            os.close(lower_fd)
+        try:
+            candidates.update(os.listdir(fd))
+        finally:
+            os.close(fd)
     return {name for name in candidates if lookup(lowers, f"{rel}/{name}" if rel else name) is not None}
 
 
@@ -317,27 +345,22 @@ class OverlayDriver(GraphDriver, Differ):
             self.refs.reset()
 
     # -- Differ ---------------------------------------------------------------------------
-    def _walk(self, id: str) -> Iterator[tuple[str, str, os.stat_result]]:
-        """(rel, path, lstat) of everything in the upper dir of ``id``, parents first."""
-        upper = str(self._known(id) / "diff")
-        pending = [("", upper)]
-        while pending:
-            rel, directory = pending.pop()
-            with os.scandir(directory) as it:
-                entries = sorted(it, key=lambda e: e.name, reverse=True)
-            for entry in entries:
-                child = f"{rel}/{entry.name}" if rel else entry.name
-                st = entry.stat(follow_symlinks=False)
-                yield child, entry.path, st
-                if stat.S_ISDIR(st.st_mode):
-                    pending.append((child, entry.path))
+    def _walk(self, id: str) -> Iterator[tuple[str, int, str, os.stat_result]]:
+        """``walk_tree`` of the upper dir of ``id``: ``(rel, dir_fd, name, lstat)``, parents
+        first, by directory descriptors that never follow a symlink (a running container may
+        swap a directory for one while this reads)."""
+        upper = open_dir(self._known(id) / "diff")
+        try:
+            yield from walk_tree(upper)
+        finally:
+            os.close(upper)
 
     def changes(self, id: str, parent: str | None) -> list[Change]:
         self._known(id)
         lowers = self._lowers(id)
         found: list[Change] = []
         added_dirs: set[str] = set()
-        for rel, path, st in self._walk(id):
+        for rel, dir_fd, name, st in self._walk(id):
             parent_rel = rel.rpartition("/")[0]
             under_added = parent_rel in added_dirs
             below = None if under_added or not lowers else lookup(lowers, rel)
@@ -352,10 +375,10 @@ class OverlayDriver(GraphDriver, Differ):
                 continue
             if not stat.S_ISDIR(st.st_mode) or metadata_differs(below, st):
                 found.append(Change("/" + rel, ChangeKind.MODIFIED))
-            if stat.S_ISDIR(st.st_mode) and stat.S_ISDIR(below.st_mode) and is_opaque(path):
-                present = set(os.listdir(path))
-                for name in sorted(lower_children(lowers, rel) - present):
-                    found.append(Change(f"/{rel}/{name}", ChangeKind.DELETED))
+            if stat.S_ISDIR(st.st_mode) and stat.S_ISDIR(below.st_mode) and is_opaque(at(dir_fd, name)):
+                present = children(dir_fd, name)
+                for gone in sorted(lower_children(lowers, rel) - present):
+                    found.append(Change(f"/{rel}/{gone}", ChangeKind.DELETED))
             elif stat.S_ISDIR(st.st_mode) and not stat.S_ISDIR(below.st_mode):
                 added_dirs.add(rel)  # a directory replacing a file: all of it is new
         found.sort()
@@ -364,12 +387,16 @@ class OverlayDriver(GraphDriver, Differ):
     def diff(self, id: str, parent: str | None) -> Iterator[bytes]:
         self._known(id)
         writer = TarWriter()
-        for rel, path, st in sorted(self._walk(id)):
+        for rel, dir_fd, name, st in self._walk(id):
             if is_whiteout(st):
                 yield from writer.add_empty(whiteout_name(rel))
                 continue
-            yield from writer.add_path(path, rel)
-            if stat.S_ISDIR(st.st_mode) and is_opaque(path):
+            try:
+                chunks = writer.add_at(dir_fd, name, rel, st)  # the walk descends only if st is a dir
+            except FileNotFoundError:
+                continue  # removed since the walk listed it
+            yield from chunks
+            if stat.S_ISDIR(st.st_mode) and is_opaque(at(dir_fd, name)):
                 yield from writer.add_empty(f"{rel}/{WHITEOUT_OPAQUE}")
         yield from writer.end()
 
@@ -380,7 +407,7 @@ class OverlayDriver(GraphDriver, Differ):
         return extract_layer(layer, path / "diff", OverlayWhiteouts())
 
     def diff_size(self, id: str, parent: str | None) -> int:
-        return sum(st.st_size for _, _, st in self._walk(id) if stat.S_ISREG(st.st_mode))
+        return sum(st.st_size for _, _, _, st in self._walk(id) if stat.S_ISREG(st.st_mode))
 
 
 def _fs_type(path: Path) -> str:

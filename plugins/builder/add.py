@@ -4,9 +4,10 @@ it into a container's root filesystem.
 Neither side can be escaped. A source path that climbs out of the context with ``..`` is a
 "Forbidden path"; symlinks in the context resolve as if the context were ``/`` (an absolute
 link to ``/etc/passwd`` names the context's own ``etc/passwd``). In the container, every path is
-resolved as the container would see it (``safe_join``: absolute links point into its root),
-existing files and links are replaced rather than written through, and tar archives are
-unpacked with the image-import rules.
+resolved as the container would see it (``openat2(RESOLVE_IN_ROOT)``: absolute links point
+into its root), everything is written by directory descriptor below it, existing files and
+links are replaced rather than written through, and tar archives are unpacked with the
+image-import rules, confined to the destination directory (``archive.extract_in_root``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ import tarfile
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from moorage.core.archive import extract_layer, open_decompressed, remove_path
+from moorage.core.archive import extract_in_root, open_decompressed
+from moorage.core.confined import DIR_FLAGS, entry_parts, open_dir_in_root, remove_at
 from moorage.core.container_files import safe_join
 from moorage.core.errors import InvalidParameter, NotFound
 
@@ -29,16 +31,10 @@ MIN_ARCHIVE_SIZE = 10
 
 def context_source(context: Path, src: str) -> Path:
     """The context path ADD's ``src`` names, symlinks resolved inside the context."""
-    parts: list[str] = []
-    for part in src.split("/"):
-        if part in ("", "."):
-            continue
-        if part == "..":
-            if not parts:
-                raise InvalidParameter(f"Forbidden path: {src}")
-            parts.pop()
-        else:
-            parts.append(part)
+    try:
+        parts = entry_parts(src)
+    except InvalidParameter:
+        raise InvalidParameter(f"Forbidden path: {src}") from None
     try:
         path = safe_join(context, "/".join(parts), follow_last=True)
     except OSError as exc:
@@ -48,21 +44,10 @@ def context_source(context: Path, src: str) -> Path:
     return path
 
 
-def container_dir(rootfs: Path, path: str) -> Path:
-    """The directory ``path`` of the container, created (mode 0755) where missing."""
-    target = safe_join(rootfs, path, follow_last=True)
-    root = Path(os.path.realpath(rootfs))
-    current = root
-    for part in target.relative_to(root).parts:
-        current = current / part
-        try:
-            st = os.lstat(current)
-        except FileNotFoundError:
-            os.mkdir(current, 0o755)
-            continue
-        if not stat.S_ISDIR(st.st_mode):
-            raise InvalidParameter(f"{path}: not a directory in the container")
-    return target
+def container_dir(rootfs: Path, path: str) -> int:
+    """A descriptor of the directory ``path`` of the container (resolved as the container
+    sees it), created (mode 0755) where missing; the caller closes it."""
+    return open_dir_in_root(rootfs, path, create=True)
 
 
 def is_archive(path: Path) -> bool:
@@ -78,40 +63,80 @@ def is_archive(path: Path) -> bool:
     return True
 
 
-def _copy_metadata(source: Path, target: Path, st: os.stat_result) -> None:
-    if not stat.S_ISLNK(st.st_mode):
-        os.chmod(target, stat.S_IMODE(st.st_mode))
-    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
+def _copy_metadata(fd: int, st: os.stat_result, mode: int | None) -> None:
+    os.fchmod(fd, mode if mode is not None else stat.S_IMODE(st.st_mode))
+    os.utime(fd, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def _copy_at(source: Path, rootfs: Path, path: str, dir_fd: int, name: str, mode: int | None = None) -> None:
+    """Copy ``source`` as ``name`` into the container directory open as ``dir_fd`` (whose
+    container path is ``path``): a directory merges into an existing directory (a symlink to
+    one is resolved inside the container's root), anything else there is replaced (removed by
+    descriptor, never written through)."""
+    st = os.lstat(source)
+    try:
+        existing = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        existing = None
+    if stat.S_ISDIR(st.st_mode):
+        here = posixpath.join(path, name)
+        if existing is not None and stat.S_ISLNK(existing.st_mode):
+            fd = container_dir(rootfs, here)  # merge into what the link names in the container
+        else:
+            if existing is not None and not stat.S_ISDIR(existing.st_mode):
+                remove_at(dir_fd, name)
+                existing = None
+            if existing is None:
+                os.mkdir(name, 0o755, dir_fd=dir_fd)
+            fd = os.open(name, DIR_FLAGS, dir_fd=dir_fd)
+        try:
+            for child in sorted(os.listdir(source)):
+                _copy_at(source / child, rootfs, here, fd, child)
+            _copy_metadata(fd, st, None)
+        finally:
+            os.close(fd)
+        return
+    if existing is not None:
+        remove_at(dir_fd, name)
+    if stat.S_ISLNK(st.st_mode):
+        os.symlink(os.readlink(source), name, dir_fd=dir_fd)
+        os.utime(name, ns=(st.st_atime_ns, st.st_mtime_ns), dir_fd=dir_fd, follow_symlinks=False)
+    elif stat.S_ISREG(st.st_mode):
+        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dir_fd)
+        with os.fdopen(fd, "wb") as out, open(source, "rb") as f:
+            shutil.copyfileobj(f, out, 1 << 20)
+            out.flush()
+            _copy_metadata(fd, st, mode)
+    # sockets, fifos and devices of the context are not copied
 
 
 def copy_entry(source: Path, rootfs: Path, dest: str, mode: int | None = None) -> None:
     """Copy the file, link or tree ``source`` to the container path ``dest`` (a directory's
     contents merge into an existing directory; anything else there is replaced). ``mode``
-    overrides a file's permission bits."""
-    st = os.lstat(source)
-    parent = container_dir(rootfs, posixpath.dirname(dest.rstrip("/")) or "/")
+    overrides a file's permission bits. Everything is written by descriptor below the
+    destination's directory, which is resolved inside the container's root."""
     name = posixpath.basename(dest.rstrip("/"))
-    if stat.S_ISDIR(st.st_mode):
-        target = container_dir(rootfs, dest)
-        for child in sorted(os.listdir(source)):
-            copy_entry(source / child, rootfs, posixpath.join(dest, child))
-        _copy_metadata(source, target, st)
-        return
     if not name:
+        if stat.S_ISDIR(os.lstat(source).st_mode):
+            _merge_into(source, rootfs, "/")
+            return
         raise InvalidParameter(f"{dest}: cannot replace the container's root directory")
-    target = parent / name
-    remove_path(target)
-    if stat.S_ISLNK(st.st_mode):
-        os.symlink(os.readlink(source), target)
-    elif stat.S_ISREG(st.st_mode):
-        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-        with os.fdopen(fd, "wb") as out, open(source, "rb") as f:
-            shutil.copyfileobj(f, out, 1 << 20)
-    else:
-        return  # sockets, fifos and devices of the context are not copied
-    _copy_metadata(source, target, st)
-    if mode is not None:
-        os.chmod(target, mode)
+    parent_path = posixpath.dirname(dest.rstrip("/")) or "/"
+    parent = container_dir(rootfs, parent_path)
+    try:
+        _copy_at(source, rootfs, parent_path, parent, name, mode)
+    finally:
+        os.close(parent)
+
+
+def _merge_into(source: Path, rootfs: Path, dest: str) -> None:
+    """The contents of the context directory ``source`` into the container directory ``dest``."""
+    fd = container_dir(rootfs, dest)
+    try:
+        for child in sorted(os.listdir(source)):
+            _copy_at(source / child, rootfs, dest, fd, child)
+    finally:
+        os.close(fd)
 
 
 def add_local(source: Path, rootfs: Path, src: str, dest: str) -> None:
@@ -119,14 +144,12 @@ def add_local(source: Path, rootfs: Path, src: str, dest: str) -> None:
     when ``dest`` is an existing directory; any other file is copied (into ``dest/`` when
     ``dest`` ends in ``/``)."""
     if source.is_dir() and not source.is_symlink():
-        container_dir(rootfs, dest)
-        for child in sorted(os.listdir(source)):
-            copy_entry(source / child, rootfs, posixpath.join(dest, child))
+        _merge_into(source, rootfs, dest)
         return
     existing = safe_join(rootfs, dest, follow_last=True)
     if existing.is_dir() and not existing.is_symlink() and is_archive(source):
         with open(source, "rb") as f:
-            extract_layer(open_decompressed(f), existing, allow_devices=False)
+            extract_in_root(f, rootfs, dest, allow_devices=False)  # confined to dest, by fd
         return
     if dest.endswith("/"):
         dest = posixpath.join(dest, posixpath.basename(src.rstrip("/")))

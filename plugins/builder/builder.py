@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import copy
 import io
-import json
 import logging
 import tempfile
 from collections.abc import Callable
@@ -27,6 +26,7 @@ from moorage.core.distribution import Distribution
 from moorage.core.errors import InvalidParameter, NotFound
 from moorage.core.ids import short_id
 from moorage.core.images import ImageService
+from moorage.core.logs import LogPosition, follow_log
 from moorage.core.runner import Runner
 from moorage.core.tags import DEFAULT_TAG, parse_repository_tag
 
@@ -157,28 +157,16 @@ class Builder:
                                             author=self.maintainer)
 
     def _follow_output(self, container) -> None:
-        """Copy the container's output lines (from its log) into the build output until it exits."""
-        offset = 0
+        """Copy the container's output lines (from its log, rotated files included) into the
+        build output until it exits."""
+        position = LogPosition()
         while True:
             done = container.exited.wait(LOG_POLL_SECONDS)
-            offset = self._drain_log(container.log_path, offset)
+            for entry, after in follow_log(container.log_path, position):
+                self.write(entry.log)
+                position = after  # the next poll resumes there
             if done:
                 return
-
-    def _drain_log(self, path: Path, offset: int) -> int:
-        try:
-            with open(path, "rb") as f:
-                f.seek(offset)
-                data = f.read()
-        except FileNotFoundError:
-            return offset
-        end = data.rfind(b"\n") + 1  # a line still being written is read next time
-        for raw in data[:end].splitlines():
-            try:
-                self.write(json.loads(raw).get("log", ""))
-            except ValueError:
-                continue
-        return offset + end
 
     def _pull(self, name: str) -> None:
         if self.distribution is None:

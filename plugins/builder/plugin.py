@@ -5,7 +5,7 @@ feature is; ``[plugins] blocked = ["builder"]`` leaves the daemon without ``/bui
 
 The build runs in core's executor; its output is streamed as 1.6 plain text, each line flushed
 as it is written. A failure before any output is answered as an error (Docker's postBuild
-answered every one with 500: ``api/errors.py``); after output started, the status is already
+answered every one with 500: ``JobFailed``); after output started, the status is already
 200 and the stream ends with ``Error build: <message>``.
 """
 
@@ -20,7 +20,7 @@ from fastapi.responses import StreamingResponse
 
 from moorage.api.params import ApiVersion, query_bool
 from moorage.api.streams import BodyReader
-from moorage.core.errors import MoorageError, NotSupported
+from moorage.core.errors import JobFailed, MoorageError, NotSupported
 from moorage.core.executor import Executor
 from moorage.core.hookspecs import hookimpl
 from moorage.core.hookspecs.features import Feature, FeatureRoute
@@ -53,7 +53,7 @@ class BuilderFeature(Feature):
                                nocache=query_bool(request, "nocache"), rm=query_bool(request, "rm"))
         if options.tag:
             repo, tag = parse_repository_tag(options.tag)
-            validate_repo_name(repo)
+            validate_repo_name(repo)  # 400 before the context is read
             validate_tag_name(tag or DEFAULT_TAG)
         remote = query.get("remote", "")
         body = None if remote else BodyReader(request.stream(), asyncio.get_running_loop())
@@ -78,7 +78,7 @@ def _text(exc: BaseException) -> str:
 
 async def text_stream(executor: Executor, job: Callable[[Callable[[str], None]], None]) -> Response:
     """Run ``job(write)`` in core's executor and stream what it writes as plain text; an error
-    before the first output is raised (``api/errors.py`` answers it)."""
+    before the first output is raised as ``JobFailed`` (500)."""
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue = asyncio.Queue()
 
@@ -96,7 +96,7 @@ async def text_stream(executor: Executor, job: Callable[[Callable[[str], None]],
     executor.submit_waiting(run)  # the build runs to its end even if the client goes away
     first = await queue.get()
     if isinstance(first, BaseException):
-        raise first
+        raise JobFailed(_text(first)) from first
 
     async def body() -> AsyncIterator[bytes]:
         if first is _DONE:

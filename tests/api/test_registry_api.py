@@ -3,13 +3,12 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import shutil
 import warnings
 
 import pytest
-from conftest import CONTAINER_CONFIG, import_docker_py, import_image
+from conftest import CONTAINER_CONFIG, auth_header, import_docker_py, import_image, stream_objects
 
 from moorage.core.contract.registry.servers import ISSUER, SERVICE, RegistryServer, TokenServer
 from moorage.core.contract.registry.servers import PASSWORD as TOKEN_PASSWORD
@@ -50,21 +49,6 @@ def token_registry(tmp_path):
     yield server
     server.stop()
     tokens.stop()
-
-
-def stream_objects(text: str) -> list[dict]:
-    decoder, out = json.JSONDecoder(), []
-    text = text.strip()
-    while text:
-        obj, end = decoder.raw_decode(text)
-        out.append(obj)
-        text = text[end:].lstrip()
-    return out
-
-
-def auth_header(username: str = "", password: str = "") -> dict[str, str]:
-    blob = json.dumps({"username": username, "password": password, "email": "", "serveraddress": ""})
-    return {"X-Registry-Auth": base64.urlsafe_b64encode(blob.encode()).decode()}
 
 
 def test_push_then_pull_into_another_daemon_and_run(daemon_factory, registry, busybox_tar):

@@ -1,4 +1,4 @@
 import pytest
 
 # the contract suite lives in the package: let pytest explain its failed assertions
-pytest.register_assert_rewrite("moorage.core.contract.exec")
+pytest.register_assert_rewrite("moorage.core.contract.exec", "moorage.core.contract.confinement")

@@ -93,11 +93,13 @@ def test_config_render(tmp_path):
     assert f"lxc.mount.entry = {source} data/in none rbind,create=dir,ro 0 0" in lines
     assert "lxc.cgroup.memory.limit_in_bytes = 67108864" in lines
     assert "lxc.cgroup.cpu.shares = 512" in lines and "lxc.cgroup.pids.max = 10" in lines
-    drop = next(line for line in lines if line.startswith("lxc.cap.drop"))
-    assert "sys_admin" in drop and "mknod" in drop and "chown" not in drop
+    keep = next(line for line in lines if line.startswith("lxc.cap.keep")).split("=", 1)[1].split()
+    assert "mknod" in keep and "chown" in keep and "sys_admin" not in keep and len(keep) == 14  # the allow-list
+    assert f"lxc.seccomp.profile = {tmp_path / 'exec' / config.SECCOMP}" in lines
     assert "lxc.cgroup.devices.deny = a" in lines
     privileged = config.render(_spec(tmp_path, privileged=True, isolate_network=False), tmp_path, Path("/b"), 0, 0, ())
-    assert "lxc.cap.drop" not in privileged and "lxc.cgroup.devices.allow = a" in privileged.splitlines()
+    assert "lxc.cap.keep" not in privileged and "lxc.seccomp" not in privileged
+    assert "lxc.cgroup.devices.allow = a" in privileged.splitlines()
     assert "lxc.net.0.type = none" in privileged.splitlines()
     assert config.init_argv(spec) == [config.INIT, "-i", "--", "PATH=/bin", "NOVALUE=", "sh", "-c", "echo x"]
 

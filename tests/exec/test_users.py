@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import stat
+
 import pytest
 
 from moorage.core.errors import InvalidParameter
-from moorage.drivers.exec.common.users import Identity, resolve
+from moorage.drivers.exec.common.users import MAX_BYTES, Identity, resolve
 
 
 @pytest.fixture
@@ -45,3 +48,39 @@ def test_no_passwd_file(tmp_path):
     assert resolve(tmp_path, "1000") == Identity(1000, 0, ())
     with pytest.raises(InvalidParameter):
         resolve(tmp_path, "root")
+
+
+# -- hostile images: the files are resolved in the rootfs, regular files only, bounded ---------
+
+def test_fifo_passwd_is_refused_without_hanging(rootfs):
+    (rootfs / "etc" / "passwd").unlink()
+    os.mkfifo(rootfs / "etc" / "passwd")
+    with pytest.raises(InvalidParameter, match="not a regular file"):
+        resolve(rootfs, "www")
+
+
+def test_passwd_linked_to_a_device_is_refused(rootfs):
+    if os.geteuid() != 0:
+        pytest.skip("mknod needs root")
+    (rootfs / "dev").mkdir()
+    os.mknod(rootfs / "dev" / "zero", 0o666 | stat.S_IFCHR, os.makedev(1, 5))
+    (rootfs / "etc" / "passwd").unlink()
+    (rootfs / "etc" / "passwd").symlink_to("/dev/zero")
+    with pytest.raises(InvalidParameter, match="not a regular file"):
+        resolve(rootfs, "www")
+
+
+def test_passwd_link_never_leads_out_of_the_rootfs(rootfs, tmp_path_factory):
+    outside = tmp_path_factory.mktemp("host") / "passwd"
+    outside.write_text("www:x:99:99::/:/bin/sh\n")
+    (rootfs / "etc" / "passwd").unlink()
+    (rootfs / "etc" / "passwd").symlink_to("../../../../../../../.." + str(outside))
+    with pytest.raises(InvalidParameter, match="Unable to find user www"):
+        resolve(rootfs, "www")  # the link resolves inside the rootfs, where nothing is
+
+
+def test_huge_group_file_is_refused(rootfs):
+    with open(rootfs / "etc" / "group", "wb") as f:
+        f.truncate(MAX_BYTES + 1)
+    with pytest.raises(InvalidParameter, match="larger than"):
+        resolve(rootfs, "www")

@@ -17,15 +17,19 @@ from moorage.core.archive import (
     OverlayWhiteouts,
     clean_name,
     detect_compression,
+    extract_in_root,
     extract_layer,
     layer_tar,
     open_decompressed,
+    remove_path,
     resolve_in_root,
     tree_tar,
+    tree_tar_in_root,
+    write_file_in_root,
 )
 from moorage.core.contract.graph import layer_tar as make_tar
 from moorage.core.contract.graph import populate, snapshot
-from moorage.core.errors import InvalidParameter
+from moorage.core.errors import Conflict, InvalidParameter, NotFound
 from moorage.core.hookspecs.graph import Change, ChangeKind
 
 
@@ -224,3 +228,89 @@ def test_resolve_in_root_keeps_symlinks_inside_the_root(tmp_path):
     assert resolve_in_root(root, "/run") == "run"
     with pytest.raises(ValueError):
         resolve_in_root(root, "/missing/../../x")
+
+
+# -- the confined helpers ---------------------------------------------------------------------
+def pax_tar(name: str, headers: dict[str, str] | None = None, data: bytes = b"x") -> io.BytesIO:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo(name)
+        info.size, info.pax_headers = len(data), headers or {}
+        tar.addfile(info, io.BytesIO(data))
+    buf.seek(0)
+    return buf
+
+
+def test_nul_in_a_name_is_refused(dest):
+    with pytest.raises(InvalidParameter, match="NUL"):
+        extract_layer(pax_tar("f", {"path": "etc/passwd\0/evil"}), dest)
+    assert os.listdir(dest) == []
+
+
+def test_overlay_bookkeeping_xattrs_are_never_taken_from_an_archive(dest):
+    headers = {"SCHILY.xattr.trusted.overlay.redirect": "/etc", "SCHILY.xattr.user.kept": "yes"}
+    extract_layer(pax_tar("f", headers), dest)
+    names = os.listxattr(dest / "f")
+    assert "user.kept" in names and not any(n.startswith("trusted.overlay.") for n in names)
+
+
+def test_extract_in_root_resolves_the_destination_inside_the_root(tmp_path, outside):
+    root = tmp_path / "root"
+    (root / "real").mkdir(parents=True)
+    os.symlink("/real", root / "link")  # absolute: the root's own /real
+    os.symlink(str(outside), root / "real" / "out")
+    extract_in_root(make_tar(("f", "file", "x")), root, "/link")
+    assert (root / "real" / "f").read_text() == "x"
+    with pytest.raises(InvalidParameter):
+        extract_in_root(make_tar(("out/f", "file", "x")), root, "/link")  # an existing symlink
+    with pytest.raises(InvalidParameter):
+        extract_in_root(make_tar(("../f", "file", "x")), root, "/link")  # confined to /real
+    with pytest.raises(NotFound):
+        extract_in_root(make_tar(("f", "file", "x")), root, "/missing")
+    extract_in_root(make_tar(("f", "file", "y")), root, "/new/dir", create=True)
+    assert (root / "new" / "dir" / "f").read_text() == "y"
+    assert os.listdir(outside) == []
+
+
+def test_tree_tar_in_root_stays_inside_and_releases(tmp_path, outside):
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+    (root / "etc" / "motd").write_text("hi")
+    os.symlink("/etc", root / "abs")
+    (outside / "secret").write_text("secret")
+    os.symlink(str(outside), root / "etc" / "out")
+    released = []
+    chunks = tree_tar_in_root(root, "/abs/../etc", done=lambda: released.append(1))
+    tar = tarfile.open(fileobj=io.BytesIO(b"".join(chunks)))
+    assert sorted(tar.getnames()) == ["etc", "etc/motd", "etc/out"]
+    assert tar.getmember("etc/out").issym() and released == [1]
+    link = tarfile.open(fileobj=io.BytesIO(b"".join(tree_tar_in_root(root, "/abs"))))
+    assert link.getnames() == ["abs"] and link.getmember("abs").issym()  # the link, not its target
+    with pytest.raises(FileNotFoundError):
+        tree_tar_in_root(root, "/nope", done=lambda: released.append(2))
+    assert released == [1, 2]
+
+
+def test_write_file_in_root(tmp_path, outside):
+    root = tmp_path / "root"
+    root.mkdir()
+    os.symlink("/", root / "up")
+    os.symlink(str(outside / "victim"), root / "dangling")
+    write_file_in_root(root, "/up/a/b/file", io.BytesIO(b"data"), 0o600)
+    assert (root / "a" / "b" / "file").read_bytes() == b"data"
+    assert stat.S_IMODE(os.stat(root / "a" / "b" / "file").st_mode) == 0o600
+    with pytest.raises(Conflict):
+        write_file_in_root(root, "/dangling", io.BytesIO(b"x"), 0o600)  # never through the link
+    with pytest.raises(Conflict):
+        write_file_in_root(root, "/a/b/file", io.BytesIO(b"x"), 0o600)
+    assert os.listdir(outside) == []
+
+
+def test_remove_path_never_follows_a_symlink(tmp_path, outside):
+    (outside / "keep").write_text("k")
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    os.symlink(str(outside), tree / "link")
+    remove_path(tree / "link")
+    remove_path(tree)
+    assert (outside / "keep").read_text() == "k" and not tree.exists()

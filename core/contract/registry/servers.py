@@ -262,3 +262,89 @@ class FlakyProxy:
         self.httpd.server_close()
 
 
+
+
+# -- a scripted server, for hostile registries -------------------------------------------------
+class Answer:
+    """What a ``ScriptedServer`` sends: a status, headers, and a body (bytes, or an iterable of
+    chunks written until the client goes away; ``length`` None sends no Content-Length and
+    closes the connection after the body)."""
+
+    def __init__(self, status: int = 200, headers: dict[str, str] | None = None, body=b"",
+                 length: int | None = -1) -> None:
+        self.status, self.headers, self.body = status, dict(headers or {}), body
+        self.length = len(body) if length == -1 and isinstance(body, bytes) else length
+
+
+class ScriptedServer:
+    """An HTTP server on ``address`` (any loopback address, 127.0.0.2 included: another host
+    for the client) answering each request with ``script(method, path, headers)`` -> ``Answer``
+    (404 when it returns None). Records every request as ``(method, path, headers)``, and how
+    many body bytes it managed to send per path."""
+
+    def __init__(self, script, address: str = "127.0.0.1") -> None:
+        self.script = script
+        self.requests: list[tuple[str, str, dict[str, str]]] = []
+        self.sent: dict[str, int] = {}
+        self._lock = threading.Lock()
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                server.handle(self)
+
+            do_HEAD = do_PUT = do_POST = do_PATCH = do_DELETE = do_GET
+
+        self.httpd = http.server.ThreadingHTTPServer((address, 0), Handler)
+        self.httpd.daemon_threads = True
+        self.address, self.port = address, self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def host(self) -> str:
+        return f"{self.address}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}"
+
+    def handle(self, request: http.server.BaseHTTPRequestHandler) -> None:
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        length = int(headers.get("content-length") or 0)
+        if length:
+            request.rfile.read(length)
+        with self._lock:
+            self.requests.append((request.command, request.path, headers))
+        answer = self.script(request.command, request.path, headers) or Answer(404, body=b'{"errors":[]}')
+        request.send_response(answer.status)
+        for name, value in answer.headers.items():
+            request.send_header(name, value)
+        if answer.length is not None:
+            request.send_header("Content-Length", str(answer.length))
+        else:
+            request.send_header("Connection", "close")
+            request.close_connection = True
+        request.end_headers()
+        if request.command == "HEAD":
+            return
+        chunks = [answer.body] if isinstance(answer.body, bytes) else answer.body
+        sent = 0
+        try:
+            for chunk in chunks:
+                request.wfile.write(chunk)
+                sent += len(chunk)
+        except OSError:  # the client stopped reading: what it should do with a hostile answer
+            request.close_connection = True
+        finally:
+            with self._lock:
+                self.sent[request.path] = self.sent.get(request.path, 0) + sent
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()

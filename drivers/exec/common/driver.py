@@ -25,7 +25,7 @@ from moorage.core.store import ensure_dir, read_json
 
 from . import protocol
 from .monitor import EXIT_FILE, STATE_FILE
-from .policy import memory_limits, validate
+from .policy import memory_limits, validate, validate_mounts
 from .users import Identity, resolve
 
 START_TIMEOUT = 30.0
@@ -174,11 +174,7 @@ class MonitorDriver(ExecDriver):
         validate(spec.resources)
         self._check_options(spec)
         identity = resolve(Path(spec.rootfs), spec.user)
-        for m in spec.mounts:
-            if not Path(m.source).exists():
-                raise InvalidParameter(f"Invalid bind mount '{m.source}:{m.destination}': source doesn't exist")
-            if not m.destination.startswith("/") or m.destination.rstrip("/") == "":
-                raise InvalidParameter(f"Illegal bind destination: {m.destination}")
+        validate_mounts(spec.mounts)
         exec_dir = ensure_dir(Path(spec.state_dir) / "exec")
         for name in (EXIT_FILE, STATE_FILE, protocol.SOCKET_NAME, *stale):
             try:
@@ -192,6 +188,7 @@ class MonitorDriver(ExecDriver):
         """Fork a monitor for ``request`` and run the start handshake; returns the container's
         pid 1. On any failure ``undo`` removes what the driver set up, and the error is raised."""
         cid = spec.container_id
+        request["log_rotation"] = [spec.log_rotation.max_size, spec.log_rotation.max_files]
         chan, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             with theirs:

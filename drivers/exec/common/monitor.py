@@ -1,8 +1,9 @@
 """The per-container monitor: a small process outside the daemon that owns a container's stdio.
 
 Forked by a driver's zygote (``zygote``) in a session of its own, so it survives the daemon
-being killed. It holds the container's pipes or pty master, appends complete output lines to
-the JSON log, serves attach, wait and signal requests on ``<exec dir>/monitor.sock``
+being killed. It holds the container's pipes or pty master, appends output lines to the JSON
+log (``core/logs.py``: long lines split, files rotated, so its memory and the log's size stay
+bounded whatever the container writes), serves attach, wait and signal requests on ``<exec dir>/monitor.sock``
 (``protocol``), records the exit status atomically in ``<exec dir>/exit.json`` and exits once
 the process is gone and every client was told.
 
@@ -30,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from moorage.core import store
-from moorage.core.logs import LogWriter
+from moorage.core.logs import LogRotation, LogWriter
 
 from . import protocol
 
@@ -165,7 +166,7 @@ class Monitor:
             os.close(dirfd)
         os.chmod(self.exec_dir / protocol.SOCKET_NAME, 0o600)
         self.listener.listen(64)
-        self.log = LogWriter(Path(request["log_path"]))
+        self.log = LogWriter(Path(request["log_path"]), LogRotation(*request.get("log_rotation") or ()))
         if self.tty:
             self.master, slave = os.openpty()
             stdio = (slave, slave, slave)

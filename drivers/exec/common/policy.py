@@ -1,23 +1,73 @@
-"""What both exec drivers enforce the same way: the resource checks of a start request, the limits of an
-unprivileged container (Docker 0.6's capability drops and device whitelist) and removing a
-cgroup directory whose last process is still being torn down."""
+"""What both exec drivers enforce the same way: the resource and mount checks of a start request,
+the confinement of a container as a driver's start request carries it (``confinement_of``), the
+device whitelist, and removing a cgroup directory whose last process is still being torn down."""
 
 from __future__ import annotations
 
 import errno
 import os
+import stat
 import time
 from pathlib import Path
 
 from moorage.core.errors import DriverError, InvalidParameter
-from moorage.core.hookspecs.exec import MIN_MEMORY, Resources
+from moorage.core.hookspecs.exec import MIN_MEMORY, Mount, ProcessSpec, Resources
+from moorage.core.security import capability_mask
 
-#: Docker's default drop list for unprivileged containers (lxc_template.go, 0.6).
-DROPPED_CAPS = {
-    "audit_control": 30, "audit_write": 29, "mac_admin": 33, "mac_override": 32, "mknod": 27,
-    "setpcap": 8, "sys_admin": 21, "sys_boot": 22, "sys_module": 16, "sys_nice": 23, "sys_pacct": 20,
-    "sys_rawio": 17, "sys_resource": 24, "sys_time": 25, "sys_tty_config": 26,
-}
+#: The capability mask of a privileged container: every one the kernel has
+ALL_CAPABILITIES = (1 << 64) - 1
+
+
+def confinement_of(spec: ProcessSpec) -> dict:
+    """``spec.confinement`` for a driver's start request: ``capabilities`` (the bit mask),
+    ``seccomp`` (the ``SeccompFilter``, or None), ``masked_paths`` and ``readonly_paths``. A
+    privileged container gets every capability, no filter and no paths."""
+    if spec.privileged:
+        return {"capabilities": ALL_CAPABILITIES, "seccomp": None, "masked_paths": [], "readonly_paths": []}
+    c = spec.confinement
+    return {"capabilities": capability_mask(c.capabilities), "seccomp": c.seccomp_filter(),
+            "masked_paths": list(c.masked_paths), "readonly_paths": list(c.readonly_paths)}
+
+
+#: what a privileged container's /dev does not take from the host's: its own instances
+_OWN_DEV = {"pts", "shm", "mqueue", "console", "ptmx", "fd", "stdin", "stdout", "stderr"}
+
+
+def host_devices(dev: str = "/dev") -> list[tuple[str, int, int, int, int, int]]:
+    """The host's device nodes for a privileged container's /dev, as Docker gives them:
+    ``(path below /dev, mode, major, minor, uid, gid)``; the container's own pts, shm, console
+    and links are left out, symlinks too."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(dev):
+        relative_dir = os.path.relpath(dirpath, dev)
+        if relative_dir == ".":
+            dirnames[:] = [d for d in dirnames if d not in _OWN_DEV]
+        for name in filenames:
+            relative = name if relative_dir == "." else f"{relative_dir}/{name}"
+            if relative in _OWN_DEV:
+                continue
+            try:
+                st = os.lstat(os.path.join(dirpath, name))
+            except OSError:
+                continue
+            if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
+                found.append((relative, st.st_mode, os.major(st.st_rdev), os.minor(st.st_rdev), st.st_uid, st.st_gid))
+    return found
+
+
+def validate_mounts(mounts: list[Mount]) -> None:
+    """A source must exist and not be the host's ``/`` in any spelling (``//``, ``/./``, a link
+    to it), as 0.6.5 refused ``/``; a destination must be absolute and not ``/``."""
+    root = os.stat("/")
+    for m in mounts:
+        try:
+            source = os.stat(m.source)
+        except OSError:
+            raise InvalidParameter(f"Invalid bind mount '{m.source}:{m.destination}': source doesn't exist") from None
+        if (source.st_dev, source.st_ino) == (root.st_dev, root.st_ino):
+            raise InvalidParameter(f"Invalid bind mount '{m.source}:{m.destination}': source can't be '/'")
+        if not m.destination.startswith("/") or m.destination.strip("/") == "":
+            raise InvalidParameter(f"Illegal bind destination: {m.destination}")
 
 #: Docker 0.6's LXC device whitelist, plus /dev/full (c 1:7).
 DEVICE_WHITELIST = (

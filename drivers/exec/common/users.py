@@ -1,11 +1,21 @@
-"""Resolving a container's ``User`` in its own /etc/passwd and /etc/group."""
+"""Resolving a container's ``User`` in its own /etc/passwd and /etc/group.
+
+Both files come from an image nobody vetted: they are resolved inside the rootfs (a symlink
+never leads out of it), read only when they are regular files, and only up to ``MAX_BYTES``
+(a FIFO or a link to /dev/zero gets a clear error instead of hanging the daemon)."""
 
 from __future__ import annotations
 
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from moorage.core.archive import open_in_root
 from moorage.core.errors import InvalidParameter
+
+#: The largest /etc/passwd or /etc/group read.
+MAX_BYTES = 4 << 20
 
 
 @dataclass(frozen=True)
@@ -15,11 +25,33 @@ class Identity:
     groups: tuple[int, ...] = ()
 
 
-def _entries(path: Path) -> list[list[str]]:
+def _read(rootfs: Path, path: str) -> str | None:
+    """The text of container file ``path`` (None if it does not exist); ``InvalidParameter`` if
+    it is not a regular file or is larger than ``MAX_BYTES``."""
     try:
-        text = path.read_text(errors="replace")
-    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
-        return []
+        handle = open_in_root(rootfs, path, os.O_PATH)  # O_PATH: opening a FIFO here cannot block
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as exc:
+        raise InvalidParameter(f"cannot read the container's {path}: {exc.strerror}") from None
+    try:
+        info = os.fstat(handle)
+        if not stat.S_ISREG(info.st_mode):
+            raise InvalidParameter(f"the container's {path} is not a regular file")
+        if info.st_size > MAX_BYTES:
+            raise InvalidParameter(f"the container's {path} is larger than {MAX_BYTES} bytes")
+        fd = os.open(f"/proc/self/fd/{handle}", os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    finally:
+        os.close(handle)
+    with os.fdopen(fd, "rb") as f:
+        data = f.read(MAX_BYTES + 1)
+    if len(data) > MAX_BYTES:
+        raise InvalidParameter(f"the container's {path} is larger than {MAX_BYTES} bytes")
+    return data.decode(errors="replace")
+
+
+def _entries(rootfs: Path, path: str) -> list[list[str]]:
+    text = _read(rootfs, path) or ""
     return [line.split(":") for line in text.splitlines() if line and not line.startswith("#")]
 
 
@@ -33,8 +65,8 @@ def resolve(rootfs: Path, user: str) -> Identity:
     if not user:
         return Identity()
     name, _, group = user.partition(":")
-    passwd = [e for e in _entries(rootfs / "etc" / "passwd") if len(e) >= 4]
-    groups = [e for e in _entries(rootfs / "etc" / "group") if len(e) >= 3]
+    passwd = [e for e in _entries(rootfs, "/etc/passwd") if len(e) >= 4]
+    groups = [e for e in _entries(rootfs, "/etc/group") if len(e) >= 3]
     entry = next((e for e in passwd if e[0] == name), None)
     if entry is None and name.isdigit():
         entry = next((e for e in passwd if e[2] == name), None) or [name, "x", name, "0"]

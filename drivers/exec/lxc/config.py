@@ -18,19 +18,25 @@ process. What it cannot do the way the exec contract wants, the driver adds arou
 
 from __future__ import annotations
 
+import os
+import posixpath
+import re
 import shlex
 from pathlib import Path
 
 from moorage.core.archive import resolve_in_root
 from moorage.core.errors import InvalidParameter
 from moorage.core.hookspecs.exec import ProcessSpec
-from moorage.drivers.exec.common.policy import DEVICE_WHITELIST, DROPPED_CAPS, memory_limits
+from moorage.core.security import SeccompArg, SeccompFilter
+from moorage.drivers.exec.common.policy import DEVICE_WHITELIST, host_devices, memory_limits
 
 from .files import CONFIG, GO_FIFO, HOOK, LOG, START_FIFO
 
-__all__ = ["CONFIG", "HOOK", "init_argv", "hook_script", "render"]
+__all__ = ["CONFIG", "HOOK", "SECCOMP", "init_argv", "hook_script", "render", "seccomp_profile"]
 
 INIT = "/dev/.moorage/env"
+#: the container's seccomp profile in LXC's format (``seccomp_profile``), beside the config
+SECCOMP = "seccomp.conf"
 
 HOOK_SCRIPT = """\
 # Run by LXC on the host once the container is set up, before its init is executed.
@@ -88,16 +94,15 @@ def render(spec: ProcessSpec, exec_dir: Path, busybox: Path, uid: int, gid: int,
     for m in spec.mounts:
         kind = "dir" if Path(m.source).is_dir() else "file"
         options = f"rbind,create={kind}" + (",ro" if m.readonly else "")
-        try:  # LXC refuses a symlink in a target; resolve it in the rootfs as a chroot would
-            target = _fstab(resolve_in_root(spec.rootfs, m.destination))
-        except ValueError as exc:
-            raise InvalidParameter(str(exc)) from None
-        lines.append(_line("lxc.mount.entry", f"{_fstab(str(m.source))} {target} none {options} 0 0"))
+        target = mount_target(spec.rootfs, m.destination)
+        lines.append(_line("lxc.mount.entry", f"{_fstab(str(m.source))} {_fstab(target)} none {options} 0 0"))
+        if m.readonly:
+            lines.extend(readonly_submounts(m.source, target))
+    lines.extend(confinement_lines(spec, exec_dir))
     if spec.privileged:
         lines.append(_line("lxc.cgroup.devices.allow", "a"))
         lines.append(_line("lxc.apparmor.profile", "unconfined"))  # as Docker 0.6 (ignored without AppArmor)
     else:
-        lines.append(_line("lxc.cap.drop", " ".join(sorted(DROPPED_CAPS))))
         lines.append(_line("lxc.cgroup.devices.deny", "a"))
         lines.extend(_line("lxc.cgroup.devices.allow", rule) for rule in DEVICE_WHITELIST)
     res = spec.resources
@@ -112,3 +117,108 @@ def render(spec: ProcessSpec, exec_dir: Path, busybox: Path, uid: int, gid: int,
         lines.append(_line("lxc.cgroup.pids.max", res.pids))
     lines.extend(_line(key.strip(), value.strip()) for key, value in spec.driver_options)
     return "\n".join(lines) + "\n"
+
+
+# -- confinement: the same policy as the native driver's, in LXC's terms --------------------------
+
+#: libseccomp's actions as LXC's profile format names them
+_LXC_ACTIONS = {"SCMP_ACT_KILL": "kill", "SCMP_ACT_KILL_THREAD": "kill", "SCMP_ACT_KILL_PROCESS": "kill",
+                "SCMP_ACT_TRAP": "trap", "SCMP_ACT_ALLOW": "allow", "SCMP_ACT_LOG": "log"}
+
+
+def _lxc_action(action: str, errno: int) -> str:
+    if action == "SCMP_ACT_ERRNO":
+        return f"errno {errno}"
+    if action not in _LXC_ACTIONS:
+        raise InvalidParameter(f"the lxc driver cannot express the seccomp action {action}")
+    return _LXC_ACTIONS[action]
+
+
+def _lxc_condition(arg: SeccompArg) -> str:
+    """LXC writes ``[index,value,op,mask]``: with MASKED_EQ, Docker's ``value`` is the mask and
+    its ``valueTwo`` the value."""
+    if arg.op == "SCMP_CMP_MASKED_EQ":
+        return f"[{arg.index},{arg.value_two},{arg.op},{arg.value}]"
+    return f"[{arg.index},{arg.value},{arg.op}]"
+
+
+def seccomp_profile(seccomp: SeccompFilter) -> str:
+    """``seccomp`` (a profile resolved for one container) in LXC's version 2 format: one rule per
+    line, ``name action [index,value,op,value_two]...``, under ``[all]`` (the native
+    architecture and its compat ones, as the profile's architectures)."""
+    lines = ["2", f"allowlist {_lxc_action(seccomp.default_action, seccomp.default_errno)}", "[all]"]
+    for rule in seccomp.rules:
+        action = _lxc_action(rule.action, rule.errno)
+        conditions = "".join(_lxc_condition(a) for a in rule.args)
+        lines.extend(f"{name} {action}{' ' + conditions if conditions else ''}" for name in rule.names)
+    return "\n".join(lines) + "\n"
+
+
+def confinement_lines(spec: ProcessSpec, exec_dir: Path) -> list[str]:
+    """The capabilities (``lxc.cap.keep``: the allow-list), the seccomp profile (written by the
+    driver as ``SECCOMP``) and the masked and read-only paths of ``spec.confinement``. A
+    privileged container keeps every capability and gets no filter, but each host device.
+    ``proc:mixed`` already makes ``/proc/sys`` and
+    ``/proc/sysrq-trigger`` read-only (``/proc/sys/net`` too); ``sys:ro`` makes ``/sys``
+    read-only."""
+    if spec.privileged:  # the host's devices, bound into the /dev tmpfs of autodev
+        return [_line("lxc.mount.entry", f"{_fstab('/dev/' + path)} {_fstab('dev/' + path)} none "
+                      f"bind,optional,create=file 0 0") for path, *_ in host_devices()]
+    c = spec.confinement
+    keep = " ".join(sorted(name.lower() for name in c.capabilities)) or "none"
+    lines = [_line("lxc.cap.keep", keep)]
+    if c.seccomp is not None:
+        lines.append(_line("lxc.seccomp.profile", exec_dir / SECCOMP))
+    for path in c.masked_paths:
+        host = Path(path)  # the container's /proc and /sys show this kernel's entries, as the host's do
+        target = _fstab(path.lstrip("/"))
+        if host.is_dir():
+            lines.append(_line("lxc.mount.entry", f"tmpfs {target} tmpfs ro,nosuid,nodev,noexec,mode=555,optional 0 0"))
+        elif host.exists():
+            lines.append(_line("lxc.mount.entry", f"/dev/null {target} none bind,optional 0 0"))
+    for path in c.readonly_paths:
+        if path in ("/proc/sys", "/proc/sysrq-trigger") or not Path(path).exists():
+            continue  # proc:mixed's
+        # global (not per-namespace) parts of /proc: the host's entry is the container's
+        lines.append(_line("lxc.mount.entry", f"{_fstab(path)} {_fstab(path.lstrip('/'))} none bind,ro,optional 0 0"))
+    return lines
+
+
+def mount_target(rootfs: Path, destination: str) -> str:
+    """``destination`` resolved in the rootfs as a chroot would, relative to it (LXC refuses a
+    symlink in a target): a dangling symlink on the way is followed inside the rootfs too
+    (``/etc/hosts -> /run/x`` gives ``run/x``), never out of it."""
+    root = Path(os.path.realpath(rootfs))
+    path = destination
+    for _ in range(40):
+        try:
+            relative = resolve_in_root(rootfs, path)
+        except ValueError as exc:
+            raise InvalidParameter(str(exc)) from None
+        parts = [p for p in relative.split("/") if p not in ("", ".")]
+        for i in range(len(parts)):
+            here = root.joinpath(*parts[:i + 1])
+            if here.is_symlink():  # dangling: resolve_in_root stopped at it
+                link = os.readlink(here)
+                rest = "/".join(parts[i + 1:])
+                base = "" if link.startswith("/") else "/".join(parts[:i])
+                path = posixpath.normpath("/" + "/".join(p for p in (base, link, rest) if p))
+                break
+        else:
+            return relative
+    raise InvalidParameter(f"too many levels of symbolic links in the container path {destination}")
+
+
+def readonly_submounts(source: Path, target: str) -> list[str]:
+    """One read-only bind per host mount below ``source`` (LXC makes only the top of an
+    ``rbind,ro`` read-only): the per-submount way of a recursive read-only bind."""
+    prefix = os.path.realpath(source)
+    lines = []
+    with open("/proc/self/mountinfo") as f:
+        points = [line.split()[4] for line in f]
+    for point in points:
+        point = re.sub(r"\\(\d{3})", lambda m: chr(int(m.group(1), 8)), point)
+        if point.startswith(prefix + "/"):
+            inner = posixpath.join(target, point[len(prefix) + 1:])
+            lines.append(_line("lxc.mount.entry", f"{_fstab(point)} {_fstab(inner)} none bind,ro 0 0"))
+    return lines

@@ -95,6 +95,9 @@ class LxcDriver(MonitorDriver):
         text = config.render(spec, exec_dir, self.busybox, identity.uid, identity.gid, identity.groups)
         replace_file(exec_dir / config.CONFIG, text.encode())
         replace_file(exec_dir / config.HOOK, config.hook_script(exec_dir).encode())
+        seccomp = None if spec.privileged else spec.confinement.seccomp_filter()
+        if seccomp is not None:
+            replace_file(exec_dir / config.SECCOMP, config.seccomp_profile(seccomp).encode())
         request = {
             "exec_dir": str(exec_dir), "log_path": str(spec.log_path), "tty": spec.tty,
             "open_stdin": spec.open_stdin, "name": cid, "lxcpath": str(self.lxcpath),

@@ -15,9 +15,19 @@ never the interpreter. In order, it:
    into the rootfs;
 4. reports ``R`` on ``sync_fd`` and waits for ``G`` on ``go_fd`` (the network driver's turn);
 5. joins the memory cgroup (late, so that the pages it touched are not charged to the
-   container), makes ``WorkingDir``, drops ``drop_caps`` from the bounding set (Docker's list
-   unless privileged, chosen by the driver), sets groups, gid and uid, marks every fd above 2
-   close-on-exec and executes the command, looked up in the ``PATH`` of its environment.
+   container), makes ``WorkingDir``, confines itself (``_nsinit.confine``, the same function
+   ``docker exec`` uses: the bounding set cut to the container's capabilities, the ambient set
+   cleared, the seccomp filter loaded, groups, gid and uid set, permitted and effective cut to
+   the capabilities, inheritable emptied), marks every fd above 2 close-on-exec and executes
+   the command, looked up in the ``PATH`` of its environment.
+
+Unless the container is privileged, step 3 also hides ``masked_paths`` (``/dev/null`` over a
+file, an empty read-only tmpfs over a directory), makes ``readonly_paths`` read-only (all of
+``/proc/sys``, ``/proc/sys/net`` included, as Docker) and mounts ``/sys`` read-only. A read-only
+bind is read-only with every mount below it (``mount_setattr(AT_RECURSIVE)``, else each
+submount: ``cfg["readonly_fallback"]`` forces that path, for its test). Privileged, ``/sys`` is
+writable, nothing is masked, every capability stays, there is no seccomp filter, and ``/dev``
+also gets a node for each of the host's devices (``cfg["devices"]``, ``policy.host_devices``).
 
 A failure before exec is reported as ``E<message>`` on ``sync_fd`` (exit 1). The exec closes
 ``sync_fd`` (close-on-exec), which tells the monitor the command runs; a command that cannot be
@@ -26,9 +36,11 @@ executed exits 127 (126 if it is not executable) after saying why on stderr, as 
 
 from __future__ import annotations
 
+import base64
 import os
 from typing import Any
 
+from moorage.core.security import SeccompFilter
 from moorage.drivers.exec.common import linux
 
 from . import _nsinit  # type: ignore[attr-defined]  # built from _nsinit.c at install
@@ -51,8 +63,37 @@ def spawn(cfg: dict[str, Any], stdio: tuple[int, int, int], tty: bool, console: 
                 for source, destination, readonly in cfg["mounts"]],
         workdir=os.path.normpath("/" + (cfg["working_dir"] or "/")),
         uid=cfg["uid"], gid=cfg["gid"], groups=cfg["groups"],
-        drop_caps=cfg["drop_caps"],
+        capabilities=cfg["capabilities"],
+        seccomp=base64.b64decode(cfg["seccomp_program"]) if cfg["seccomp_program"] else None,
+        masked_paths=cfg["masked_paths"], readonly_paths=cfg["readonly_paths"],
+        sys_writable=cfg["privileged"], readonly_fallback=cfg.get("readonly_fallback", False),
+        devices=[tuple(d) for d in cfg.get("devices", ())],
         args=cfg["args"], env=cfg["env"])
+
+
+def seccomp_argument(data: dict) -> tuple:
+    """``SeccompFilter.to_json()``'s form as ``_nsinit.compile_filter`` takes it."""
+    f = SeccompFilter.from_json(data)
+    return (f.default_action, f.default_errno, f.architectures,
+            tuple((r.names, r.action, r.errno, tuple((a.index, a.value, a.op, a.value_two) for a in r.args))
+                  for r in f.rules))
+
+
+def compile_filter(data: dict) -> bytes:
+    """The seccomp program libseccomp generates for ``SeccompFilter.to_json()``'s ``data``: what
+    ``spawn`` and ``confine`` load (compiling takes milliseconds, loading microseconds)."""
+    return _nsinit.compile_filter(seccomp_argument(data))
+
+
+def confine(capabilities: int, seccomp: bytes | None, uid: int = 0, gid: int = 0, groups: tuple[int, ...] = (),
+            no_new_privileges: bool = False) -> None:
+    """Hold the calling process to a container's confinement, then take the identity ``uid``,
+    ``gid``, ``groups`` (see ``_nsinit.confine``): ``capabilities`` is the bit mask and
+    ``seccomp`` the compiled program (``compile_filter``), as ``NativeDriver.confinement`` gives
+    them. For a process entering a running container (``docker exec``): call it in a
+    single-threaded child that joined the container's namespaces, last before its execve."""
+    _nsinit.confine(capabilities=capabilities, seccomp=seccomp, uid=uid, gid=gid, groups=tuple(groups),
+                    no_new_privileges=no_new_privileges)
 
 
 def console_path(slave_fd: int) -> str:

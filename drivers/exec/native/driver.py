@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import base64
 import os
+import threading
 from collections.abc import Callable
 
 from moorage.core.errors import NotSupported
 from moorage.core.hookspecs.exec import ProcessSpec
+from moorage.core.security import SeccompFilter
 from moorage.drivers.exec.common.driver import MonitorDriver
-from moorage.drivers.exec.common.policy import DROPPED_CAPS
+from moorage.drivers.exec.common.policy import confinement_of, host_devices
 
+from . import container
 from .cgroups import Cgroups, probe, remove_unused_parents
 
 NAMESPACES = ("mnt", "pid", "uts", "ipc", "net")
+#: compiled seccomp programs kept (one per distinct filter: CapAdd/CapDrop change it)
+MAX_PROGRAMS = 32
 
 
 class NativeDriver(MonitorDriver):
@@ -35,6 +41,9 @@ class NativeDriver(MonitorDriver):
             if not os.path.exists(f"/proc/self/ns/{ns}"):
                 raise NotSupported(f"this kernel has no {ns} namespaces")
         probe()
+        #: compiled seccomp programs by filter (JSON), the least recently used first
+        self._programs: dict[SeccompFilter, str] = {}
+        self._programs_lock = threading.Lock()
 
     def start(self, spec: ProcessSpec, on_namespace: Callable[[int], None] | None = None) -> int:
         identity, exec_dir = self._prepare(spec)
@@ -53,10 +62,29 @@ class NativeDriver(MonitorDriver):
                 "privileged": spec.privileged, "isolate_network": spec.isolate_network,
                 "mounts": [[str(m.source), m.destination, m.readonly] for m in spec.mounts],
                 "uid": identity.uid, "gid": identity.gid, "groups": list(identity.groups),
-                "drop_caps": [] if spec.privileged else sorted(DROPPED_CAPS.values()),
+                **self.confinement(spec),
             },
         }
         return self._launch(spec, exec_dir, request, on_namespace, cgroups.remove)
+
+    def confinement(self, spec: ProcessSpec) -> dict:
+        """``policy.confinement_of(spec)`` as plain JSON, the seccomp filter compiled (base64,
+        under ``seccomp_program``; None without a filter): once per distinct filter, then from
+        ``self._programs``. What ``container.confine`` takes, for ``docker exec`` too."""
+        confinement = confinement_of(spec)
+        seccomp = confinement.pop("seccomp")
+        program = None
+        if seccomp is not None:
+            with self._programs_lock:
+                program = self._programs.pop(seccomp, None)
+            if program is None:
+                program = base64.b64encode(container.compile_filter(seccomp.to_json())).decode()
+            with self._programs_lock:
+                self._programs[seccomp] = program  # most recent last
+                while len(self._programs) > MAX_PROGRAMS:
+                    self._programs.pop(next(iter(self._programs)))
+        devices = [list(d) for d in host_devices()] if spec.privileged else []
+        return {**confinement, "seccomp_program": program, "devices": devices}
 
     def processes(self, container_id: str) -> list[int]:
         return self._pid_first(container_id, Cgroups(container_id).pids())

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import itertools
 import os
 import queue
 import threading
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -18,16 +19,22 @@ import zstandard
 from moorage.core.errors import InvalidParameter, Unavailable
 from moorage.core.hookspecs.registry import Progress
 from moorage.core.humanize import progress_text
+from moorage.core.validation import check_digest
 
-from .transport import Session, Transient
+from .transport import MAX_DOCUMENT, Session, TooLarge, Transient
 
 CHUNK = 1 << 20
+GZIP_SLICE = 1 << 16
 GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
 
 class DigestMismatch(Unavailable):
     """A blob's content does not match the digest that names it."""
+
+
+class LayerTooLarge(TooLarge):
+    """A layer unpacks to more than ``[registry.v2] max_layer_size``; not retried."""
 
 
 class Cancelled(Exception):
@@ -81,7 +88,12 @@ def new_hash(digest: str) -> hashlib._Hash:
 
 
 def fetch_blob(session: Session, repository: str, digest: str, size: int | None = None) -> bytes:
-    """A small blob (a config, a manifest) read whole and verified."""
+    """A small blob (a config, a manifest) read whole, at most ``MAX_DOCUMENT`` bytes, and
+    verified."""
+    check_digest(digest)
+    if size is not None and (not isinstance(size, int) or size > MAX_DOCUMENT):
+        raise TooLarge(f"blob {digest} of {repository} is {size} bytes, more than the {MAX_DOCUMENT} allowed")
+
     def get() -> bytes:
         response = session.send("GET", f"/v2/{repository}/blobs/{digest}")
         session.check(response, f"blob {digest} of {repository}")
@@ -108,35 +120,59 @@ class LayerFile:
     size: int
 
 
-class _Unpacker:
-    """Feeds compressed bytes through gzip (several members allowed) or passes a plain tar."""
+class _IterFile:
+    """A readable file over an iterator of byte chunks (the source of zstd's stream reader)."""
 
-    def __init__(self, head: bytes, digest: str) -> None:
-        self.gzip = head.startswith(GZIP_MAGIC)
-        self._d = zlib.decompressobj(16 + zlib.MAX_WBITS) if self.gzip else None
-        # read_across_frames: a zstd layer may be several frames, like multi-member gzip
-        self._zstd = zstandard.ZstdDecompressor().decompressobj(read_across_frames=True) \
-            if head.startswith(ZSTD_MAGIC) else None
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks, self._buffer = chunks, b""
 
-    def feed(self, data: bytes) -> bytes:
-        if self._zstd is not None:
-            return self._zstd.decompress(data)
-        if self._d is None:
-            return data
-        out = []
-        while data:
-            out.append(self._d.decompress(data))
-            if self._d.eof:
-                data = self._d.unused_data
-                self._d = zlib.decompressobj(16 + zlib.MAX_WBITS)
-            else:
-                data = b""
-        return b"".join(out)
+    def read(self, size: int = -1) -> bytes:
+        while not self._buffer:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                return b""
+            self._buffer = chunk
+        if size < 0:
+            size = len(self._buffer)
+        out, self._buffer = self._buffer[:size], self._buffer[size:]
+        return out
 
-    def finish(self) -> bytes:
-        if self._zstd is not None:
-            return self._zstd.flush()
-        return self._d.flush() if self._d is not None else b""
+
+def unpack(chunks: Iterator[bytes], limit: int = CHUNK) -> Iterator[bytes]:
+    """The uncompressed bytes of a layer blob's chunks: gzip (any number of members), zstd (any
+    number of frames) or a plain tar, told apart by their magic. Pieces are at most ``limit``
+    bytes (a plain tar's as they came): the decompressors stop there and keep the rest of their
+    input, so a bomb never expands in memory beyond one piece."""
+    first = next(chunks, None)
+    if first is None:
+        return
+    stream = itertools.chain([first], chunks)
+    if first.startswith(ZSTD_MAGIC):
+        reader = zstandard.ZstdDecompressor().stream_reader(_IterFile(stream), read_across_frames=True)
+        while data := reader.read(limit):
+            yield data
+        return
+    if not first.startswith(GZIP_MAGIC):
+        yield from stream
+        return
+    d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    for chunk in stream:
+        # fed in slices: what a full output leaves unconsumed is copied, so keep it small
+        for start in range(0, len(chunk), GZIP_SLICE):
+            data = chunk[start:start + GZIP_SLICE]
+            while data:
+                out = d.decompress(data, limit)
+                if out:
+                    yield out
+                if d.eof:
+                    data = d.unused_data
+                    d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+                else:
+                    data = d.unconsumed_tail
+    while out := d.decompress(b"", limit):  # what a full output left pending
+        yield out
+    if tail := d.flush():
+        yield tail
 
 
 class _Reader:
@@ -197,36 +233,40 @@ class _Reader:
 
 
 def download_layer(session: Session, repository: str, digest: str, size: int | None, diff_id: str,
-                   dest: Path, meter: Meter, cancelled: threading.Event | None = None) -> LayerFile:
+                   dest: Path, meter: Meter, cancelled: threading.Event | None = None,
+                   max_size: int = 10 << 30) -> LayerFile:
     """Stream blob ``digest`` into ``dest`` as an uncompressed tar, verifying the compressed
     bytes against ``digest`` and the tar against ``diff_id``. A connection lost mid-stream
-    starts the blob again. On failure ``dest`` is removed."""
+    starts the blob again. More than ``max_size`` uncompressed bytes raise ``LayerTooLarge``
+    as soon as they are reached. On failure ``dest`` is removed."""
+    check_digest(digest)
+    check_digest(diff_id)
 
     def attempt() -> LayerFile:
         meter.reset()
         compressed, uncompressed = new_hash(digest), new_hash(diff_id)
         received = written = 0
-        unpacker: _Unpacker | None = None
         response = session.stream_get(f"/v2/{repository}/blobs/{digest}")
         # two stages on two threads (hashing, zlib, sockets and files release the GIL): this
         # one unpacks, hashes and writes what the reader thread received and hashed
         chunks = _Reader(response, compressed, cancelled, digest)
+
+        def counted() -> Iterator[bytes]:
+            nonlocal received
+            for chunk in chunks:
+                received += len(chunk)
+                meter.add(len(chunk))
+                yield chunk
+
         try:
             with open(dest, "wb") as out:
-                for chunk in chunks:
-                    if unpacker is None:
-                        unpacker = _Unpacker(chunk, digest)
-                    received += len(chunk)
-                    data = unpacker.feed(chunk)
+                for data in unpack(counted()):
+                    written += len(data)
+                    if written > max_size:
+                        raise LayerTooLarge(f"layer {digest} of {repository} unpacks to more than {max_size} "
+                                            "bytes ([registry.v2] max_layer_size)")
                     uncompressed.update(data)
                     out.write(data)
-                    written += len(data)
-                    meter.add(len(chunk))
-                if unpacker is not None:
-                    data = unpacker.finish()
-                    uncompressed.update(data)
-                    out.write(data)
-                    written += len(data)
         except (zlib.error, zstandard.ZstdError) as exc:
             raise DigestMismatch(f"layer {digest} is not a valid compressed stream: {exc}") from None
         finally:

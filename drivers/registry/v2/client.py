@@ -15,6 +15,7 @@ from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from moorage.core.config import Bytes
 from moorage.core.errors import Conflict, InvalidParameter, MoorageError, NotFound, Unavailable
 from moorage.core.hookspecs.registry import (
     AuthConfig,
@@ -24,6 +25,7 @@ from moorage.core.hookspecs.registry import (
     PushSource,
     RegistryClient,
 )
+from moorage.core.validation import check_digest, check_tag_or_digest, shown
 
 from . import images
 from .blobs import (
@@ -46,12 +48,16 @@ from .reference import (
     split_host_term,
 )
 from .sources import BlobRecord, BlobSources
-from .transport import Session
+from .transport import Session, TooLarge
 
 log = logging.getLogger(__name__)
 
 #: Docker's index URL, which ``POST /auth`` sends when the client names no server.
 HUB_INDEX_URLS = ("https://index.docker.io/v1/", "https://index.docker.io/v1", "index.docker.io")
+#: The most tags of one repository, and repositories of a catalog or search, read; and the
+#: most pages a registry may split them into.
+MAX_LIST_ITEMS = 10_000
+MAX_LIST_PAGES = 100
 
 
 class V2Options(BaseModel):
@@ -68,6 +74,11 @@ class V2Options(BaseModel):
     timeout: float = Field(60.0, gt=0)
     #: gzip level of pushed layers
     compress_level: int = Field(3, ge=1, le=9)
+    #: the most bytes one layer may unpack to (a bytes count or "10g"); a pull beyond fails
+    max_layer_size: Bytes = Field(10 << 30, ge=1 << 20)
+    #: token realm hosts (``host`` or ``host:port``) besides the registry's own host name that
+    #: may receive the username and password (the Hub's ``auth.docker.io`` always may for the Hub)
+    token_realms: list[str] = []
 
 
 class V2Client(RegistryClient):
@@ -91,7 +102,7 @@ class V2Client(RegistryClient):
 
     def _session(self, registry: Registry, auth: AuthConfig) -> Session:
         return Session(registry, auth, retries=self.opts.retries, backoff=self.opts.backoff,
-                       timeout=self.opts.timeout)
+                       timeout=self.opts.timeout, insecure=self.insecure, token_realms=tuple(self.opts.token_realms))
 
     # -- pull -------------------------------------------------------------------------------
     def pull(self, name: str, tag: str | None, auth: AuthConfig, target: PullTarget,
@@ -122,20 +133,20 @@ class V2Client(RegistryClient):
                 return repository, [tag]
             if not tags:
                 raise NotFound(f"Repository {name} has no tags")
-            return repository, sorted(tags)
+            for each in tags:  # stored as given: a registry's list is input like any other
+                try:
+                    check_tag_or_digest(each)
+                except InvalidParameter:
+                    raise InvalidParameter(f"{session.registry.host} lists an invalid tag {shown(each)} in "
+                                           f"{repository}") from None
+            return repository, sorted(set(tags))
         raise NotFound(f"Repository {name} not found")
 
     def _tags(self, session: Session, repository: str) -> list[str]:
-        tags: list[str] = []
-        path = f"/v2/{repository}/tags/list"
-        while path:
-            response = session.request("GET", path)
-            session.check(response, f"tags of {repository}")
-            tags += response.json().get("tags") or []
-            path = _next_link(response)
-        return tags
+        return _paged(session, f"/v2/{repository}/tags/list", "tags", f"tags of {repository}")
 
     def _manifest(self, session: Session, name: str, repository: str, reference: str) -> tuple[dict, str, str]:
+        check_tag_or_digest(reference)  # it goes into a URL path
         response = session.request("GET", f"/v2/{repository}/manifests/{reference}",
                                    headers={"Accept": images.ACCEPT})
         if response.status_code == 404:
@@ -163,6 +174,8 @@ class V2Client(RegistryClient):
         if len(diff_ids) != len(layers) or not layers:
             raise InvalidParameter(f"image {name}:{tag} has {len(layers)} layers but its config lists "
                                    f"{len(diff_ids)} diff_ids")
+        for digest in [*diff_ids, *(layer.get("digest", "") for layer in layers)]:
+            check_digest(digest)  # blob digests go into URL paths
         ids = images.chain_ids(diff_ids, config_desc["digest"])
         chain = images.image_jsons(config, ids, [0] * len(ids))
         top = ids[-1]
@@ -199,7 +212,7 @@ class V2Client(RegistryClient):
             progress({"status": "Pulling", "progress": "fs layer", "id": short})
             meter = Meter(progress, "Downloading", short, desc.get("size"))
             result = download_layer(session, repository, desc["digest"], desc.get("size"), diff_ids[n],
-                                    work / f"{n}.tar", meter, cancelled)
+                                    work / f"{n}.tar", meter, cancelled, self.opts.max_layer_size)
             progress({"status": "Download", "progress": "complete", "id": short})
             return result
 
@@ -369,6 +382,8 @@ class V2Client(RegistryClient):
         base = DOCKER_HUB_INDEX if session.registry.is_hub else session.registry.url
         try:
             response = session.request("GET", f"{base}/v1/search?q={quote(query)}")
+        except TooLarge:
+            raise
         except MoorageError:
             return None
         if response.status_code != 200:
@@ -379,18 +394,14 @@ class V2Client(RegistryClient):
             return None
         if not isinstance(found, list):
             return None
+        if len(found) > MAX_LIST_ITEMS:
+            raise TooLarge(f"{session.registry.host} answered more than {MAX_LIST_ITEMS} search results")
         return [_result(r.get("name", ""), r.get("description") or "", int(r.get("star_count") or 0),
                         bool(r.get("is_official")), bool(r.get("is_trusted") or r.get("is_automated")))
                 for r in found]
 
     def _search_catalog(self, session: Session, query: str) -> list[dict]:
-        names: list[str] = []
-        path = "/v2/_catalog?n=1000"
-        while path:
-            response = session.request("GET", path)
-            session.check(response, "repository catalog")
-            names += response.json().get("repositories") or []
-            path = _next_link(response)
+        names = _paged(session, "/v2/_catalog?n=1000", "repositories", "repository catalog")
         needle = query.lower()
         return [_result(n, "", 0, False, False) for n in sorted(names) if needle in n.lower()]
 
@@ -398,6 +409,31 @@ class V2Client(RegistryClient):
 def _result(name: str, description: str, stars: int, official: bool, trusted: bool) -> dict:
     return {"name": name, "description": description, "star_count": stars, "is_official": official,
             "is_trusted": trusted}
+
+
+def _paged(session: Session, path: str, key: str, what: str) -> list[str]:
+    """The strings under ``key`` of every page of a paginated list (``Link: <...>; rel="next"``),
+    bounded: each page by the session's answer bound, the whole by ``MAX_LIST_ITEMS`` items and
+    ``MAX_LIST_PAGES`` pages."""
+    items: list[str] = []
+    pages = 0
+    while path:
+        pages += 1
+        if pages > MAX_LIST_PAGES:
+            raise TooLarge(f"{what} at {session.registry.host} has more than {MAX_LIST_PAGES} pages")
+        response = session.request("GET", path)
+        session.check(response, what)
+        try:
+            page = response.json().get(key) or []
+        except (ValueError, AttributeError):
+            raise Unavailable(f"{what} at {session.registry.host} is not a JSON object") from None
+        if not isinstance(page, list) or not all(isinstance(item, str) for item in page):
+            raise Unavailable(f"{what} at {session.registry.host}: {key} is not a list of strings")
+        items += page
+        if len(items) > MAX_LIST_ITEMS:
+            raise TooLarge(f"{what} at {session.registry.host} has more than {MAX_LIST_ITEMS} entries")
+        path = _next_link(response)
+    return items
 
 
 def _next_link(response) -> str | None:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from moorage.core.errors import InvalidParameter
+from moorage.core.validation import is_registry_host
 
 DOCKER_HUB = "https://registry-1.docker.io"
 #: The V1 search API of Docker Hub lives on the index, not on the V2 registry.
@@ -40,11 +41,8 @@ class Reference:
     fallbacks: tuple[str, ...] = ()
 
 
-def is_registry_host(component: str) -> bool:
-    return "." in component or ":" in component or component == "localhost"
-
-
-def _is_local(host: str) -> bool:
+def is_local(host: str) -> bool:
+    """Whether ``host`` (``host[:port]``) is a loopback host, reached over plain http."""
     hostname = urlsplit(f"//{host}").hostname or ""
     if hostname == "localhost":
         return True
@@ -59,7 +57,7 @@ def registry_for_host(host: str, insecure: tuple[str, ...] = ()) -> Registry:
     configured insecure registries, https otherwise."""
     if host in HUB_ALIASES:
         return Registry(DOCKER_HUB, "docker.io")
-    scheme = "http" if _is_local(host) or host in insecure else "https"
+    scheme = "http" if is_local(host) or host in insecure else "https"
     return Registry(f"{scheme}://{host}", host)
 
 

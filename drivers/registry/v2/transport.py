@@ -4,6 +4,16 @@ Auth follows the registry's ``WWW-Authenticate`` challenges: ``Basic`` sends the
 ``Bearer realm=,service=,scope=`` fetches a token from the realm for every scope seen so far in
 this session, so a token is fetched again when the scope grows (a pull token is not enough for
 the upload that follows it). Credentials live only in this object's memory.
+
+Where credentials may go (``CredentialPolicy``): the ``Authorization`` header only to the
+registry's own origin (scheme, host and port), never along a redirect to another; a challenge
+is answered only when the registry itself sent it; a token realm gets the username and
+password only when it is on the registry's host name or a host the config names
+(``token_realms``), else its token is asked for anonymously; and nothing secret is sent over
+plain http unless that host is a loopback or configured insecure registry.
+
+Every answer read into memory is bounded (``MAX_DOCUMENT``, as containerd bounds manifests and
+configs) by its ``Content-Length`` before the read, and while reading.
 """
 
 from __future__ import annotations
@@ -22,10 +32,10 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 
 from moorage.core import __version__
-from moorage.core.errors import Forbidden, NotFound, Unauthorized, Unavailable
+from moorage.core.errors import Forbidden, InvalidParameter, NotFound, Unauthorized, Unavailable
 from moorage.core.hookspecs.registry import AuthConfig
 
-from .reference import Registry
+from .reference import Registry, is_local
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -33,6 +43,79 @@ T = TypeVar("T")
 USER_AGENT = f"moorage/{__version__} (docker-api/1.6)"
 WRONG_LOGIN = "Wrong login/password, please try again"
 _PARAM = re.compile(r'(\w+)\s*=\s*"([^"]*)"')
+#: The largest manifest, config, token answer, error body or list page read into memory
+#: (containerd's limit for manifests and configs).
+MAX_DOCUMENT = 4 << 20
+REDIRECTS = 5
+_REDIRECT_STATUSES = (301, 302, 303, 307, 308)
+#: Token realms that serve the Hub's own registry (``auth.docker.io``).
+HUB_TOKEN_REALMS = ("auth.docker.io",)
+
+
+class TooLarge(InvalidParameter):
+    """An answer larger than the bound for its kind; not retried."""
+
+
+def origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+class CredentialPolicy:
+    """Which URLs may receive this session's credentials (see the module)."""
+
+    def __init__(self, registry: Registry, insecure: tuple[str, ...] = (), token_realms: tuple[str, ...] = ()) -> None:
+        self.registry = registry
+        self.insecure = tuple(h.lower() for h in insecure)
+        self.token_realms = tuple(h.lower() for h in (*token_realms, *(HUB_TOKEN_REALMS if registry.is_hub else ())))
+
+    def _plain_http_allowed(self, url: str) -> bool:
+        parts = urlsplit(url)
+        if parts.scheme == "https":
+            return True
+        return parts.scheme == "http" and (is_local(parts.netloc) or parts.netloc.lower() in self.insecure
+                                           or (parts.hostname or "") in self.insecure)
+
+    def to_registry(self, url: str) -> bool:
+        """Whether a request to ``url`` may carry the registry's ``Authorization``."""
+        return origin(url) == origin(self.registry.url) and self._plain_http_allowed(url)
+
+    def to_realm(self, realm: str) -> bool:
+        """Whether the token realm ``realm`` may receive the username and password."""
+        parts = urlsplit(realm)
+        host, netloc = (parts.hostname or "").lower(), parts.netloc.lower()
+        own = urlsplit(self.registry.url).hostname or ""
+        trusted = host == own.lower() or host in self.token_realms or netloc in self.token_realms
+        return trusted and self._plain_http_allowed(realm)
+
+
+def read_bounded(response: httpx.Response, limit: int, what: str) -> bytes:
+    """The body of a streamed ``response``, refused with ``TooLarge`` beyond ``limit`` bytes:
+    by its ``Content-Length`` before anything is read, then while it is read. A compressed
+    answer (a registry ignoring ``Accept-Encoding: identity``) is refused too, as its size in
+    memory is not the size on the wire. Closes the response."""
+    try:
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise TooLarge(f"{what} is {int(declared)} bytes, more than the {limit} allowed")
+        encoding = response.headers.get("content-encoding", "identity").strip().lower()
+        if encoding not in ("", "identity"):
+            raise Unavailable(f"{what} came {encoding}-encoded although identity was asked for")
+        body = bytearray()
+        for chunk in response.iter_raw():
+            body += chunk
+            if len(body) > limit:
+                raise TooLarge(f"{what} is more than the {limit} bytes allowed")
+        return bytes(body)
+    finally:
+        response.close()
+
+
+def _with_body(response: httpx.Response, body: bytes) -> httpx.Response:
+    """A read answer: ``response``'s status and headers with ``body`` as its content."""
+    headers = [(k, v) for k, v in response.headers.multi_items()
+               if k.lower() not in ("content-encoding", "transfer-encoding", "content-length")]
+    return httpx.Response(response.status_code, headers=headers, content=body, request=response.request)
 
 
 class Transient(Exception):
@@ -63,15 +146,18 @@ class Session:
     """Requests to one registry with one set of credentials, for one pull, push, login or search."""
 
     def __init__(self, registry: Registry, auth: AuthConfig, retries: int = 4, backoff: float = 0.25,
-                 timeout: float = 60.0) -> None:
+                 timeout: float = 60.0, insecure: tuple[str, ...] = (), token_realms: tuple[str, ...] = ()) -> None:
         self.registry = registry
         self._auth = auth
+        self.policy = CredentialPolicy(registry, insecure, token_realms)
         self.retries = retries
         self.backoff = backoff
         self.timeout = timeout
         self._ssl: ssl.SSLContext | None = None
+        # redirects are followed by ``send``, which decides where credentials go
         self.client = httpx.Client(timeout=httpx.Timeout(timeout, connect=min(timeout, 15.0)),
-                                   follow_redirects=True, headers={"User-Agent": USER_AGENT})
+                                   follow_redirects=False,
+                                   headers={"User-Agent": USER_AGENT, "Accept-Encoding": "identity"})
         #: resource ("repository:library/busybox") -> actions granted or wanted
         self._scopes: dict[str, set[str]] = {}
         self._token_scopes: dict[str, set[str]] | None = None
@@ -121,32 +207,51 @@ class Session:
                                  lambda: self.send(method, path, headers=headers, body=body))
 
     def send(self, method: str, path: str, *, headers: dict[str, str] | None = None,
-             body: Callable[[], Any] | bytes | None = None, stream: bool = False) -> httpx.Response:
-        """One request without retries, answering challenges. Raises ``Transient`` for
-        5xx/429; a streamed answer must be closed by the caller."""
+             body: Callable[[], Any] | bytes | None = None, stream: bool = False,
+             limit: int = MAX_DOCUMENT) -> httpx.Response:
+        """One request without retries, following redirects and answering the registry's
+        challenges. Raises ``Transient`` for 5xx/429. Without ``stream`` the body is read, at
+        most ``limit`` bytes (``TooLarge``); a streamed answer must be closed by the caller."""
         challenges_answered = 0
+        url, redirects = self.url(path), REDIRECTS
         while True:
             request_headers = dict(headers or {})
             sent_authorization = self._authorization
-            if sent_authorization:
+            if sent_authorization and self.policy.to_registry(url):
                 request_headers["Authorization"] = sent_authorization
             content = body() if callable(body) else body
-            request = self.client.build_request(method, self.url(path), headers=request_headers, content=content)
-            response = self.client.send(request, stream=stream)
-            log.debug("%s %s -> %s", method, request.url.path, response.status_code)
-            if response.status_code == 401 and challenges_answered < 2:
+            request = self.client.build_request(method, url, headers=request_headers, content=content)
+            response = self.client.send(request, stream=True)
+            status = response.status_code
+            log.debug("%s %s -> %s", method, request.url.path, status)
+            if status in _REDIRECT_STATUSES and redirects > 0 and response.headers.get("location"):
+                response.close()
+                url, redirects = urljoin(url, response.headers["location"]), redirects - 1
+                if status == 303:
+                    method, body = "GET", None
+                continue
+            if status == 401 and challenges_answered < 2:
                 header = response.headers.get("www-authenticate", "")
                 response.close()
-                with self._auth_lock:
-                    # another thread may have answered the same challenge meanwhile
-                    if self._authorization == sent_authorization:
-                        self._answer(header)
+                self._challenged(url, header, sent_authorization)
                 challenges_answered += 1
                 continue
-            if response.status_code >= 500 or response.status_code == 429:
+            if status >= 500 or status == 429:
                 response.close()
                 raise Transient(response)
-            return response
+            if stream:
+                return response
+            return _with_body(response, read_bounded(response, limit, f"the answer to {method} {request.url.path}"))
+
+    def _challenged(self, url: str, header: str, sent_authorization: str | None) -> None:
+        """Answer a 401 from ``url``: only the registry's own challenges are answered."""
+        if origin(url) != origin(self.registry.url):
+            raise Unauthorized(f"{urlsplit(url).netloc} asked for credentials while serving {self.registry.host}; "
+                               "credentials go only to the registry itself")
+        with self._auth_lock:
+            # another thread may have answered the same challenge meanwhile
+            if self._authorization == sent_authorization:
+                self._answer(header)
 
     def stream_get(self, path: str, redirects: int = 5) -> http.client.HTTPResponse:
         """A streamed blob GET through the standard library's http.client, which reads bodies
@@ -160,7 +265,7 @@ class Session:
             parts = urlsplit(url)
             headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
             sent_authorization = self._authorization
-            if sent_authorization and f"{parts.scheme}://{parts.netloc}" == self.registry.url:
+            if sent_authorization and self.policy.to_registry(url):
                 headers["Authorization"] = sent_authorization
             if parts.scheme == "https":
                 if self._ssl is None:
@@ -184,12 +289,16 @@ class Session:
                 continue
             if status == 200:
                 return response
-            body = response.read()
+            declared = response.getheader("content-length") or ""
+            if declared.isdigit() and int(declared) > MAX_DOCUMENT:
+                conn.close()
+                raise TooLarge(f"the answer to GET {parts.path} is {declared} bytes, more than {MAX_DOCUMENT}")
+            body = response.read(MAX_DOCUMENT + 1)
             conn.close()
+            if len(body) > MAX_DOCUMENT:
+                raise TooLarge(f"the answer to GET {parts.path} is more than {MAX_DOCUMENT} bytes")
             if status == 401 and challenges_answered < 2:
-                with self._auth_lock:
-                    if self._authorization == sent_authorization:
-                        self._answer(response.getheader("www-authenticate") or "")
+                self._challenged(url, response.getheader("www-authenticate") or "", sent_authorization)
                 challenges_answered += 1
                 continue
             answer = httpx.Response(status, headers=response.getheaders(), content=body,
@@ -203,6 +312,9 @@ class Session:
         if scheme == "basic":
             if not self._auth.username:
                 raise Unauthorized(f"authentication required by {self.registry.host}")
+            if not self.policy.to_registry(self.registry.url):
+                raise Unauthorized(f"{self.registry.host} asks for credentials over plain http; they are sent only "
+                                   "over TLS, or to a registry listed in [registry.v2] insecure_registries")
             if self._authorization and self._authorization.startswith("Basic "):
                 raise Unauthorized(WRONG_LOGIN)
             creds = f"{self._auth.username}:{self._auth.password}".encode()
@@ -224,21 +336,32 @@ class Session:
             query.append(("service", params["service"]))
         for resource, actions in sorted(self._scopes.items()):
             query.append(("scope", f"{resource}:{','.join(sorted(actions))}"))
+        realm = params["realm"]
+        if urlsplit(realm).scheme not in ("http", "https"):
+            raise Unauthorized(f"{self.registry.host} names an unusable token realm {realm[:100]!r}")
         basic = None
         if self._auth.username:
-            basic = httpx.BasicAuth(self._auth.username, self._auth.password)
+            if self.policy.to_realm(realm):
+                basic = httpx.BasicAuth(self._auth.username, self._auth.password)
+            else:
+                log.warning("token realm %s is not on %s nor in [registry.v2] token_realms (or is plain http): "
+                            "asking it for an anonymous token", urlsplit(realm).netloc, self.registry.host)
         wanted = {k: set(v) for k, v in self._scopes.items()}
 
         def fetch() -> httpx.Response:
-            response = self.client.get(params["realm"], params=query, auth=basic)
+            request = self.client.build_request("GET", realm, params=query)
+            if basic is not None:
+                request = next(basic.auth_flow(request))
+            response = self.client.send(request, stream=True)
             if response.status_code >= 500:
+                response.close()
                 raise Transient(response)
-            return response
+            return _with_body(response, read_bounded(response, MAX_DOCUMENT, "the token answer"))
 
         response = self.with_retries("token request", fetch)
         if response.status_code in (401, 403):
             anonymous = f"{self.registry.host} refused an anonymous token"
-            raise Unauthorized(WRONG_LOGIN if self._auth.username else anonymous)
+            raise Unauthorized(WRONG_LOGIN if basic is not None else anonymous)
         if response.status_code != 200:
             raise Unavailable(f"token server of {self.registry.host} answered HTTP {response.status_code}")
         try:

@@ -1,0 +1,77 @@
+"""Hostile archives (property-based, hypothesis) through every path that applies archives: layers
+on every graph driver (image import, registry pulls and commits apply them with ``apply_diff``),
+build contexts, and ``ADD x.tar`` into a container root. The invariant: nothing outside the
+target tree changes (a victim directory beside it, which the archives aim at by absolute and
+relative paths, and the parent layer). Every case of issue 13 is an explicit example.
+
+``MOORAGE_HOSTILE_EXAMPLES`` sets the number of generated examples per path (CI default 40);
+``bench/fuzz_archives.py`` runs many more.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+
+from moorage.core.contract.archives import (
+    ISSUE_CASES,
+    AddSink,
+    ContextSink,
+    LayerSink,
+    check_hostile,
+    hostile_archives,
+    plant_canaries,
+)
+from moorage.core.errors import NotSupported
+
+from .conftest import registered_graph_drivers
+
+EXAMPLES = int(os.environ.get("MOORAGE_HOSTILE_EXAMPLES", "40"))
+PATHS = ["vfs", "overlay", "btrfs", "context", "add", "add-below-symlink"]
+
+
+@pytest.fixture(params=PATHS)
+def target(request, tmp_path):
+    """``(sink, base)``: a way of applying archives, and the directory holding the victim."""
+    base = tmp_path / "base"
+    if request.param == "btrfs":
+        base = request.getfixturevalue("btrfs_mount") / f"hostile-{uuid.uuid4().hex[:8]}"
+    base.mkdir()
+    victim = base / "victim"
+    plant_canaries(victim)
+    driver = None
+    if request.param in ("vfs", "overlay", "btrfs"):
+        cls = registered_graph_drivers()[request.param]
+        (base / "home").mkdir()
+        try:
+            driver = cls(base / "home", cls.Options(), {"root": base / "home"})
+        except NotSupported as exc:
+            pytest.skip(f"{request.param}: {exc}")
+        sink = LayerSink(driver, victim)
+    elif request.param == "context":
+        sink = ContextSink(base / "root")
+    else:
+        sink = AddSink(base / "add", "/" if request.param == "add" else "/link/y")
+    yield sink, base
+    if driver is not None:
+        driver.cleanup()
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def with_issue_examples(test):
+    for case in ISSUE_CASES:
+        test = example(entries=case)(test)
+    return test
+
+
+@settings(max_examples=EXAMPLES, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(entries=hostile_archives)
+@with_issue_examples
+def test_nothing_outside_the_target_changes(target, entries):
+    sink, base = target
+    check_hostile(sink, base, entries)
