@@ -259,7 +259,7 @@ def daemon(daemon_factory) -> Daemon:
 ROOT_FIXTURES = frozenset({
     "daemon", "daemon_factory", "busybox_daemon", "docker_py_client", "exec_driver", "btrfs_mount",
     "btrfs_home", "graph_driver", "store", "bridge_env", "bridge_factory", "free_test_subnet", "busybox_rootfs",
-    "shared_daemon", "hooked", "refusing_daemon", "network_driver", "container",
+    "shared_daemon", "hooked", "refusing_daemon", "network_driver", "container", "driver", "target",
 })
 
 

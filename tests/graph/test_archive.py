@@ -247,6 +247,7 @@ def test_nul_in_a_name_is_refused(dest):
     assert os.listdir(dest) == []
 
 
+@pytest.mark.root
 def test_overlay_bookkeeping_xattrs_are_never_taken_from_an_archive(dest):
     headers = {"SCHILY.xattr.trusted.overlay.redirect": "/etc", "SCHILY.xattr.user.kept": "yes"}
     extract_layer(pax_tar("f", headers), dest)
@@ -254,6 +255,7 @@ def test_overlay_bookkeeping_xattrs_are_never_taken_from_an_archive(dest):
     assert "user.kept" in names and not any(n.startswith("trusted.overlay.") for n in names)
 
 
+@pytest.mark.root
 def test_extract_in_root_resolves_the_destination_inside_the_root(tmp_path, outside):
     root = tmp_path / "root"
     (root / "real").mkdir(parents=True)
