@@ -87,16 +87,15 @@ class Runner:
             if new_config is not None:
                 container.host_config = new_config
             link_env, link_hosts = self._register_links(container, container.host_config)
-            pid = self._start(container, link_env, link_hosts, durable=new_config is not None)
+            self._start(container, link_env, link_hosts, durable=new_config is not None, began=began)
         self.containers.publish("start", container)
-        self.hooks.container_started(container.id, pid, container.state.started_at, time.monotonic() - began,
-                                     container.internal.get("ExecDriver", ""),
-                                     container.internal.get("NetworkDriver", ""), self.graph.name)
 
     def _start(self, container: Container, link_env: list[str], link_hosts: dict[str, str],
-               durable: bool = False) -> int:
+               durable: bool = False, began: float | None = None) -> int:
         """``durable``: the host config changed, so the first record is forced to disk; the
-        run state itself is not (see ``ContainerService.save``)."""
+        run state itself is not (see ``ContainerService.save``). ``began``: when the start
+        request came (``time.monotonic``), for the started hook's ``duration``."""
+        began = time.monotonic() if began is None else began
         container.cleaned.wait()  # the previous run's rootfs, network and exec state are released
         hc = container.host_config
         config = container.config
@@ -164,6 +163,10 @@ class Runner:
         if endpoint != Endpoint():
             # what only this start knows; the pid a restarted daemon gets from the exec driver
             self.containers.save(container, durable=False)
+        # before the monitor exists: a plugin hears of every run's start before its exit
+        self.hooks.container_started(container.id, pid, container.state.started_at, time.monotonic() - began,
+                                     container.internal.get("ExecDriver", ""),
+                                     container.internal.get("NetworkDriver", ""), self.graph.name)
         self._monitor(container)
         return pid
 

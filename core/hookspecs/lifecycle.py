@@ -46,7 +46,8 @@ def moorage_container_started(container_id: str, pid: int, started: str, duratio
         only (``NetworkDisabled``).
     :param graph_driver: the name of the graph driver that mounted its rootfs.
 
-    Called after the network is joined and before the start request is answered.
+    Called for every run (a start, a restart, a restart at daemon start) after the network
+    is joined, before the start request is answered and before the run's exit can be reported.
     """
 
 
