@@ -8,13 +8,15 @@ from fastapi import FastAPI
 from ..core.errors import PluginError
 from ..core.kernel import Kernel
 from . import errors
+from .crosssite import CrossSiteGuard
 from .routes import ROUTES, Route
 from .versioning import VersionAndCorsMiddleware
 
 
 def create_app(kernel: Kernel, routes: list[Route] | None = None, enable_cors: bool | None = None):
-    """The ASGI app for ``kernel``: FastAPI wrapped in the version/CORS middleware. ``routes``
-    replaces the core route table (tests); the kernel's feature plugins add theirs."""
+    """The ASGI app for ``kernel``: FastAPI wrapped in the version/CORS middleware, behind the
+    cross-site guard. ``routes`` replaces the core route table (tests); the kernel's feature
+    plugins add theirs."""
     app = FastAPI(title="moorage", version=kernel.version, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.kernel = kernel
     table = list(ROUTES if routes is None else routes)
@@ -33,5 +35,7 @@ def create_app(kernel: Kernel, routes: list[Route] | None = None, enable_cors: b
             app.add_api_route(route.path, route.handler, methods=[route.method], name=route.handler.__name__,
                               include_in_schema=False)
     errors.install(app)
-    cors = kernel.config.daemon.api_enable_cors if enable_cors is None else enable_cors
-    return VersionAndCorsMiddleware(app, enable_cors=cors)
+    daemon = kernel.config.daemon
+    cors = daemon.api_enable_cors if enable_cors is None else enable_cors
+    return CrossSiteGuard(VersionAndCorsMiddleware(app, enable_cors=cors, cors_origins=daemon.api_cors_origins),
+                          cors=cors, cors_origins=daemon.api_cors_origins, hostnames=daemon.api_hostnames)

@@ -16,6 +16,7 @@ from ..core.config import DEFAULT_CONFIG_PATH, load
 from ..core.errors import InvalidParameter, MoorageError
 from ..core.kernel import Kernel, check_pidfile
 from ..core.store import atomic_write
+from . import bench, inventory
 from .params import go_bool
 
 log = logging.getLogger("moorage")
@@ -52,6 +53,13 @@ def daemon_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--registry-mirror", dest="registry_mirror", help="registry for names without a host")
     _bool_flag(p, "-r", "--restart", dest="restart", help="restart containers that were running (default true)")
     _bool_flag(p, "--api-enable-cors", "-api-enable-cors", dest="cors", help="send CORS headers")
+    _bool_flag(p, "--tls", dest="tls", help="serve tcp:// listeners over TLS (implied by --tlsverify)")
+    _bool_flag(p, "--tlsverify", dest="tlsverify",
+               help="TLS, and only clients with a certificate signed by --tlscacert get in")
+    p.add_argument("--tlscacert", dest="tlscacert", help="trust certificates signed by this CA "
+                   "(default $DOCKER_CERT_PATH/ca.pem or ~/.docker/ca.pem)")
+    p.add_argument("--tlscert", dest="tlscert", help="the daemon's TLS certificate (default cert.pem there)")
+    p.add_argument("--tlskey", dest="tlskey", help="the daemon's TLS key (default key.pem there)")
     _bool_flag(p, "-D", "--debug", dest="debug", help="debug logging")
     return p
 
@@ -69,6 +77,11 @@ FLAG_KEYS = {
     "registry_mirror": "registry.default",
     "restart": "daemon.restart",
     "cors": "daemon.api_enable_cors",
+    "tls": "daemon.tls",
+    "tlsverify": "daemon.tlsverify",
+    "tlscacert": "daemon.tlscacert",
+    "tlscert": "daemon.tlscert",
+    "tlskey": "daemon.tlskey",
     "debug": "daemon.debug",
 }
 
@@ -86,13 +99,15 @@ def flag_overrides(args: argparse.Namespace) -> dict:
 
 def run_daemon(args: argparse.Namespace) -> int:
     from .app import create_app
-    from .server import bind, parse_host, run, unlink_unix
+    from .server import bind, check_exposure, parse_host, run, tls_settings, unlink_unix
 
     path = args.config if args.config is not None else DEFAULT_CONFIG_PATH
     config = load(path, flag_overrides(args), required=args.config is not None)
     logging.basicConfig(level=logging.DEBUG if config.daemon.debug else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     listens = [parse_host(h) for h in config.daemon.hosts]
+    tls = tls_settings(config.daemon)
+    check_exposure(listens, tls, config.daemon.allow_unauthenticated_tcp)
     pidfile = config.daemon.pidfile
     check_pidfile(pidfile)
     kernel = Kernel(config)
@@ -109,7 +124,7 @@ def run_daemon(args: argparse.Namespace) -> int:
         # make those handlers no-ops so that the clean-up below runs and the exit status is 0.
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: None)
-        run(create_app(kernel), sockets, debug=config.daemon.debug)
+        run(create_app(kernel), sockets, tls, debug=config.daemon.debug)
     finally:
         for sock in sockets:
             sock.close()
@@ -179,10 +194,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help="daemon socket (default $MOORAGE_HOST or unix:///var/run/moorage.sock)")
         if name == "info":
             p.add_argument("--json", action="store_true", help="print the raw JSON")
+    inventory.add_parsers(sub)
+    bench.add_parser(sub)
     return parser
 
 
-COMMANDS = {"daemon": run_daemon, "version": run_version, "info": run_info}
+COMMANDS = {"daemon": run_daemon, "version": run_version, "info": run_info, **inventory.COMMANDS, **bench.COMMANDS}
 
 
 def main(argv: list[str] | None = None) -> int:

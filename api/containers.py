@@ -12,11 +12,13 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from ..core.errors import Conflict, InvalidParameter, NotSupported
 from ..core.ids import short_id
 from ..core.kernel import Kernel
+from .crosssite import refuse_non_json
 from .params import ApiVersion, ContainersDep, KernelDep, RunnerDep, query_bool, query_int
 
 
 async def json_body(request: Request, required: bool = False) -> Any:
     raw = await request.body()
+    refuse_non_json(request, raw)
     if not raw.strip():
         if required:
             raise InvalidParameter("Bad parameter: a JSON body is required")
@@ -189,6 +191,7 @@ async def top(name: str, request: Request, kernel: KernelDep, containers: Contai
 
 async def commit(request: Request, kernel: KernelDep, containers: ContainersDep) -> JSONResponse:
     q = request.query_params
+    refuse_non_json(request, await request.body())
     try:
         config = await json_body(request)
     except InvalidParameter:

@@ -30,22 +30,7 @@ STATUS_BY_ERROR: dict[type[errors.MoorageError], int] = {
 }
 
 
-#: Endpoints where Docker 0.6 answered 500 for errors that map elsewhere: its status came from
-#: the message's first words ("No such", "Bad parameter", "Conflict", "Impossible"), and these
-#: messages had none of them. (method, route path) -> the error classes answered with 500 there.
-#: Bad repository and tag names, which 0.6 also answered with 500, are 400 (docs/security.md).
-LEGACY_500: dict[tuple[str, str], tuple[type[errors.MoorageError], ...]] = {
-    # neither fromSrc nor fromImage; a bad repository or tag name
-    ("POST", "/images/create"): (errors.MissingParameter,),
-    ("GET", "/images/{name:path}/history"): (errors.NotFound,),
-    ("POST", "/images/{name:path}/tag"): (errors.NotFound,),
-}
-
-
-def status_for(exc: errors.MoorageError, method: str = "", route_path: str = "") -> int:
-    legacy = LEGACY_500.get((method, route_path))
-    if legacy and isinstance(exc, legacy):
-        return 500
+def status_for(exc: errors.MoorageError) -> int:
     for cls in type(exc).__mro__:
         if cls in STATUS_BY_ERROR:
             return STATUS_BY_ERROR[cls]
@@ -58,8 +43,7 @@ def plain(message: str, status: int) -> PlainTextResponse:
 
 
 async def moorage_error_handler(request: Request, exc: errors.MoorageError) -> PlainTextResponse:
-    route = request.scope.get("route")
-    return plain(exc.message, status_for(exc, request.method, route.path if route is not None else ""))
+    return plain(exc.message, status_for(exc))
 
 
 async def validation_error_handler(request: Request, exc: RequestValidationError) -> PlainTextResponse:

@@ -10,6 +10,11 @@ bytes h11 had already buffered are fed to it as the first input, and EOF from th
 ends the input side.
 
 This relies on uvicorn internals (``conn``, ``cycle``, ``transport``), so uvicorn is pinned.
+
+Over TLS the half-close is a TCP one: Docker's clients shut down the write side of the TCP
+socket under the TLS session (TLS itself has no half-close), and asyncio's TLS transport would
+answer that by closing the connection. ``_keep_tls_writable_after_eof`` makes the hijacked TLS
+connection treat it as the end of input only, as the plain transport does.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import weakref
+from asyncio.sslproto import SSLProtocolState
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
@@ -72,13 +78,16 @@ class RawConnection:
 class _RawProtocol(asyncio.Protocol):
     def __init__(self, connection: RawConnection) -> None:
         self.connection = connection
+        self.tls = False
 
     def data_received(self, data: bytes) -> None:
         self.connection.reader.feed_data(data)
 
     def eof_received(self) -> bool:
         self.connection.reader.feed_eof()
-        return True  # keep the transport open: output still flows after the client's half-close
+        # keep a plain transport open: output still flows after the client's half-close (a TLS
+        # one ignores the answer: _keep_tls_writable_after_eof keeps it open)
+        return not self.tls
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.connection.reader.feed_eof()
@@ -116,6 +125,7 @@ class HijackingH11Protocol(H11Protocol):
         protocol = _RawProtocol(connection)
         pending, closed = self.conn.trailing_data
         self.transport.set_protocol(protocol)
+        protocol.tls = _keep_tls_writable_after_eof(self.transport)
         if pending:
             protocol.data_received(bytes(pending))
         if closed:
@@ -123,6 +133,37 @@ class HijackingH11Protocol(H11Protocol):
         self.transport.resume_reading()
         OPEN_RAW_CONNECTIONS.add(connection)
         return connection
+
+
+def _keep_tls_writable_after_eof(transport: asyncio.Transport) -> bool:
+    """On a TLS transport (asyncio's ``SSLProtocol`` underneath), make the client's half-close
+    end only the input, as on a plain socket: the client still reads the output. Today's
+    docker CLI half-closes with a TLS close_notify (Go's ``tls.Conn.CloseWrite``), older
+    clients by shutting down the TCP write side under the session; asyncio would answer either
+    by closing the connection. Our own close still ends the session normally.
+    Returns whether ``transport`` is a TLS one."""
+    ssl_protocol = getattr(transport, "_ssl_protocol", None)
+    if ssl_protocol is None:
+        return False
+    shut_down, tcp_eof_closes = ssl_protocol._start_shutdown, ssl_protocol.eof_received
+
+    def start_shutdown() -> None:
+        if transport.is_closing():  # we closed: the normal TLS shutdown
+            shut_down()
+        # else it is the client's close_notify: asyncio told the protocol already; output goes on
+
+    def eof_received() -> bool:
+        if transport.is_closing() or ssl_protocol._state != SSLProtocolState.WRAPPED:
+            return tcp_eof_closes()
+        # no close_notify exchange follows at our close: the client cannot answer one after its
+        # TCP half-close; our FIN ends the stream, which Go's TLS reads as a clean EOF
+        ssl_protocol._eof_received = True
+        ssl_protocol._app_protocol.eof_received()
+        return True
+
+    ssl_protocol._start_shutdown = start_shutdown
+    ssl_protocol.eof_received = eof_received
+    return True
 
 
 def hijack(scope) -> RawConnection:

@@ -16,7 +16,7 @@ from fastapi import Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from ..core.download import download
-from ..core.errors import Conflict, InvalidParameter, MissingParameter
+from ..core.errors import Conflict, InvalidParameter
 from ..core.tags import DEFAULT_TAG, validate_repo_name, validate_tag_name
 from .params import ContainersDep, ImagesDep, KernelDep, get_distribution, query_bool
 from .streams import BodyReader, ProgressReader, json_stream
@@ -37,8 +37,10 @@ async def create(request: Request, kernel: KernelDep, images: ImagesDep) -> Resp
         return await pull(request, kernel, await get_distribution(request))
     source = query.get("fromSrc", "")
     repo, tag = query.get("repo", ""), query.get("tag", "")
+    # Docker 0.6 answered these with 500 (its status came from message text): moorage answers
+    # a bad request with 400 and an unknown image with 404 (docs/api.md)
     if not source:
-        raise MissingParameter("Missing parameter: fromImage or fromSrc")
+        raise InvalidParameter("Missing parameter: fromImage or fromSrc")
     if repo:  # refused (400) before the body is read: nothing is stored
         validate_repo_name(repo)
         validate_tag_name(tag or DEFAULT_TAG)

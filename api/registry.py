@@ -12,6 +12,7 @@ from ..core.distribution import Distribution
 from ..core.errors import InvalidParameter
 from ..core.hookspecs.registry import AuthConfig
 from ..core.kernel import Kernel
+from .crosssite import refuse_non_json
 from .params import DistributionDep, KernelDep
 from .streams import json_stream
 
@@ -35,6 +36,7 @@ async def push(name: str, request: Request, kernel: KernelDep, distribution: Dis
         auth = header_auth(request)
     else:
         raw = await request.body()
+        refuse_non_json(request, raw)
         if not raw.strip():
             raise InvalidParameter("Bad parameter: push needs credentials in X-Registry-Auth or the body")
         try:
@@ -55,8 +57,10 @@ async def push(name: str, request: Request, kernel: KernelDep, distribution: Dis
 
 async def auth(request: Request, kernel: KernelDep, distribution: DistributionDep) -> Response:
     """``POST /auth``: check credentials with the registry; nothing is stored."""
+    raw = await request.body()
+    refuse_non_json(request, raw)
     try:
-        body = json.loads(await request.body() or b"{}")
+        body = json.loads(raw or b"{}")
     except ValueError:
         raise InvalidParameter("Bad parameter: the body is not a JSON AuthConfig") from None
     status = await kernel.run_blocking(distribution.login, AuthConfig.from_json(body))

@@ -1,5 +1,9 @@
 """ASGI middleware in front of the route table: the ``/vX.Y`` prefix, OPTIONS, CORS.
 
+Which origins may use the API at all is decided before this, by ``crosssite.CrossSiteGuard``;
+this only adds the CORS headers when CORS is on: ``*`` as Docker did, or the request's own
+origin when ``api_cors_origins`` lists the allowed ones.
+
 Every route is declared once, unversioned; this middleware strips an optional ``/v<float>``
 prefix and records the version in ``scope["moorage.api_version"]`` (a float, compared as
 Docker compared it). A version of 0 or above 1.6 gets 404 with an empty body; a prefix that is
@@ -24,9 +28,18 @@ UNROUTED = "moorage.unrouted"
 
 
 class VersionAndCorsMiddleware:
-    def __init__(self, app, enable_cors: bool = False) -> None:
+    def __init__(self, app, enable_cors: bool = False, cors_origins: list[str] = ()) -> None:
         self.app = app
         self.enable_cors = enable_cors
+        self.cors_origins = list(cors_origins)
+
+    def cors_headers(self, scope) -> list[tuple[bytes, bytes]]:
+        if not self.cors_origins:
+            return CORS_HEADERS
+        origin = next((v for k, v in scope.get("headers", []) if k == b"origin"), None)
+        if origin is None:
+            return CORS_HEADERS[1:]
+        return [(b"access-control-allow-origin", origin), (b"vary", b"Origin"), *CORS_HEADERS[1:]]
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "websocket":
@@ -54,7 +67,7 @@ class VersionAndCorsMiddleware:
         async def send_with_cors(message):
             if message["type"] == "http.response.start" and cors and not scope.get(UNROUTED):
                 message = dict(message)
-                message["headers"] = list(message.get("headers", [])) + CORS_HEADERS
+                message["headers"] = list(message.get("headers", [])) + self.cors_headers(scope)
             await send(message)
 
         if scope["method"] == "OPTIONS":

@@ -38,6 +38,16 @@ api_enable_cors = false
 restart = true          # -r: restart containers that were running when the daemon stopped
 dns = []                # --dns: servers written to every container's resolv.conf
 default_ip = "0.0.0.0"  # the HostIp of a port binding that names none
+# TLS on tcp:// listeners (Docker 0.10's flags; unix sockets stay plain). An empty path means
+# $DOCKER_CERT_PATH/ca.pem, cert.pem, key.pem, or ~/.docker/ when that is unset.
+tls = false             # --tls: serve TCP over TLS
+tlsverify = false       # --tlsverify: TLS, and only clients whose certificate the CA signed
+tlscacert = ""          # --tlscacert
+tlscert = ""            # --tlscert
+tlskey = ""             # --tlskey
+allow_unauthenticated_tcp = false  # listen on a non-loopback tcp:// address without --tlsverify
+api_cors_origins = []   # with api_enable_cors: the origins allowed; empty allows any ("*")
+api_hostnames = []      # names accepted in the Host header on TCP besides IPs and localhost
 
 [plugins]
 blocked = []            # entry-point names never to load
@@ -103,6 +113,14 @@ class DaemonSection(BaseModel):
     restart: bool = True
     dns: list[str] = []
     default_ip: str = "0.0.0.0"
+    tls: bool = False
+    tlsverify: bool = False
+    tlscacert: str = ""
+    tlscert: str = ""
+    tlskey: str = ""
+    allow_unauthenticated_tcp: bool = False
+    api_cors_origins: list[str] = []
+    api_hostnames: list[str] = []
 
 
 class PluginsSection(BaseModel):
@@ -168,6 +186,13 @@ class DaemonConfig:
 
     def family(self, name: str) -> FamilySection:
         return self.families[name]
+
+    def driver_context(self, family: str, root: Path) -> dict[str, Any]:
+        """What the drivers of ``family`` get as ``context`` on daemon root ``root``."""
+        return {"root": root, "debug": self.daemon.debug, "daemon": self.daemon, **self.family(family).settings()}
+
+    def driver_section_error(self, family: str, driver: str) -> str:
+        return self.where(f"{family}.{driver}", None)
 
     def without_credentials(self) -> dict:
         """A copy of the effective configuration without the values of keys that name a

@@ -14,7 +14,7 @@ from typing import BinaryIO, TypeVar
 import httpx
 
 from .archive import IterStream
-from .errors import Unavailable
+from .errors import InvalidParameter, Unavailable
 
 T = TypeVar("T")
 
@@ -33,3 +33,5 @@ def download(url: str, consume: Callable[[BinaryIO, int], T]) -> T:
             return consume(IterStream(answer.iter_bytes()), size)
     except httpx.HTTPError as exc:
         raise Unavailable(f"Error downloading {url}: {exc}") from None
+    except httpx.InvalidURL as exc:  # an invalid host name...
+        raise InvalidParameter(f"Bad parameter: cannot download {url!r}: {exc}") from None

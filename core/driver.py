@@ -49,6 +49,19 @@ class Driver:
     def cleanup(self) -> None:
         """Release what the driver holds, once, at daemon shutdown (containers keep running).
         The default holds nothing; a family's contract may require more."""
+    @classmethod
+    def probe(cls, options: BaseModel, context: Mapping[str, Any]) -> None:
+        """Optional: raise ``NotSupported`` if this host cannot run the driver, changing nothing.
+
+        ``moorage drivers`` calls it in the host's own namespaces for a driver that defines it
+        (one that needs to see the host, e.g. a NIC); a driver without it is built on a scratch
+        root in namespaces of its own instead. A driver defining it calls it from ``__init__``.
+        """
+
+    @classmethod
+    def has_probe(cls) -> bool:
+        """Whether the class defines its own ``probe``."""
+        return cls.probe.__func__ is not Driver.probe.__func__
 
 
 D = TypeVar("D", bound=Driver)

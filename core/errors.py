@@ -22,10 +22,6 @@ class InvalidParameter(MoorageError):
     """A request parameter or config value is malformed (a bad boolean, integer, name...)."""
 
 
-class MissingParameter(InvalidParameter):
-    """A parameter the request needs is absent."""
-
-
 class Conflict(MoorageError):
     """The request clashes with existing state (a name in use, a tag held by two repos...)."""
 

@@ -80,8 +80,7 @@ class Kernel:
         if not registered.names() and not section.driver:
             log.warning("no %s driver is registered; features that need one are unavailable", family)
             return None
-        context = {"root": self.root, "debug": self.config.daemon.debug, "daemon": self.config.daemon,
-                   **section.settings()}
+        context = self.config.driver_context(family, self.root)
         driver = registered.select(section.driver, section.priority, self.root, section.driver_sections(),
                                    context, self.config.where(family, "driver"))
         log.info("%s driver: %s", family, driver.name)

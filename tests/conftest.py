@@ -221,6 +221,28 @@ def btrfs_mount(tmp_path_factory):
 
 
 @pytest.fixture
+def parent_nic():
+    """A NIC of the test's own for macvlans to hang off: a dummy interface, up, without an
+    address (on a kernel built without the dummy driver, one end of a veth pair); removed with
+    everything on it at the end."""
+    from pyroute2 import IPRoute
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    name = f"mvn{uuid.uuid4().hex[:8]}"
+    with IPRoute() as ipr:
+        try:
+            ipr.link("add", ifname=name, kind="dummy")
+        except NetlinkError:
+            ipr.link("add", ifname=name, kind="veth", peer=f"{name}p")
+            ipr.link("set", index=ipr.link_lookup(ifname=f"{name}p")[0], state="up")
+        ipr.link("set", index=ipr.link_lookup(ifname=name)[0], state="up")
+    yield name
+    with IPRoute() as ipr:
+        for index in ipr.link_lookup(ifname=name):
+            ipr.link("del", index=index)
+
+
+@pytest.fixture
 def daemon_factory(tmp_path_factory):
     """``daemon_factory(config="", flags=[...], start=True, env={})`` -> a started ``Daemon``.
 
@@ -443,11 +465,10 @@ def exec_driver(request) -> str:
     return request.param
 
 
-@pytest.fixture(scope="module")
-def busybox_daemon(tmp_path_factory, busybox_tar, exec_driver):
-    """A daemon shared by a test module, with the busybox image imported as ``busybox``."""
-    base = tmp_path_factory.mktemp(f"bbd-{exec_driver}-{uuid.uuid4().hex[:6]}")
-    d = Daemon(base, CONTAINER_CONFIG.format(graph="overlay", exec=exec_driver)).start()
+@contextlib.contextmanager
+def busybox_daemon_in(base: Path, busybox_tar: Path, config: str, flags: list[str] | None = None):
+    """A started daemon in ``base`` with busybox imported; stopped and cleaned up at the end."""
+    d = Daemon(base, config, flags).start()
     try:
         d.image_id = import_image(d, busybox_tar)
         yield d
@@ -456,3 +477,11 @@ def busybox_daemon(tmp_path_factory, busybox_tar, exec_driver):
         d.stop()
         unmount_below(d.base)
         shutil.rmtree(d.base, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def busybox_daemon(tmp_path_factory, busybox_tar, exec_driver):
+    """A daemon shared by a test module, with the busybox image imported as ``busybox``."""
+    base = tmp_path_factory.mktemp(f"bbd-{exec_driver}-{uuid.uuid4().hex[:6]}")
+    with busybox_daemon_in(base, busybox_tar, CONTAINER_CONFIG.format(graph="overlay", exec=exec_driver)) as d:
+        yield d

@@ -1,7 +1,11 @@
 """Contract test suites, one per driver family, shipped as a pytest plugin (``pytest11``).
 
-A third-party driver runs the suite of its family against itself by subclassing the family's
-contract class in its own tests and providing the driver fixture the class asks for; see each
-module's docstring. ``moorage.core.contract.rootfs`` builds the small busybox root filesystem
+Run a family's suite against any installed driver by name::
+
+    pytest --pyargs moorage.core.contract --moorage-driver graph=NAME [--moorage-driver-options FILE.toml]
+
+or from a driver package's own tests, by subclassing the family's contract class and overriding
+the ``moorage_driver`` fixture (``moorage.core.contract.plugin`` describes the three fixtures
+every suite shares). ``moorage.core.contract.rootfs`` builds the small busybox root filesystem
 the suites and moorage's own tests use.
 """

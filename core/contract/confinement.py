@@ -1,8 +1,9 @@
 """The confinement suite of the exec contract: what a container can and cannot do to the host,
 tried from inside a real container, for every exec driver.
 
-A driver runs it as it runs ``moorage.core.contract.exec``: subclass ``ConfinementContract`` and
-provide the ``exec_driver`` factory fixture. The escape probes are busybox commands and a tiny
+A driver runs it as it runs ``moorage.core.contract.exec``: by name (``pytest --pyargs
+moorage.core.contract --moorage-driver exec=NAME`` runs both), or by subclassing
+``ConfinementContract`` and overriding ``moorage_driver``. The escape probes are busybox commands and a tiny
 static C program (``probe``, built with ``gcc -static`` once per session and copied into each
 container's rootfs as ``/probe``) that makes one system call and prints ``ok`` or the errno's
 number. Every probe that writes writes back what is already there, or somewhere harmless, so

@@ -1,21 +1,16 @@
 """The exec driver contract suite: the behaviour every exec driver must show.
 
-A driver package runs it against itself by subclassing ``ExecDriverContract`` in a test module
-and providing an ``exec_driver`` fixture: a factory that, given a ``home`` directory, returns a
-new driver instance on it (calling it twice on one home simulates a daemon restart)::
-
-    from moorage.core.contract.exec import ExecDriverContract
-
-    class TestMyDriver(ExecDriverContract):
-        @pytest.fixture
-        def exec_driver(self):
-            return lambda home: MyDriver(home, MyDriver.Options(), {})
+Run it against an installed driver by name (``pytest --pyargs moorage.core.contract
+--moorage-driver exec=NAME``), or from a driver package's own tests by subclassing
+``ExecDriverContract`` and overriding ``moorage_driver`` (see ``moorage.core.contract.plugin``);
+``ExecFixtures`` gives a driver's own extra tests the same fixtures.
 
 The tests build specs with the ``make_spec`` fixture (a fresh copy of the session's busybox
 rootfs per spec, from ``busybox_rootfs`` of ``moorage.core.contract.plugin``) and start
-containers through ``run``, whose finalizer kills, waits for and releases every container the
+containers through ``runner``, whose finalizer kills, waits for and releases every container the
 test started, even when the test fails, and then checks that nothing is left behind: no process,
-no cgroup named after the container, no mount below its rootfs.
+no cgroup named after the container, no mount below its rootfs. ``runner.restart_daemon()``
+shuts the driver down and builds a new one on the same root, as a restarted daemon does.
 """
 
 from __future__ import annotations
@@ -32,10 +27,11 @@ from pathlib import Path
 
 import pytest
 
+from moorage.core.contract.driver import DriverFactory
+from moorage.core.contract.mounts import mounts_below
 from moorage.core.errors import InvalidParameter, NotFound, StateError
 from moorage.core.hookspecs.exec import ExecDriver, Mount, ProcessSpec, Resources, Stream
 from moorage.core.logs import read_log
-from moorage.core.mounts import mounts_below
 
 ENV = ["HOME=/", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "container=lxc",
        "HOSTNAME=contract"]
@@ -110,10 +106,10 @@ def cap_bits(text: str, field: str) -> int:
 class Runner:
     """Starts containers for one test and guarantees they are gone afterwards."""
 
-    def __init__(self, factory: Callable[[Path], ExecDriver], home: Path) -> None:
+    def __init__(self, factory: DriverFactory) -> None:
         self.factory = factory
-        self.home = home
-        self.driver = factory(home)
+        self.driver: ExecDriver = factory()
+        self.home = self.driver.home
         self.specs: list[ProcessSpec] = []
         self.pids: list[int] = []
 
@@ -125,8 +121,8 @@ class Runner:
 
     def restart_daemon(self) -> ExecDriver:
         """Drop the driver object (as a killed daemon would) and make a new one on the same home."""
-        self.driver.cleanup()
-        self.driver = self.factory(self.home)
+        self.factory.shutdown(self.driver)
+        self.driver = self.factory()
         return self.driver
 
     def finish(self) -> list[str]:
@@ -144,7 +140,7 @@ class Runner:
                 except NotFound:
                     pass
             self.driver.release(cid)
-        self.driver.cleanup()
+        self.factory.shutdown(self.driver)
         for pid in self.pids:
             if alive(pid):
                 os.kill(pid, signal.SIGKILL)
@@ -159,17 +155,13 @@ class Runner:
 
 
 class ExecFixtures:
-    """The fixtures of the suite, for a driver's own extra tests; ``exec_driver`` is required."""
+    """The fixtures of the suite, for a driver's own extra tests, against ``moorage_driver``."""
+
+    family = "exec"
 
     @pytest.fixture
-    def exec_driver(self) -> Callable[[Path], ExecDriver]:
-        raise NotImplementedError("a driver's test class provides the exec_driver factory fixture")
-
-    @pytest.fixture
-    def runner(self, exec_driver, tmp_path) -> Iterator[Runner]:
-        home = tmp_path / "home"
-        home.mkdir()
-        runner = Runner(exec_driver, home)
+    def runner(self, driver_factory) -> Iterator[Runner]:
+        runner = Runner(driver_factory)
         yield runner
         problems = runner.finish()
         assert not problems, problems
@@ -201,7 +193,7 @@ class ExecFixtures:
 
 
 class ExecDriverContract(ExecFixtures):
-    """The exec contract; subclasses provide the ``exec_driver`` factory fixture."""
+    """The exec contract, against ``moorage_driver``."""
 
     # -- exit statuses and signals ---------------------------------------------------------------
 

@@ -1,19 +1,11 @@
 """The graph driver contract suite: one behaviour suite every graph driver must pass.
 
-A third-party driver runs it against itself by subclassing ``GraphDriverContract`` in its own
-tests and providing ``graph_driver_factory``, a fixture returning a callable that builds the
-driver in a given (fresh, existing) home directory::
-
-    from moorage.core.contract.graph import GraphDriverContract
-
-    class TestMyDriver(GraphDriverContract):
-        @pytest.fixture
-        def graph_driver_factory(self):
-            return lambda home: MyDriver(home, MyDriver.Options(), {"root": home})
-
-Override ``graph_home`` to put the home on a particular filesystem (moorage's btrfs tests use a
-loop-mounted btrfs image). Every test gets a fresh home; afterwards ``driver.cleanup()`` runs
-and anything still mounted below the home is unmounted, pass or fail. The diff tests go
+Run it against an installed driver by name (``pytest --pyargs moorage.core.contract
+--moorage-driver graph=NAME``), or from a driver package's own tests by subclassing
+``GraphDriverContract`` and overriding ``moorage_driver`` (see ``moorage.core.contract.plugin``).
+Each test gets a fresh daemon root (``driver_root``; the driver's home is below it) and builds
+the driver with ``driver_factory``, as the daemon does. Afterwards every instance is cleaned up
+and anything still mounted below the root is unmounted, pass or fail. The diff tests go
 through ``moorage.core.layers.differ_for``, so a driver with a native ``Differ`` is checked
 against the same expectations as the generic one.
 """
@@ -25,7 +17,6 @@ import io
 import os
 import shutil
 import stat
-import subprocess
 import tarfile
 import uuid
 from pathlib import Path
@@ -35,18 +26,14 @@ import pytest
 from moorage.core.errors import Conflict, InvalidParameter, NotFound
 from moorage.core.hookspecs.graph import Change, ChangeKind, GraphDriver
 from moorage.core.layers import NaiveDiffer, differ_for
-from moorage.core.mounts import mounts_below
+
+from .mounts import mounts_below, unmount_below  # noqa: F401  (re-exported for drivers' own tests)
 
 OLD = 1_000_000_000  # a fixed mtime, so copies that reset times are caught
 K = ChangeKind
 
 
 # -- helpers a third-party suite may reuse ---------------------------------------------------
-def unmount_below(path: Path) -> None:
-    for point in mounts_below(path):
-        subprocess.run(["umount", "-l", point], check=False, capture_output=True)
-
-
 def populate(root: Path) -> None:
     """A tree exercising everything a layer must keep: modes and special bits, owners, xattrs,
     hardlinks, symlinks, devices, a fifo, a sparse file, old timestamps."""
@@ -134,39 +121,17 @@ def layer_tar(*entries: tuple) -> io.BytesIO:
 
 
 class GraphDriverContract:
-    """The graph driver behaviour suite; subclasses provide ``graph_driver_factory``."""
+    """The graph driver behaviour suite, against ``moorage_driver``."""
+
+    family = "graph"
 
     #: chain length of the deep-chain test (overlay must handle 100+ layers)
     deep_chain = 130
 
     @pytest.fixture
-    def graph_home(self, tmp_path: Path) -> Path:
-        return tmp_path / f"graph-{uuid.uuid4().hex[:8]}"
-
-    @pytest.fixture
-    def graph_driver_factory(self):
-        pytest.fail("a GraphDriverContract subclass must provide the graph_driver_factory fixture")
-
-    @pytest.fixture
-    def graph_driver(self, graph_driver_factory, graph_home: Path):
-        graph_home.mkdir(parents=True, exist_ok=True)
-        made: list[GraphDriver] = []
-
-        def make() -> GraphDriver:
-            driver = graph_driver_factory(graph_home)
-            made.append(driver)
-            return driver
-
-        self.make_driver = make
-        try:
-            yield make()
-        finally:
-            try:
-                for driver in made:
-                    driver.cleanup()
-            finally:
-                unmount_below(graph_home)
-                shutil.rmtree(graph_home, ignore_errors=True)
+    def graph_driver(self, driver_factory) -> GraphDriver:
+        self.make_driver = driver_factory  # another instance on the same root: a restarted daemon
+        return driver_factory()
 
     # -- helpers ---------------------------------------------------------------------------
     @staticmethod
@@ -280,7 +245,7 @@ class GraphDriverContract:
         finally:
             graph_driver.put("child")
 
-    def test_remove(self, graph_driver, graph_home):
+    def test_remove(self, graph_driver, driver_root):
         self.base(graph_driver)
         graph_driver.create("child", "base")
         graph_driver.remove("child")
@@ -288,7 +253,7 @@ class GraphDriverContract:
         assert graph_driver.exists("base")
         graph_driver.create("child", "base")  # the id can be used again
 
-    def test_remove_while_mounted(self, graph_driver, graph_home):
+    def test_remove_while_mounted(self, graph_driver, driver_root):
         self.base(graph_driver)
         graph_driver.create("child", "base")
         graph_driver.get("child")
@@ -298,15 +263,15 @@ class GraphDriverContract:
         with pytest.raises(NotFound):
             graph_driver.get("child")
         graph_driver.cleanup()  # waits for an unmount the driver left to the background
-        assert [p for p in mounts_below(graph_home) if "child" in p] == []
+        assert [p for p in mounts_below(driver_root) if "child" in p] == []
 
-    def test_cleanup_unmounts_everything_and_keeps_layers(self, graph_driver, graph_home):
+    def test_cleanup_unmounts_everything_and_keeps_layers(self, graph_driver, driver_root):
         self.base(graph_driver)
         for n in range(3):
             graph_driver.create(f"c{n}", "base")
             graph_driver.get(f"c{n}")
         graph_driver.cleanup()
-        assert mounts_below(graph_home) == []
+        assert mounts_below(driver_root) == []
         graph_driver.cleanup()  # already clean: no error
         for n in range(3):
             assert graph_driver.exists(f"c{n}")
@@ -330,7 +295,7 @@ class GraphDriverContract:
         status = graph_driver.status()
         assert status and all(isinstance(k, str) and isinstance(v, str) for k, v in status)
 
-    def test_deep_chain(self, graph_driver, graph_home):
+    def test_deep_chain(self, graph_driver, driver_root):
         graph_driver.create("l0", None)
         for n in range(1, self.deep_chain):
             graph_driver.create(f"l{n}", f"l{n - 1}")
@@ -455,7 +420,7 @@ class GraphDriverContract:
         assert sorted(k for k in again if k.startswith("etc/conf.d/")) == ["etc/conf.d/c.conf"]
         assert "etc/hosts" not in again and "bin/tool" not in again
 
-    def test_apply_refuses_escaping_entries(self, graph_driver, graph_home, tmp_path):
+    def test_apply_refuses_escaping_entries(self, graph_driver, driver_root, tmp_path):
         self.base(graph_driver)
         differ = differ_for(graph_driver)
         outside = tmp_path / f"outside-{uuid.uuid4().hex[:6]}"

@@ -1,27 +1,12 @@
 """The network driver contract suite: one set of behaviour checks for every network driver.
 
-A driver's tests subclass ``NetworkDriverContract`` and provide one fixture::
-
-    import pytest
-    from moorage.core.contract.network import NetworkDriverContract
-
-    class TestMyDriver(NetworkDriverContract):
-        @pytest.fixture
-        def network_driver(self, tmp_path):
-            made = []
-            def make(home=None):
-                home = home or tmp_path / "home"
-                home.mkdir(exist_ok=True)
-                driver = MyDriver(home, MyDriver.Options(), {})
-                made.append(driver)
-                return driver
-            yield make
-            for driver in made:
-                driver.cleanup()   # and remove anything a failed test may have left
-
-``network_driver(home=None)`` returns a new driver instance; a second call with the first
-instance's ``home`` stands for a restarted daemon. Use a bridge name, nftables table and
-subnet of the test's own, so that the suite never touches a running daemon's network.
+Run it against an installed driver by name (``pytest --pyargs moorage.core.contract
+--moorage-driver network=NAME [--moorage-driver-options FILE.toml]``), or from a driver
+package's own tests by subclassing ``NetworkDriverContract`` and overriding ``moorage_driver``
+(see ``moorage.core.contract.plugin``). ``driver_factory()`` builds a new instance; a second
+call stands for a restarted daemon. Give a driver that makes host-side state options of the
+test's own (a bridge name, nftables table and subnet), so that the suite never touches a
+running daemon's network.
 
 A "container" here is a process in a fresh network namespace (``unshare --net``) running a
 small Python server on port 80: TCP answers ``"<peer ip>|<first line>"``, UDP answers
@@ -218,7 +203,9 @@ def refused(port: int) -> bool:
 
 
 class NetworkDriverContract:
-    """Behaviour every network driver must show. Requires the ``network_driver`` fixture."""
+    """Behaviour every network driver must show, against ``moorage_driver``."""
+
+    family = "network"
 
     # -- helpers ---------------------------------------------------------------------------
     @pytest.fixture
@@ -246,16 +233,16 @@ class NetworkDriverContract:
             pytest.skip(f"{driver.name} gives containers no address")
 
     # -- identity --------------------------------------------------------------------------
-    def test_driver_names_itself(self, network_driver):
-        driver = network_driver()
+    def test_driver_names_itself(self, driver_factory):
+        driver = driver_factory()
         assert isinstance(driver, NetworkDriver)
         assert driver.name and type(driver).name == driver.name
         status = driver.status()
         assert status and all(isinstance(k, str) and isinstance(v, str) for k, v in status)
 
     # -- join ------------------------------------------------------------------------------
-    def test_join_configures_the_namespace(self, network_driver, container):
-        driver = network_driver()
+    def test_join_configures_the_namespace(self, driver_factory, container):
+        driver = driver_factory()
         self.need(driver, isolates=True)
         box = container()
         ep = driver.join(box.id, box.pid, {})
@@ -275,8 +262,8 @@ class NetworkDriverContract:
             assert ipaddress.IPv4Address(ep.gateway) in subnet
             assert ("0.0.0.0/0", ep.gateway) in state["routes"]
 
-    def test_join_without_isolation_returns_an_empty_endpoint(self, network_driver, container):
-        driver = network_driver()
+    def test_join_without_isolation_returns_an_empty_endpoint(self, driver_factory, container):
+        driver = driver_factory()
         if driver.isolates:
             pytest.skip(f"{driver.name} isolates containers")
         ep = driver.join("c" * 64, os.getpid(), {"80/tcp": [PortBinding("127.0.0.1", 0)]})
@@ -285,23 +272,23 @@ class NetworkDriverContract:
         driver.leave("c" * 64)
         driver.release("c" * 64)
 
-    def test_join_refuses_the_daemons_own_namespace(self, network_driver):
-        driver = network_driver()
+    def test_join_refuses_the_daemons_own_namespace(self, driver_factory):
+        driver = driver_factory()
         self.need(driver, isolates=True)
         before = host_links()
         with pytest.raises(MoorageError):
             driver.join("d" * 64, os.getpid(), {})
         assert settle(lambda: new_links(before) == set())
 
-    def test_exposed_ports_without_bindings_are_none(self, network_driver, container):
-        driver = network_driver()
+    def test_exposed_ports_without_bindings_are_none(self, driver_factory, container):
+        driver = driver_factory()
         box = container()
         ep = driver.join(box.id, box.pid, {"80/tcp": [], "53/udp": []})
         assert ep.ports == {"80/tcp": None, "53/udp": None}
 
     @pytest.mark.parametrize("key", ["eighty/tcp", "80/sctp", "0/tcp", "70000/udp"])
-    def test_invalid_port_key_is_refused_and_leaves_nothing(self, network_driver, container, key):
-        driver = network_driver()
+    def test_invalid_port_key_is_refused_and_leaves_nothing(self, driver_factory, container, key):
+        driver = driver_factory()
         box = container()
         before = host_links()
         with pytest.raises(InvalidParameter):
@@ -311,8 +298,8 @@ class NetworkDriverContract:
             assert set(namespace_state(box.pid)["links"]) <= {"lo"}
 
     # -- leave and release -----------------------------------------------------------------
-    def test_leave_removes_the_host_side_and_is_idempotent(self, network_driver, container):
-        driver = network_driver()
+    def test_leave_removes_the_host_side_and_is_idempotent(self, driver_factory, container):
+        driver = driver_factory()
         box = container()
         before = host_links()
         driver.join(box.id, box.pid, {})
@@ -324,8 +311,8 @@ class NetworkDriverContract:
         driver.leave("never-joined")
         driver.release("never-joined")
 
-    def test_two_containers_get_different_addresses(self, network_driver, container):
-        driver = network_driver()
+    def test_two_containers_get_different_addresses(self, driver_factory, container):
+        driver = driver_factory()
         a, b = container(), container()
         ep_a = driver.join(a.id, a.pid, {})
         self.need(driver, addresses=True, endpoint=ep_a)
@@ -333,8 +320,8 @@ class NetworkDriverContract:
         assert ep_a.ip_address != ep_b.ip_address
         assert (ep_a.gateway, ep_a.ip_prefix_len, ep_a.bridge) == (ep_b.gateway, ep_b.ip_prefix_len, ep_b.bridge)
 
-    def test_address_is_kept_after_leave_and_given_back_by_release(self, network_driver, container):
-        driver = network_driver()
+    def test_address_is_kept_after_leave_and_given_back_by_release(self, driver_factory, container):
+        driver = driver_factory()
         a, b, c = container(), container(), container()
         ep_a = driver.join(a.id, a.pid, {})
         self.need(driver, addresses=True, endpoint=ep_a)
@@ -346,34 +333,34 @@ class NetworkDriverContract:
         driver.release(a.id)
         assert driver.join(c.id, c.pid, {}).ip_address == ep_a.ip_address, "a released address is offered next"
 
-    def test_addresses_survive_a_new_driver_instance(self, network_driver, container):
-        first = network_driver()
+    def test_addresses_survive_a_new_driver_instance(self, driver_factory, container):
+        first = driver_factory()
         a, b = container(), container()
         ep_a = first.join(a.id, a.pid, {})
         self.need(first, addresses=True, endpoint=ep_a)
-        first.cleanup()  # the daemon stops; the container keeps running
-        second = network_driver(first.home)
+        driver_factory.shutdown(first)  # the daemon stops; the container keeps running
+        second = driver_factory()
         second.restore(a.id, ep_a)
         ep_b = second.join(b.id, b.pid, {})
         assert ep_b.ip_address != ep_a.ip_address
         second.release(a.id)
         second.release(b.id)
 
-    def test_reservation_without_restore_survives_a_new_instance(self, network_driver, container):
-        first = network_driver()
+    def test_reservation_without_restore_survives_a_new_instance(self, driver_factory, container):
+        first = driver_factory()
         a, b = container(), container()
         ep_a = first.join(a.id, a.pid, {})
         self.need(first, addresses=True, endpoint=ep_a)
         first.leave(a.id)
-        first.cleanup()
-        second = network_driver(first.home)
+        driver_factory.shutdown(first)
+        second = driver_factory()
         assert second.join(b.id, b.pid, {}).ip_address != ep_a.ip_address
         again = container()
         assert second.join(a.id, again.pid, {}).ip_address == ep_a.ip_address
 
     # -- publishing ------------------------------------------------------------------------
-    def test_published_tcp_port_reaches_the_container_on_loopback(self, network_driver, container):
-        driver = network_driver()
+    def test_published_tcp_port_reaches_the_container_on_loopback(self, driver_factory, container):
+        driver = driver_factory()
         self.need(driver, publishes=True)
         box = container()
         ep = driver.join(box.id, box.pid, {"80/tcp": [PortBinding("127.0.0.1", 0)]})
@@ -386,8 +373,8 @@ class NetworkDriverContract:
         driver.leave(box.id)
         assert refused(binding.host_port)
 
-    def test_published_udp_port_reaches_the_container_on_loopback(self, network_driver, container):
-        driver = network_driver()
+    def test_published_udp_port_reaches_the_container_on_loopback(self, driver_factory, container):
+        driver = driver_factory()
         self.need(driver, publishes=True)
         box = container()
         ep = driver.join(box.id, box.pid, {"80/udp": [PortBinding("127.0.0.1", 0)]})
@@ -395,8 +382,8 @@ class NetworkDriverContract:
         assert udp_exchange(binding.host_port).startswith(b"udp|")
         assert udp_exchange(binding.host_port, b"second").endswith(b"|second")
 
-    def test_explicit_host_port_and_default_host_ip(self, network_driver, container):
-        driver = network_driver()
+    def test_explicit_host_port_and_default_host_ip(self, driver_factory, container):
+        driver = driver_factory()
         self.need(driver, publishes=True)
         box = container()
         port = free_port()
@@ -407,8 +394,8 @@ class NetworkDriverContract:
         assert ep.ports["81/tcp"] is None
         assert tcp_exchange(port).endswith(b"|hello\n")
 
-    def test_random_host_ports_rotate(self, network_driver, container):
-        driver = network_driver()
+    def test_random_host_ports_rotate(self, driver_factory, container):
+        driver = driver_factory()
         self.need(driver, publishes=True)
         a, b = container(), container()
         p1 = driver.join(a.id, a.pid, {"80/tcp": [PortBinding("127.0.0.1", 0)]}).ports["80/tcp"][0].host_port
@@ -416,8 +403,8 @@ class NetworkDriverContract:
         p2 = driver.join(b.id, b.pid, {"80/tcp": [PortBinding("127.0.0.1", 0)]}).ports["80/tcp"][0].host_port
         assert p2 != p1, "a port given back is not reused at once"
 
-    def test_port_held_by_another_program_is_a_conflict(self, network_driver, container):
-        driver = network_driver()
+    def test_port_held_by_another_program_is_a_conflict(self, driver_factory, container):
+        driver = driver_factory()
         self.need(driver, publishes=True)
         probe, box, other = container(), container(), container()
         first_address = driver.join(probe.id, probe.pid, {}).ip_address
@@ -434,8 +421,8 @@ class NetworkDriverContract:
         assert set(namespace_state(box.pid)["links"]) <= {"lo"}
         assert driver.join(other.id, other.pid, {}).ip_address == first_address, "the failed join kept its address"
 
-    def test_port_held_by_another_container_is_a_conflict(self, network_driver, container):
-        driver = network_driver()
+    def test_port_held_by_another_container_is_a_conflict(self, driver_factory, container):
+        driver = driver_factory()
         self.need(driver, publishes=True)
         a, b = container(), container()
         port = driver.join(a.id, a.pid, {"80/tcp": [PortBinding("127.0.0.1", 0)]}).ports["80/tcp"][0].host_port
@@ -446,24 +433,24 @@ class NetworkDriverContract:
         ep = driver.join(b.id, b.pid, {"80/tcp": [PortBinding("127.0.0.1", port)]})
         assert ep.ports["80/tcp"][0].host_port == port
 
-    def test_restore_reestablishes_published_ports(self, network_driver, container):
-        first = network_driver()
+    def test_restore_reestablishes_published_ports(self, driver_factory, container):
+        first = driver_factory()
         self.need(first, publishes=True)
         box = container()
         ep = first.join(box.id, box.pid, {"80/tcp": [PortBinding("127.0.0.1", 0)]})
         port = ep.ports["80/tcp"][0].host_port
-        first.cleanup()
+        driver_factory.shutdown(first)
         assert refused(port), "cleanup stops the proxies"
-        second = network_driver(first.home)
+        second = driver_factory()
         second.restore(box.id, ep)
         assert tcp_exchange(port).endswith(b"|hello\n")
         second.leave(box.id)
         assert refused(port)
 
     # -- shutdown --------------------------------------------------------------------------
-    def test_cleanup_leaves_nothing_behind(self, network_driver, container):
+    def test_cleanup_leaves_nothing_behind(self, driver_factory, container):
         links_before, tables_before = host_links(), nft_tables()
-        driver = network_driver()
+        driver = driver_factory()
         a, b = container(), container()
         ports = {"80/tcp": [PortBinding("127.0.0.1", 0)]} if driver.publishes else {}
         ep = driver.join(a.id, a.pid, ports)
@@ -471,7 +458,7 @@ class NetworkDriverContract:
         driver.leave(a.id)
         driver.release(a.id)
         driver.release(b.id)
-        driver.cleanup()
+        driver_factory.shutdown(driver)
         assert settle(lambda: new_links(links_before, a, b) == set()), new_links(links_before, a, b)
         assert settle(lambda: nft_tables() - tables_before == set()), nft_tables() - tables_before
         for bindings in ep.ports.values():

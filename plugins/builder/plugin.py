@@ -96,7 +96,9 @@ async def text_stream(executor: Executor, job: Callable[[Callable[[str], None]],
     executor.submit_waiting(run)  # the build runs to its end even if the client goes away
     first = await queue.get()
     if isinstance(first, BaseException):
-        raise JobFailed(_text(first)) from first
+        # Docker's postBuild answered every failure before output with 500; a typed error (a bad
+        # context or tag: 400) keeps its status, anything else is JobFailed (500)
+        raise first if isinstance(first, MoorageError) else JobFailed(_text(first)) from first
 
     async def body() -> AsyncIterator[bytes]:
         if first is _DONE:

@@ -184,7 +184,7 @@ def test_import_errors(images_daemon, tar_server):
     assert bad_tag.status_code == 400 and bad_tag.text.startswith("Illegal tag name: a:b")
     assert client.post("/images/create", params={"fromSrc": "ftp://127.0.0.1/x"}).status_code == 400
     neither = client.post("/images/create")
-    assert (neither.status_code, neither.text) == (500, "Missing parameter: fromImage or fromSrc\n")
+    assert (neither.status_code, neither.text) == (400, "Missing parameter: fromImage or fromSrc\n")
     assert client.get("/images/json").json() == []
     assert orphan_layers(images_daemon) == set()
 
@@ -252,7 +252,7 @@ def test_tag_rules(images_daemon):
         answer = client.post(f"/images/{first}/tag", params=params)
         assert answer.status_code == 400 and answer.text.startswith(message), answer.text  # 500 in Docker 0.6
     unknown = client.post("/images/nothing/tag", params={"repo": "x"})
-    assert (unknown.status_code, unknown.text) == (500, "Image does not exist: nothing\n")
+    assert (unknown.status_code, unknown.text) == (404, "Image does not exist: nothing\n")
     assert client.post(f"/images/{first}/tag", params={"repo": "x", "force": "maybe"}).status_code == 400
 
 
@@ -296,7 +296,7 @@ def test_history_viz_and_unknown_names(images_daemon):
     assert len(rows) == 1 and list(rows[0]) == ["Id", "Tags", "Created"]
     assert rows[0]["Id"] == image and rows[0]["Tags"] == ["hist:latest"]
     unknown = client.get("/images/nothing/history")
-    assert (unknown.status_code, unknown.text) == (500, "Image does not exist: nothing\n")
+    assert (unknown.status_code, unknown.text) == (404, "Image does not exist: nothing\n")
     viz = client.get("/images/viz")
     assert viz.status_code == 200 and viz.headers["content-type"].startswith("text/plain")
     lines = viz.text.splitlines()

@@ -188,9 +188,9 @@ def test_failing_run_reports_the_exit_code(busybox_daemon):
     ({"Dockerfile": ("symlink", "/etc/os-release")}, "Can't build a directory with no Dockerfile"),
     ({"../Dockerfile": "FROM busybox\n"}, "points outside the target directory"),
 ])
-def test_failure_before_output_is_a_500(busybox_daemon, files, message):
+def test_bad_context_before_output_is_a_400(busybox_daemon, files, message):
     answer = build(busybox_daemon, context_tar(files))
-    assert answer.status_code == 500
+    assert answer.status_code == 400
     assert message in answer.text
 
 

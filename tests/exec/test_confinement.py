@@ -3,15 +3,17 @@ exec driver, plus what only one driver's confinement needs."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import pytest
 from conftest import exec_driver_unsupported
 
 from moorage.core.contract.confinement import ConfinementContract, probe_binary  # noqa: F401 - the fixture
+from moorage.core.contract.driver import DriverUnderTest
 from moorage.core.contract.exec import ExecFixtures
-from moorage.core.driver import NoOptions
-from moorage.drivers.exec.lxc.driver import LxcDriver
+from moorage.core.driver import DriverFamily, NoOptions
+from moorage.core.hookspecs.exec import ExecDriver
 from moorage.drivers.exec.native.driver import NativeDriver
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the exec drivers need root")
@@ -20,15 +22,15 @@ LXC_REASON = exec_driver_unsupported("lxc") if os.geteuid() == 0 else None
 
 class TestNativeConfinement(ConfinementContract):
     @pytest.fixture
-    def exec_driver(self):
-        return lambda home: NativeDriver(home, NoOptions(), {})
+    def moorage_driver(self) -> DriverUnderTest:
+        return DriverUnderTest.from_toml("exec", "native")
 
 
 @pytest.mark.skipif(LXC_REASON is not None, reason=LXC_REASON or "")
 class TestLxcConfinement(ConfinementContract):
     @pytest.fixture
-    def exec_driver(self):
-        return lambda home: LxcDriver(home, NoOptions(), {})
+    def moorage_driver(self) -> DriverUnderTest:
+        return DriverUnderTest.from_toml("exec", "lxc")
 
 
 class FallbackNativeDriver(NativeDriver):
@@ -46,8 +48,11 @@ class TestNativeReadOnlyBindFallback(ExecFixtures):
         ConfinementContract.test_write_through_a_submount_of_a_read_only_bind
 
     @pytest.fixture
-    def exec_driver(self):
-        return lambda home: FallbackNativeDriver(home, NoOptions(), {})
+    def moorage_driver(self) -> DriverUnderTest:
+        """The variant, registered under the native driver's name in a family of its own."""
+        family = DriverFamily("exec", ExecDriver)
+        family.register([FallbackNativeDriver], "tests/exec/test_confinement.py")
+        return dataclasses.replace(DriverUnderTest.from_toml("exec", "native"), drivers=family)
 
 
 def test_confine_holds_the_calling_process_as_a_container(tmp_path):

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import exec_driver_unsupported
 
+from moorage.core.contract.driver import DriverUnderTest
 from moorage.core.contract.exec import (
     ExecDriverContract,
     ExecFixtures,
@@ -32,16 +33,15 @@ REASON = "the lxc exec driver needs root" if os.geteuid() != 0 else exec_driver_
 needs_lxc = pytest.mark.skipif(REASON is not None, reason=REASON or "")
 
 
-def factory(home: Path) -> LxcDriver:
-    return LxcDriver(home, NoOptions(), {})
+@pytest.fixture
+def moorage_driver() -> DriverUnderTest:
+    """The contract's driver: lxc, built by name as the daemon builds it."""
+    return DriverUnderTest.from_toml("exec", "lxc")
 
 
 @needs_lxc
 class TestLxcContract(ExecDriverContract):
-    @pytest.fixture
-    def exec_driver(self):
-        return factory
-
+    """The whole exec contract."""
 
 def test_registered_through_the_entry_point():
     (ep,) = [e for e in importlib.metadata.entry_points(group="moorage") if e.name == "lxc"]
@@ -106,10 +106,6 @@ def test_config_render(tmp_path):
 
 @needs_lxc
 class TestLxcSpecifics(ExecFixtures):
-    @pytest.fixture
-    def exec_driver(self):
-        return factory
-
     def test_lxc_conf_is_appended_and_overrides(self, runner, make_spec):
         spec = make_spec(["sh", "-c", "hostname; echo ready; exec sleep 1000"],
                          driver_options=[("lxc.cgroup.cpu.shares", "77"), ("lxc.uts.name", "fromconf")])

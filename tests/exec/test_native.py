@@ -10,8 +10,8 @@ import sys
 
 import pytest
 
+from moorage.core.contract.driver import DriverUnderTest
 from moorage.core.contract.exec import ExecDriverContract, ExecFixtures, alive, log_text, wait_for
-from moorage.core.driver import NoOptions
 from moorage.core.errors import InvalidParameter
 from moorage.core.hookspecs.exec import Resources, Stream
 from moorage.core.plugins import PluginManager
@@ -22,11 +22,14 @@ from moorage.drivers.exec.native.driver import NativeDriver
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the native exec driver needs root")
 
 
-class TestNativeContract(ExecDriverContract):
-    @pytest.fixture
-    def exec_driver(self):
-        return lambda home: NativeDriver(home, NoOptions(), {})
+@pytest.fixture
+def moorage_driver() -> DriverUnderTest:
+    """The contract's driver: native, built by name as the daemon builds it."""
+    return DriverUnderTest.from_toml("exec", "native")
 
+
+class TestNativeContract(ExecDriverContract):
+    """The whole exec contract."""
 
 def test_registered_through_the_entry_point():
     (ep,) = [e for e in importlib.metadata.entry_points(group="moorage") if e.name == "native"]
@@ -37,10 +40,6 @@ def test_registered_through_the_entry_point():
 
 
 class TestNativeSpecifics(ExecFixtures):
-    @pytest.fixture
-    def exec_driver(self):
-        return lambda home: NativeDriver(home, NoOptions(), {})
-
     def test_cgroup_layout_and_removal(self, runner, make_spec):
         spec = make_spec(["sleep", "1000"], resources=Resources(memory=32 << 20, memory_swap=-1, cpu_shares=100))
         runner.start(spec)
@@ -126,10 +125,6 @@ time.sleep(1000)
 
 
 class TestDaemonKill(ExecFixtures):
-    @pytest.fixture
-    def exec_driver(self):
-        return lambda home: NativeDriver(home, NoOptions(), {})
-
     def test_containers_survive_a_sigkilled_daemon(self, runner, make_spec):
         """A real process plays the daemon and is SIGKILLed while its container writes output."""
         spec = make_spec(["unused"], open_stdin=True)
@@ -154,16 +149,14 @@ class TestDaemonKill(ExecFixtures):
         assert attachment.read()[1] == b"line 1 a\n"
         attachment.close()
         # the daemon dies again; the container finishes while no daemon is there
-        driver.cleanup()
-        survivor = runner.factory(runner.home)
-        runner.driver = survivor
+        survivor = runner.restart_daemon()
         assert survivor.restore(spec) is True
         attachment = survivor.attach(spec.container_id)
         attachment.write(b"end\n")
         assert attachment.read()[1] == b"line 2 end\n"
         assert survivor.wait(spec.container_id, 30) == 3
         assert log_text(spec) == "line 1 a\nline 2 end\n"
-        third = runner.factory(runner.home)
+        third = runner.factory()
         assert third.restore(spec) is False
         assert third.wait(spec.container_id) == 3
 

@@ -1,9 +1,11 @@
-"""The graph driver contract suite, run against every built-in graph driver."""
+"""The graph driver contract suite, run against every built-in graph driver by name, as a third
+party runs it (``--moorage-driver graph=NAME``): through ``DriverFamily.create``."""
 
 from __future__ import annotations
 
 import pytest
 
+from moorage.core.contract.driver import DriverUnderTest
 from moorage.core.contract.graph import GraphDriverContract
 
 from .conftest import BUILTIN, registered_graph_drivers
@@ -13,15 +15,10 @@ def test_builtin_drivers_are_registered_through_entry_points():
     assert set(BUILTIN) <= set(registered_graph_drivers())
 
 
-@pytest.mark.parametrize("name", BUILTIN)
 class TestBuiltinGraphDriver(GraphDriverContract):
-    @pytest.fixture
-    def graph_home(self, name, tmp_path, request):
-        if name == "btrfs":
-            return request.getfixturevalue("btrfs_home")
-        return tmp_path / "graph-home"
-
-    @pytest.fixture
-    def graph_driver_factory(self, name):
-        cls = registered_graph_drivers()[name]
-        return lambda home: cls(home, cls.Options(), {"root": home})
+    @pytest.fixture(params=BUILTIN)
+    def moorage_driver(self, request) -> DriverUnderTest:
+        if request.param == "btrfs":  # its root on a loop-mounted btrfs, as an options file would put it
+            mount = request.getfixturevalue("btrfs_mount")
+            return DriverUnderTest.from_toml("graph", "btrfs", f'[daemon]\nroot = "{mount}"\n')
+        return DriverUnderTest.from_toml("graph", request.param)

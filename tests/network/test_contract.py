@@ -1,40 +1,20 @@
-"""The network contract suite run against each built-in network driver."""
+"""The network contract suite run against each built-in network driver by name, as a third party
+runs it (``--moorage-driver network=NAME``): through ``DriverFamily.create``, with the bridge's
+options given as a config file gives them (a bridge, nft table and subnet of the test's own)."""
 
 from __future__ import annotations
 
 import pytest
 
+from moorage.core.contract.driver import DriverUnderTest
 from moorage.core.contract.network import NetworkDriverContract
-from moorage.core.driver import NoOptions
 
 
-class TestBridgeContract(NetworkDriverContract):
-    @pytest.fixture
-    def network_driver(self, bridge_factory, tmp_path):
-        return bridge_factory
-
-
-class TestHostContract(NetworkDriverContract):
-    @pytest.fixture
-    def network_driver(self, tmp_path):
-        from moorage.drivers.network.host import HostDriver
-
-        def make(home=None):
-            home = home or tmp_path / "host-home"
-            home.mkdir(exist_ok=True)
-            return HostDriver(home, NoOptions(), {})
-
-        return make
-
-
-class TestNoneContract(NetworkDriverContract):
-    @pytest.fixture
-    def network_driver(self, tmp_path):
-        from moorage.drivers.network.none import NoneDriver
-
-        def make(home=None):
-            home = home or tmp_path / "none-home"
-            home.mkdir(exist_ok=True)
-            return NoneDriver(home, NoOptions(), {})
-
-        return make
+class TestBuiltinNetworkDriver(NetworkDriverContract):
+    @pytest.fixture(params=["bridge", "host", "none"])
+    def moorage_driver(self, request) -> DriverUnderTest:
+        if request.param == "bridge":
+            env = request.getfixturevalue("bridge_env")
+            return DriverUnderTest.from_toml("network", "bridge", f'[network.bridge]\nname = "{env.name}"\n'
+                                             f'table = "{env.table}"\nbip = "{env.bip}"\n')
+        return DriverUnderTest.from_toml("network", request.param)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import logging
-import uuid
 
 import pytest
 
+from moorage.core.contract.driver import DriverUnderTest
 from moorage.core.contract.registry import (
     PASSWORD,
     USER,
@@ -19,7 +19,7 @@ from moorage.core.contract.registry import (
 from moorage.core.errors import InvalidParameter, Unauthorized
 from moorage.core.hookspecs.registry import AuthConfig
 from moorage.core.plugins import PluginManager
-from moorage.drivers.registry.v2 import V2Client, V2Options, moorage_registry_register
+from moorage.drivers.registry.v2 import V2Client, moorage_registry_register
 from moorage.drivers.registry.v2.blobs import progress_text
 from moorage.drivers.registry.v2.images import chain_ids, host_platform, select_manifest
 from moorage.drivers.registry.v2.reference import DOCKER_HUB, Registry, parse_name, registry_from_url
@@ -27,29 +27,17 @@ from moorage.drivers.registry.v2.transport import parse_challenge
 
 
 @pytest.fixture
-def v2_factory(tmp_path):
-    def make(default: str = "", **options) -> V2Client:
-        home = tmp_path / f"client-{uuid.uuid4().hex[:8]}"
-        home.mkdir()
-        options.setdefault("backoff", 0.01)
-        options.setdefault("retries", 3)
-        return V2Client(home, V2Options(**options), {"default": default})
-
-    return make
+def moorage_driver() -> DriverUnderTest:
+    """v2, built by name, retrying quickly (the suite's proxies fail on purpose)."""
+    return DriverUnderTest.from_toml("registry", "v2", "[registry.v2]\nbackoff = 0.01\nretries = 3\n")
 
 
 class TestV2Contract(RegistryClientContract):
-    @pytest.fixture
-    def client_factory(self, v2_factory):
-        return v2_factory
+    """The whole registry contract."""
 
 
 class TestV2Particulars(RegistryFixtures):
     """v2's own progress texts and options, on the contract's servers."""
-
-    @pytest.fixture
-    def client_factory(self, v2_factory):
-        return v2_factory
 
     def test_push_statuses(self, registry, client_factory, local_busybox, token_registry):
         store, top_id = local_busybox

@@ -6,20 +6,14 @@ add htpasswd (bcrypt) or a token server. Images are seeded by the client's own p
 hand-made OCI manifests and indexes. The image store is ``DirStore`` (layers as directories),
 so the suite does not depend on moorage's image store.
 
-A client package runs it against itself::
+Run it against an installed client by name (``pytest --pyargs moorage.core.contract
+--moorage-driver registry=NAME [--moorage-driver-options FILE.toml]``), or from a client
+package's own tests by subclassing ``RegistryClientContract`` and overriding ``moorage_driver``
+(see ``moorage.core.contract.plugin``). ``client_factory(default="")`` builds a new client on a
+fresh root through ``driver_factory``; ``default`` is the family's ``[registry] default``.
 
-    from moorage.core.contract.registry import RegistryClientContract
-
-    class TestMyClient(RegistryClientContract):
-        @pytest.fixture
-        def client_factory(self, tmp_path):
-            def make(default: str = "") -> RegistryClient:
-                home = tmp_path / uuid.uuid4().hex
-                home.mkdir()
-                return MyClient(home, MyClient.Options(backoff=0.01), {"default": default})
-            return make
-
-The factory's clients should retry a few times with a short backoff (the retry tests go
+The clients should retry a few times with a short backoff (give those options in the
+options file) (the retry tests go
 through a proxy that fails on purpose). ``busybox_tar`` comes from moorage's pytest plugin.
 """
 
@@ -124,12 +118,15 @@ def _blob_gets(proxy: FlakyProxy) -> int:
 
 
 class RegistryFixtures:
-    """The suite's servers and stores as fixtures, for a driver's own extra tests too;
-    subclasses provide ``client_factory``."""
+    """The suite's servers and stores as fixtures, for a driver's own extra tests too,
+    against ``moorage_driver``."""
+
+    family = "registry"
 
     @pytest.fixture
-    def client_factory(self, tmp_path):
-        raise NotImplementedError("a RegistryClientContract subclass provides client_factory")
+    def client_factory(self, driver_factory, driver_root):
+        """``client_factory(default="")`` -> a new client with its own home."""
+        return lambda default="": driver_factory(driver_root / uuid.uuid4().hex[:8], default=default)
 
     @pytest.fixture
     def registry_factory(self, tmp_path):
@@ -209,7 +206,7 @@ class RegistryFixtures:
 
 
 class RegistryClientContract(RegistryFixtures):
-    """What every registry client must do; subclasses provide the ``client_factory`` fixture."""
+    """What every registry client must do, against ``moorage_driver``."""
 
     # -- push and pull ----------------------------------------------------------------------
     def test_push_then_pull_round_trip(self, registry, client_factory, store_factory, local_busybox):

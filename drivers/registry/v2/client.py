@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
 from moorage.core.config import Bytes
@@ -360,7 +361,11 @@ class V2Client(RegistryClient):
         if not address or address in HUB_INDEX_URLS:
             registry = self.default
         else:
-            registry = registry_from_url(address, self.insecure)
+            try:  # a client's serveraddress: one that does not parse is a bad request, not a crash
+                registry = registry_from_url(address, self.insecure)
+                httpx.URL(registry.url)
+            except (ValueError, httpx.InvalidURL) as exc:
+                raise InvalidParameter(f"Bad parameter: serveraddress {address!r}: {exc}") from None
         with self._session(registry, auth) as session:
             response = session.request("GET", "/v2/")
             session.check(response, f"login to {registry.host}")

@@ -1,0 +1,104 @@
+"""A daemon of a bench script's own (fuzz_api, soak, load): a root, a unix socket and a config
+under one directory, started, waited for, and cleaned up (containers, mounts) at the end."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+CONFIG = ('[graph]\ndriver = "overlay"\n[exec]\ndriver = "native"\n[network]\ndriver = "none"\n'
+          '[registry]\ndefault = "{registry}"\n')
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class BenchDaemon:
+    def __init__(self, base: Path, registry: str = "http://127.0.0.1:1", flags: list[str] = (),
+                 graph: str = "overlay") -> None:
+        self.base = base
+        self.root = base / "root"
+        self.sock = base / "moorage.sock"
+        self.log_path = base / "daemon.log"
+        self.config = base / "daemon.toml"
+        self.config.write_text(CONFIG.format(registry=registry).replace('"overlay"', f'"{graph}"'))
+        self.flags = list(flags)
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 120) -> None:
+        argv = [sys.executable, "-m", "moorage.api.cli", "daemon", "--config", str(self.config), "-g", str(self.root),
+                "-H", f"unix://{self.sock}", "-p", str(self.base / "moorage.pid"), *self.flags]
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the daemon exited with {self.proc.returncode}:\n{self.log()[-3000:]}")
+            try:
+                with self.client(5) as api:
+                    if api.get("/_ping").status_code == 200:
+                        return
+            except httpx.TransportError:
+                time.sleep(0.05)
+        raise RuntimeError(f"the daemon did not answer within {timeout} s")
+
+    def client(self, timeout: float = 120) -> httpx.Client:
+        return httpx.Client(transport=httpx.HTTPTransport(uds=str(self.sock)), base_url="http://moorage",
+                            timeout=timeout)
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def tracebacks(self) -> int:
+        return self.log().count("Traceback (most recent call last)")
+
+    def import_busybox(self) -> str:
+        """Import a busybox rootfs as ``busybox``; its image id."""
+        from moorage.core.contract.rootfs import make_busybox_rootfs, tar_directory
+
+        tar = tar_directory(make_busybox_rootfs(self.base / "busybox"), self.base / "busybox.tar").read_bytes()
+        with self.client() as api:
+            answer = api.post("/images/create", params={"fromSrc": "-", "repo": "busybox"}, content=tar)
+            answer.raise_for_status()
+            if '"error"' in answer.text:
+                raise RuntimeError(answer.text)
+            return api.get("/images/busybox/json").json()["id"]
+
+    def stop(self) -> None:
+        """Remove every container, stop the daemon, unmount whatever is left below ``base``.
+        A daemon found dead is started again first: its containers outlive it (live restore)."""
+        if self.proc is not None and self.proc.poll() is not None:
+            try:
+                self.start(timeout=60)
+            except RuntimeError:
+                pass
+        try:
+            if self.proc is not None and self.proc.poll() is None:
+                with self.client(120) as api:
+                    for row in api.get("/containers/json", params={"all": 1}).json():
+                        api.post(f"/containers/{row['Id']}/kill")
+                        api.delete(f"/containers/{row['Id']}")
+        except (httpx.HTTPError, ValueError):
+            pass
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        with open("/proc/self/mounts") as f:
+            points = [line.split()[1] for line in f if line.split()[1].startswith(str(self.base) + "/")]
+        for point in sorted(points, key=len, reverse=True):
+            subprocess.run(["umount", "-l", point], capture_output=True)

@@ -1,0 +1,31 @@
+"""The kill -9 soak (bench/soak.py), short: 20 SIGKILLs of a daemon under a mixed workload, with
+every check after every restart. The 200-kill figure is in docs/reliability.md."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import exec_driver_unsupported
+
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = [
+    pytest.mark.skipif(exec_driver_unsupported("native") is not None, reason="the soak daemon uses the native driver"),
+    pytest.mark.skipif(shutil.which("docker-registry") is None, reason="the soak pulls from a docker-registry"),
+]
+
+
+@pytest.mark.timeout(900)
+def test_twenty_kills_leave_every_answered_request_whole():
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "soak.py"), "--kills", "20", "--seed", "7", "--json"],
+                          capture_output=True, text=True, timeout=880, cwd=ROOT)
+    assert done.stdout.strip(), done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["checks"] == 20, result
+    assert result["answered"] >= 20, result
+    assert result["violations"] == [], (result["violations"], result["log_tail"])
