@@ -88,7 +88,7 @@ def test_hook_moorage_feature_register(tmp_path):
         [feature] = kernel.features
         assert isinstance(feature, Hello) and isinstance(feature.services, Services)
         assert feature.home == kernel.root / "hello"
-        client = TestClient(create_app(kernel))
+        client = TestClient(create_app(kernel), base_url="http://localhost")
         for prefix in ("", "/v1.6"):
             answer = client.get(f"{prefix}/hello")
             assert (answer.status_code, answer.text) == (200, "hello from hello, images: False")
@@ -135,7 +135,7 @@ def test_the_builder_is_a_feature_plugin_and_blocking_it_removes_build(daemon_fa
     with daemon_factory().client() as api:
         # served by the builder plugin: its own error for an empty context, not the router's 404
         answer = api.post("/build", content=b"")
-        assert answer.status_code == 500 and "not a valid tar" in answer.text
+        assert answer.status_code == 400 and "not a valid tar" in answer.text
     with daemon_factory('[plugins]\nblocked = ["builder"]\n').client() as api:
         for path in ("/build", "/v1.6/build"):
             answer = api.post(path, content=b"")
