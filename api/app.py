@@ -1,9 +1,11 @@
-"""The FastAPI application: the route table, the error mapping, the version/CORS middleware."""
+"""The FastAPI application: the route table and the feature plugins' routes, the error mapping,
+the version/CORS middleware."""
 
 from __future__ import annotations
 
 from fastapi import FastAPI
 
+from ..core.errors import PluginError
 from ..core.kernel import Kernel
 from . import errors
 from .crosssite import CrossSiteGuard
@@ -13,10 +15,20 @@ from .versioning import VersionAndCorsMiddleware
 
 def create_app(kernel: Kernel, routes: list[Route] | None = None, enable_cors: bool | None = None):
     """The ASGI app for ``kernel``: FastAPI wrapped in the version/CORS middleware, behind the
-    cross-site guard."""
+    cross-site guard. ``routes`` replaces the core route table (tests); the kernel's feature
+    plugins add theirs."""
     app = FastAPI(title="moorage", version=kernel.version, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.kernel = kernel
-    for route in ROUTES if routes is None else routes:
+    table = list(ROUTES if routes is None else routes)
+    taken = {(r.method, r.path) for r in table}
+    for feature in kernel.features:
+        for contributed in feature.routes():
+            if (contributed.method, contributed.path) in taken:
+                raise PluginError(f"feature plugin {feature.name!r} contributes {contributed.method} "
+                                  f"{contributed.path}, which is already served")
+            taken.add((contributed.method, contributed.path))
+            table.append(Route(contributed.method, contributed.path, contributed.endpoint))
+    for route in table:
         if route.method == "WEBSOCKET":
             app.add_api_websocket_route(route.path, route.handler, name=route.handler.__name__)
         else:

@@ -20,10 +20,9 @@ from fastapi import Request, Response, WebSocket, WebSocketDisconnect
 
 from ..core.hookspecs.exec import Attachment, Stream
 from ..core.logs import read_log
-from .containers import ContainersDep, RunnerDep
 from .errors import plain
 from .hijack import RawConnection, hijack, wants_upgrade
-from .params import ApiVersion, KernelDep, parse_bool, query_bool
+from .params import ApiVersion, ContainersDep, KernelDep, RunnerDep, parse_bool, query_bool
 
 DETACH = (b"\x10", b"\x11")  # Ctrl-P then Ctrl-Q, each alone in one read
 REPLAY_BATCH = 1 << 20
@@ -174,7 +173,7 @@ async def attach_ws(websocket: WebSocket, name: str) -> None:
     stdin, stdout and stderr, never multiplexed (reference §4.2). An unknown container is
     refused before the upgrade with an ordinary 404."""
     kernel = websocket.app.state.kernel
-    containers, runner = kernel.services.get("containers"), kernel.services.get("runner")
+    containers, runner = kernel.services.containers, kernel.services.runner
     params = websocket.query_params
     flags = {n: parse_bool(params.get(n), n) for n in ("logs", "stream", "stdin", "stdout", "stderr")}
     container = containers.lookup(name) if containers is not None else None

@@ -13,26 +13,27 @@ from pathlib import Path
 
 from ..core import __version__
 from ..core.config import DEFAULT_CONFIG_PATH, load
-from ..core.errors import MoorageError
+from ..core.errors import InvalidParameter, MoorageError
 from ..core.kernel import Kernel, check_pidfile
 from ..core.store import atomic_write
 from . import bench, inventory
+from .params import go_bool
 
 log = logging.getLogger("moorage")
 
 DEFAULT_CLIENT_HOST = "unix:///var/run/moorage.sock"
 
 
-def go_bool(value: str) -> bool:
-    if value in ("1", "t", "T", "TRUE", "true", "True"):
-        return True
-    if value in ("0", "f", "F", "FALSE", "false", "False"):
-        return False
-    raise argparse.ArgumentTypeError(f"{value!r} is not a boolean")
+def flag_bool(value: str) -> bool:
+    """A boolean flag's value, as Go's flag package parsed it (``go_bool``)."""
+    try:
+        return go_bool(value)
+    except InvalidParameter as exc:
+        raise argparse.ArgumentTypeError(exc.message) from None
 
 
 def _bool_flag(parser, *names, dest, help):
-    parser.add_argument(*names, dest=dest, nargs="?", const=True, default=None, type=go_bool, help=help)
+    parser.add_argument(*names, dest=dest, nargs="?", const=True, default=None, type=flag_bool, help=help)
 
 
 def daemon_parser(sub) -> argparse.ArgumentParser:

@@ -4,37 +4,16 @@ remove, changes, export, copy, top, commit. Attach is ``api/attach.py``."""
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import Depends, Request, Response
+from fastapi import Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from ..core.containers import ContainerService
 from ..core.errors import Conflict, InvalidParameter, NotSupported
 from ..core.ids import short_id
 from ..core.kernel import Kernel
-from ..core.runner import Runner
 from .crosssite import refuse_non_json
-from .params import ApiVersion, KernelDep, query_bool, query_int
-
-
-async def get_containers(request: Request) -> ContainerService:
-    kernel: Kernel = request.app.state.kernel
-    service = kernel.services.get("containers")
-    if service is None:
-        raise NotSupported("containers are not available: no graph driver is selected")
-    return service
-
-
-async def get_runner(request: Request) -> Runner:
-    runner = request.app.state.kernel.services.get("runner")
-    if runner is None:
-        raise NotSupported("containers are not available: no graph driver is selected")
-    return runner
-
-
-ContainersDep = Annotated[ContainerService, Depends(get_containers)]
-RunnerDep = Annotated[Runner, Depends(get_runner)]
+from .params import ApiVersion, ContainersDep, KernelDep, RunnerDep, query_bool, query_int
 
 
 async def json_body(request: Request, required: bool = False) -> Any:
@@ -95,8 +74,7 @@ def legacy_ports(rows: list[dict] | None) -> str:
 
 async def inspect(name: str, kernel: KernelDep, containers: ContainersDep) -> JSONResponse:
     data = await kernel.run_blocking(containers.inspect, name)
-    images = kernel.services.get("images")
-    if images is not None and await kernel.run_blocking(images.lookup, name) is not None:
+    if await kernel.run_blocking(containers.images.lookup, name) is not None:
         raise Conflict("Conflict between containers and images")
     return JSONResponse(data)
 

@@ -26,6 +26,7 @@ STATUS_BY_ERROR: dict[type[errors.MoorageError], int] = {
     errors.Unavailable: 500,
     errors.ConfigError: 500,
     errors.DriverError: 500,
+    errors.JobFailed: 500,
 }
 
 

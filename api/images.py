@@ -1,7 +1,9 @@
 """Image endpoints (v1.6 shapes): create (import), list, viz, inspect, history, tag, delete.
 
-Handlers parse parameters and dispatch to the image service (``moorage.core.images``) through
-the kernel; blocking work runs in core's executor.
+Handlers parse parameters and dispatch to the image service (``moorage.core.images``), which
+they get as a typed dependency; blocking work runs in core's executor. Where Docker 0.6 answered
+500 for an error that maps elsewhere (a bad tag name, an unknown image in history or tag),
+``api/errors.py`` says so, in its table of those endpoints.
 """
 
 from __future__ import annotations
@@ -9,58 +11,28 @@ from __future__ import annotations
 import asyncio
 import shutil
 import tempfile
-from typing import Annotated
 
-import httpx
-from fastapi import Depends, Request, Response
+from fastapi import Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 
-from ..core.errors import Conflict, InvalidParameter, NotFound, NotSupported, Unavailable
-from ..core.images import ImageService, setup
-from ..core.kernel import Kernel
+from ..core.download import download
+from ..core.errors import Conflict, InvalidParameter
 from ..core.tags import DEFAULT_TAG, validate_repo_name, validate_tag_name
-from .params import KernelDep, query_bool
-from .streams import BodyReader, IterReader, ProgressReader, json_stream
-
-DOWNLOAD_TIMEOUT = httpx.Timeout(60.0, connect=15.0)
+from .params import ContainersDep, ImagesDep, KernelDep, get_distribution, query_bool
+from .streams import BodyReader, ProgressReader, json_stream
 
 
-async def get_images(request: Request) -> ImageService:
-    kernel: Kernel = request.app.state.kernel
-    service = kernel.services.get("images")
-    if service is None:
-        # Kernel.start normally calls core.images.setup; this covers a kernel started without it
-        service = setup(kernel)
-    if service is None:
-        raise NotSupported("no graph driver is available in this daemon: images are unavailable")
-    return service
-
-
-ImagesDep = Annotated[ImageService, Depends(get_images)]
-
-
-def download(url: str, label: str, progress, consume):
-    """GET ``url`` and hand the body, with ``label`` progress messages, to ``consume(stream)``;
-    returns what ``consume`` returns. HTTP errors become ``Unavailable``, a URL httpx cannot
-    parse (an invalid host name...) ``InvalidParameter``."""
-    try:
-        with httpx.Client(timeout=DOWNLOAD_TIMEOUT, follow_redirects=True) as client, \
-                client.stream("GET", url) as answer:
-            if answer.status_code >= 400:
-                raise Unavailable(f"Got HTTP status code >= 400: {answer.status_code} {answer.reason_phrase}")
-            total = int(answer.headers.get("content-length") or 0)
-            return consume(ProgressReader(IterReader(answer.iter_raw()), total, label, progress))
-    except httpx.HTTPError as exc:
-        raise Unavailable(f"Error downloading {url}: {exc}") from None
-    except httpx.InvalidURL as exc:
-        raise InvalidParameter(f"Bad parameter: cannot download {url!r}: {exc}") from None
+def download_with_progress(url: str, label: str, progress, consume):
+    """``core.download`` with ``label`` progress messages; returns what ``consume(stream)`` returns."""
+    return download(url, lambda stream, size: consume(ProgressReader(stream, size, label, progress)))
 
 
 async def create(request: Request, kernel: KernelDep, images: ImagesDep) -> Response:
-    """``POST /images/create``: import from the body (``fromSrc=-``) or a URL."""
+    """``POST /images/create``: import from the body (``fromSrc=-``) or a URL; a pull with
+    ``fromImage`` (``api/registry.py``)."""
     query = request.query_params
     if query.get("fromImage"):
-        from .registry import get_distribution, pull
+        from .registry import pull
 
         return await pull(request, kernel, await get_distribution(request))
     source = query.get("fromSrc", "")
@@ -88,13 +60,15 @@ async def create(request: Request, kernel: KernelDep, images: ImagesDep) -> Resp
 
         def job(progress):
             progress({"status": f"Downloading from {url}"})
-            image = download(url, "Importing", progress, lambda stream: images.import_tar(stream, source, repo, tag))
+            image = download_with_progress(url, "Importing", progress,
+                                           lambda stream: images.import_tar(stream, source, repo, tag))
             return {"status": image.short_id}
 
     return await json_stream(kernel, job)
 
 
-async def insert(name: str, request: Request, kernel: KernelDep, images: ImagesDep) -> Response:
+async def insert(name: str, request: Request, kernel: KernelDep, images: ImagesDep,
+                 containers: ContainersDep) -> Response:
     """``POST /images/{name}/insert?url=&path=``: download ``url`` and commit an image holding it
     at ``path`` on top of ``name`` (no tag, a null config). Streams ``Downloading`` progress, then
     ``{"status": "<full new id>"}``."""
@@ -106,13 +80,11 @@ async def insert(name: str, request: Request, kernel: KernelDep, images: ImagesD
     if not url.startswith(("http://", "https://")):
         raise InvalidParameter(f"Bad parameter: url={url!r}: only http and https URLs can be inserted")
     await kernel.run_blocking(images.resolve, name)  # 404 before the stream starts
-    containers = kernel.services.get("containers")
-    if containers is None:
-        raise NotSupported("insert needs containers, which need a graph driver")
 
     def job(progress):
         with tempfile.TemporaryFile(dir=kernel.root) as spool:
-            download(url, "Downloading", progress, lambda stream: shutil.copyfileobj(stream, spool, 1 << 20))
+            download_with_progress(url, "Downloading", progress,
+                                   lambda stream: shutil.copyfileobj(stream, spool, 1 << 20))
             spool.seek(0)
             return {"status": containers.insert(name, url, path, spool)}
 
@@ -131,23 +103,11 @@ async def viz(kernel: KernelDep, images: ImagesDep) -> PlainTextResponse:
     return PlainTextResponse(await kernel.run_blocking(images.viz), media_type="text/plain; charset=utf-8")
 
 
-def container_resolves(kernel: Kernel, name: str) -> bool:
-    """Whether ``name`` also names a container: the containers service, once there, answers
-    through its ``lookup(name)`` (None when unknown)."""
-    containers = kernel.services.get("containers")
-    lookup = getattr(containers, "lookup", None)
-    if lookup is None:
-        return False
-    try:
-        return lookup(name) is not None
-    except NotFound:
-        return False
-
-
-async def inspect(name: str, kernel: KernelDep, images: ImagesDep) -> JSONResponse:
-    """``GET /images/{name}/json``: the image JSON with its ``Size``."""
+async def inspect(name: str, kernel: KernelDep, images: ImagesDep, containers: ContainersDep) -> JSONResponse:
+    """``GET /images/{name}/json``: the image JSON with its ``Size``; 409 when ``name`` also
+    names a container (Docker 0.6)."""
     image = await kernel.run_blocking(images.resolve, name)
-    if await kernel.run_blocking(container_resolves, kernel, name):
+    if await kernel.run_blocking(containers.lookup, name) is not None:
         raise Conflict("Conflict between containers and images")
     return JSONResponse(image.to_json())
 

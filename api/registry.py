@@ -1,32 +1,20 @@
 """Registry endpoints: pull (``POST /images/create?fromImage=``), push, ``POST /auth`` and
-``GET /images/search``, all through the ``puller`` service (``moorage.core.distribution``)."""
+``GET /images/search``, all through the distribution service (``moorage.core.distribution``)."""
 
 from __future__ import annotations
 
 import json
-from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 
 from ..core.distribution import Distribution
-from ..core.errors import InvalidParameter, NotSupported
+from ..core.errors import InvalidParameter
 from ..core.hookspecs.registry import AuthConfig
 from ..core.kernel import Kernel
 from .crosssite import refuse_non_json
-from .params import KernelDep
+from .params import DistributionDep, KernelDep
 from .streams import json_stream
-
-
-async def get_distribution(request: Request) -> Distribution:
-    kernel: Kernel = request.app.state.kernel
-    service = kernel.services.get("puller")
-    if service is None:
-        raise NotSupported("no registry driver is available in this daemon")
-    return service
-
-
-DistributionDep = Annotated[Distribution, Depends(get_distribution)]
 
 
 def header_auth(request: Request) -> AuthConfig:

@@ -3,7 +3,8 @@
 Each row is (method, path, handler); the method ``WEBSOCKET`` declares a websocket endpoint.
 Paths are unversioned; ``versioning`` serves them under ``/vX.Y`` too. ``{name:path}`` is
 greedy, so names with ``/`` work (``/images/user/repo/push``).
-An endpoint is declared here only once it works.
+An endpoint is declared here only once it works. Feature plugins add their own endpoints
+(``POST /build`` is the builder's): ``api/app.py`` serves them beside these.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import NamedTuple
 
-from . import archive, attach, build, containers, exec, images, logs, registry, stats, system
+from . import archive, attach, containers, exec, images, logs, registry, stats, system
 
 
 class Route(NamedTuple):
@@ -67,5 +68,4 @@ ROUTES: list[Route] = [
     Route("POST", "/exec/{exec_id}/resize", exec.resize),
     Route("DELETE", "/containers/{name:path}", containers.remove),
     Route("POST", "/commit", containers.commit),
-    Route("POST", "/build", build.build),
 ]

@@ -17,6 +17,7 @@ from typing import Any, BinaryIO
 from fastapi.responses import StreamingResponse
 
 from ..core.errors import MoorageError
+from ..core.humanize import progress_text
 
 log = logging.getLogger(__name__)
 
@@ -41,23 +42,6 @@ def encode(obj: dict) -> bytes:
 
 def error_message(text: str) -> bytes:
     return message(error=text, error_detail={"message": text})
-
-
-def human_size(size: float) -> str:
-    """Docker 0.6's ``HumanSize``: decimal units, 4 significant digits (``10.24 MB``)."""
-    units = ("B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB")
-    i = 0
-    while size >= 1000.0 and i < len(units) - 1:
-        size /= 1000.0
-        i += 1
-    return f"{size:.4g} {units[i]}"
-
-
-def progress_text(current: int, total: int) -> str:
-    """``"%8v/%v (%v)"``: human sizes and a percentage, or raw bytes and ``?`` without a total."""
-    if total > 0:
-        return f"{human_size(current):>8}/{human_size(total)} ({current / total * 100:.0f}%)"
-    return f"{current:>8}/? (n/a)"
 
 
 class ProgressReader:

@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 
 from ..core import __version__
 from ..core.errors import InvalidParameter
+from ..core.kernel import Kernel
 from . import API_VERSION_STR
 from .params import KernelDep, query_int
 
@@ -61,20 +62,16 @@ def _read(path: str) -> str:
         return ""
 
 
-def _count(kernel, service: str) -> int:
-    svc = kernel.services.get(service)
-    return len(svc) if svc is not None else 0
-
-
-def collect_info(kernel) -> dict:
+def collect_info(kernel: Kernel) -> dict:
     """The /info object: Debug, Containers, Images always; other keys only when non-zero."""
-    graph = kernel.drivers.get("graph")
-    exec_driver = kernel.drivers.get("exec")
+    services = kernel.services
+    graph = kernel.drivers.graph
+    exec_driver = kernel.drivers.exec
     memory_limit, swap_limit = exec_driver.memory_limits() if exec_driver else (False, False)
     info = {
         "Debug": kernel.config.daemon.debug,
-        "Containers": _count(kernel, "containers"),
-        "Images": _count(kernel, "images"),
+        "Containers": len(services.containers) if services.containers is not None else 0,
+        "Images": len(services.images) if services.images is not None else 0,
         "NFd": len(os.listdir("/proc/self/fd")),
         "NGoroutines": threading.active_count(),
         "MemoryLimit": memory_limit,
@@ -85,12 +82,8 @@ def collect_info(kernel) -> dict:
         "Driver": graph.name if graph else "",
         "DriverStatus": [list(pair) for pair in graph.status()] if graph else [],
         "ExecutionDriver": exec_driver.name if exec_driver else "",
-        "Drivers": {family: (d.name if d else "") for family, d in kernel.drivers.items()},
+        "Drivers": {family: (d.name if d else "") for family, d in kernel.drivers.by_family().items()},
     }
-    registry = kernel.drivers.get("registry")
-    index = getattr(registry, "index_server_address", "")
-    if index:
-        info["IndexServerAddress"] = index
     keep = {"Debug", "Containers", "Images"}
     return {k: v for k, v in info.items() if k in keep or v}
 

@@ -20,6 +20,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from .errors import ConfigError
+from .hookspecs import DRIVER_FAMILIES
 from .security import BUILTIN_PROFILE, DEFAULT_CAPABILITIES, DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS
 
 DEFAULT_CONFIG_PATH = Path("/etc/moorage/daemon.toml")
@@ -75,7 +76,7 @@ max-size = "100m"       # a log file is rotated when it would grow beyond this
 max-file = 5            # files kept per container, the current one included
 """
 
-FAMILIES = ("graph", "exec", "network", "registry")
+FAMILIES = DRIVER_FAMILIES
 _SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([kmgtp]?)(?:i?b)?\s*", re.IGNORECASE)
 
 
@@ -193,8 +194,22 @@ class DaemonConfig:
     def driver_section_error(self, family: str, driver: str) -> str:
         return self.where(f"{family}.{driver}", None)
 
-    def redacted(self) -> dict:
-        return copy.deepcopy(self.data)
+    def without_credentials(self) -> dict:
+        """A copy of the effective configuration without the values of keys that name a
+        credential (``password``, ``token``, ``secret``, ``auth``...), for plugins and logs."""
+        return _without_credentials(self.data)
+
+
+CREDENTIAL_WORDS = ("password", "passwd", "token", "secret", "auth", "credential")
+
+
+def _without_credentials(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _without_credentials(v) for k, v in value.items()
+                if not any(word in str(k).lower() for word in CREDENTIAL_WORDS)}
+    if isinstance(value, list):
+        return [_without_credentials(v) for v in value]
+    return copy.deepcopy(value)
 
 
 def locate(text: str, section: str, key: str | None) -> int | None:

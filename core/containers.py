@@ -35,11 +35,18 @@ from typing import Any, BinaryIO
 
 from . import container_config as cc
 from .archive import Chunks, IterStream, tree_tar, tree_tar_in_root, write_file_in_root
-from .errors import Impossible, InvalidParameter, NotFound, StateError
+from .errors import Impossible, InvalidParameter, NotFound, NotSupported, StateError
+from .events import EventBus
+from .executor import Executor
+from .hookspecs.exec import ExecDriver
+from .hookspecs.graph import GraphDriver
+from .hookspecs.network import NetworkDriver
 from .humanize import human_duration
 from .ids import PrefixIndex, new_id, short_id
-from .images import format_time, parse_time
+from .images import ImageService, ImageUsers, format_time, parse_time
 from .layers import differ_for
+from .lifecycle import LifecycleHooks
+from .names import NameRegistry
 from .store import atomic_write, ensure_dir, fsync_dir, read_json, replace_file, write_new
 from .tags import DEFAULT_TAG, validate_repo_name, validate_tag_name
 from .validation import check_path
@@ -151,13 +158,23 @@ class ContainerService:
     """Containers of one daemon. Thread-safe; methods block (the API calls them through
     ``kernel.run_blocking``)."""
 
-    def __init__(self, kernel) -> None:
-        self.kernel = kernel
-        self.dir = ensure_dir(kernel.root / "containers")
+    def __init__(self, root: Path, images: ImageService, image_users: ImageUsers, names: NameRegistry,
+                 graph: GraphDriver, network: NetworkDriver | None, exec_driver: ExecDriver | None,
+                 events: EventBus, hooks: LifecycleHooks, executor: Executor) -> None:
+        self.root = Path(root)
+        self.dir = ensure_dir(self.root / "containers")
         self.tmp = ensure_dir(self.dir / "_tmp")
-        self.images = kernel.services["images"]
-        self.names = kernel.names
-        self.graph = kernel.driver("graph")
+        self.images = images
+        #: the images this service's containers are built on, which the image service reads
+        self.image_users = image_users
+        self.names = names
+        self.graph = graph
+        #: the selected network and exec drivers (None when the daemon has none)
+        self.network = network
+        self.exec = exec_driver
+        self.events = events
+        self.hooks = hooks
+        self.executor = executor
         self._containers: dict[str, Container] = {}
         self._index = PrefixIndex()
         self._lock = threading.Lock()
@@ -167,7 +184,7 @@ class ContainerService:
     # -- records ---------------------------------------------------------------------------
     def _recover(self) -> None:
         """Finish what a killed daemon left half-done: half-created or half-removed containers."""
-        network = self.kernel.drivers.get("network")
+        network = self.network
         for entry in self.tmp.iterdir():
             cid = entry.name.removeprefix("creating-").removeprefix("removing-")
             if network is not None:
@@ -205,6 +222,7 @@ class ContainerService:
                 container.name = self.names.generate(container.id)  # as Docker: a random name
             self._containers[container.id] = container
             self._index.add(container.id)
+            self.image_users.add(container.image)
         for path, target in self.names.all_names().items():
             if target not in self._containers and path.count("/") == 1:
                 self.names.purge(target)  # a name whose container never came to exist
@@ -257,11 +275,12 @@ class ContainerService:
     def publish(self, status: str, container: Container, **attributes: str) -> None:
         image = self.image_name(container.image)
         attributes.update(image=image, name=container.name.lstrip("/"))
-        self.kernel.events.publish(status, short_id(container.id), image, type="container", actor_id=container.id,
+        self.events.publish(status, short_id(container.id), image, type="container", actor_id=container.id,
                                    attributes=attributes)
 
     # -- create ----------------------------------------------------------------------------
     def create(self, body: Any, name: str | None = None) -> tuple[Container, list[str]]:
+        began = time.monotonic()
         config = cc.normalize_config(body)
         host_config = self._create_host_config(body, config)
         if not config["Image"]:
@@ -282,7 +301,7 @@ class ContainerService:
         with self.images.pinned(image.id):  # the image and its init layer stay until it is registered
             container = self._create(cid, image.id, path, args, config, registered, staging, host_config)
         self.publish("create", container)
-        self.kernel.plugins.hook.moorage_container_created(container_id=cid, config=copy.deepcopy(config))
+        self.hooks.container_created(cid, config, container.created, time.monotonic() - began, self.graph.name)
         return container, warnings
 
     @staticmethod
@@ -337,6 +356,7 @@ class ContainerService:
         with self._lock:
             self._containers[cid] = container
             self._index.add(cid)
+        self.image_users.add(image_id)
         return container
 
     # -- rename ----------------------------------------------------------------------------
@@ -367,19 +387,19 @@ class ContainerService:
             with self._lock:
                 self._containers.pop(container.id, None)
                 self._index.discard(container.id)
+            self.image_users.discard(container.image)
             trash = self.tmp / f"removing-{container.id}"
             os.rename(container.directory, trash)
             fsync_dir(self.dir)
             container.directory = trash
             container.cleaned.wait()  # the last run's rootfs is released
-            network = self.kernel.drivers.get("network")
-            if network is not None:  # unknown ids are ignored: also covers a start that failed half-way
-                network.release(container.id)
+            if self.network is not None:  # unknown ids are ignored: also covers a start that failed half-way
+                self.network.release(container.id)
             self._release_exec(container.id)
             for layer in (container.id, f"{container.id}-init"):  # and an init layer of its own, if old
                 if self.graph.exists(layer):
                     self.graph.remove(layer)
-        self.kernel.submit(self._delete, container, volumes)
+        self.executor.submit(self._delete, container, volumes)
 
     def _delete(self, container: Container, volumes: bool) -> None:
         try:
@@ -391,23 +411,22 @@ class ContainerService:
         # published once the files are gone (and so after the DELETE was answered): today's docker
         # CLI stops following a `run --rm` at this event
         self.publish("destroy", container)
-        self.kernel.plugins.hook.moorage_container_destroyed(container_id=container.id)
+        self.hooks.container_destroyed(container.id)
 
     def _release_exec(self, container_id: str) -> None:
         """The exec driver may hold something for any container it ever saw (cgroups made just
         before a daemon died); releasing an unknown id is harmless."""
-        exec_driver = self.kernel.drivers.get("exec")
-        if exec_driver is None:
+        if self.exec is None:
             return
         try:
-            exec_driver.release(container_id)
+            self.exec.release(container_id)
         except Exception:
             log.exception("exec driver release of %s", container_id[:12])
 
     def _remove_volumes(self, container: Container) -> None:
         """Delete the container's own volumes (never bind sources, never volumes another
         container still uses)."""
-        volumes_dir = (self.kernel.root / "volumes").resolve()
+        volumes_dir = (self.root / "volumes").resolve()
         in_use = {p for c in self.all() for p in c.volumes.values()}
         for host_path in container.volumes.values():
             path = Path(host_path).resolve()
@@ -548,7 +567,9 @@ class ContainerService:
         container = self.get(name)
         if not container.state.running:
             raise StateError(f"Container {short_id(container.id)} is not running")
-        pids = {str(p) for p in self.kernel.driver("exec").processes(container.id)}
+        if self.exec is None:
+            raise NotSupported("no exec driver is available in this daemon")
+        pids = {str(p) for p in self.exec.processes(container.id)}
         args = ps_args.split() if ps_args else ["-ef"]
         out = subprocess.run(["ps", *args], capture_output=True, text=True)
         if out.returncode != 0:
@@ -582,9 +603,3 @@ def port_rows(container: Container) -> list[dict] | None:
         else:
             rows.append({"PrivatePort": 0, "PublicPort": int(number), "Type": proto, "IP": ""})
     return rows or None
-
-
-def setup(kernel) -> ContainerService:
-    service = ContainerService(kernel)
-    kernel.services["containers"] = service
-    return service

@@ -1,6 +1,6 @@
 """Pull and push: the selected registry client moving images into and out of the image service.
 
-This is the ``puller`` service (``kernel.services["puller"]``) that ``POST /images/create
+This is the distribution service (``Services.distribution``) that ``POST /images/create
 ?fromImage=``, ``POST /images/{name}/push``, ``POST /auth``, ``GET /images/search`` and the
 builder's ``FROM`` use. It keeps Docker's rule that one ``name:tag`` is pulled or pushed by one
 request at a time ("pull X:tag is already in progress").
@@ -12,21 +12,21 @@ import threading
 from contextlib import contextmanager
 
 from .errors import Conflict, NotFound
-from .hookspecs.registry import AuthConfig, Progress
+from .hookspecs.registry import AuthConfig, Progress, RegistryClient
+from .images import ImageService
+from .lifecycle import LifecycleHooks
 from .tags import parse_repository_tag
 from .validation import check_repository, check_tag, check_tag_or_digest
 
 
 class Distribution:
-    def __init__(self, kernel) -> None:
-        self.kernel = kernel
-        self.images = kernel.services["images"]
+    def __init__(self, client: RegistryClient, images: ImageService, hooks: LifecycleHooks) -> None:
+        #: the selected registry driver
+        self.client = client
+        self.images = images
+        self.hooks = hooks
         self._busy: set[tuple[str, str]] = set()
         self._lock = threading.Lock()
-
-    @property
-    def client(self):
-        return self.kernel.driver("registry")
 
     @contextmanager
     def _pool(self, kind: str, key: str):
@@ -53,7 +53,7 @@ class Distribution:
         tags = self.images.tags.repository(name) or {}
         for each, image_id in sorted(tags.items()):
             if image_id in ids and (not tag or each == tag):
-                self.kernel.plugins.hook.moorage_image_pulled(name=name, tag=each, image_id=image_id)
+                self.hooks.image_pulled(name, each, image_id)
         return ids
 
     def push(self, name: str, tag: str | None, auth: AuthConfig | None, progress: Progress) -> dict[str, str]:
@@ -80,9 +80,3 @@ class Distribution:
 
     def search(self, term: str, auth: AuthConfig | None = None) -> list[dict]:
         return self.client.search(term, auth or AuthConfig())
-
-
-def setup(kernel) -> Distribution:
-    service = Distribution(kernel)
-    kernel.services["puller"] = service
-    return service

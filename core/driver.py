@@ -46,6 +46,9 @@ class Driver:
         self.options = options
         self.context = dict(context or {})
 
+    def cleanup(self) -> None:
+        """Release what the driver holds, once, at daemon shutdown (containers keep running).
+        The default holds nothing; a family's contract may require more."""
     @classmethod
     def probe(cls, options: BaseModel, context: Mapping[str, Any]) -> None:
         """Optional: raise ``NotSupported`` if this host cannot run the driver, changing nothing.

@@ -26,13 +26,15 @@ class Conflict(MoorageError):
     """The request clashes with existing state (a name in use, a tag held by two repos...)."""
 
 
-class Impossible(MoorageError):
-    """The request is well formed but cannot be done in the object's current state."""
-
-
 class StateError(MoorageError):
-    """The object's current state does not allow the request (starting a running container);
+    """The object's current state does not allow the request: starting a running container,
+    attaching to, resizing or signalling one that is not running, writing to a closed stdin.
     Docker 0.6 answered these with 500, and so does moorage."""
+
+
+class Impossible(StateError):
+    """A ``StateError`` Docker 0.6 answered with 406 (its message began with "Impossible"):
+    removing a running container. Raise ``StateError`` for any other state conflict."""
 
 
 class Unauthorized(MoorageError):
@@ -61,6 +63,11 @@ class ConfigError(MoorageError):
 
 class PluginError(ConfigError):
     """A plugin failed to load or registered something invalid."""
+
+
+class JobFailed(MoorageError):
+    """A long job whose output is streamed (a build) failed before its first output: Docker 0.6
+    answered these with 500, whatever the cause. The message is the cause's."""
 
 
 class DriverError(MoorageError):

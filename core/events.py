@@ -89,6 +89,12 @@ class EventBus:
     def __len__(self) -> int:
         return len(self._history)
 
+    @property
+    def subscribers(self) -> int:
+        """How many streams are subscribed now."""
+        with self._lock:
+            return len(self._subscribers)
+
     def subscribe(self) -> asyncio.Queue:
         """A queue receiving every event published from now on; call ``unsubscribe`` after."""
         queue: asyncio.Queue = asyncio.Queue()

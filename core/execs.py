@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import container_config as cc
-from .containers import Container
-from .errors import Conflict, InvalidParameter, NotFound, StateError
-from .hookspecs.exec import ExecProcess, ExecSpec
+from .containers import Container, ContainerService
+from .errors import Conflict, InvalidParameter, NotFound, NotSupported, StateError
+from .hookspecs.exec import ExecDriver, ExecProcess, ExecSpec
 from .ids import new_id, short_id
 
 MAX_INSTANCES = 1024
@@ -61,9 +61,9 @@ def _field(body: dict, name: str, kind: type, default: Any) -> Any:
 
 
 class ExecService:
-    def __init__(self, kernel, containers) -> None:
-        self.kernel = kernel
+    def __init__(self, containers: ContainerService, exec_driver: ExecDriver | None) -> None:
         self.containers = containers
+        self._exec = exec_driver
         self._instances: OrderedDict[str, ExecInstance] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -125,7 +125,9 @@ class ExecService:
             container = instance.container
             if not container.state.running:
                 raise Conflict(f"Container {short_id(container.id)} is not running")
-            instance.process = self.kernel.driver("exec").exec(container.id, instance.spec)
+            if self._exec is None:
+                raise NotSupported("no exec driver is available in this daemon")
+            instance.process = self._exec.exec(container.id, instance.spec)
             instance.running = True
             if instance.size is not None and instance.spec.tty:
                 instance.process.resize(*instance.size)

@@ -29,7 +29,7 @@ import shutil
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -39,9 +39,11 @@ from typing import Any, BinaryIO
 from .archive import open_decompressed
 from .container_config import CONFIG_FIELDS
 from .errors import Conflict, InvalidParameter, MoorageError, NotFound
+from .events import EventBus
 from .hookspecs.registry import PulledLayer
 from .ids import is_id, new_id, short_id, validate_id
 from .init_layers import InitLayers
+from .lifecycle import LifecycleHooks, no_hooks
 from .store import ensure_dir, fsync_dir, read_json, write_json
 from .tags import DEFAULT_TAG, TagStore, parse_repository_tag, validate_repo_name, validate_tag_name
 
@@ -143,20 +145,47 @@ def _differ(driver):
     return differ_for(driver)
 
 
+class ImageUsers:
+    """Which images containers are built on: all the image service knows of containers (an
+    image in use is untagged but not deleted). The container service adds and discards its
+    containers' images; both services are given the same instance at start."""
+
+    def __init__(self) -> None:
+        self._counts: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def add(self, image_id: str) -> None:
+        with self._lock:
+            self._counts[image_id] += 1
+
+    def discard(self, image_id: str) -> None:
+        with self._lock:
+            self._counts[image_id] -= 1
+            if self._counts[image_id] <= 0:
+                del self._counts[image_id]
+
+    def __contains__(self, image_id: str) -> bool:
+        with self._lock:
+            return image_id in self._counts
+
+
 class ImageService:
     """Images of one daemon root with one graph driver. Thread-safe; methods block.
 
     ``len(service)`` is the image count shown by ``/info``.
     """
 
-    def __init__(self, root: Path, driver, version: str = "", hooks=None, events=None) -> None:
+    def __init__(self, root: Path, driver, version: str = "", hooks: LifecycleHooks | None = None,
+                 events: EventBus | None = None, users: ImageUsers | None = None) -> None:
         self.root = Path(root)
         self.graph_dir = ensure_dir(self.root / "graph")
         self.tmp_dir = ensure_dir(self.graph_dir / TMP)
         self.driver = driver
         self.version = version
-        self.hooks = hooks
+        self.hooks = hooks or no_hooks()
         self.events = events
+        #: the images containers are built on (``ImageUsers``)
+        self.users = users or ImageUsers()
         self.tags = TagStore(self.root / f"repositories-{driver.name}")
         #: the containers' shared init layers, children of the images' layers
         self.init_layers = InitLayers(self.graph_dir / "_init", driver)
@@ -166,9 +195,6 @@ class ImageService:
         self._pinned: Counter[str] = Counter()
         #: ids being registered: a second registration of the same id must not touch its layer
         self._registering: set[str] = set()
-        #: ``in_use(image_id)``: whether a container's layers are built on the image (set by
-        #: ``setup`` to ask the containers service); such an image is untagged but not deleted
-        self.in_use: Callable[[str], bool] = lambda image_id: False
         self._recover()
         self._load()
 
@@ -472,7 +498,7 @@ class ImageService:
     @contextmanager
     def pinned(self, image_id: str) -> Iterator[None]:
         """Keep ``image_id`` from being deleted meanwhile (a container being made on it is not
-        ``in_use`` yet)."""
+        in ``users`` yet)."""
         with self._lock:
             self._pinned[image_id] += 1
         try:
@@ -517,7 +543,7 @@ class ImageService:
     def _delete_with_children(self, image_id: str, out: list[dict]) -> bool:
         """Delete ``image_id`` and its untagged descendants; False if a tag (or a registration
         in progress) keeps it."""
-        if self.tags.tags_of(image_id) or self._pinned.get(image_id) or self.in_use(image_id):
+        if self.tags.tags_of(image_id) or self._pinned.get(image_id) or image_id in self.users:
             return False
         kept = False
         for child in self.children().get(image_id, []):
@@ -545,7 +571,7 @@ class ImageService:
         fsync_dir(self.graph_dir)
         image = self._images.pop(image_id)
         try:
-            self.init_layers.remove(image_id)  # no container uses it (``in_use``)
+            self.init_layers.remove(image_id)  # no container uses it (``users``)
             if self.driver.exists(image_id):
                 self.driver.remove(image_id)
         except BaseException:  # the driver refused (a layer still built upon): the image stays
@@ -554,11 +580,7 @@ class ImageService:
             self._images[image_id] = image
             raise
         shutil.rmtree(trash, ignore_errors=True)
-        if self.hooks is not None:
-            try:
-                self.hooks.moorage_image_deleted(image_id=image_id)
-            except Exception:
-                log.exception("a moorage_image_deleted hook failed for %s", short_id(image_id))
+        self.hooks.image_deleted(image_id)
 
     def _publish(self, status: str, image_id: str) -> None:
         if self.events is not None:
@@ -597,25 +619,3 @@ def glob_match(pattern: str, name: str) -> bool:
         return re.fullmatch("".join(regex), name) is not None
     except re.error:
         return False
-
-
-def setup(kernel) -> ImageService | None:
-    """Create the image service and register it as ``kernel.services["images"]``.
-
-    Called from ``Kernel.start`` once the graph driver is selected; cleans up what a killed
-    daemon left half-done. Without a graph driver there is no image service (the image
-    endpoints then answer that no graph driver is available).
-    """
-    if kernel.drivers.get("graph") is None:
-        log.warning("no graph driver: images are unavailable")
-        return None
-    service = ImageService(kernel.root, kernel.driver("graph"), version=kernel.version,
-                           hooks=kernel.plugins.hook, events=kernel.events)
-
-    def in_use(image_id: str) -> bool:
-        containers = kernel.services.get("containers")
-        return containers is not None and any(c.image == image_id for c in containers.all())
-
-    service.in_use = in_use
-    kernel.services["images"] = service
-    return service

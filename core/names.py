@@ -134,10 +134,6 @@ class NameRegistry:
         rows = self._db.execute("SELECT name, target FROM edge WHERE parent=?", (parent,)).fetchall()
         return {f"{parent}/{n}": t for n, t in rows}
 
-    def parents_of(self, child: str) -> list[str]:
-        """Link paths ``/parent/alias`` pointing at ``child``."""
-        return [n for n in self.names_of(child) if n.count("/") > 1]
-
     def unlink(self, path: str) -> None:
         """Remove a link path; a top-level name cannot be removed this way."""
         path = normalize(path)

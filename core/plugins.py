@@ -1,5 +1,5 @@
 """The plugin manager: loads plugins from the ``moorage`` entry-point group and collects the
-driver classes they register, one ``DriverFamily`` per hook family.
+driver classes they register, one ``DriverFamily`` per hook family, and the feature classes.
 
 Built-in drivers are entry points of the ``moorage`` distribution itself, so they load exactly
 as a third-party package's do. ``MOORAGE_DISABLE_PLUGIN_AUTOLOAD`` (any non-empty value) loads
@@ -13,15 +13,16 @@ import importlib
 import importlib.metadata
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import pluggy
 
 from .driver import DriverFamily, describe
 from .errors import PluginError
-from .hookspecs import FAMILY_MODULES, PROJECT
+from .hookspecs import DRIVER_FAMILIES, FAMILY_MODULES, PROJECT
 from .hookspecs.exec import ExecDriver
+from .hookspecs.features import Feature
 from .hookspecs.graph import GraphDriver
 from .hookspecs.network import NetworkDriver
 from .hookspecs.registry import RegistryClient
@@ -32,12 +33,10 @@ ENTRY_POINT_GROUP = "moorage"
 AUTOLOAD_ENV = "MOORAGE_DISABLE_PLUGIN_AUTOLOAD"
 OWN_DISTRIBUTION = "moorage"
 
-#: family name -> (base class, register hook name)
+#: family name -> (base class, register hook name), in ``DRIVER_FAMILIES`` order
 FAMILIES: dict[str, tuple[type, str]] = {
-    "graph": (GraphDriver, "moorage_graph_register"),
-    "exec": (ExecDriver, "moorage_exec_register"),
-    "network": (NetworkDriver, "moorage_network_register"),
-    "registry": (RegistryClient, "moorage_registry_register"),
+    family: (base, f"moorage_{family}_register")
+    for family, base in zip(DRIVER_FAMILIES, (GraphDriver, ExecDriver, NetworkDriver, RegistryClient), strict=True)
 }
 
 
@@ -56,6 +55,8 @@ class PluginManager:
             self.pm.add_hookspecs(importlib.import_module(module))
         self.loaded: list[LoadedPlugin] = []
         self.families: dict[str, DriverFamily] = {f: DriverFamily(f, base) for f, (base, _) in FAMILIES.items()}
+        #: feature name -> class, filled by ``collect_features``
+        self.features: dict[str, type[Feature]] = {}
 
     @property
     def hook(self):
@@ -94,20 +95,58 @@ class PluginManager:
         """Register an already-imported plugin object (used by tests and embedding code)."""
         self.pm.register(plugin, name=name)
 
+    def check_pending(self) -> None:
+        """Refuse a ``moorage_*`` hookimpl that no hookspec declares: a misspelled hook would
+        otherwise never be called, and nobody would know."""
+        for name, caller in vars(self.pm.hook).items():
+            if name.startswith("_") or caller.has_spec():
+                continue
+            for impl in caller.get_hookimpls():
+                if impl.optionalhook:
+                    continue
+                raise PluginError(f"plugin {self._describe(impl.plugin_name)} implements {name}, which is not a "
+                                  f"moorage hook (misspelled?); the hooks are listed in docs/hooks.md")
+
+    def _describe(self, plugin_name: str) -> str:
+        for loaded in self.loaded:
+            if loaded.name == plugin_name:
+                return f"{plugin_name!r} ({loaded.value} of distribution {loaded.distribution} {loaded.version})"
+        return repr(plugin_name)
+
+    def _registered(self, caller: pluggy.HookCaller) -> Iterator[tuple[str, list[type]]]:
+        """Call each hookimpl of a register hook: (who, the classes it returned)."""
+        for impl in caller.get_hookimpls():
+            source = f"plugin {self._describe(impl.plugin_name)}"
+            try:
+                classes = impl.function()
+            except Exception as exc:
+                raise PluginError(f"{source} failed in {caller.name}: {type(exc).__name__}: {exc}") from exc
+            if classes is None:
+                continue
+            if isinstance(classes, type):
+                raise PluginError(f"{source}: {caller.name} must return a list of classes, got {describe(classes)}")
+            yield source, list(classes)
+
+    def collect_features(self) -> list[type[Feature]]:
+        """Call ``moorage_feature_register`` of every plugin; the feature classes, by name."""
+        for source, classes in self._registered(self.pm.hook.moorage_feature_register):
+            for cls in classes:
+                if not (isinstance(cls, type) and issubclass(cls, Feature)):
+                    raise PluginError(f"{source} registered {cls!r} as a feature, but it is not a subclass of "
+                                      f"{describe(Feature)}")
+                if not cls.name:
+                    raise PluginError(f"{source}: feature {describe(cls)} has no name")
+                other = self.features.get(cls.name)
+                if other is not None and other is not cls:
+                    raise PluginError(f"feature name {cls.name!r} is registered twice: by {describe(other)} and "
+                                      f"by {describe(cls)}")
+                self.features[cls.name] = cls
+        return [self.features[name] for name in sorted(self.features)]
+
     def collect_drivers(self) -> None:
         """Call every family's register hook and fill the driver families."""
         for family, (_, hook_name) in FAMILIES.items():
-            caller = getattr(self.pm.hook, hook_name)
-            for impl in caller.get_hookimpls():
-                source = f"plugin {impl.plugin_name!r}"
-                try:
-                    classes = impl.function()
-                except Exception as exc:
-                    raise PluginError(f"{source} failed in {hook_name}: {type(exc).__name__}: {exc}") from exc
-                if classes is None:
-                    continue
-                if isinstance(classes, type):
-                    raise PluginError(f"{source}: {hook_name} must return a list of classes, got {describe(classes)}")
+            for source, classes in self._registered(getattr(self.pm.hook, hook_name)):
                 self.families[family].register(classes, source)
 
 

@@ -18,14 +18,17 @@ import time
 from pathlib import Path
 
 from . import container_config as cc
+from .config import DaemonSection
 from .container_files import hosts_file, write_container_files
 from .containers import EMPTY_NETWORK, Container, ContainerService
-from .errors import Impossible, InvalidParameter, NotFound, StateError
+from .errors import InvalidParameter, NotFound, NotSupported, StateError
 from .execs import ExecService
-from .hookspecs.exec import Attachment, Mount, ProcessSpec, Resources, ResourceUsage, Stream
-from .hookspecs.network import Endpoint, PortBinding
+from .executor import Executor
+from .hookspecs.exec import Attachment, ExecDriver, Mount, ProcessSpec, Resources, ResourceUsage, Stream
+from .hookspecs.network import Endpoint, NetworkDriver, PortBinding
 from .ids import short_id
-from .images import format_time
+from .images import format_time, parse_time
+from .lifecycle import LifecycleHooks
 from .logs import LogPosition, LogRotation, log_position, read_log
 from .security import SecurityPolicy
 from .volumes import VolumeManager
@@ -36,25 +39,40 @@ DEFAULT_STOP_TIMEOUT = 10
 
 
 class Runner:
-    def __init__(self, kernel, containers: ContainerService) -> None:
-        self.kernel = kernel
+    def __init__(self, containers: ContainerService, exec_driver: ExecDriver | None, network: NetworkDriver | None,
+                 daemon: DaemonSection, security: SecurityPolicy, log_rotation: LogRotation,
+                 hooks: LifecycleHooks, executor: Executor) -> None:
         self.containers = containers
         self.graph = containers.graph
-        self.volumes = VolumeManager(kernel.root, containers)
+        self._exec = exec_driver
+        #: the selected network driver, or None for loopback only
+        self.network = network
+        #: the daemon's settings this service reads: ``dns`` and ``restart``
+        self.daemon = daemon
+        #: the default confinement of containers and the bounds of their logs ([security], [logs])
+        self.security = security
+        self.log_rotation = log_rotation
+        self.hooks = hooks
+        self.volumes = VolumeManager(containers.root, containers)
+        #: restart policies and AutoRemove run here, after a container's exit
+        self.executor = executor
         #: ``docker exec`` instances (``core/execs.py``)
-        self.execs = ExecService(kernel, containers)
-        self.security = SecurityPolicy(**kernel.config.security.model_dump())
+        self.execs = ExecService(containers, exec_driver)
         #: attachments waiting for a container to start: container id -> waiters
         self._waiting: dict[str, list[PendingAttach]] = {}
         #: where each container's current run begins in its log
         self._run_log_start: dict[str, LogPosition] = {}
+        #: when each container's current run began (``time.monotonic``), for ``run_time``
+        self._started_monotonic: dict[str, float] = {}
         self._waiting_lock = threading.Lock()
 
     @property
-    def exec(self):
-        return self.kernel.driver("exec")
+    def exec(self) -> ExecDriver:
+        if self._exec is None:
+            raise NotSupported("no exec driver is available in this daemon")
+        return self._exec
 
-    def network_for(self, container: Container):
+    def network_for(self, container: Container) -> tuple[NetworkDriver | None, bool]:
         """The network driver that joins this container (None: none joins it), and whether it
         gets a network namespace of its own: ``NetworkMode`` ``host`` shares the host's,
         ``none`` (or the 1.6 ``NetworkDisabled``) has loopback only, ``bridge``/``default``
@@ -64,11 +82,11 @@ class Runner:
             return None, False
         if container.config["NetworkDisabled"] or mode == "none":
             return None, True
-        network = self.kernel.drivers.get("network")
-        return network, network is None or network.isolates
+        return self.network, self.network is None or self.network.isolates
 
     # -- start -----------------------------------------------------------------------------
     def start(self, name: str, host_config: dict | None = None) -> None:
+        began = time.monotonic()
         container = self.containers.get(name)
         new_config = None
         if host_config is not None:  # it replaces the saved one (create's), as in Docker
@@ -85,14 +103,15 @@ class Runner:
             container.stop_requested = False
             container.internal.pop("RestartCount", None)
             link_env, link_hosts = self._register_links(container, container.host_config)
-            pid = self._start(container, link_env, link_hosts, durable=new_config is not None)
+            self._start(container, link_env, link_hosts, durable=new_config is not None, began=began)
         self.containers.publish("start", container)
-        self.kernel.plugins.hook.moorage_container_started(container_id=container.id, pid=pid)
 
     def _start(self, container: Container, link_env: list[str], link_hosts: dict[str, str],
-               durable: bool = False) -> int:
+               durable: bool = False, began: float | None = None) -> int:
         """``durable``: the host config changed, so the first record is forced to disk; the
-        run state itself is not (see ``ContainerService.save``)."""
+        run state itself is not (see ``ContainerService.save``). ``began``: when the start
+        request came (``time.monotonic``), for the started hook's ``duration``."""
+        began = time.monotonic() if began is None else began
         container.cleaned.wait()  # the previous run's rootfs, network and exec state are released
         hc = container.host_config
         config = container.config
@@ -104,7 +123,7 @@ class Runner:
         try:
             mounts = self.volumes.mounts(container, rootfs, hc)
             write_container_files(container.directory, config["Hostname"], config["Domainname"],
-                                  hc["Dns"] or config["Dns"] or self.kernel.config.daemon.dns, "", link_hosts,
+                                  hc["Dns"] or config["Dns"] or self.daemon.dns, "", link_hosts,
                                   search=hc["DnsSearch"] or ())
             mounts += [Mount(container.directory / "hostname", "/etc/hostname"),
                        Mount(container.directory / "hosts", "/etc/hosts"),
@@ -134,6 +153,7 @@ class Runner:
             previous_start = container.state.started_at
             container.state.running, container.state.pid = True, 0
             container.state.started_at = format_time()
+            self._started_monotonic[container.id] = time.monotonic()
             self.containers.save(container, durable=durable)
             undo.append(lambda: self._not_started(container, previous_start))
             pid = exec_driver.start(spec, on_namespace=on_namespace if joins_first else None)
@@ -160,10 +180,15 @@ class Runner:
         if endpoint != Endpoint():
             # what only this start knows; the pid a restarted daemon gets from the exec driver
             self.containers.save(container, durable=False)
+        # before the monitor exists: a plugin hears of every run's start before its exit
+        self.hooks.container_started(container.id, pid, container.state.started_at, time.monotonic() - began,
+                                     container.internal.get("ExecDriver", ""),
+                                     container.internal.get("NetworkDriver", ""), self.graph.name)
         self._monitor(container)
         return pid
 
     def _not_started(self, container: Container, previous_start: str) -> None:
+        self._started_monotonic.pop(container.id, None)
         container.state.running, container.state.pid = False, 0
         container.state.started_at = previous_start
         self.containers.save(container, durable=False)
@@ -189,7 +214,7 @@ class Runner:
             mounts=mounts,
             driver_options=[(str(e["Key"]), str(e.get("Value", ""))) for e in hc["LxcConf"] or []],
             confinement=self.security.for_container(hc.get("CapAdd"), hc.get("CapDrop")),
-            log_rotation=LogRotation(self.kernel.config.logs.max_size, self.kernel.config.logs.max_file),
+            log_rotation=self.log_rotation,
         )
 
     def _write_back_ports(self, container: Container, endpoint: Endpoint) -> None:
@@ -254,7 +279,7 @@ class Runner:
         self.containers.publish("die", container, exitCode=str(exit_code))  # before ``stop``'s event
         container.exited.set()
         network_name = container.internal.get("NetworkDriver")
-        network = self.kernel.drivers.get("network")
+        network = self.network
         for step in (lambda: network.leave(container.id) if network is not None and network_name == network.name
                      else None,
                      lambda: self.graph.put(container.id),
@@ -264,8 +289,13 @@ class Runner:
             except Exception:
                 log.exception("cleaning up after %s exited", short_id(container.id))
         container.cleaned.set()
-        # before the save, which may wait for a new start of the container (its lock)
-        self.kernel.plugins.hook.moorage_container_died(container_id=container.id, exit_code=exit_code)
+        # before the save, which may wait for a new start of the container (its lock); a hook
+        # that raises is logged by ``notify`` and the save still happens
+        began = self._started_monotonic.pop(container.id, None)
+        run_time = (time.monotonic() - began if began is not None
+                    else max(0, parse_time(state.finished_at) - parse_time(state.started_at)))
+        self.hooks.container_died(container.id, exit_code, state.finished_at, run_time,
+                                  container.internal.get("ExecDriver", ""), network_name or "")
         # under the lock, which a removal or a new start holds: a save writes the state as it
         # is then, so it is never older than what a new start saved
         with container.lock:
@@ -282,12 +312,12 @@ class Runner:
         by a client) or ``AutoRemove``, in a worker thread."""
         if container.removed or container.stop_requested:
             if container.host_config["AutoRemove"] and not container.removed:
-                self.kernel.submit(self._auto_remove, container)
+                self.executor.submit(self._auto_remove, container)
             return
         if self._policy_restarts(container, exit_code):
-            self.kernel.submit(self._restart_by_policy, container, int(container.internal.get("RestartCount", 0)))
+            self.executor.submit(self._restart_by_policy, container, int(container.internal.get("RestartCount", 0)))
         elif container.host_config["AutoRemove"]:
-            self.kernel.submit(self._auto_remove, container)
+            self.executor.submit(self._auto_remove, container)
 
     @staticmethod
     def _policy_restarts(container: Container, exit_code: int) -> bool:
@@ -425,7 +455,7 @@ class Runner:
             return container, None
         try:
             return container, self.exec.attach(container.id)
-        except (Impossible, NotFound):
+        except (StateError, NotFound):
             return container, None
 
     def attach_when_started(self, name: str) -> PendingAttach:
@@ -449,7 +479,7 @@ class Runner:
             try:
                 # with replay: the output written since the start, before this attach, comes first
                 pending.attachment = self.exec.attach(container.id, replay=True)
-            except (Impossible, NotFound):
+            except (StateError, NotFound):
                 # the run already ended: its whole output is in the log
                 pending.attachment = LogAttachment(container.log_path, self._run_log_start.get(container.id))
             pending.ready.set()
@@ -466,7 +496,7 @@ class Runner:
         still running ones are re-adopted; ones that exited while the daemon was down get
         their recorded exit status (-127 if none was recorded); with ``restart`` those that
         were running are started again."""
-        restart = self.kernel.config.daemon.restart
+        restart = self.daemon.restart
         for container in self.containers.all():
             if not container.state.running:
                 self._release_rootfs_of_interrupted_start(container)
@@ -504,7 +534,7 @@ class Runner:
     def _restore(self, container: Container) -> bool:
         exec_name = container.internal.get("ExecDriver")
         if exec_name != self.exec.name:
-            raise Impossible(f"container {short_id(container.id)} was started by exec driver {exec_name!r}")
+            raise StateError(f"container {short_id(container.id)} was started by exec driver {exec_name!r}")
         rootfs = self.graph.get(container.id)
         spec = self.spec(container, rootfs, [], [], True)
         try:
@@ -516,7 +546,7 @@ class Runner:
             if not container.state.pid:  # the daemon died before the start's second save
                 pids = self.exec.processes(container.id)
                 container.state.pid = pids[0] if pids else 0
-            network = self.kernel.drivers.get("network")
+            network = self.network
             if network is not None and container.internal.get("NetworkDriver") == network.name:
                 network.restore(container.id, endpoint_from_json(container.internal.get("Endpoint") or {}))
             container.exited.clear()
@@ -544,7 +574,7 @@ class LogAttachment(Attachment):
         return (Stream.STDERR if entry.stream == "stderr" else Stream.STDOUT), entry.log.encode()
 
     def write(self, data: bytes) -> None:
-        raise Impossible("the container is not running")
+        raise StateError("the container is not running")
 
     def close_stdin(self) -> None:
         pass
@@ -634,10 +664,3 @@ def link_environment(alias: str, path: str, ip: str, child: Container) -> list[s
         if len(parts) == 2 and parts[0] not in ("HOME", "PATH"):
             env.append(f"{prefix}_ENV_{parts[0]}={parts[1]}")
     return env
-
-
-def setup(kernel) -> Runner:
-    runner = Runner(kernel, kernel.services["containers"])
-    kernel.services["runner"] = runner
-    return runner
-

@@ -17,6 +17,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from moorage.core.mounts import mounts_below
+
 MOORAGE = [sys.executable, "-m", "moorage.api.cli"]
 
 
@@ -28,10 +30,7 @@ def free_port() -> int:
 
 def unmount_below(path: Path) -> None:
     """Lazily unmount every mount at or below ``path`` (deepest first)."""
-    prefix = str(Path(path).resolve())
-    with open("/proc/self/mounts") as f:
-        points = [line.split()[1].replace("\\040", " ") for line in f]
-    for point in sorted((p for p in points if p == prefix or p.startswith(prefix + "/")), key=len, reverse=True):
+    for point in mounts_below(path):
         subprocess.run(["umount", "-l", point], check=False, capture_output=True)
 
 
@@ -276,10 +275,30 @@ def daemon(daemon_factory) -> Daemon:
     return daemon_factory()
 
 
+#: Fixtures that need root: a daemon (it mounts, makes namespaces and cgroups), a driver on the
+#: host's kernel, a loop device. A test using one, or marked ``@pytest.mark.root``, needs root;
+#: the others (unit tests, the docs meta-tests) run unprivileged too.
+ROOT_FIXTURES = frozenset({
+    "daemon", "daemon_factory", "busybox_daemon", "docker_py_client", "exec_driver", "btrfs_mount",
+    "btrfs_home", "graph_driver", "store", "bridge_env", "bridge_factory", "free_test_subnet", "busybox_rootfs",
+    "shared_daemon", "hooked", "refusing_daemon", "network_driver", "container", "driver", "target",
+})
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "root: the test needs root (the kernel: mounts, namespaces, cgroups)")
+
+
+def needs_root(item) -> bool:
+    return item.get_closest_marker("root") is not None or not ROOT_FIXTURES.isdisjoint(item.fixturenames)
+
+
 def pytest_collection_modifyitems(config, items):
-    if os.geteuid() != 0:
-        skip = pytest.mark.skip(reason="moorage's tests need root (real mounts, namespaces, cgroups)")
-        for item in items:
+    if os.geteuid() == 0:
+        return
+    skip = pytest.mark.skip(reason="needs root (real mounts, namespaces, cgroups)")
+    for item in items:
+        if needs_root(item):
             item.add_marker(skip)
 
 

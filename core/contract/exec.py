@@ -29,7 +29,7 @@ import pytest
 
 from moorage.core.contract.driver import DriverFactory
 from moorage.core.contract.mounts import mounts_below
-from moorage.core.errors import Impossible, InvalidParameter, NotFound
+from moorage.core.errors import InvalidParameter, NotFound, StateError
 from moorage.core.hookspecs.exec import ExecDriver, Mount, ProcessSpec, Resources, Stream
 from moorage.core.logs import read_log
 
@@ -572,14 +572,14 @@ class ExecDriverContract(ExecFixtures):
         spec = make_spec(["sleep", "1000"])
         runner.start(spec)
         attachment = runner.driver.attach(spec.container_id)
-        with pytest.raises(Impossible):
+        with pytest.raises(StateError):
             attachment.write(b"x")
         attachment.close()
 
     def test_attach_after_exit_is_impossible(self, runner, make_spec):
         spec = make_spec(["true"])
         assert self.run_to_exit(runner, spec) == 0
-        with pytest.raises(Impossible):
+        with pytest.raises(StateError):
             runner.driver.attach(spec.container_id)
 
     def test_tty_and_resize(self, runner, make_spec):
@@ -608,7 +608,7 @@ class ExecDriverContract(ExecFixtures):
     def test_resize_without_tty_is_impossible(self, runner, make_spec):
         spec = make_spec(["sleep", "1000"])
         runner.start(spec)
-        with pytest.raises(Impossible):
+        with pytest.raises(StateError):
             runner.driver.resize(spec.container_id, 24, 80)
 
     # -- restore and release -------------------------------------------------------------------

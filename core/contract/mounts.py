@@ -2,17 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 
-
-def mounts_below(path: Path) -> list[str]:
-    """Mount points at or below ``path``, deepest first."""
-    prefix = os.path.realpath(path)
-    with open("/proc/self/mountinfo") as f:
-        points = [line.split()[4].encode().decode("unicode_escape") for line in f]
-    return sorted((p for p in points if p == prefix or p.startswith(prefix + "/")), key=len, reverse=True)
+from moorage.core.mounts import mounts_below
 
 
 def unmount_below(path: Path) -> None:

@@ -5,6 +5,7 @@
 - ``network``: a container's network namespace and published ports (``moorage_network_register``)
 - ``registry``: talking to image registries (``moorage_registry_register``)
 - ``lifecycle``: observing container and image events (``moorage_container_*``, ``moorage_image_*``)
+- ``features``: feature plugins built on the services, contributing API routes (``moorage_feature_register``)
 
 A plugin module implements hooks with ``@hookimpl`` and is named in the ``moorage`` entry-point
 group of its distribution. docs/hooks.md is generated from these modules.
@@ -16,11 +17,13 @@ PROJECT = "moorage"
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
-#: The family modules, in the order the docs list them.
+#: The driver families, in the order the daemon selects them and the docs list them: the one
+#: list of them (the config's sections, the plugin manager's families and ``Drivers`` follow it).
+DRIVER_FAMILIES = ("graph", "exec", "network", "registry")
+
+#: The hookspec modules, in the order the docs list them.
 FAMILY_MODULES = (
-    "moorage.core.hookspecs.graph",
-    "moorage.core.hookspecs.exec",
-    "moorage.core.hookspecs.network",
-    "moorage.core.hookspecs.registry",
+    *(f"moorage.core.hookspecs.{family}" for family in DRIVER_FAMILIES),
     "moorage.core.hookspecs.lifecycle",
+    "moorage.core.hookspecs.features",
 )

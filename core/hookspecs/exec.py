@@ -147,7 +147,7 @@ class Attachment(abc.ABC):
 
     @abc.abstractmethod
     def write(self, data: bytes) -> None:
-        """Send bytes to the container's stdin. Raises ``Impossible`` if stdin is not open
+        """Send bytes to the container's stdin. Raises ``StateError`` if stdin is not open
         (``open_stdin`` was false) or the container no longer reads it."""
 
     @abc.abstractmethod
@@ -209,7 +209,7 @@ class ExecDriver(Driver, abc.ABC):
         Raises ``InvalidParameter`` for an empty command, a user or group that does not exist
         in the container, resources out of range (memory below ``MIN_MEMORY``, a memory_swap
         below memory), a mount whose source does not exist or whose destination is not an
-        absolute path other than ``/``; ``Impossible`` if the container is already running; and
+        absolute path other than ``/``; ``StateError`` if the container is already running; and
         ``DriverError`` when isolation cannot be set up. On any error nothing is left behind:
         no cgroup, mount or process. A command that is not found is not an error here: the
         process exits 127, as ``wait`` reports.
@@ -251,7 +251,7 @@ class ExecDriver(Driver, abc.ABC):
 
     @abc.abstractmethod
     def attach(self, container_id: str, replay: bool = False) -> Attachment:
-        """A new ``Attachment`` to the running process's stdio. Raises ``Impossible`` if the
+        """A new ``Attachment`` to the running process's stdio. Raises ``StateError`` if the
         process has exited.
 
         With ``replay`` the attachment first delivers the output the current run wrote before
@@ -261,7 +261,7 @@ class ExecDriver(Driver, abc.ABC):
 
     @abc.abstractmethod
     def resize(self, container_id: str, height: int, width: int) -> None:
-        """Set the pty window size. Raises ``Impossible`` for a container without a tty or one
+        """Set the pty window size. Raises ``StateError`` for a container without a tty or one
         that is not running, ``InvalidParameter`` for a size outside 1..65535."""
 
     @abc.abstractmethod
@@ -304,7 +304,7 @@ class ExecDriver(Driver, abc.ABC):
     def pause(self, container_id: str) -> None:
         """Freeze every process of the running container (the freezer cgroup, or
         ``cgroup.freeze`` on cgroup v2); returns once they are all frozen. Pausing a paused
-        container is not an error. Raises ``Impossible`` if the container is not running and
+        container is not an error. Raises ``StateError`` if the container is not running and
         ``NotSupported`` if this driver cannot freeze on this host (the default)."""
         raise NotSupported(f"the {self.name} exec driver cannot pause containers")
 
@@ -314,7 +314,7 @@ class ExecDriver(Driver, abc.ABC):
         raise NotSupported(f"the {self.name} exec driver cannot unpause containers")
 
     def stats(self, container_id: str) -> ResourceUsage:
-        """The running container's resource use, read from its cgroups. Raises ``Impossible``
+        """The running container's resource use, read from its cgroups. Raises ``StateError``
         if it is not running; the default reports nothing (every figure 0)."""
         return ResourceUsage()
 

@@ -102,11 +102,6 @@ class NetworkDriver(Driver, abc.ABC):
         rules and address reservations are re-established from ``endpoint``, the ``Endpoint``
         its ``join`` returned). Raises ``Conflict`` if a published host port is now taken."""
 
-    def link(self, parent_id: str, child_id: str, ports: list[str], enable: bool) -> None:
-        """Allow (or, with ``enable`` False, stop allowing) traffic between a linked parent and
-        child on the child's exposed ``ports``. Drivers without inter-container filtering
-        need not do anything."""
-
     @abc.abstractmethod
     def status(self) -> list[tuple[str, str]]:
         """``[label, value]`` pairs shown in ``GET /info``."""

@@ -15,6 +15,7 @@ import threading
 from pathlib import Path
 
 from moorage.core.errors import DriverError, InvalidParameter, NotFound
+from moorage.core.mounts import mounts_below  # noqa: F401 (the drivers import it from here)
 
 log = logging.getLogger(__name__)
 
@@ -54,18 +55,6 @@ def unmount(target: str) -> None:
     if err in (22, 2):  # EINVAL: not a mount point; ENOENT: gone
         return
     raise DriverError(f"unmounting {target} failed: {os.strerror(err)}")
-
-
-def mounts_below(path: Path) -> list[str]:
-    """Mount points at or below ``path``, deepest first."""
-    prefix = os.path.realpath(path)
-    points = []
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            point = line.split()[4].encode().decode("unicode_escape")
-            if point == prefix or point.startswith(prefix + "/"):
-                points.append(point)
-    return sorted(points, key=len, reverse=True)
 
 
 def copy_tree(source: Path, dest: Path) -> None:

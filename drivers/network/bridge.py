@@ -377,9 +377,6 @@ class BridgeDriver(NetworkDriver):
             self._remember(container_id, address, forwards)
             undo.pop_all()
 
-    def link(self, parent_id: str, child_id: str, ports: list[str], enable: bool) -> None:
-        """Inter-container traffic on the bridge is always allowed (icc on): nothing to do."""
-
     def status(self) -> list[tuple[str, str]]:
         with self._lock:
             joined = len(self._joined)

@@ -86,10 +86,6 @@ class Nft:
             self._lib = self._ctx = None
 
 
-def table_exists(name: str) -> bool:
-    proc = subprocess.run([NFT, "list", "table", "ip", name], capture_output=True, text=True)
-    return proc.returncode == 0
-
 
 def _map_name(proto: str, host_ip: str) -> str:
     return f"dnat-{proto}-{'any' if _is_any(host_ip) else 'ip'}"

@@ -21,9 +21,13 @@ from pathlib import Path
 
 from moorage.core import container_config as cc
 from moorage.core.container_files import safe_join
+from moorage.core.containers import ContainerService
+from moorage.core.distribution import Distribution
 from moorage.core.errors import InvalidParameter, NotFound
 from moorage.core.ids import short_id
+from moorage.core.images import ImageService
 from moorage.core.logs import LogPosition, follow_log
+from moorage.core.runner import Runner
 from moorage.core.tags import DEFAULT_TAG, parse_repository_tag
 
 from . import add, cache
@@ -62,13 +66,16 @@ def go_list(values: list[str]) -> str:
 class Builder:
     """One build. ``write(text)`` receives output as it is produced (whole lines)."""
 
-    def __init__(self, kernel, write: Callable[[str], None], options: BuildOptions | None = None) -> None:
-        self.kernel = kernel
+    def __init__(self, images: ImageService, containers: ContainerService, runner: Runner,
+                 distribution: Distribution | None, write: Callable[[str], None],
+                 options: BuildOptions | None = None) -> None:
         self.write = write
         self.options = options or BuildOptions()
-        self.images = kernel.services["images"]
-        self.containers = kernel.services["containers"]
-        self.runner = kernel.services["runner"]
+        self.images = images
+        self.containers = containers
+        self.runner = runner
+        #: FROM pulls an image it does not have through it; None: no registry driver
+        self.distribution = distribution
         self.image = ""
         self.config: dict = dict(cc.CONFIG_FIELDS)
         self.maintainer = ""
@@ -176,8 +183,7 @@ class Builder:
                 return
 
     def _pull(self, name: str) -> None:
-        puller = self.kernel.services.get("puller")
-        if puller is None:
+        if self.distribution is None:
             raise NotFound(f"No such image: {name}")
         repo, tag = parse_repository_tag(name)
 
@@ -193,7 +199,7 @@ class Builder:
             if text:
                 self.write(text.rstrip("\r\n") + "\n")
 
-        puller.pull(repo, tag or DEFAULT_TAG, self.options.auth, progress)
+        self.distribution.pull(repo, tag or DEFAULT_TAG, self.options.auth, progress)
 
     # -- instructions ------------------------------------------------------------------------
     def step_from(self, args: str) -> None:

@@ -2,7 +2,7 @@
 
 It comes from the request body (a tar, plain or compressed, detected by magic bytes), from
 ``git clone`` of a ``remote=`` repository, or from a ``remote=`` http(s) URL that is the
-Dockerfile itself. It lives in ``<root>/builder/build-<random>/context``; the build's other
+Dockerfile itself. It lives in ``<home>/build-<random>/context`` (home: ``<root>/builder``); the build's other
 scratch files (ADD downloads) go next to it, and the whole directory is removed when the build
 ends. Each build holds an exclusive ``flock`` on its ``.lock`` file while it runs, so the
 directories of builds a killed daemon left behind (unlocked) are swept by the next build.
@@ -24,22 +24,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-import httpx
-
 from moorage.core.archive import extract_layer, open_decompressed
+from moorage.core.download import download as fetch
 from moorage.core.errors import InvalidParameter, Unavailable
 from moorage.core.store import ensure_dir
 
 log = logging.getLogger(__name__)
 
 LOCK = ".lock"
-DOWNLOAD_TIMEOUT = httpx.Timeout(60.0, connect=15.0)
 GIT_TIMEOUT = 600
-
-
-def work_dir(root: Path) -> Path:
-    """The builder's own state directory under the daemon root."""
-    return ensure_dir(Path(root) / "builder")
 
 
 def sweep(directory: Path) -> None:
@@ -70,17 +63,13 @@ def is_git_url(remote: str) -> bool:
 
 
 def download(url: str, dest: Path) -> None:
-    """Fetch ``url`` into the file ``dest``; ``Unavailable`` when it cannot be had."""
-    try:
-        with httpx.Client(timeout=DOWNLOAD_TIMEOUT, follow_redirects=True) as client, \
-                client.stream("GET", url) as answer:
-            if answer.status_code >= 400:
-                raise Unavailable(f"Got HTTP status code >= 400: {answer.status_code} {answer.reason_phrase}")
-            with open(dest, "wb") as f:
-                for chunk in answer.iter_bytes():
-                    f.write(chunk)
-    except httpx.HTTPError as exc:
-        raise Unavailable(f"Error downloading {url}: {exc}") from None
+    """Fetch ``url`` into the file ``dest`` (``core.download``); ``Unavailable`` when it cannot be had."""
+
+    def save(stream: BinaryIO, size: int) -> None:
+        with open(dest, "wb") as f:
+            shutil.copyfileobj(stream, f, 1 << 20)
+
+    fetch(url, save)
 
 
 def git_clone(remote: str, dest: Path) -> None:
@@ -96,13 +85,13 @@ def git_clone(remote: str, dest: Path) -> None:
 
 
 @contextlib.contextmanager
-def build_context(root: Path, body: BinaryIO | None, remote: str = "") -> Iterator[Path]:
+def build_context(home: Path, body: BinaryIO | None, remote: str = "") -> Iterator[Path]:
     """A context directory for the build, removed on exit.
 
     ``remote`` wins over the body. Raises ``InvalidParameter`` for a bad tar and
     ``Unavailable`` when a remote cannot be fetched.
     """
-    directory = work_dir(root)
+    directory = ensure_dir(home)
     sweep(directory)
     # locked before it gets the name a sweep looks at
     fresh = Path(tempfile.mkdtemp(prefix=".new-", dir=directory))

@@ -30,7 +30,9 @@ def served_kernel(tmp_path):
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_until_complete, args=(server.serve(sockets=[sock]),), daemon=True)
     thread.start()
+    deadline = time.monotonic() + 30
     while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "the API server did not start"
         time.sleep(0.01)
     yield kernel, str(tmp_path / "events.sock")
     server.should_exit = True
@@ -38,6 +40,13 @@ def served_kernel(tmp_path):
     sock.close()
     loop.close()
     kernel.shutdown()
+
+
+def wait_for_subscribers(kernel, count: int, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while kernel.events.subscribers < count:
+        assert time.monotonic() < deadline, f"{kernel.events.subscribers} of {count} streams subscribed"
+        time.sleep(0.01)
 
 
 def open_stream(path: str, query: str = "") -> socket.socket:
@@ -109,9 +118,7 @@ def test_no_since_means_no_replay_and_each_client_gets_every_event(served_kernel
     kernel, path = served_kernel
     kernel.events.publish("create", "old" + "0" * 9)
     a, b = ChunkedObjects(open_stream(path)), ChunkedObjects(open_stream(path, "?since=0"))
-    deadline = time.monotonic() + 5
-    while len(kernel.events._subscribers) < 2 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_for_subscribers(kernel, 2)
     kernel.events.publish("start", "new" + "0" * 9)
     assert a.next()["id"] == "new" + "0" * 9
     assert b.next()["id"] == "new" + "0" * 9
@@ -123,9 +130,7 @@ def test_filters_select_events(served_kernel):
     from urllib.parse import quote
 
     stream = ChunkedObjects(open_stream(path, "?filters=" + quote(filters)))
-    deadline = time.monotonic() + 5
-    while not kernel.events._subscribers and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_for_subscribers(kernel, 1)
     kernel.events.publish("die", "e" * 12, actor_id="e" * 64, attributes={"exitCode": "1"})
     kernel.events.publish("start", "f" * 12, actor_id="f" * 64)
     kernel.events.publish("die", "f" * 12, actor_id="f" * 64, attributes={"exitCode": "3"})

@@ -25,6 +25,46 @@ def log_lines(api, cid) -> int:
     return api.post(f"/containers/{cid}/attach", params={"logs": 1, "stdout": 1}).content.count(b"\n")
 
 
+def eventually(check, what: str, timeout: float = 30):
+    """Poll ``check()`` until it is truthy; fail naming ``what`` at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def pid_of(api, cid) -> int:
+    pid = api.get(f"/containers/{cid}/json").json()["State"]["Pid"]
+    assert pid > 0
+    return pid
+
+
+def parent_of(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        return int(next(line for line in f if line.startswith("PPid:")).split()[1])
+
+
+def run_processes(daemon, pid: int) -> list[int]:
+    """The container's process and the exec driver's monitor processes above it, below the one
+    process the daemon started for them all: once these are gone, the exit is recorded."""
+    chain = [pid]
+    while parent_of(parent_of(chain[-1])) not in (daemon.proc.pid, 0, 1):
+        chain.append(parent_of(chain[-1]))
+    return chain
+
+
+def gone(pid: int) -> bool:
+    """The process has exited (and been reaped: a zombie counts as gone too)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
+
+
 def test_sigkilled_daemon_restarts_with_containers_intact(daemon_factory, busybox_tar, config):
     first = daemon_factory(config)
     import_image(first, busybox_tar)
@@ -32,11 +72,11 @@ def test_sigkilled_daemon_restarts_with_containers_intact(daemon_factory, busybo
         ticker = start(api, ["/bin/sh", "-c", "i=0; while true; do echo $i; i=$((i+1)); sleep 0.05; done"])
         ending = start(api, ["/bin/sh", "-c", "sleep 1; exit 9"])
         stopped = api.post("/containers/create", json={"Image": "busybox", "Cmd": ["/bin/true"]}).json()["Id"]
-        time.sleep(0.3)
-        before = log_lines(api, ticker)
+        before = eventually(lambda: log_lines(api, ticker), "the ticker's first lines")
         ticker_state = api.get(f"/containers/{ticker}/json").json()["State"]
+        ending_processes = run_processes(first, pid_of(api, ending))
     first.kill()  # SIGKILL: no clean-up at all
-    time.sleep(1.5)  # `ending` exits while no daemon runs
+    eventually(lambda: all(gone(p) for p in ending_processes), "`ending`'s exit to be recorded while no daemon runs")
 
     second = daemon_factory(config, flags=["-g", str(first.root), "-r=false"])
     with second.client() as api:
@@ -61,13 +101,16 @@ def test_restart_flag_starts_containers_that_were_running(daemon_factory, busybo
     first = daemon_factory(config)
     import_image(first, busybox_tar)
     with first.client() as api:
-        cid = start(api, ["/bin/sh", "-c", "echo started; sleep 1"])
+        # the first run ends on its own within a second; the restarted one keeps running
+        cid = start(api, ["/bin/sh", "-c", "echo started; if [ -e /ran ]; then sleep 60; fi; touch /ran; sleep 1"])
+        processes = run_processes(first, pid_of(api, cid))
     first.kill()
-    time.sleep(1.5)
+    eventually(lambda: all(gone(p) for p in processes), "the container's exit to be recorded while no daemon runs")
     second = daemon_factory(config, flags=["-g", str(first.root), "-r"])
     with second.client() as api:
         assert api.get(f"/containers/{cid}/json").json()["State"]["Running"] is True
-        api.post(f"/containers/{cid}/wait")
+        api.post(f"/containers/{cid}/kill")
+        assert api.post(f"/containers/{cid}/wait").json() == {"StatusCode": 137}
         assert log_lines(api, cid) == 2  # one line per run
 
 
@@ -108,7 +151,8 @@ def test_sigkill_during_creates_starts_and_removes_leaves_whole_containers(daemo
 
     worker = threading.Thread(target=churn)
     worker.start()
-    time.sleep(0.6)
+    with first.client() as api:  # killed in the middle of the churn
+        eventually(lambda: len(api.get("/containers/json", params={"all": 1}).json()) >= 3, "the churn to begin")
     first.kill()
     worker.join(30)
 

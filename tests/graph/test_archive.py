@@ -54,6 +54,7 @@ def sample() -> bytes:
 @pytest.mark.parametrize(("compress", "kind"), [
     (lambda b: b, "none"), (gzip.compress, "gzip"), (bz2.compress, "bzip2"), (lzma.compress, "xz"),
 ])
+@pytest.mark.root
 def test_compression_is_detected_by_magic_bytes(dest, compress, kind):
     data = compress(sample())
     assert detect_compression(data[:6]) == kind
@@ -79,6 +80,7 @@ def test_clean_name():
     [("link", "symlink", "OUTSIDE"), ("hl", "hardlink", "link/target")],
 ], ids=["dotdot", "dotdot-inner", "abs-symlink-parent", "rel-symlink-parent", "nested-symlink-parent",
         "hardlink-out", "hardlink-through-symlink"])
+@pytest.mark.root
 def test_hostile_entries_are_refused(dest, outside, entries):
     (outside / "target").write_text("do not touch")
     entries = [(n, k, d.replace("OUTSIDE", str(outside)) if isinstance(d, str) else d) for n, k, d in entries]
@@ -89,12 +91,14 @@ def test_hostile_entries_are_refused(dest, outside, entries):
     assert os.stat(outside / "target").st_nlink == 1
 
 
+@pytest.mark.root
 def test_absolute_names_land_inside(dest, outside):
     extract_layer(make_tar((f"{outside}/abs", "file", "x")), dest)
     assert (dest / str(outside).lstrip("/") / "abs").read_text() == "x"
     assert os.listdir(outside) == []
 
 
+@pytest.mark.root
 def test_existing_symlink_is_replaced_not_followed(dest, outside):
     (outside / "victim").write_text("original")
     os.symlink(outside / "victim", dest / "file")
@@ -110,11 +114,13 @@ def test_existing_symlink_to_a_directory_is_not_written_through(dest, outside):
     assert os.listdir(outside) == []
 
 
+@pytest.mark.root
 def test_symlink_targets_are_kept_verbatim(dest):
     extract_layer(make_tar(("sh", "symlink", "/bin/busybox"), ("up", "symlink", "../../..")), dest)
     assert os.readlink(dest / "sh") == "/bin/busybox" and os.readlink(dest / "up") == "../../.."
 
 
+@pytest.mark.root
 def test_device_nodes_only_where_allowed(tmp_path):
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
@@ -134,6 +140,7 @@ def test_device_nodes_only_where_allowed(tmp_path):
 @pytest.mark.parametrize("data", [b"garbage" * 200, gzip.compress(b"garbage" * 200), sample()[:700],
                                   gzip.compress(sample())[:40]],
                          ids=["garbage", "gzip-garbage", "truncated", "truncated-gzip"])
+@pytest.mark.root
 def test_corrupt_archives_are_invalid(dest, data):
     with pytest.raises(InvalidParameter):
         extract_layer(open_decompressed(io.BytesIO(data)), dest)
@@ -144,6 +151,7 @@ def test_invalid_whiteout_is_refused(dest):
         extract_layer(make_tar((".wh..", "file", "")), dest)
 
 
+@pytest.mark.root
 def test_overlay_whiteouts(dest):
     extract_layer(make_tar(("gone/.wh.file", "file", ""), ("opq/", "dir", None), ("opq/.wh..wh..opq", "file", ""),
                            ("opq/kept", "file", "k")), dest, OverlayWhiteouts())
@@ -153,12 +161,14 @@ def test_overlay_whiteouts(dest):
     assert (dest / "opq" / "kept").read_text() == "k"
 
 
+@pytest.mark.root
 def test_whiteout_does_not_delete_what_the_same_layer_adds(dest):
     (dest / "old").write_text("old")
     extract_layer(make_tar(("old", "file", "readded"), (".wh.old", "file", "")), dest)
     assert (dest / "old").read_text() == "readded"
 
 
+@pytest.mark.root
 def test_tree_tar_round_trip_is_exact(tmp_path):
     source, copy = tmp_path / "source", tmp_path / "copy"
     source.mkdir()
@@ -237,6 +247,7 @@ def test_nul_in_a_name_is_refused(dest):
     assert os.listdir(dest) == []
 
 
+@pytest.mark.root
 def test_overlay_bookkeeping_xattrs_are_never_taken_from_an_archive(dest):
     headers = {"SCHILY.xattr.trusted.overlay.redirect": "/etc", "SCHILY.xattr.user.kept": "yes"}
     extract_layer(pax_tar("f", headers), dest)
@@ -244,6 +255,7 @@ def test_overlay_bookkeeping_xattrs_are_never_taken_from_an_archive(dest):
     assert "user.kept" in names and not any(n.startswith("trusted.overlay.") for n in names)
 
 
+@pytest.mark.root
 def test_extract_in_root_resolves_the_destination_inside_the_root(tmp_path, outside):
     root = tmp_path / "root"
     (root / "real").mkdir(parents=True)

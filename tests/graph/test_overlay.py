@@ -15,6 +15,9 @@ from moorage.core.errors import DriverError
 from moorage.core.hookspecs.graph import Change, ChangeKind
 from moorage.drivers.graph.overlay import OverlayDriver
 
+#: every test here mounts overlayfs
+pytestmark = pytest.mark.root
+
 
 @pytest.fixture
 def home(tmp_path):

@@ -30,6 +30,7 @@ def test_btrfs_is_not_supported_off_btrfs(tmp_path):
         BtrfsDriver(tmp_path, NoOptions())
 
 
+@pytest.mark.root
 def test_auto_selection_on_ext4_picks_overlay(tmp_path):
     driver = family().select(None, None, tmp_path, {}, {}, "test")
     try:
@@ -44,6 +45,7 @@ def test_auto_selection_on_btrfs_picks_btrfs(btrfs_home):
     assert driver.name == "btrfs"
 
 
+@pytest.mark.root
 def test_differ_for(tmp_path):
     (tmp_path / "o").mkdir()
     (tmp_path / "v").mkdir()

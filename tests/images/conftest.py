@@ -9,6 +9,7 @@ import pytest
 from moorage.core.errors import NotSupported
 from moorage.core.events import EventBus
 from moorage.core.images import ImageService
+from moorage.core.lifecycle import LifecycleHooks
 from moorage.core.plugins import PluginManager
 
 
@@ -39,13 +40,14 @@ def graph_driver(request, tmp_path):
     driver.cleanup()  # btrfs subvolumes go with the loop filesystem at the end of the session
 
 
-class Hooks:
-    """The lifecycle hook relay as the service sees it, recording ``moorage_image_deleted``."""
+class Hooks(LifecycleHooks):
+    """Lifecycle hooks whose ``image_deleted`` calls are recorded."""
 
     def __init__(self) -> None:
+        super().__init__(PluginManager().hook)
         self.deleted: list[str] = []
 
-    def moorage_image_deleted(self, image_id: str) -> None:
+    def image_deleted(self, image_id: str) -> None:
         self.deleted.append(image_id)
 
 

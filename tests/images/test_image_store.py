@@ -19,6 +19,7 @@ from moorage.core.hookspecs import hookimpl
 from moorage.core.hookspecs.registry import PulledLayer
 from moorage.core.ids import new_id
 from moorage.core.images import EMPTY_CONFIG, ImageService, format_time, glob_match, parse_time
+from moorage.core.lifecycle import LifecycleHooks
 from moorage.core.plugins import PluginManager
 
 
@@ -287,7 +288,7 @@ def test_hook_moorage_image_deleted(graph_driver):
 
     pm = PluginManager()
     pm.register(Plugin(), name="recorder")
-    store = ImageService(graph_driver.context["root"], graph_driver, hooks=pm.hook, events=EventBus())
+    store = ImageService(graph_driver.context["root"], graph_driver, hooks=LifecycleHooks(pm.hook), events=EventBus())
     image = add(store)
     assert store.delete(image.id) == [{"Deleted": image.short_id}]
     assert seen == [image.id]

@@ -4,15 +4,8 @@ from __future__ import annotations
 
 import io
 
-from moorage.api.streams import (
-    IterReader,
-    ProgressReader,
-    encode,
-    error_message,
-    human_size,
-    message,
-    progress_text,
-)
+from moorage.api.streams import IterReader, ProgressReader, encode, error_message, message
+from moorage.core.humanize import human_size, progress_text
 
 
 def test_keys_in_go_order_compact_and_empty_ones_omitted():

@@ -116,7 +116,7 @@ def test_progress_text_matches_docker_0_6():
     # "%8v/%v (%v)" of HumanSize (decimal units, four significant digits)
     assert progress_text(1024000, 10240000) == "1.024 MB/10.24 MB (10%)"
     assert progress_text(5000, 10000) == "    5 kB/10 kB (50%)"
-    assert progress_text(512, None) == "   512 B/? (n/a)"
+    assert progress_text(512, None) == "     512/? (n/a)"  # Docker's raw byte count without a total
 
 
 def test_names():

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from moorage.core.errors import DriverError, Impossible, InvalidParameter, NotFound
+from moorage.core.errors import DriverError, InvalidParameter, NotFound, StateError
 from moorage.core.hookspecs.exec import Attachment, ExecDriver, ProcessSpec, Stream
 from moorage.core.store import ensure_dir, read_json
 
@@ -65,12 +65,12 @@ class MonitorAttachment(Attachment):
 
     def write(self, data: bytes) -> None:
         if not self._open_stdin:
-            raise Impossible("the container's stdin is not open (OpenStdin is false)")
+            raise StateError("the container's stdin is not open (OpenStdin is false)")
         try:
             for i in range(0, len(data), 65536):
                 self._sock.sendall(protocol.frame(protocol.STDIN, data[i:i + 65536]))
         except OSError as exc:
-            raise Impossible(f"the container's stdin is closed: {exc}") from None
+            raise StateError(f"the container's stdin is closed: {exc}") from None
 
     def close_stdin(self) -> None:
         try:
@@ -168,7 +168,7 @@ class MonitorDriver(ExecDriver):
         cid = spec.container_id
         known = self._containers.get(cid)
         if known is not None and self._running(known):
-            raise Impossible(f"container {cid} is already running")
+            raise StateError(f"container {cid} is already running")
         if not spec.args:
             raise InvalidParameter("No command specified")
         validate(spec.resources)
@@ -302,7 +302,7 @@ class MonitorDriver(ExecDriver):
         try:
             sock = protocol.connect(c.exec_dir)
         except OSError:
-            raise Impossible(f"container {container_id} is not running") from None
+            raise StateError(f"container {container_id} is not running") from None
         try:
             sock.sendall(protocol.frame(protocol.ATTACH, protocol.REPLAY if replay else b""))
             frame = protocol.recv_frame(sock)
@@ -310,18 +310,18 @@ class MonitorDriver(ExecDriver):
             frame = None
         if frame is None or frame[0] != protocol.ACK:
             sock.close()
-            raise Impossible(f"container {container_id} is not running")
+            raise StateError(f"container {container_id} is not running")
         return MonitorAttachment(sock, c.open_stdin)
 
     def resize(self, container_id: str, height: int, width: int) -> None:
         c = self._get(container_id)
         if not c.tty:
-            raise Impossible(f"container {container_id} has no tty to resize")
+            raise StateError(f"container {container_id} has no tty to resize")
         if not (0 < height < 65536 and 0 < width < 65536):
             raise InvalidParameter(f"invalid tty size {height}x{width}")
         answer = self._request(c, protocol.RESIZE, height.to_bytes(2, "big") + width.to_bytes(2, "big"))
         if answer is None:
-            raise Impossible(f"container {container_id} is not running")
+            raise StateError(f"container {container_id} is not running")
         if answer[0] == protocol.ERROR:
             raise DriverError(f"cannot resize the tty of container {container_id}: {answer[1].decode()}")
 

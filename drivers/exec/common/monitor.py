@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from moorage.core import store
 from moorage.core.logs import LogRotation, LogWriter
 
 from . import protocol
@@ -43,19 +44,11 @@ STATE_FILE = "state.json"
 
 
 def replace_file(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (a rename) but without fsync.
-
-    These files describe processes, which do not survive a host crash anyway; a killed daemon
-    or monitor leaves the old or the new content, never a torn file, and skipping the two
-    fsyncs saves milliseconds on every container start and exit.
-    """
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-    try:
-        os.write(fd, data)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+    """Replace an exec driver's private file (mode 0600) atomically, without fsync
+    (``core.store.replace_file``): these files describe processes, which do not survive a host
+    crash anyway; a killed daemon or monitor leaves the old or the new content, never a torn
+    file, and skipping the two fsyncs saves milliseconds on every container start and exit."""
+    store.replace_file(path, data, 0o600)
 
 
 #: Signals whose default action terminates the process.

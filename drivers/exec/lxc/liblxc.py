@@ -66,18 +66,12 @@ def load() -> ctypes.CDLL:
     lib.lxc_container_new.argtypes = (ctypes.c_char_p, ctypes.c_char_p)
     lib.lxc_container_put.restype = ctypes.c_int
     lib.lxc_container_put.argtypes = (_P,)
-    lib.lxc_config_item_is_supported.restype = ctypes.c_bool
-    lib.lxc_config_item_is_supported.argtypes = (ctypes.c_char_p,)
     return lib
 
 
 def version(lib: ctypes.CDLL) -> str:
     return lib.lxc_get_version().decode()
 
-
-def key_supported(lib: ctypes.CDLL, key: str) -> bool:
-    """Whether this liblxc knows the config key ``key`` (``lxc.cgroup.*`` keys are all known)."""
-    return bool(lib.lxc_config_item_is_supported(key.encode()))
 
 
 def refused_item(lib: ctypes.CDLL, items: list[tuple[str, str]]) -> tuple[str, str] | None:

@@ -18,6 +18,7 @@ import zstandard
 
 from moorage.core.errors import InvalidParameter, Unavailable
 from moorage.core.hookspecs.registry import Progress
+from moorage.core.humanize import progress_text
 from moorage.core.validation import check_digest
 
 from .transport import MAX_DOCUMENT, Session, TooLarge, Transient
@@ -26,7 +27,6 @@ CHUNK = 1 << 20
 GZIP_SLICE = 1 << 16
 GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
-_UNITS = ("B", "kB", "MB", "GB", "TB", "PB")
 
 
 class DigestMismatch(Unavailable):
@@ -39,22 +39,6 @@ class LayerTooLarge(TooLarge):
 
 class Cancelled(Exception):
     """The pull this download belongs to failed elsewhere; stop early."""
-
-
-def human_size(size: float) -> str:
-    """Docker 0.6's HumanSize: decimal units, four significant digits (``1.024 MB``)."""
-    unit = 0
-    while size >= 1000 and unit < len(_UNITS) - 1:
-        size /= 1000
-        unit += 1
-    return f"{size:.4g} {_UNITS[unit]}"
-
-
-def progress_text(current: int, total: int | None) -> str:
-    """The v1.6 preformatted progress string: ``"%8v/%v (%v)"``."""
-    if not total:
-        return f"{human_size(current):>8}/? (n/a)"
-    return f"{human_size(current):>8}/{human_size(total)} ({int(current * 100 / total)}%)"
 
 
 class Meter:

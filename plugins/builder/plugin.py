@@ -1,0 +1,170 @@
+"""The builder as a feature plugin: ``POST /build?t=&q=&nocache=&rm=&remote=`` (reference §6.1).
+
+Registered through the ``moorage`` entry-point group (``builder``), exactly as a third-party
+feature is; ``[plugins] blocked = ["builder"]`` leaves the daemon without ``/build`` (404).
+
+The build runs in core's executor; its output is streamed as 1.6 plain text, each line flushed
+as it is written. A failure before any output is answered as an error (Docker's postBuild
+answered every one with 500: ``JobFailed``); after output started, the status is already
+200 and the stream ends with ``Error build: <message>``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator, Callable
+
+from fastapi import Request, Response
+from fastapi.responses import StreamingResponse
+
+from moorage.api.params import ApiVersion, query_bool
+from moorage.api.streams import BodyReader
+from moorage.core.errors import InvalidParameter, JobFailed, MoorageError, NotSupported
+from moorage.core.executor import Executor
+from moorage.core.hookspecs import hookimpl
+from moorage.core.hookspecs.features import Feature, FeatureRoute
+from moorage.core.tags import DEFAULT_TAG, parse_repository_tag, validate_repo_name, validate_tag_name
+
+from .builder import Builder, BuildOptions
+from .context import build_context
+
+log = logging.getLogger(__name__)
+
+_DONE = object()
+MEDIA_TYPE = "text/plain; charset=utf-8"
+
+
+class BuilderFeature(Feature):
+    """Builds images from a Dockerfile with the image, container, runner and distribution services."""
+
+    name = "builder"
+
+    def routes(self) -> list[FeatureRoute]:
+        return [FeatureRoute("POST", "/build", self.build)]
+
+    async def build(self, request: Request, version: ApiVersion) -> Response:
+        """``POST /build``: the body is the context tar (any compression), unless ``remote=``
+        names a git repository or a Dockerfile URL."""
+        if version < 1.3:  # a float: see api.versioning
+            raise NotSupported("Multipart upload for build is no longer supported. Please upgrade your docker client.")
+        query = request.query_params
+        options = BuildOptions(tag=query.get("t", ""), quiet=query_bool(request, "q"),
+                               nocache=query_bool(request, "nocache"), rm=query_bool(request, "rm"),
+                               dockerfile=query.get("dockerfile", "") or "Dockerfile", pull=query_bool(request, "pull"))
+        # beyond 1.6: --build-arg values (null: the client had no value to send) ...
+        options.build_args = {str(k): str(v) for k, v in _json_object(query.get("buildargs", ""), "buildargs").items()
+                              if v is not None}
+        labels = _json_object(query.get("labels", ""), "labels")
+        if labels:  # ... and what the builder cannot honour is refused by name
+            raise InvalidParameter(f"Bad parameter: labels ({', '.join(sorted(labels))}) are not supported by "
+                                   "moorage's builder")
+        if options.tag:
+            repo, tag = parse_repository_tag(options.tag)
+            validate_repo_name(repo)  # 400 before the context is read
+            validate_tag_name(tag or DEFAULT_TAG)
+        remote = query.get("remote", "")
+        body = None if remote else BodyReader(request.stream(), asyncio.get_running_loop())
+        services = self.services
+
+        def job(write: Callable[[str], None]) -> None:
+            if services.images is None or services.containers is None or services.runner is None:
+                raise NotSupported("no graph driver is available in this daemon: images cannot be built")
+            with build_context(self.home, body, remote) as context:
+                Builder(services.images, services.containers, services.runner, services.distribution, write,
+                        options).build(context)
+
+        return await text_stream(self.executor, job, as_json=wants_json_messages(request))
+
+
+def wants_json_messages(request: Request) -> bool:
+    """Whether the client reads build output as Docker's JSON message stream (``{"stream":
+    ...}`` objects) rather than 0.6's plain text. The API version cannot tell (today's CLI
+    negotiates down to 1.6), so the User-Agent does: the docker CLI has sent
+    ``Docker-Client/<version>`` since 0.6, and every release from 0.7 on reads JSON messages.
+    docker-py 0.2.3 (``python-requests/...``) and other clients keep the 1.6 text."""
+    agent = request.headers.get("user-agent", "")
+    if not agent.startswith("Docker-Client/"):
+        return False
+    parts = agent.removeprefix("Docker-Client/").split()[0].split(".")
+    try:
+        major, minor = int(parts[0]), int(parts[1]) if len(parts) > 1 else 0
+    except ValueError:
+        return True  # a development build ("Docker-Client/dev"): a modern CLI
+    return (major, minor) >= (0, 7)
+
+
+def json_message(text: str) -> bytes:
+    return json.dumps({"stream": text}).encode() + b"\r\n"
+
+
+def json_error(text: str) -> bytes:
+    return json.dumps({"errorDetail": {"message": text}, "error": text}).encode() + b"\r\n"
+
+
+def _json_object(raw: str, name: str) -> dict:
+    if not raw:
+        return {}
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        raise InvalidParameter(f"Bad parameter: {name} is not JSON") from None
+    if value is not None and not isinstance(value, dict):
+        raise InvalidParameter(f"Bad parameter: {name} must be a JSON object")
+    return value or {}
+
+
+def _text(exc: BaseException) -> str:
+    if isinstance(exc, MoorageError):
+        return exc.message
+    log.error("build failed", exc_info=exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+async def text_stream(executor: Executor, job: Callable[[Callable[[str], None]], None],
+                      as_json: bool = False) -> Response:
+    """Run ``job(write)`` in core's executor and stream what it writes as plain text, or as JSON
+    messages (``as_json``); an error before the first output is raised as ``JobFailed`` (500)."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue = asyncio.Queue()
+
+    def write(text: str) -> None:
+        if text:
+            loop.call_soon_threadsafe(queue.put_nowait, text)
+
+    def run() -> None:
+        try:
+            job(write)
+            loop.call_soon_threadsafe(queue.put_nowait, _DONE)
+        except BaseException as exc:  # handed to the event loop, which reports it
+            loop.call_soon_threadsafe(queue.put_nowait, exc)
+
+    executor.submit_waiting(run)  # the build runs to its end even if the client goes away
+    first = await queue.get()
+    if isinstance(first, BaseException):
+        # Docker's postBuild answered every failure before output with 500; a typed error (a bad
+        # context or tag: 400) keeps its status, anything else is JobFailed (500)
+        raise first if isinstance(first, MoorageError) else JobFailed(_text(first)) from first
+
+    encode = json_message if as_json else str.encode
+
+    async def body() -> AsyncIterator[bytes]:
+        if first is _DONE:
+            return
+        yield encode(first)
+        while True:
+            item = await queue.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                yield json_error(_text(item)) if as_json else f"Error build: {_text(item)}\n".encode()
+                return
+            yield encode(item)
+
+    return StreamingResponse(body(), media_type="application/json" if as_json else MEDIA_TYPE)
+
+
+@hookimpl
+def moorage_feature_register() -> list[type[Feature]]:
+    return [BuilderFeature]
