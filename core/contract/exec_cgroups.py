@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from moorage.core.errors import Impossible, NotFound, NotSupported
+from moorage.core.errors import NotFound, NotSupported, StateError
 from moorage.core.hookspecs.exec import ExecDriver, Resources
 
 from .exec import CGROUP_ROOT, ExecFixtures, alive, log_text, wait_for
@@ -101,11 +101,11 @@ class ExecCgroupsContract(ExecFixtures):
         spec = make_spec(["true"])
         assert self.run_to_exit(runner, spec) == 0
         try:
-            with pytest.raises(Impossible):
+            with pytest.raises(StateError):
                 runner.driver.pause(spec.container_id)
         except NotSupported as exc:
             pytest.skip(f"{runner.driver.name} cannot pause here: {exc}")
-        with pytest.raises(Impossible):
+        with pytest.raises(StateError):
             runner.driver.unpause(spec.container_id)
         with pytest.raises(NotFound):
             runner.driver.pause("0" * 64)
@@ -136,7 +136,7 @@ class ExecCgroupsContract(ExecFixtures):
         assert usage.memory_limit == 0 and usage.pids_limit == 0 and usage.pids == 1
         runner.driver.signal(spec.container_id, signal.SIGKILL)
         assert runner.driver.wait(spec.container_id, 30) == 137
-        with pytest.raises(Impossible):
+        with pytest.raises(StateError):
             runner.driver.stats(spec.container_id)
 
     # -- devices, kill -----------------------------------------------------------------------

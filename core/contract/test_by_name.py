@@ -4,6 +4,7 @@ family's whole suite, run against the drivers named (the plugin leaves out the o
 
 from moorage.core.contract.confinement import ConfinementContract, probe_binary  # noqa: F401 - its fixture
 from moorage.core.contract.exec import ExecDriverContract
+from moorage.core.contract.exec_cgroups import ExecCgroupsContract
 from moorage.core.contract.graph import GraphDriverContract
 from moorage.core.contract.network import NetworkDriverContract
 from moorage.core.contract.registry import RegistryClientContract
@@ -18,6 +19,10 @@ class TestExecDriver(ExecDriverContract):
 
 
 class TestExecConfinement(ConfinementContract):
+    pass
+
+
+class TestExecCgroups(ExecCgroupsContract):
     pass
 
 

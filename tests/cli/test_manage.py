@@ -6,18 +6,6 @@ from __future__ import annotations
 import json
 import time
 
-import pytest
-
-#: native pause/unpause/stats come with the cgroup v2 work (the native driver's ExecDriver
-#: methods); strict, so the mark must go once they land
-NATIVE_LATER = pytest.mark.xfail(strict=True, reason="native pause/unpause/stats are the cgroup2 branch's")
-
-
-@pytest.fixture
-def native_later(request, exec_driver):
-    if exec_driver == "native":
-        request.applymarker(NATIVE_LATER)
-
 
 def test_rename_moves_the_name_and_its_links(cli):
     db, web = cli.name("db"), cli.name("web")
@@ -37,7 +25,7 @@ def test_rename_moves_the_name_and_its_links(cli):
     assert "DB_NAME=" in cli("exec", new_web, "sh", "-c", "tr '\\0' '\\n' < /proc/1/environ").stdout
 
 
-def test_pause_freezes_and_unpause_thaws(cli, native_later):
+def test_pause_freezes_and_unpause_thaws(cli):
     name = cli.name()
     cli("run", "-d", "--name", name, "busybox", "sh", "-c", "while true; do date +%s%N > /tmp/tick; sleep 0.05; done")
     time.sleep(0.5)
@@ -63,7 +51,7 @@ def test_pause_of_a_stopped_container_is_refused(cli):
     assert done.returncode != 0 and "not running" in done.stderr
 
 
-def test_stats_no_stream(cli, busybox_daemon, native_later):
+def test_stats_no_stream(cli, busybox_daemon):
     name = cli.name()
     cli("run", "-d", "--name", name, "-m", "64m", "busybox", "sh", "-c",
         "head -c 20000000 /dev/zero > /tmp/fill; sleep 120 & sleep 121")

@@ -8,7 +8,7 @@ import os
 import time
 from pathlib import Path
 
-from moorage.core.errors import DriverError, Impossible, NotSupported
+from moorage.core.errors import DriverError, NotSupported, StateError
 from moorage.core.hookspecs.exec import ResourceUsage
 
 FREEZE_TIMEOUT = 10.0
@@ -25,7 +25,7 @@ def _freezer(cgroup_root: Path, container_id: str) -> Path:
     if not (cgroup_root / "freezer").is_dir():
         raise NotSupported("this host has no cgroup v1 freezer: the lxc driver cannot pause containers")
     if not state.exists():
-        raise Impossible(f"container {container_id[:12]} is not running")
+        raise StateError(f"container {container_id[:12]} is not running")
     return state
 
 
@@ -60,7 +60,7 @@ def _read_int(path: Path) -> int:
 def usage(cgroup_root: Path, container_id: str) -> ResourceUsage:
     memory = payload(cgroup_root, "memory", container_id)
     if not memory.is_dir() and not payload(cgroup_root, "pids", container_id).is_dir():
-        raise Impossible(f"container {container_id[:12]} is not running")
+        raise StateError(f"container {container_id[:12]} is not running")
     cache = 0
     try:
         for line in (memory / "memory.stat").read_text().splitlines():

@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 
 from moorage.core.archive import open_in_root
-from moorage.core.errors import Impossible, InvalidParameter, NotSupported
+from moorage.core.errors import InvalidParameter, NotSupported, StateError
 from moorage.core.hookspecs.exec import ExecProcess, ExecSpec
 from moorage.drivers.exec.common.execproc import ChildProcess, failed_process
 from moorage.drivers.exec.common.users import Identity, resolve
@@ -40,7 +40,7 @@ def attach_argv(name: str, lxcpath: Path, pid: int, spec: ExecSpec) -> list[str]
     if not spec.args:
         raise InvalidParameter("No command specified")
     if not pid:
-        raise Impossible("the container is not running")
+        raise StateError("the container is not running")
     lxc_attach = shutil.which("lxc-attach")
     if lxc_attach is None:
         raise NotSupported("lxc-attach is not installed (Debian package lxc)")

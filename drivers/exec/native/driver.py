@@ -7,7 +7,7 @@ import os
 import threading
 from collections.abc import Callable
 
-from moorage.core.errors import Impossible, NotSupported
+from moorage.core.errors import NotSupported, StateError
 from moorage.core.hookspecs.exec import ExecProcess, ExecSpec, ProcessSpec, ResourceUsage
 from moorage.core.security import SeccompFilter
 from moorage.drivers.exec.common.driver import MonitorDriver
@@ -131,7 +131,7 @@ class NativeDriver(MonitorDriver):
         c = self._get(container_id)
         cgroups = self.cgroups.container(container_id)
         if not self._running(c) or not cgroups.pids():
-            raise Impossible(f"container {container_id} is not running")
+            raise StateError(f"container {container_id} is not running")
         return cgroups
 
     def pause(self, container_id: str) -> None:

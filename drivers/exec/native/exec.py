@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import sys
 
-from moorage.core.errors import Impossible, InvalidParameter
+from moorage.core.errors import InvalidParameter, StateError
 from moorage.core.hookspecs.exec import ExecProcess, ExecSpec
 from moorage.drivers.exec.common.execproc import ChildProcess
 
@@ -21,7 +21,7 @@ def exec_in(pid: int, cgroup_files: list[str], spec: ExecSpec, capabilities: int
     if not spec.args:
         raise InvalidParameter("No command specified")
     if not pid:
-        raise Impossible("the container is not running")
+        raise StateError("the container is not running")
     config = {"pid": pid, "cgroup_files": cgroup_files, "args": list(spec.args), "env": list(spec.env),
               "user": spec.user, "working_dir": spec.working_dir, "capabilities": capabilities,
               "seccomp_program": seccomp_program}
