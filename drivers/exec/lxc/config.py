@@ -89,6 +89,8 @@ def render(spec: ProcessSpec, exec_dir: Path, busybox: Path, uid: int, gid: int,
         _line("lxc.init.gid", gid),
         _line("lxc.init.cwd", spec.working_dir or "/"),
     ]
+    if spec.readonly_rootfs:  # Docker's --read-only: the mounts below keep their own modes
+        lines.append(_line("lxc.rootfs.options", "ro"))
     if groups:
         lines.append(_line("lxc.init.groups", ",".join(str(g) for g in groups)))
     for m in spec.mounts:
