@@ -193,3 +193,15 @@ def test_read_only_rootfs_from_start_host_config(cli, busybox_daemon):
         assert api.get(f"/containers/{name}/json").json()["HostConfig"]["ReadonlyRootfs"] is True
     out = cli("logs", name).stdout
     assert "Read-only file system" in out and "rc=1" in out
+
+
+def test_cp_into_a_read_only_rootfs_is_refused(cli, tmp_path):
+    """As Docker: `docker cp` writes into the container's rootfs, which --read-only forbids."""
+    name = cli.name("rocp")
+    cli("create", "--name", name, "--read-only", "busybox", "true")
+    (tmp_path / "f").write_text("x\n")
+    done = cli("cp", str(tmp_path / "f"), f"{name}:/f", check=False)
+    assert done.returncode != 0 and "read-only" in done.stderr
+    plain = cli.name("rwcp")
+    cli("create", "--name", plain, "busybox", "true")
+    cli("cp", str(tmp_path / "f"), f"{plain}:/f")
