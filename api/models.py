@@ -119,6 +119,15 @@ ROUTE_SCHEMAS: dict[tuple[str, str], dict[str, Any]] = {
                                         _query("rm", _BOOL), _query("remote")], "requestBody": _tar_body()},
 }
 
+#: Routes that feature plugins contribute (``api/app.py`` serves them beside the route table):
+#: described here all the same, so that the fuzzer reaches them on a daemon that loads them.
+FEATURE_ROUTES = {("POST", "/build")}
+
+
+async def _feature_endpoint() -> None:
+    """Stands for a feature plugin's handler in the schema; never served."""
+
+
 #: Routes left out of the schema: they hold the connection open for as long as the client
 #: or a container wants (a fuzzer would only wait on them).
 STREAMING = {("GET", "/events"), ("POST", "/containers/{name:path}/attach")}
@@ -136,4 +145,7 @@ def openapi_schema(routes=None) -> dict[str, Any]:
             continue
         app.add_api_route(route.path, route.handler, methods=[route.method], name=route.handler.__name__,
                           openapi_extra=ROUTE_SCHEMAS.get(key))
+    for method, path in sorted(FEATURE_ROUTES):
+        app.add_api_route(path, _feature_endpoint, methods=[method], name=path.strip("/"),
+                          openapi_extra=ROUTE_SCHEMAS.get((method, path)))
     return app.openapi()
