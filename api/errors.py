@@ -81,9 +81,9 @@ def unserved_message(request: Request) -> str:
     return f"404 page not found: moorage does not serve {method} {path}"
 
 
-async def os_error_handler(request: Request, exc: OSError) -> PlainTextResponse:
+async def storage_error_handler(request: Request, exc: Exception) -> PlainTextResponse:
     """A full disk is no bug of the daemon's: a ``StorageFull`` answer and one log line. Any
-    other ``OSError`` is an internal error."""
+    other ``OSError`` or SQLite error is an internal error."""
     full = errors.storage_full(exc)
     if full is None:
         return await unexpected_error_handler(request, exc)
@@ -102,5 +102,6 @@ def install(app) -> None:
     app.add_exception_handler(StarletteHTTPException, not_found_handler)
     # a handler of its own, not a case of the catch-all: Starlette re-raises what reaches that
     # one after answering, and the server then logs a traceback
-    app.add_exception_handler(OSError, os_error_handler)
+    for storage_error in errors.STORAGE_ERRORS:
+        app.add_exception_handler(storage_error, storage_error_handler)
     app.add_exception_handler(Exception, unexpected_error_handler)

@@ -6,6 +6,7 @@ read as a sentence about the user's request.
 """
 
 import errno
+import sqlite3
 
 
 class MoorageError(Exception):
@@ -86,10 +87,15 @@ class StorageFull(MoorageError):
 NO_SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 
+#: What says the storage is full: an ``OSError`` or a SQLite error (the state databases).
+STORAGE_ERRORS = (OSError, sqlite3.Error)
+
+
 def storage_full(exc: BaseException) -> StorageFull | None:
-    """``exc`` as a ``StorageFull`` when it is an ``OSError`` saying the storage is full (it
-    says which file only in the daemon's log), else None."""
-    if isinstance(exc, OSError) and exc.errno in NO_SPACE_ERRNOS:
+    """``exc`` as a ``StorageFull`` when it is an ``OSError`` or a SQLite error saying the
+    storage is full (the file it names goes only to the daemon's log), else None."""
+    if (isinstance(exc, OSError) and exc.errno in NO_SPACE_ERRNOS
+            or isinstance(exc, sqlite3.Error) and getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL):
         return StorageFull("no space left on the daemon's storage: free some (remove unused images "
                            "and containers) and try again")
     return None

@@ -108,8 +108,24 @@ def tree(root) -> set[str]:
     return {os.path.relpath(os.path.join(d, n), root) for d, dirs, files in os.walk(root) for n in dirs + files}
 
 
-def fill(mountpoint, leave_mib: int):
-    filler = mountpoint / "filler"
+#: Names of what is being deleted in the background (a removed layer, container or image)
+DELETING = (".tmp-", "removing-", "deleting-")
+
+
+def settled_tree(root, timeout: float = 15) -> set[str]:
+    """``tree(root)`` once the background deletions of earlier requests are done."""
+    deadline = time.monotonic() + timeout
+    while True:
+        paths = tree(root)
+        busy = [p for p in paths if any(part.startswith(DELETING) for part in p.split(os.sep))]
+        if not busy or time.monotonic() > deadline:
+            return paths
+        time.sleep(0.2)
+
+
+def fill(mountpoint, leave_mib: int, name: str = "filler"):
+    """A file of ``name`` in ``mountpoint`` taking all its free space but ``leave_mib`` MiB."""
+    filler = mountpoint / name
     st = os.statvfs(mountpoint)
     free = st.f_bavail * st.f_frsize
     subprocess.run(["fallocate", "-l", str(free - (leave_mib << 20)), str(filler)], check=True)
@@ -128,7 +144,8 @@ def assert_disk_full(response, root, before: set[str]) -> None:
     message = error_of(response)
     assert "no space left" in message.lower(), (response.status_code, response.text)
     assert "Traceback" not in message and "Errno" not in message, message
-    assert tree(root) == before, (tree(root) - before, before - tree(root))
+    after = settled_tree(root)
+    assert after == before, (after - before, before - after)
 
 
 def test_pull_import_commit_on_a_full_disk(daemon_factory, registry, busybox_tar, full_daemon, small_fs):
@@ -148,7 +165,7 @@ def test_pull_import_commit_on_a_full_disk(daemon_factory, registry, busybox_tar
         filler = fill(small_fs, LEFT_FREE_MIB)
         images_before = api.get("/images/json", params={"all": 1}).json()
 
-        before = tree(d.root)
+        before = settled_tree(d.root)
         assert_disk_full(api.post("/images/create", params={"fromImage": name, "tag": "v1"}), d.root, before)
         assert_disk_full(api.post("/images/create", params={"fromSrc": "-", "repo": repo}, content=big),
                          d.root, before)
@@ -166,6 +183,17 @@ def test_pull_import_commit_on_a_full_disk(daemon_factory, registry, busybox_tar
         assert api.post(f"/containers/{small_id}/start", json={}).status_code == 204
         assert api.post(f"/containers/{small_id}/wait").json()["StatusCode"] == 0
         assert api.delete(f"/containers/{small_id}").status_code == 204
+
+        # with no byte left, creating a container fails as cleanly, and reads still work
+        before = settled_tree(d.root)
+        last = fill(small_fs, 0, "filler-last")
+        full = api.post("/containers/create", json={"Image": "busybox", "Cmd": ["true"]})
+        assert full.status_code == 507, full.text
+        assert_disk_full(full, d.root, before)
+        assert api.get("/info").status_code == 200
+        assert api.get("/images/json").status_code == 200
+        assert api.get("/containers/json", params={"all": 1}).status_code == 200
+        last.unlink()
 
         # once space is freed, the same requests succeed
         filler.unlink()
