@@ -1,7 +1,8 @@
 """Disk full: the daemon's root on a small ext4 loop filesystem, filled (by a filler file next to
 the root) so that a pull, an import and a commit run out of space. Each must fail with a plain
-"no space left" error and leave the root as it was; the daemon keeps serving; once the filler is
-deleted, the same three requests succeed."""
+"no space left" error and leave the root as it was; the daemon keeps serving (and a container
+create on a disk with no byte left fails as cleanly); once the fillers are deleted, the same
+three requests succeed."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import time
 import uuid
 
 import pytest
-from conftest import CONTAINER_CONFIG, import_image, stream_objects
+from conftest import CONTAINER_CONFIG, import_image, loop_filesystem, stream_objects, unmount_below
 
 from moorage.core.contract.registry.servers import RegistryServer
 
@@ -33,22 +34,8 @@ LEFT_FREE_MIB = 6
 def small_fs(tmp_path):
     """A FS_MIB ext4 filesystem on a loop device (no reserved blocks: the daemon runs as root);
     unmounted and detached at the end, pass or fail."""
-    image, mountpoint = tmp_path / f"diskfull-{uuid.uuid4().hex[:8]}.img", tmp_path / "mnt"
-    mountpoint.mkdir()
-    subprocess.run(["truncate", "-s", f"{FS_MIB}M", str(image)], check=True)
-    subprocess.run(["mkfs.ext4", "-q", "-F", "-m", "0", str(image)], check=True)
-    loop = subprocess.run(["losetup", "--find", "--show", str(image)], check=True, capture_output=True,
-                          text=True).stdout.strip()
-    try:
-        subprocess.run(["mount", "-t", "ext4", loop, str(mountpoint)], check=True)
-        try:
-            yield mountpoint
-        finally:
-            if subprocess.run(["umount", str(mountpoint)], capture_output=True).returncode != 0:
-                subprocess.run(["umount", "-l", str(mountpoint)], capture_output=True)
-    finally:
-        subprocess.run(["losetup", "-d", loop], capture_output=True)
-        image.unlink(missing_ok=True)
+    with loop_filesystem(tmp_path, f"{FS_MIB}M", ["mkfs.ext4", "-q", "-F", "-m", "0"], "ext4") as mountpoint:
+        yield mountpoint
 
 
 @pytest.fixture
@@ -72,8 +59,6 @@ def full_daemon(daemon_factory, small_fs, registry, busybox_tar):
     finally:
         d.remove_all_containers()
         d.stop()
-        from conftest import unmount_below
-
         unmount_below(small_fs)
 
 
