@@ -24,7 +24,7 @@ from typing import BinaryIO
 from .archive import clean_name, extract_in_root, tree_tar_in_root
 from .confined import open_dir_in_root, open_in_root
 from .containers import ContainerService
-from .errors import InvalidParameter, NotFound
+from .errors import Forbidden, InvalidParameter, NotFound
 
 #: Go's ``os.FileMode`` type bits, which the stat header carries
 _GO_TYPE_BITS = ((stat.S_ISDIR, 1 << 31), (stat.S_ISLNK, 1 << 27), (stat.S_ISBLK, 1 << 26),
@@ -129,6 +129,8 @@ class ContainerArchive:
         ``no_overwrite_dir_non_dir`` an entry that would replace a directory by a non-directory
         (or the reverse) fails the whole copy before anything is written."""
         container = self.containers.get(name)
+        if container.host_config.get("ReadonlyRootfs"):  # Docker's 403: the copy lands in the rootfs
+            raise Forbidden("container rootfs is marked read-only")
         rootfs = self.graph.get(container.id)
         try:
             if no_overwrite_dir_non_dir:

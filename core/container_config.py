@@ -235,18 +235,6 @@ def check_supported(data: Any, what: str) -> None:
                                "that were given; remove the option(s) and try again")
 
 
-#: Host config fields moorage models but whose effect no exec driver carries out yet: given
-#: (non-zero), they are refused by name at create and start.
-NOT_YET_CARRIED_OUT = ("ReadonlyRootfs",)
-
-
-def check_carried_out(host: dict[str, Any], what: str) -> None:
-    given = [key for key in NOT_YET_CARRIED_OUT if not _is_unset(host[key])]
-    if given:
-        raise InvalidParameter(f"{what}: moorage does not support the HostConfig field(s) {', '.join(given)} "
-                               "yet; remove the option(s) and try again")
-
-
 def port_key(spec: str) -> str:
     """``"80"`` -> ``"80/tcp"``; ``"53/udp"`` stays; the port must be a number."""
     port, _, proto = spec.partition("/")
@@ -401,7 +389,6 @@ def parse_link(spec: str) -> tuple[str, str]:
 
 def validate_host(host: dict[str, Any], what: str) -> None:
     """What a create or start host config must satisfy before anything is made."""
-    check_carried_out(host, what)
     validate_host_config(host)
     if host["Memory"] and host["Memory"] < MIN_MEMORY:
         raise InvalidParameter(f"Memory limit must be given in bytes (minimum {MIN_MEMORY} bytes)")

@@ -211,7 +211,7 @@ class Runner:
             stdin_once=config["StdinOnce"], privileged=bool(config["Privileged"] or hc["Privileged"]),
             isolate_network=isolate,
             resources=Resources(memory=memory, memory_swap=memory_swap, cpu_shares=cpu_shares),
-            mounts=mounts,
+            mounts=mounts, readonly_rootfs=bool(hc.get("ReadonlyRootfs")),
             driver_options=[(str(e["Key"]), str(e.get("Value", ""))) for e in hc["LxcConf"] or []],
             confinement=self.security.for_container(hc.get("CapAdd"), hc.get("CapDrop")),
             log_rotation=self.log_rotation,

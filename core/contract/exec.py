@@ -409,6 +409,17 @@ class ExecDriverContract(ExecFixtures):
         assert (rw / "out").read_text() == "written\n"
         assert not (ro / "nope").exists()
 
+    def test_readonly_rootfs_keeps_its_mounts_modes(self, runner, make_spec, tmp_path):
+        rw = tmp_path / "rw"
+        rw.mkdir()
+        spec = make_spec(["sh", "-c", "touch /x 2>/dev/null || echo root-ro; touch /tmp/x 2>/dev/null || echo tmp-ro; "
+                          "echo written > /new/rw/out && echo x > /dev/null && echo ok"],
+                         mounts=[Mount(rw, "/new/rw")], readonly_rootfs=True, working_dir="/not/yet")
+        assert self.run_to_exit(runner, spec) == 0
+        assert log_text(spec) == "root-ro\ntmp-ro\nok\n"
+        assert (rw / "out").read_text() == "written\n"
+        assert not (spec.rootfs / "x").exists()
+
     def test_bind_destination_through_an_absolute_symlink_stays_in_the_rootfs(self, runner, make_spec, tmp_path):
         source = tmp_path / "shared"
         source.mkdir()

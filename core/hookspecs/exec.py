@@ -96,6 +96,10 @@ class ProcessSpec:
     isolate_network: bool = True  # a new network namespace (with ``lo`` up), see on_namespace
     resources: Resources = field(default_factory=Resources)
     mounts: list[Mount] = field(default_factory=list)  # in order; destinations created if missing
+    #: The container's root filesystem is mounted read-only (Docker's ``--read-only``): its
+    #: binds and volumes (``mounts``), /etc/hosts, /etc/hostname, /etc/resolv.conf and /dev,
+    #: /proc, /sys keep their own modes. /tmp is read-only too unless a mount covers it.
+    readonly_rootfs: bool = False
     #: Driver-specific settings from start's ``LxcConf`` ([key, value] pairs), in order.
     driver_options: list[tuple[str, str]] = field(default_factory=list)
     #: What a non-privileged container is held to: exactly these capabilities in its bounding,

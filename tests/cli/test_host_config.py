@@ -164,3 +164,44 @@ def test_start_host_config_overrides_create(cli, busybox_daemon, tmp_path):
 
 def _resolv(cli, name: str) -> str:
     return open(json.loads(cli("inspect", name).stdout)[0]["ResolvConfPath"]).read()
+
+
+def test_read_only_rootfs_refuses_writes_to_the_root_but_not_to_the_mounts(cli, tmp_path):
+    done = cli("run", "--rm", "--read-only", "busybox", "touch", "/x", check=False)
+    assert done.returncode != 0 and "Read-only file system" in done.stderr
+    name = cli.name("ro")
+    script = ("if touch /tmp/y 2>/dev/null; then echo tmp-writable; fi; "
+              "if mkdir /newdir 2>/dev/null; then echo root-writable; fi; "
+              "echo bound > /data/out.txt && echo 1.2.3.4 extra >> /etc/hosts && echo x > /dev/shm/x "
+              "&& echo x > /dev/null && echo ok")
+    out = cli("run", "--name", name, "--read-only", "-v", f"{tmp_path}:/data", "-w", "/made/here", "busybox",
+              "sh", "-c", script).stdout
+    assert out == "ok\n"  # /tmp is read-only too (no --tmpfs), as in Docker
+    assert (tmp_path / "out.txt").read_text() == "bound\n"
+    assert json.loads(cli("inspect", name).stdout)[0]["HostConfig"]["ReadonlyRootfs"] is True
+    # without the option the same root is writable: the flag, not the image, made it read-only
+    assert cli("run", "--rm", "busybox", "sh", "-c", "touch /x && echo ok").stdout == "ok\n"
+
+
+def test_read_only_rootfs_from_start_host_config(cli, busybox_daemon):
+    """A 1.6-style start body may ask for it too; start's host config replaces create's."""
+    name = cli.name()
+    cli("create", "--name", name, "busybox", "sh", "-c", "touch /x 2>&1; echo rc=$?")
+    with busybox_daemon.client() as api:
+        assert api.post(f"/containers/{name}/start", json={"ReadonlyRootfs": True}).status_code == 204
+        api.post(f"/containers/{name}/wait")
+        assert api.get(f"/containers/{name}/json").json()["HostConfig"]["ReadonlyRootfs"] is True
+    out = cli("logs", name).stdout
+    assert "Read-only file system" in out and "rc=1" in out
+
+
+def test_cp_into_a_read_only_rootfs_is_refused(cli, tmp_path):
+    """As Docker: `docker cp` writes into the container's rootfs, which --read-only forbids."""
+    name = cli.name("rocp")
+    cli("create", "--name", name, "--read-only", "busybox", "true")
+    (tmp_path / "f").write_text("x\n")
+    done = cli("cp", str(tmp_path / "f"), f"{name}:/f", check=False)
+    assert done.returncode != 0 and "read-only" in done.stderr
+    plain = cli.name("rwcp")
+    cli("create", "--name", plain, "busybox", "true")
+    cli("cp", str(tmp_path / "f"), f"{plain}:/f")

@@ -14,6 +14,9 @@ process. What it cannot do the way the exec contract wants, the driver adds arou
 - the network namespace is handed over before the command runs: the ``start-host`` hook (run by
   LXC on the host after setup, before init is executed) reports the init's host pid on a fifo
   and waits for the monitor's answer on a second fifo (see ``monitor``).
+- a read-only root (``readonly_rootfs``) is remounted read-only by a ``mount`` hook, after
+  every mount entry: ``lxc.rootfs.options = ro`` would leave the entries no way to create their
+  mount points.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import os
 import posixpath
 import re
 import shlex
+import shutil
 from pathlib import Path
 
 from moorage.core.archive import resolve_in_root
@@ -89,6 +93,14 @@ def render(spec: ProcessSpec, exec_dir: Path, busybox: Path, uid: int, gid: int,
         _line("lxc.init.gid", gid),
         _line("lxc.init.cwd", spec.working_dir or "/"),
     ]
+    if spec.readonly_rootfs:
+        # Docker's --read-only. Not ``lxc.rootfs.options = ro``: LXC would make the root read-only
+        # before the mount entries, which then cannot create their mount points. The mount hook
+        # runs after every mount, before pivot_root: the root bind alone is remounted read-only
+        # (not recursively), so the mounts below it keep their own modes.
+        mount = shutil.which("mount") or "/bin/mount"
+        lines.append(_line("lxc.hook.mount",
+                           f"/bin/sh -c 'exec {mount} -o remount,bind,ro \"$LXC_ROOTFS_MOUNT\"'"))
     if groups:
         lines.append(_line("lxc.init.groups", ",".join(str(g) for g in groups)))
     for m in spec.mounts:

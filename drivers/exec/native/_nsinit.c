@@ -86,7 +86,7 @@ struct confinement {
 
 /* Everything the child needs, converted from Python objects before the clone. */
 struct plan {
-    int flags, stdio[3], tty, sync_fd, go_fd, loopback, sys_writable, ro_fallback;
+    int flags, stdio[3], tty, sync_fd, go_fd, loopback, sys_writable, ro_fallback, readonly_rootfs;
     const char *console, *rootfs, *hostname, *domainname, *workdir;
     char **cgroups, **late_cgroups, **sources, **destinations, **args, **env, **masked, **readonly_paths;
     int *readonly;
@@ -617,6 +617,14 @@ static void isolate(const struct plan *p) {
         bind_mount(rootfd, p->rootfs, p->sources[i], p->destinations[i], p->readonly[i], p->ro_fallback);
     mask_paths(rootfd, p->rootfs, p->masked);
     readonly_paths(rootfd, p->rootfs, p->readonly_paths);
+    if (p->readonly_rootfs) {
+        /* Docker's --read-only: the working directory is made while it still can be, then the
+         * root bind alone is remounted read-only, after every mount into it. Not recursive: the
+         * binds, volumes, /etc/hosts..., /dev, /proc and /sys below it keep their own modes. */
+        inside(rootfd, p->rootfs, p->workdir, path);
+        make_dirs(path);
+        remount_readonly(p->rootfs, "the root filesystem");
+    }
     close(rootfd);
     if (chdir(p->rootfs) < 0)
         fail("chdir %s", p->rootfs);
@@ -1025,7 +1033,7 @@ PyDoc_STRVAR(spawn_doc,
 "spawn(*, flags, stdio, tty, console, sync_fd, go_fd, cgroups, late_cgroups, rootfs, hostname,\n"
 "      domainname, loopback, mounts, workdir, uid, gid, groups, capabilities, seccomp,\n"
 "      masked_paths, readonly_paths, sys_writable, args, env, readonly_fallback=False,\n"
-"      devices=()) -> pid\n\n"
+"      devices=(), readonly_rootfs=False) -> pid\n\n"
 "Clone the container's first process with the CLONE_NEW* `flags` and return its pid; see\n"
 "container.py for what each argument is and what the child reports on sync_fd.");
 
@@ -1033,17 +1041,17 @@ static PyObject *spawn(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwar
     static char *keywords[] = {"flags", "stdio", "tty", "console", "sync_fd", "go_fd", "cgroups", "late_cgroups",
                                "rootfs", "hostname", "domainname", "loopback", "mounts", "workdir", "uid", "gid",
                                "groups", "capabilities", "seccomp", "masked_paths", "readonly_paths", "sys_writable",
-                               "args", "env", "readonly_fallback", "devices", NULL};
+                               "args", "env", "readonly_fallback", "devices", "readonly_rootfs", NULL};
     struct plan p = {0};
     PyObject *console, *rootfs, *hostname, *domainname, *workdir, *cgroups, *late, *mounts, *groups, *seccomp,
         *masked, *readonly, *argv, *env, *devices = NULL;
     unsigned long uid, gid;
     unsigned long long caps;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "i(iii)pOiiOOOOOpOOkkOKOOOpOO|pO", keywords, &p.flags,
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "i(iii)pOiiOOOOOpOOkkOKOOOpOO|pOp", keywords, &p.flags,
                                      &p.stdio[0], &p.stdio[1], &p.stdio[2], &p.tty, &console, &p.sync_fd,
                                      &p.go_fd, &cgroups, &late, &rootfs, &hostname, &domainname, &p.loopback,
                                      &mounts, &workdir, &uid, &gid, &groups, &caps, &seccomp, &masked, &readonly,
-                                     &p.sys_writable, &argv, &env, &p.ro_fallback, &devices))
+                                     &p.sys_writable, &argv, &env, &p.ro_fallback, &devices, &p.readonly_rootfs))
         return NULL;
     PyObject *keep = PyList_New(0), *result = NULL;
     Py_ssize_t nargs = 0;

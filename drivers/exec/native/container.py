@@ -29,6 +29,9 @@ bind is read-only with every mount below it (``mount_setattr(AT_RECURSIVE)``, el
 submount: ``cfg["readonly_fallback"]`` forces that path, for its test). Privileged, ``/sys`` is
 writable, nothing is masked, every capability stays, there is no seccomp filter, and ``/dev``
 also gets a node for each of the host's devices (``cfg["devices"]``, ``policy.host_devices``).
+With ``cfg["readonly_rootfs"]`` (Docker's ``--read-only``), the last step of 3 before
+``pivot_root`` makes ``WorkingDir`` and remounts the root bind read-only, not recursively: the
+mounts below it keep their own modes.
 
 A failure before exec is reported as ``E<message>`` on ``sync_fd`` (exit 1). The exec closes
 ``sync_fd`` (close-on-exec), which tells the monitor the command runs; a command that cannot be
@@ -69,6 +72,7 @@ def spawn(cfg: dict[str, Any], stdio: tuple[int, int, int], tty: bool, console: 
         masked_paths=cfg["masked_paths"], readonly_paths=cfg["readonly_paths"],
         sys_writable=cfg["privileged"], readonly_fallback=cfg.get("readonly_fallback", False),
         devices=[tuple(d) for d in cfg.get("devices", ())],
+        readonly_rootfs=cfg.get("readonly_rootfs", False),
         args=cfg["args"], env=cfg["env"])
 
 

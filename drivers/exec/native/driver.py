@@ -65,6 +65,7 @@ class NativeDriver(MonitorDriver):
                 "hostname": spec.hostname, "domainname": spec.domainname, "working_dir": spec.working_dir,
                 "privileged": spec.privileged, "isolate_network": spec.isolate_network,
                 "mounts": [[str(m.source), m.destination, m.readonly] for m in spec.mounts],
+                "readonly_rootfs": spec.readonly_rootfs,
                 "uid": identity.uid, "gid": identity.gid, "groups": list(identity.groups),
                 **self.confinement(spec),
             },
