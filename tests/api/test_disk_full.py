@@ -144,7 +144,8 @@ def test_pull_import_commit_on_a_full_disk(daemon_factory, registry, busybox_tar
             "Image": "busybox", "Cmd": ["dd", "if=/dev/urandom", "of=/big", "bs=1M", f"count={BIG_MIB}"]})
         assert writer.status_code == 201, writer.text
         writer_id = writer.json()["Id"]
-        assert api.post(f"/containers/{writer_id}/start", json={}).status_code == 204
+        started = api.post(f"/containers/{writer_id}/start", json={})
+        assert started.status_code == 204, started.text
         assert api.post(f"/containers/{writer_id}/wait").json()["StatusCode"] == 0
 
         filler = fill(small_fs, LEFT_FREE_MIB)
