@@ -27,6 +27,7 @@ STATUS_BY_ERROR: dict[type[errors.MoorageError], int] = {
     errors.ConfigError: 500,
     errors.DriverError: 500,
     errors.JobFailed: 500,
+    errors.StorageFull: 507,
 }
 
 
@@ -80,6 +81,16 @@ def unserved_message(request: Request) -> str:
     return f"404 page not found: moorage does not serve {method} {path}"
 
 
+async def storage_error_handler(request: Request, exc: Exception) -> PlainTextResponse:
+    """A full disk is no bug of the daemon's: a ``StorageFull`` answer and one log line. Any
+    other ``OSError`` or SQLite error is an internal error."""
+    full = errors.storage_full(exc)
+    if full is None:
+        return await unexpected_error_handler(request, exc)
+    log.warning("%s %s: %s (%s)", request.method, request.url.path, full.message, exc)
+    return plain(full.message, status_for(full))
+
+
 async def unexpected_error_handler(request: Request, exc: Exception) -> PlainTextResponse:
     log.exception("internal error on %s %s", request.method, request.url.path)
     return plain(f"{type(exc).__name__}: {exc}", 500)
@@ -89,4 +100,8 @@ def install(app) -> None:
     app.add_exception_handler(errors.MoorageError, moorage_error_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_exception_handler(StarletteHTTPException, not_found_handler)
+    # a handler of its own, not a case of the catch-all: Starlette re-raises what reaches that
+    # one after answering, and the server then logs a traceback
+    for storage_error in errors.STORAGE_ERRORS:
+        app.add_exception_handler(storage_error, storage_error_handler)
     app.add_exception_handler(Exception, unexpected_error_handler)

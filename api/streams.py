@@ -16,7 +16,7 @@ from typing import Any, BinaryIO
 
 from fastapi.responses import StreamingResponse
 
-from ..core.errors import MoorageError
+from ..core.errors import MoorageError, storage_full
 from ..core.humanize import progress_text
 
 log = logging.getLogger(__name__)
@@ -174,6 +174,7 @@ async def json_stream(kernel, job: Callable[[Callable[[dict], None]], Any]) -> S
             if item is _DONE:
                 return
             if isinstance(item, BaseException):
+                item = storage_full(item) or item
                 if isinstance(item, MoorageError):
                     text = item.message
                 else:

@@ -5,6 +5,9 @@ place. Nothing here knows about HTTP. The message is shown to the client as it i
 read as a sentence about the user's request.
 """
 
+import errno
+import sqlite3
+
 
 class MoorageError(Exception):
     """Base of every error moorage reports on purpose; anything else is an internal failure."""
@@ -72,3 +75,27 @@ class JobFailed(MoorageError):
 
 class DriverError(MoorageError):
     """A driver failed while doing its work (a mount, a syscall, a tool that exited non-zero)."""
+
+
+class StorageFull(MoorageError):
+    """The daemon's storage (its root, ``-g``) has no space or quota left for the request. What
+    the request had written is removed; the daemon keeps serving, and the request can be sent
+    again once space is freed."""
+
+
+#: The errnos of a write that found no room: a full filesystem or an exhausted quota.
+NO_SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+#: What says the storage is full: an ``OSError`` or a SQLite error (the state databases).
+STORAGE_ERRORS = (OSError, sqlite3.Error)
+
+
+def storage_full(exc: BaseException) -> StorageFull | None:
+    """``exc`` as a ``StorageFull`` when it is an ``OSError`` or a SQLite error saying the
+    storage is full (the file it names goes only to the daemon's log), else None."""
+    if (isinstance(exc, OSError) and exc.errno in NO_SPACE_ERRNOS
+            or isinstance(exc, sqlite3.Error) and getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL):
+        return StorageFull("no space left on the daemon's storage: free some (remove unused images "
+                           "and containers) and try again")
+    return None

@@ -196,20 +196,18 @@ def make_distribution(site: Path, dist: str, modules: dict[str, str], entry_poin
     (info / "entry_points.txt").write_text(f"[moorage]\n{lines}\n")
 
 
-@pytest.fixture(scope="session")
-def btrfs_mount(tmp_path_factory):
-    """A 512 MB btrfs filesystem on a loop device, unmounted and detached at the end."""
-    if shutil.which("mkfs.btrfs") is None:
-        pytest.skip("mkfs.btrfs is needed (Debian package btrfs-progs)")
-    base = tmp_path_factory.mktemp("btrfs")
-    image, mountpoint = base / "fs.img", base / "mnt"
+@contextlib.contextmanager
+def loop_filesystem(base: Path, size: str, mkfs: list[str], fstype: str):
+    """A filesystem of ``size`` made by ``mkfs`` (argv, the image path appended) on a loop
+    device, mounted at ``base/mnt``; unmounted, detached and deleted at the end, pass or fail."""
+    image, mountpoint = base / f"fs-{uuid.uuid4().hex[:8]}.img", base / "mnt"
     mountpoint.mkdir()
-    subprocess.run(["truncate", "-s", "512M", str(image)], check=True)
-    subprocess.run(["mkfs.btrfs", "-q", str(image)], check=True)
+    subprocess.run(["truncate", "-s", size, str(image)], check=True)
+    subprocess.run([*mkfs, str(image)], check=True)
     loop = subprocess.run(["losetup", "--find", "--show", str(image)], check=True, capture_output=True,
                           text=True).stdout.strip()
     try:
-        subprocess.run(["mount", "-t", "btrfs", loop, str(mountpoint)], check=True)
+        subprocess.run(["mount", "-t", fstype, loop, str(mountpoint)], check=True)
         try:
             yield mountpoint
         finally:
@@ -218,6 +216,15 @@ def btrfs_mount(tmp_path_factory):
     finally:
         subprocess.run(["losetup", "-d", loop], capture_output=True)
         image.unlink(missing_ok=True)
+
+
+@pytest.fixture(scope="session")
+def btrfs_mount(tmp_path_factory):
+    """A 512 MB btrfs filesystem on a loop device, unmounted and detached at the end."""
+    if shutil.which("mkfs.btrfs") is None:
+        pytest.skip("mkfs.btrfs is needed (Debian package btrfs-progs)")
+    with loop_filesystem(tmp_path_factory.mktemp("btrfs"), "512M", ["mkfs.btrfs", "-q"], "btrfs") as mountpoint:
+        yield mountpoint
 
 
 @pytest.fixture

@@ -32,7 +32,7 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 
 from moorage.core import __version__
-from moorage.core.errors import Forbidden, InvalidParameter, NotFound, Unauthorized, Unavailable
+from moorage.core.errors import Forbidden, InvalidParameter, NotFound, Unauthorized, Unavailable, storage_full
 from moorage.core.hookspecs.registry import AuthConfig
 
 from .reference import Registry, is_local
@@ -187,6 +187,9 @@ class Session:
             try:
                 return fn()
             except (httpx.TransportError, Transient, OSError, http.client.HTTPException) as exc:
+                full = storage_full(exc)
+                if full is not None:  # our disk, not the registry: retrying cannot help
+                    raise full from exc
                 if attempt == self.retries:
                     raise Unavailable(f"{what} failed at {self.registry.host}: {_describe(exc)}") from None
                 log.info("%s failed (%s), retrying in %.2fs", what, _describe(exc), delay)
