@@ -4,7 +4,6 @@ the freezer."""
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
@@ -70,20 +69,11 @@ def usage(cgroup_root: Path, container_id: str) -> ResourceUsage:
     except (OSError, ValueError):
         pass
     cpuacct = payload(cgroup_root, "cpuacct", container_id)
-    user = system = 0
-    ticks = os.sysconf("SC_CLK_TCK")
-    try:
-        for line in (cpuacct / "cpuacct.stat").read_text().splitlines():
-            key, _, value = line.partition(" ")
-            if key == "user":
-                user = int(value) * 1_000_000_000 // ticks
-            elif key == "system":
-                system = int(value) * 1_000_000_000 // ticks
-    except (OSError, ValueError):
-        pass
+    # nanoseconds, so that user + system is the total (cpuacct.stat counts clock ticks)
+    user, system = _read_int(cpuacct / "cpuacct.usage_user"), _read_int(cpuacct / "cpuacct.usage_sys")
     pids = payload(cgroup_root, "pids", container_id)
     return ResourceUsage(
         memory_usage=max(0, _read_int(memory / "memory.usage_in_bytes") - cache),
         memory_limit=_read_int(memory / "memory.limit_in_bytes"),
-        cpu_total_ns=_read_int(cpuacct / "cpuacct.usage"), cpu_user_ns=user, cpu_system_ns=system,
+        cpu_total_ns=user + system, cpu_user_ns=user, cpu_system_ns=system,
         pids=_read_int(pids / "pids.current"), pids_limit=_read_int(pids / "pids.max"))

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from moorage.core.errors import DriverError, NotSupported
+from moorage.core.errors import DriverError, NotSupported, StateError
 from moorage.core.hookspecs.exec import ExecProcess, ExecSpec, ProcessSpec, ResourceUsage
 from moorage.core.store import ensure_dir
 from moorage.drivers.exec.common import protocol
@@ -174,6 +174,10 @@ class LxcDriver(MonitorDriver):
 
     def release(self, container_id: str) -> None:
         c = self._containers.pop(container_id, None)
+        try:  # a frozen process takes its SIGKILL only once thawed
+            cgroup_ops.set_frozen(CGROUP_ROOT, container_id, False)
+        except (StateError, NotSupported, OSError):
+            pass  # never started, already gone, or no freezer
         if c is not None and self._running(c):
             self._request(c, protocol.SIGNAL, str(9).encode())
             self.wait_gone(c)
