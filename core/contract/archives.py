@@ -217,15 +217,12 @@ class ContextSink:
     """Applies archives as a ``POST /build`` context (``plugins.builder.context``)."""
 
     def __init__(self, root: Path) -> None:
-        from moorage.plugins.builder.context import work_dir
-
-        self.root = root
-        work_dir(root)  # the builder's own directory, made once
+        self.home = root / "builder"  # the builder feature's own directory under the daemon root
 
     def apply(self, data: bytes) -> None:
         from moorage.plugins.builder.context import build_context
 
-        with build_context(self.root, io.BytesIO(data)):
+        with build_context(self.home, io.BytesIO(data)):
             pass
 
     def check(self) -> None:
