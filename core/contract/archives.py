@@ -218,6 +218,7 @@ class ContextSink:
 
     def __init__(self, root: Path) -> None:
         self.home = root / "builder"  # the builder feature's own directory under the daemon root
+        self.home.mkdir(parents=True, exist_ok=True)  # made once, before the canaries are counted
 
     def apply(self, data: bytes) -> None:
         from moorage.plugins.builder.context import build_context
