@@ -16,10 +16,8 @@ this machine, four per cycle; the Go docker CLI adds less than either.)
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -27,33 +25,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from moorage.api.bench.apicycle import UnixConnection  # the one lean client, shared with `moorage bench`
 from moorage.core.contract.rootfs import make_busybox_rootfs, tar_directory
 
 CONFIG = '[graph]\ndriver = "{graph}"\n[exec]\ndriver = "{exec}"\n[network]\ndriver = "{network}"\n'
 CREATE = {"Image": "busybox", "Cmd": ["/bin/true"]}
 BRIDGE = '[network.bridge]\nname = "{name}"\ntable = "{table}"\n'
-
-
-class UnixConnection(http.client.HTTPConnection):
-    """HTTP/1.1 over the daemon's unix socket, kept alive between requests."""
-
-    def __init__(self, path: Path) -> None:
-        super().__init__("moorage", timeout=60)
-        self.path = str(path)
-
-    def connect(self) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(self.timeout)
-        self.sock.connect(self.path)
-
-    def call(self, method: str, url: str, body: bytes | None = None, json_body: object = None) -> tuple[int, bytes]:
-        headers = {}
-        if json_body is not None:
-            body, headers = json.dumps(json_body).encode(), {"Content-Type": "application/json"}
-        self.request(method, url, body=body, headers=headers)
-        response = self.getresponse()
-        return response.status, response.read()
-
 
 def unmount_below(path: Path) -> None:
     prefix = str(path.resolve())
