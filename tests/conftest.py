@@ -79,7 +79,11 @@ class Daemon:
                                      start_new_session=True, env=self.env)
         log.close()
         if wait:
-            self.wait_ready()
+            try:
+                self.wait_ready()
+            except BaseException:  # a timeout, or an interrupted run: no daemon left without a fixture to stop it
+                self.kill()
+                raise
         return self
 
     def wait_ready(self, timeout: float = 30) -> None:
