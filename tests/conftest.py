@@ -357,10 +357,9 @@ def needs_root(item) -> bool:
     return item.get_closest_marker("root") is not None or not ROOT_FIXTURES.isdisjoint(item.fixturenames)
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the xdist_group marks
 def pytest_collection_modifyitems(config, items):
-    if config.getoption("dist", "no") == "loadgroup":
-        group_for_xdist(items)
+    if hasattr(config, "workerinput"):  # an xdist worker: the slow groups first (xdist_schedule)
+        items.sort(key=lambda item: group_rank(xdist_group(item.nodeid)))  # stable: in-group order kept
     if os.geteuid() == 0:
         return
     skip = pytest.mark.skip(reason="needs root (real mounts, namespaces, cgroups)")
@@ -374,42 +373,34 @@ def pytest_collection_modifyitems(config, items):
 #: itself into the host-wide ``lxc.pivot`` cgroup as it exits, and the lxc tests assert that
 #: no ``lxc.pivot`` is left after their own containers.
 LXC_GROUP = "lxc"
-#: The groups that take longest, started first so that none of them is the last to begin (an
-#: xdist worker takes the next group in this order when it is free). Measured (docs/
-#: architecture.md, "Tests"): the VM boots a kernel under TCG; the soak kills a daemon 20 times.
-SLOW_GROUPS = ("tests/vm/test_vm.py", LXC_GROUP, "tests/api/test_soak.py")
+#: The groups that take longest, handed out first so that none of them starts last (a free
+#: worker takes the next group in collection order; pyproject.toml turns xdist's own ordering
+#: by size off). Measured: docs/testing.md.
+SLOW_GROUPS = ("tests/vm/test_vm.py", LXC_GROUP, "tests/api/test_soak.py", "tests/api/test_fuzz.py",
+               "tests/images/test_hostile_endpoints.py")
 
 
-def xdist_group(item) -> str:
-    """The test's xdist group: ``LXC_GROUP``, else its module, split by the value of each
-    module-scoped parameter (``exec_driver``, a graph driver): one group per module-scoped
-    fixture instance, so that no worker sets up a module's daemon that another worker also
-    sets up."""
-    callspec = getattr(item, "callspec", None)
-    params = callspec.params if callspec else {}
-    if "lxc" in item.nodeid.lower() or any(isinstance(v, str) and v == "lxc" for v in params.values()):
-        return LXC_GROUP
-    definitions = item._fixtureinfo.name2fixturedefs
-    scoped = [f"{name}={value}" for name, value in params.items()
-              if name in definitions and definitions[name][-1].scope != "function"]
-    module = item.nodeid.split("::")[0]
-    return f"{module}[{','.join(scoped)}]" if scoped else module
+def xdist_group(nodeid: str) -> str:
+    """The group of the test ``nodeid`` (one worker runs a whole group, in order): ``LXC_GROUP``,
+    else its module, so that module-scoped fixtures (a module's daemon) are set up once."""
+    return LXC_GROUP if "lxc" in nodeid.lower() else nodeid.split("::")[0]
 
 
-def group_for_xdist(items) -> None:
-    """``--dist loadgroup``: an ``xdist_group`` for every test (``xdist_group``), and the
-    tests reordered so that ``SLOW_GROUPS`` come first (xdist hands groups out in collection
-    order: pyproject.toml turns its own reordering by size off)."""
-    for item in items:
-        if item.get_closest_marker("xdist_group") is None:
-            item.add_marker(pytest.mark.xdist_group(xdist_group(item)))
+def group_rank(group: str) -> int:
+    return SLOW_GROUPS.index(group) if group in SLOW_GROUPS else len(SLOW_GROUPS)
 
-    def rank(item) -> int:
-        mark = item.get_closest_marker("xdist_group")
-        group = mark.args[0] if mark.args else mark.kwargs.get("name", "")
-        return next((i for i, slow in enumerate(SLOW_GROUPS) if group.startswith(slow)), len(SLOW_GROUPS))
 
-    items.sort(key=rank)  # stable: the order within a group is kept
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """xdist's scheduling by scope, with ``xdist_group`` as the scope. (xdist's own
+    ``--dist loadgroup`` marks nodeids in a way pytest 9 no longer sees.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class GroupScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return xdist_group(nodeid)
+
+    return GroupScheduling(config, log)
 
 
 def import_image(daemon: Daemon, tar_path: Path, repo: str = "busybox") -> str:
