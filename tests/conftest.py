@@ -373,17 +373,28 @@ def pytest_collection_modifyitems(config, items):
 #: itself into the host-wide ``lxc.pivot`` cgroup as it exits, and the lxc tests assert that
 #: no ``lxc.pivot`` is left after their own containers.
 LXC_GROUP = "lxc"
+#: The modules that make network links on the host or assert that none appeared meanwhile (the
+#: network contract compares the host's links before and after): one group, on one worker.
+#: Their ``[lxc]`` halves are here too (a link appearing fails a contract test every time; a
+#: concurrent lxc container exiting is a narrower window for the lxc group's pivot checks).
+HOST_NETWORK_GROUP = "host-network"
+HOST_NETWORK_MODULES = ("tests/network/", "tests/examples/test_macvlan.py", "tests/cli/test_ports.py",
+                        "tests/bench/test_bench_command.py", "tests/core/test_inventory.py", "tests/test_leftovers.py")
 #: The groups that take longest, handed out first so that none of them starts last (a free
 #: worker takes the next group in collection order; pyproject.toml turns xdist's own ordering
 #: by size off). Measured: docs/testing.md.
-SLOW_GROUPS = ("tests/vm/test_vm.py", LXC_GROUP, "tests/api/test_soak.py", "tests/api/test_fuzz.py",
-               "tests/images/test_hostile_endpoints.py")
+SLOW_GROUPS = (LXC_GROUP, "tests/vm/test_vm.py", HOST_NETWORK_GROUP, "tests/api/test_fuzz.py", "tests/api/test_soak.py",
+               "tests/contract/test_by_name.py", "tests/images/test_hostile_endpoints.py")
 
 
 def xdist_group(nodeid: str) -> str:
-    """The group of the test ``nodeid`` (one worker runs a whole group, in order): ``LXC_GROUP``,
-    else its module, so that module-scoped fixtures (a module's daemon) are set up once."""
-    return LXC_GROUP if "lxc" in nodeid.lower() else nodeid.split("::")[0]
+    """The group of the test ``nodeid`` (one worker runs a whole group, in order):
+    ``HOST_NETWORK_GROUP``, ``LXC_GROUP``, else its module, so that module-scoped fixtures (a
+    module's daemon) are set up once."""
+    module = nodeid.split("::")[0]
+    if module.startswith(HOST_NETWORK_MODULES):
+        return HOST_NETWORK_GROUP
+    return LXC_GROUP if "lxc" in nodeid.lower() else module
 
 
 def group_rank(group: str) -> int:
