@@ -274,7 +274,10 @@ def daemon_factory(tmp_path_factory):
         return d
 
     yield make
-    for d in made:
+    # newest first: a test that restarts a daemon on the first one's root (``-g first.root``)
+    # leaves the first one dead; its directory, that root included, must stay until the live
+    # daemon has removed the containers (else their cgroups outlive them: run 3's leak)
+    for d in reversed(made):
         d.remove_all_containers()
         d.stop()
         unmount_below(d.base)
