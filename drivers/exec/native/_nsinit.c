@@ -444,14 +444,30 @@ static void readonly_tree(int rootfd, const char *rootfs, const char *target, co
     errno = 0;
 }
 
+/* An O_PATH descriptor of container path `path`, which must exist: resolved by the kernel in
+ * the rootfs (RESOLVE_IN_ROOT, a last symlink followed there too), as inside() and open_inside()
+ * together would, in one system call instead of four to six: for the masked and read-only
+ * paths, which are never created. -1 with errno set (ENOENT: it does not exist); `..` is refused. */
+static int open_existing(int rootfd, const char *path) {
+    for (const char *c = path; *c; c = strchrnul(c, '/'), c += *c == '/') {
+        if (c[0] == '.' && c[1] == '.' && (c[2] == '/' || c[2] == '\0')) {
+            errno = 0;
+            fail("the container path %s leads outside the container", path);
+        }
+    }
+    while (*path == '/')
+        path++;
+    struct open_how how = {.flags = O_PATH | O_CLOEXEC, .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS};
+    return syscall(SYS_openat2, rootfd, *path ? path : ".", &how, sizeof how);
+}
+
 /* Hide each of `paths` that exists: /dev/null over a file, an empty read-only tmpfs over a
  * directory (what Docker masks). */
-static void mask_paths(int rootfd, const char *rootfs, char **paths) {
+static void mask_paths(int rootfd, char **paths) {
     for (char **path = paths; *path; path++) {
-        char target[PATH_MAX], via[64];
+        char via[64];
         struct stat st;
-        inside(rootfd, rootfs, *path, target);
-        int fd = open_inside(rootfd, rootfs, target);
+        int fd = open_existing(rootfd, *path);
         if (fd < 0 && errno == ENOENT)
             continue;
         if (fd < 0 || fstat(fd, &st) < 0)
@@ -468,11 +484,10 @@ static void mask_paths(int rootfd, const char *rootfs, char **paths) {
 }
 
 /* Make each of `paths` that exists read-only (a bind mount of itself, remounted). */
-static void readonly_paths(int rootfd, const char *rootfs, char **paths) {
+static void readonly_paths(int rootfd, char **paths) {
     for (char **path = paths; *path; path++) {
-        char target[PATH_MAX], via[64];
-        inside(rootfd, rootfs, *path, target);
-        int fd = open_inside(rootfd, rootfs, target);
+        char via[64];
+        int fd = open_existing(rootfd, *path);
         if (fd < 0 && errno == ENOENT)
             continue;
         if (fd < 0)
@@ -481,7 +496,7 @@ static void readonly_paths(int rootfd, const char *rootfs, char **paths) {
         if (mount(via, via, NULL, MS_BIND | MS_REC, NULL) < 0)
             fail("bind-mounting %s", *path);
         close(fd);
-        if ((fd = open_inside(rootfd, rootfs, target)) < 0)  /* now the bind mount's root */
+        if ((fd = open_existing(rootfd, *path)) < 0)  /* now the bind mount's root */
             fail("opening %s", *path);
         snprintf(via, sizeof via, "/proc/self/fd/%d", fd);
         remount_readonly(via, *path);
@@ -615,8 +630,8 @@ static void isolate(const struct plan *p) {
     umask(old_umask);
     for (Py_ssize_t i = 0; i < p->nmounts; i++)
         bind_mount(rootfd, p->rootfs, p->sources[i], p->destinations[i], p->readonly[i], p->ro_fallback);
-    mask_paths(rootfd, p->rootfs, p->masked);
-    readonly_paths(rootfd, p->rootfs, p->readonly_paths);
+    mask_paths(rootfd, p->masked);
+    readonly_paths(rootfd, p->readonly_paths);
     if (p->readonly_rootfs) {
         /* Docker's --read-only: the working directory is made while it still can be, then the
          * root bind alone is remounted read-only, after every mount into it. Not recursive: the
