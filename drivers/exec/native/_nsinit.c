@@ -35,6 +35,7 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
@@ -488,6 +489,57 @@ static void readonly_paths(int rootfd, const char *rootfs, char **paths) {
         close(fd);
     }
     errno = 0;
+}
+
+/* ---- the container's terminal: a pty of its own devpts ----------------------------------- */
+
+#ifndef TIOCGPTPEER
+#define TIOCGPTPEER _IO('T', 0x41)
+#endif
+#define DEVPTS_SUPER_MAGIC 0x1cd1
+
+/* A new pty pair of the devpts instance whose ptmx is `ptmx`, a path resolved below `dirfd` as
+ * if it were the root, following no symbolic link (the path may be controlled by a container's
+ * root). What is opened must be a devpts ptmx (a character device 5:2 on a devpts filesystem,
+ * checked on the descriptor), opened without blocking, so a FIFO, a file or another device
+ * swapped in is refused rather than used or waited on. Neither end becomes the caller's
+ * controlling terminal; the slave is opened from the master (TIOCGPTPEER), never by path. Both
+ * are close-on-exec and blocking. 0 with *master, *slave and *number (the N of /dev/pts/N)
+ * set, or -1 with errno set and *what naming the step that failed. */
+static int open_pty(int dirfd, const char *ptmx, int *master, int *slave, int *number, const char **what) {
+    struct open_how how = {.flags = O_RDWR | O_NOCTTY | O_NONBLOCK | O_CLOEXEC,
+                           .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS};
+    struct stat st;
+    struct statfs sfs;
+    int unlock = 0, fd = syscall(SYS_openat2, dirfd, ptmx, &how, sizeof how);
+    *what = "opening the container's /dev/pts/ptmx";
+    if (fd < 0)
+        return -1;
+    if (fstat(fd, &st) < 0 || fstatfs(fd, &sfs) < 0)
+        goto fail;
+    if (!S_ISCHR(st.st_mode) || major(st.st_rdev) != 5 || minor(st.st_rdev) != 2 || sfs.f_type != DEVPTS_SUPER_MAGIC) {
+        *what = "the container's /dev/pts/ptmx is not the ptmx of a devpts";
+        errno = EPERM;
+        goto fail;
+    }
+    *what = "allocating a pty in the container's devpts";
+    if (ioctl(fd, TIOCSPTLCK, &unlock) < 0 || ioctl(fd, TIOCGPTN, number) < 0)
+        goto fail;
+    int flags = fcntl(fd, F_GETFL);
+    if (flags < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) < 0)
+        goto fail;
+    *what = "opening the pty's slave (TIOCGPTPEER)";
+    int peer = ioctl(fd, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (peer < 0)
+        goto fail;
+    *master = fd;
+    *slave = peer;
+    return 0;
+fail:;
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    return -1;
 }
 
 /* One host device node for a privileged container: its path below /dev, mode, number, owner. */
@@ -1196,10 +1248,35 @@ done:
     return result;
 }
 
+PyDoc_STRVAR(open_pty_doc,
+"open_pty(dirfd, ptmx) -> (master, slave)\n\n"
+"A new pty pair of the devpts whose ptmx is `ptmx`, resolved below the directory `dirfd` as\n"
+"if it were the root and following no symbolic link: for a container's own terminal, from\n"
+"inside its mount namespace. What is opened must be a devpts ptmx (checked on the\n"
+"descriptor), never a FIFO or another file put there; no end becomes the caller's\n"
+"controlling terminal; both are close-on-exec. OSError naming the step that failed.");
+
+static PyObject *py_open_pty(PyObject *Py_UNUSED(self), PyObject *args) {
+    int dirfd, master, slave, number;
+    PyObject *ptmx;
+    const char *what = "";
+    if (!PyArg_ParseTuple(args, "iO&", &dirfd, PyUnicode_FSConverter, &ptmx))
+        return NULL;
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = open_pty(dirfd, PyBytes_AS_STRING(ptmx), &master, &slave, &number, &what);
+    Py_END_ALLOW_THREADS
+    Py_DECREF(ptmx);
+    if (rc < 0)
+        return PyErr_Format(PyExc_OSError, "%s: %s", what, strerror(errno));
+    return Py_BuildValue("(ii)", master, slave);
+}
+
 static PyMethodDef methods[] = {
     {"spawn", (PyCFunction)(void (*)(void))spawn, METH_VARARGS | METH_KEYWORDS, spawn_doc},
     {"confine", (PyCFunction)(void (*)(void))py_confine, METH_VARARGS | METH_KEYWORDS, confine_doc},
     {"compile_filter", compile_filter, METH_O, compile_doc},
+    {"open_pty", py_open_pty, METH_VARARGS, open_pty_doc},
     {NULL, NULL, 0, NULL},
 };
 

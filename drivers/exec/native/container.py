@@ -101,5 +101,12 @@ def confine(capabilities: int, seccomp: bytes | None, uid: int = 0, gid: int = 0
                     no_new_privileges=no_new_privileges)
 
 
+def open_pty(dirfd: int, ptmx: str) -> tuple[int, int]:
+    """A new pty pair (master, slave) of the devpts whose ptmx is ``ptmx``, resolved below the
+    directory ``dirfd`` as if it were the root, following no symlink, and checked to be a devpts
+    ptmx (``_nsinit.open_pty``): a container's own terminal, opened from inside it."""
+    return _nsinit.open_pty(dirfd, ptmx)
+
+
 def console_path(slave_fd: int) -> str:
     return os.ttyname(slave_fd)
