@@ -88,7 +88,7 @@ struct confinement {
 /* Everything the child needs, converted from Python objects before the clone. */
 struct plan {
     int flags, stdio[3], tty, sync_fd, go_fd, loopback, sys_writable, ro_fallback, readonly_rootfs;
-    const char *console, *rootfs, *hostname, *domainname, *workdir;
+    const char *rootfs, *hostname, *domainname, *workdir;
     char **cgroups, **late_cgroups, **sources, **destinations, **args, **env, **masked, **readonly_paths;
     int *readonly;
     Py_ssize_t nmounts, ndevices;
@@ -542,10 +542,58 @@ fail:;
     return -1;
 }
 
+/* With a tty: the pty of the container's devpts (open_console), until the child takes the
+ * slave as its stdio and hands the master to the monitor (take_console). */
+static int console_master = -1, console_slave = -1;
+
+/* A new pty of the devpts just mounted at <dev>/pts, also bind-mounted on <dev>/console. */
+static void open_console(const char *dev) {
+    char path[PATH_MAX + 32], slave_path[PATH_MAX + 32];
+    const char *what = "";
+    int number, devfd = open(dev, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (devfd < 0)
+        fail("opening %s", dev);
+    if (open_pty(devfd, "pts/ptmx", &console_master, &console_slave, &number, &what) < 0)
+        fail("%s", what);
+    close(devfd);
+    snprintf(path, sizeof path, "%s/console", dev);
+    snprintf(slave_path, sizeof slave_path, "%s/pts/%d", dev, number);
+    int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0666);
+    if (fd < 0)
+        fail("creating %s", path);
+    close(fd);
+    do_mount(slave_path, path, NULL, MS_BIND, NULL);
+}
+
+/* The console's slave becomes stdin, stdout, stderr and the controlling terminal, owned by the
+ * container's user (as runc does), and its master goes to the monitor with the "R" report on
+ * sync_fd (a unix socket). Called after isolate, once everything else is mounted. */
+static void take_console(const struct confinement *c) {
+    for (int i = 0; i < 3; i++)
+        if (dup2(console_slave, i) < 0)
+            fail("dup2");
+    close(console_slave);
+    if (ioctl(0, TIOCSCTTY, 0) < 0)
+        fail("setting the controlling terminal");
+    if (fchown(0, c->uid, c->gid) < 0)
+        fail("giving the terminal to the container's user");
+    char byte = 'R', control[CMSG_SPACE(sizeof(int))] = {0};
+    struct iovec iov = {&byte, 1};
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control, .msg_controllen = sizeof control};
+    struct cmsghdr *cmsg = CMSG_FIRSTHDR(&msg);
+    cmsg->cmsg_level = SOL_SOCKET;
+    cmsg->cmsg_type = SCM_RIGHTS;
+    cmsg->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(cmsg), &console_master, sizeof(int));
+    if (sendmsg(sync_fd, &msg, MSG_NOSIGNAL) != 1)
+        _exit(1);
+    close(console_master);
+}
+
 /* One host device node for a privileged container: its path below /dev, mode, number, owner. */
 struct device { const char *path; unsigned int mode, major, minor, uid, gid; };
 
-static void setup_dev(int rootfd, const char *rootfs, const char *console, const struct device *devices,
+static void setup_dev(int rootfd, const char *rootfs, int tty, const struct device *devices,
                       Py_ssize_t ndevices) {
     char dev[PATH_MAX], path[PATH_MAX + 32];
     inside(rootfd, rootfs, "/dev", dev);
@@ -583,14 +631,8 @@ static void setup_dev(int rootfd, const char *rootfs, const char *console, const
             fail("chown %s", path);
     }
     errno = 0;
-    if (console) {
-        snprintf(path, sizeof path, "%s/console", dev);
-        int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0666);
-        if (fd < 0)
-            fail("creating %s", path);
-        close(fd);
-        do_mount(console, path, NULL, MS_BIND, NULL);
-    }
+    if (tty)
+        open_console(dev);
 }
 
 static void bind_mount(int rootfd, const char *rootfs, const char *source, const char *destination, int readonly,
@@ -663,7 +705,7 @@ static void isolate(const struct plan *p) {
     inside(rootfd, p->rootfs, "/sys", path);
     make_dir(path);
     do_mount("sysfs", path, "sysfs", (p->sys_writable ? 0 : MS_RDONLY) | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
-    setup_dev(rootfd, p->rootfs, p->console, p->devices, p->ndevices);
+    setup_dev(rootfd, p->rootfs, p->tty, p->devices, p->ndevices);
     umask(old_umask);
     for (Py_ssize_t i = 0; i < p->nmounts; i++)
         bind_mount(rootfd, p->rootfs, p->sources[i], p->destinations[i], p->readonly[i], p->ro_fallback);
@@ -752,8 +794,6 @@ static void child(const struct plan *p) {
     for (int i = 0; i < 3; i++)
         if (dup2(p->stdio[i], i) < 0)
             fail("dup2");
-    if (p->tty && ioctl(0, TIOCSCTTY, 0) < 0)
-        fail("setting the controlling terminal");
     for (char **file = p->cgroups; *file; file++)
         join(open_tasks(*file), *file);
     int nlate = 0;
@@ -763,7 +803,9 @@ static void child(const struct plan *p) {
     for (int i = 0; i < nlate; i++)
         late_fds[i] = open_tasks(p->late_cgroups[i]);
     isolate(p);
-    if (write(sync_fd, "R", 1) != 1)
+    if (p->tty)
+        take_console(&p->confinement);
+    else if (write(sync_fd, "R", 1) != 1)
         _exit(1);
     char go = 0;
     if (read(p->go_fd, &go, 1) != 1 || go != 'G')
@@ -1082,7 +1124,7 @@ static gid_t *gids(PyObject *seq, size_t *count) {
 /* ---- the module's functions ------------------------------------------------------------------ */
 
 PyDoc_STRVAR(spawn_doc,
-"spawn(*, flags, stdio, tty, console, sync_fd, go_fd, cgroups, late_cgroups, rootfs, hostname,\n"
+"spawn(*, flags, stdio, tty, sync_fd, go_fd, cgroups, late_cgroups, rootfs, hostname,\n"
 "      domainname, loopback, mounts, workdir, uid, gid, groups, capabilities, seccomp,\n"
 "      masked_paths, readonly_paths, sys_writable, args, env, readonly_fallback=False,\n"
 "      devices=(), readonly_rootfs=False) -> pid\n\n"
@@ -1090,17 +1132,17 @@ PyDoc_STRVAR(spawn_doc,
 "container.py for what each argument is and what the child reports on sync_fd.");
 
 static PyObject *spawn(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwargs) {
-    static char *keywords[] = {"flags", "stdio", "tty", "console", "sync_fd", "go_fd", "cgroups", "late_cgroups",
+    static char *keywords[] = {"flags", "stdio", "tty", "sync_fd", "go_fd", "cgroups", "late_cgroups",
                                "rootfs", "hostname", "domainname", "loopback", "mounts", "workdir", "uid", "gid",
                                "groups", "capabilities", "seccomp", "masked_paths", "readonly_paths", "sys_writable",
                                "args", "env", "readonly_fallback", "devices", "readonly_rootfs", NULL};
     struct plan p = {0};
-    PyObject *console, *rootfs, *hostname, *domainname, *workdir, *cgroups, *late, *mounts, *groups, *seccomp,
+    PyObject *rootfs, *hostname, *domainname, *workdir, *cgroups, *late, *mounts, *groups, *seccomp,
         *masked, *readonly, *argv, *env, *devices = NULL;
     unsigned long uid, gid;
     unsigned long long caps;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "i(iii)pOiiOOOOOpOOkkOKOOOpOO|pOp", keywords, &p.flags,
-                                     &p.stdio[0], &p.stdio[1], &p.stdio[2], &p.tty, &console, &p.sync_fd,
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "i(iii)piiOOOOOpOOkkOKOOOpOO|pOp", keywords, &p.flags,
+                                     &p.stdio[0], &p.stdio[1], &p.stdio[2], &p.tty, &p.sync_fd,
                                      &p.go_fd, &cgroups, &late, &rootfs, &hostname, &domainname, &p.loopback,
                                      &mounts, &workdir, &uid, &gid, &groups, &caps, &seccomp, &masked, &readonly,
                                      &p.sys_writable, &argv, &env, &p.ro_fallback, &devices, &p.readonly_rootfs))
@@ -1112,9 +1154,6 @@ static PyObject *spawn(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwar
     p.confinement.caps = caps;
     p.confinement.uid = (uid_t)uid;
     p.confinement.gid = (gid_t)gid;
-    p.console = path_of(console, keep);
-    if (PyErr_Occurred())
-        goto done;
     if (!(p.rootfs = path_of(rootfs, keep)) || !(p.hostname = path_of(hostname, keep)) ||
         !(p.domainname = path_of(domainname, keep)) || !(p.workdir = path_of(workdir, keep)))
         goto done;
