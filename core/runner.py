@@ -189,8 +189,9 @@ class Runner:
         return pid
 
     def _set_console_size(self, container: Container) -> None:
-        """A tty's first size (``ConsoleSize``), set right after the start; a process that is
-        already gone has no terminal left to size."""
+        """A tty's first size (``ConsoleSize``) once more right after the start, for the exec
+        drivers that cannot set it before the command runs (``ProcessSpec.tty_size``); a
+        process that is already gone has no terminal left to size."""
         size = cc.console_size(container.config, container.host_config)
         if size is not None:
             try:
@@ -218,7 +219,8 @@ class Runner:
             container_id=container.id, rootfs=rootfs, args=[container.path, *container.args],
             env=cc.environment(config, link_env), hostname=config["Hostname"], state_dir=container.directory,
             log_path=container.log_path, domainname=config["Domainname"], user=config["User"],
-            working_dir=config["WorkingDir"], tty=config["Tty"], open_stdin=config["OpenStdin"],
+            working_dir=config["WorkingDir"], tty=config["Tty"], tty_size=cc.console_size(config, hc),
+            open_stdin=config["OpenStdin"],
             stdin_once=config["StdinOnce"], privileged=bool(config["Privileged"] or hc["Privileged"]),
             isolate_network=isolate,
             resources=Resources(memory=memory, memory_swap=memory_swap, cpu_shares=cpu_shares),

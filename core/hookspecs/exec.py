@@ -89,7 +89,13 @@ class ProcessSpec:
     #: supplementary groups are the /etc/group entries listing the user's name.
     user: str = ""
     working_dir: str = ""  # created if missing; "" means /
+    #: stdin, stdout and stderr are the slave of a pty of the container's own devpts (its
+    #: /dev/pts), which is the process's controlling terminal; the daemon's side holds the master.
     tty: bool = False
+    #: With ``tty``: the pty's first size (height, width), from ``HostConfig.ConsoleSize``. A
+    #: driver that can sets it before the command runs; core sizes the tty again once ``start``
+    #: returns, for the drivers that cannot. None: the driver's default.
+    tty_size: tuple[int, int] | None = None
     open_stdin: bool = False
     stdin_once: bool = False
     privileged: bool = False

@@ -87,7 +87,7 @@ struct confinement {
 
 /* Everything the child needs, converted from Python objects before the clone. */
 struct plan {
-    int flags, stdio[3], tty, sync_fd, go_fd, loopback, sys_writable, ro_fallback, readonly_rootfs;
+    int flags, stdio[3], tty, rows, cols, sync_fd, go_fd, loopback, sys_writable, ro_fallback, readonly_rootfs;
     const char *rootfs, *hostname, *domainname, *workdir;
     char **cgroups, **late_cgroups, **sources, **destinations, **args, **env, **masked, **readonly_paths;
     int *readonly;
@@ -546,8 +546,9 @@ fail:;
  * slave as its stdio and hands the master to the monitor (take_console). */
 static int console_master = -1, console_slave = -1;
 
-/* A new pty of the devpts just mounted at <dev>/pts, also bind-mounted on <dev>/console. */
-static void open_console(const char *dev) {
+/* A new pty of the devpts just mounted at <dev>/pts, also bind-mounted on <dev>/console, of
+ * rows x cols unless one is 0. */
+static void open_console(const char *dev, int rows, int cols) {
     char path[PATH_MAX + 32], slave_path[PATH_MAX + 32];
     const char *what = "";
     int number, devfd = open(dev, O_PATH | O_DIRECTORY | O_CLOEXEC);
@@ -556,6 +557,9 @@ static void open_console(const char *dev) {
     if (open_pty(devfd, "pts/ptmx", &console_master, &console_slave, &number, &what) < 0)
         fail("%s", what);
     close(devfd);
+    struct winsize size = {.ws_row = rows, .ws_col = cols};
+    if (rows > 0 && cols > 0 && ioctl(console_slave, TIOCSWINSZ, &size) < 0)
+        fail("setting the terminal's size");
     snprintf(path, sizeof path, "%s/console", dev);
     snprintf(slave_path, sizeof slave_path, "%s/pts/%d", dev, number);
     int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0666);
@@ -593,7 +597,7 @@ static void take_console(const struct confinement *c) {
 /* One host device node for a privileged container: its path below /dev, mode, number, owner. */
 struct device { const char *path; unsigned int mode, major, minor, uid, gid; };
 
-static void setup_dev(int rootfd, const char *rootfs, int tty, const struct device *devices,
+static void setup_dev(int rootfd, const char *rootfs, const int tty[3], const struct device *devices,
                       Py_ssize_t ndevices) {
     char dev[PATH_MAX], path[PATH_MAX + 32];
     inside(rootfd, rootfs, "/dev", dev);
@@ -631,8 +635,8 @@ static void setup_dev(int rootfd, const char *rootfs, int tty, const struct devi
             fail("chown %s", path);
     }
     errno = 0;
-    if (tty)
-        open_console(dev);
+    if (tty[0])
+        open_console(dev, tty[1], tty[2]);
 }
 
 static void bind_mount(int rootfd, const char *rootfs, const char *source, const char *destination, int readonly,
@@ -705,7 +709,8 @@ static void isolate(const struct plan *p) {
     inside(rootfd, p->rootfs, "/sys", path);
     make_dir(path);
     do_mount("sysfs", path, "sysfs", (p->sys_writable ? 0 : MS_RDONLY) | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
-    setup_dev(rootfd, p->rootfs, p->tty, p->devices, p->ndevices);
+    const int tty[3] = {p->tty, p->rows, p->cols};  /* with a tty: its size */
+    setup_dev(rootfd, p->rootfs, tty, p->devices, p->ndevices);
     umask(old_umask);
     for (Py_ssize_t i = 0; i < p->nmounts; i++)
         bind_mount(rootfd, p->rootfs, p->sources[i], p->destinations[i], p->readonly[i], p->ro_fallback);
@@ -1127,7 +1132,7 @@ PyDoc_STRVAR(spawn_doc,
 "spawn(*, flags, stdio, tty, sync_fd, go_fd, cgroups, late_cgroups, rootfs, hostname,\n"
 "      domainname, loopback, mounts, workdir, uid, gid, groups, capabilities, seccomp,\n"
 "      masked_paths, readonly_paths, sys_writable, args, env, readonly_fallback=False,\n"
-"      devices=(), readonly_rootfs=False) -> pid\n\n"
+"      devices=(), readonly_rootfs=False, tty_size=(0, 0)) -> pid\n\n"
 "Clone the container's first process with the CLONE_NEW* `flags` and return its pid; see\n"
 "container.py for what each argument is and what the child reports on sync_fd.");
 
@@ -1135,17 +1140,17 @@ static PyObject *spawn(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwar
     static char *keywords[] = {"flags", "stdio", "tty", "sync_fd", "go_fd", "cgroups", "late_cgroups",
                                "rootfs", "hostname", "domainname", "loopback", "mounts", "workdir", "uid", "gid",
                                "groups", "capabilities", "seccomp", "masked_paths", "readonly_paths", "sys_writable",
-                               "args", "env", "readonly_fallback", "devices", "readonly_rootfs", NULL};
+                               "args", "env", "readonly_fallback", "devices", "readonly_rootfs", "tty_size", NULL};
     struct plan p = {0};
     PyObject *rootfs, *hostname, *domainname, *workdir, *cgroups, *late, *mounts, *groups, *seccomp,
         *masked, *readonly, *argv, *env, *devices = NULL;
     unsigned long uid, gid;
     unsigned long long caps;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "i(iii)piiOOOOOpOOkkOKOOOpOO|pOp", keywords, &p.flags,
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "i(iii)piiOOOOOpOOkkOKOOOpOO|pOp(ii)", keywords, &p.flags,
                                      &p.stdio[0], &p.stdio[1], &p.stdio[2], &p.tty, &p.sync_fd,
                                      &p.go_fd, &cgroups, &late, &rootfs, &hostname, &domainname, &p.loopback,
                                      &mounts, &workdir, &uid, &gid, &groups, &caps, &seccomp, &masked, &readonly,
-                                     &p.sys_writable, &argv, &env, &p.ro_fallback, &devices, &p.readonly_rootfs))
+                                     &p.sys_writable, &argv, &env, &p.ro_fallback, &devices, &p.readonly_rootfs, &p.rows, &p.cols))
         return NULL;
     PyObject *keep = PyList_New(0), *result = NULL;
     Py_ssize_t nargs = 0;

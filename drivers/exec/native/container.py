@@ -16,7 +16,7 @@ never the interpreter. In order, it:
    into the rootfs;
 4. with a tty, takes the slave of a pty of the container's own ``/dev/pts`` (opened in step 3,
    bind-mounted on ``/dev/console``) as its stdio and controlling terminal, owned by the
-   container's user; reports ``R`` on ``sync_fd`` (a unix socket: with a tty the pty's master
+   container's user, sized ``cfg["tty_size"]`` if given; reports ``R`` on ``sync_fd`` (a unix socket: with a tty the pty's master
    comes with it, ``SCM_RIGHTS``) and waits for ``G`` on ``go_fd`` (the network driver's turn);
 5. joins the memory cgroup (late, so that the pages it touched are not charged to the
    container), makes ``WorkingDir``, confines itself (``_nsinit.confine``, the same function
@@ -76,6 +76,7 @@ def spawn(cfg: dict[str, Any], stdio: tuple[int, int, int], tty: bool, sync_fd: 
         sys_writable=cfg["privileged"], readonly_fallback=cfg.get("readonly_fallback", False),
         devices=[tuple(d) for d in cfg.get("devices", ())],
         readonly_rootfs=cfg.get("readonly_rootfs", False),
+        tty_size=tuple(cfg.get("tty_size") or (0, 0)),
         args=cfg["args"], env=cfg["env"])
 
 
