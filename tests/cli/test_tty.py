@@ -30,6 +30,7 @@ PROBE = (
     'echo "size=$(stty size)"; '
     "echo via-dev-tty > /dev/tty && echo controlling-tty")
 
+PROMPT = r"/ # "
 LXC_RUN_T = ("lxc driver (owned by vm): the container's first process gets a pty of the host's devpts "
              "(tty: 'not a tty') and no controlling terminal (/dev/tty: ENXIO)")
 
@@ -157,6 +158,7 @@ def test_exec_it_interactive_resize_and_exit_code(cli, term):
     name = cli.name()
     cli("run", "-d", "--name", name, "busybox", "sleep", "120")
     t = term("exec", "-it", name, "sh", rows=33, cols=101)
+    t.expect(PROMPT)  # typed before, it could be flushed as the shell sets its terminal up
     size_seen(t, "33 101")
     t.resize(40, 132)
     size_seen(t, "40 132")
@@ -169,6 +171,7 @@ def test_exec_it_interactive_resize_and_exit_code(cli, term):
 def test_run_it_resize_detach_logs_and_attach(cli, term, exec_driver):
     name = cli.name()
     t = term("run", "-it", "--name", name, "busybox", "sh", rows=33, cols=101)
+    t.expect(PROMPT)
     size_seen(t, "33 101")  # ConsoleSize, and the CLI's resize after the start
     t.resize(40, 132)
     size_seen(t, "40 132")
