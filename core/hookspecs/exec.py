@@ -89,8 +89,9 @@ class ProcessSpec:
     #: supplementary groups are the /etc/group entries listing the user's name.
     user: str = ""
     working_dir: str = ""  # created if missing; "" means /
-    #: stdin, stdout and stderr are the slave of a pty of the container's own devpts (its
-    #: /dev/pts), which is the process's controlling terminal; the daemon's side holds the master.
+    #: stdin, stdout and stderr are the slave of a pty, the process's controlling terminal; the
+    #: driver's side holds the master. The pty should be one of the container's own devpts (its
+    #: /dev/pts), as in Docker, so that ``tty`` names it inside.
     tty: bool = False
     #: With ``tty``: the pty's first size (height, width), from ``HostConfig.ConsoleSize``. A
     #: driver that can sets it before the command runs; core sizes the tty again once ``start``
