@@ -209,3 +209,32 @@ def test_console_size_is_the_first_size(cli, busybox_daemon):
             assert bad.status_code == 400 and "ConsoleSize" in bad.text
         finally:
             api.delete(f"/containers/{cid}", params={"force": 1})
+
+
+@pytest.mark.parametrize("swap", [
+    "mkfifo /dev/pts/ptmx",  # a FIFO, which a blocking open would wait on forever
+    "mkdir /dev/fake && mknod /dev/fake/ptmx c 5 2 && rmdir /dev/pts && ln -s /dev/fake /dev/pts",  # a symlink
+    # a ptmx node on a tmpfs, next to a devpts of the container's making: it opens a pty there
+    "mkdir /dev/pts/pts && mount -t devpts -o newinstance,ptmxmode=666 x /dev/pts/pts && mknod /dev/pts/ptmx c 5 2",
+])
+def test_exec_t_refuses_a_ptmx_the_container_replaced(cli, exec_driver, swap):
+    """The container's root (privileged here, to unmount its /dev/pts) controls the path the
+    exec helper opens: whatever it puts there, exec -t fails at once with a plain error, never
+    waits, never follows a link, never uses a pty that is not of the container's devpts."""
+    if exec_driver != "native":
+        pytest.skip("the lxc driver's exec -t is lxc-attach's own pty")
+    name = running_privileged(cli)
+    cli("exec", name, "sh", "-c", f"umount /dev/pts && {swap}")
+    began = time.monotonic()
+    done = cli("exec", "-t", name, "sh", "-c", "echo ran", check=False, timeout=60)
+    assert time.monotonic() - began < 30
+    assert done.returncode == 126 and "ran" not in done.stdout, done
+    assert "/dev/pts/ptmx" in done.stdout + done.stderr, done
+    # the container itself is unharmed, and exec without a tty still works
+    assert cli("exec", name, "echo", "still-here").stdout == "still-here\n"
+
+
+def running_privileged(cli) -> str:
+    name = cli.name()
+    cli("run", "-d", "--privileged", "--name", name, "busybox", "sleep", "120")
+    return name
