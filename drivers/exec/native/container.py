@@ -16,8 +16,9 @@ never the interpreter. In order, it:
    into the rootfs;
 4. with a tty, takes the slave of a pty of the container's own ``/dev/pts`` (opened in step 3,
    bind-mounted on ``/dev/console``) as its stdio and controlling terminal, owned by the
-   container's user, sized ``cfg["tty_size"]`` if given; reports ``R`` on ``sync_fd`` (a unix socket: with a tty the pty's master
-   comes with it, ``SCM_RIGHTS``) and waits for ``G`` on ``go_fd`` (the network driver's turn);
+   container's user, sized ``cfg["tty_size"]`` if given; reports ``R`` on ``sync_fd`` (a unix
+   socket: with a tty the pty's master comes with it, ``SCM_RIGHTS``) and waits for ``G`` on
+   ``go_fd`` (the network driver's turn);
 5. joins the memory cgroup (late, so that the pages it touched are not charged to the
    container), makes ``WorkingDir``, confines itself (``_nsinit.confine``, the same function
    ``docker exec`` uses: the bounding set cut to the container's capabilities, the ambient set
