@@ -32,7 +32,7 @@ PROBE = (
 
 PROMPT = r"/ # "
 LXC_RUN_T = ("lxc driver (owned by vm): the container's first process gets a pty of the host's devpts "
-             "(tty: 'not a tty') and no controlling terminal (/dev/tty: ENXIO)")
+             "(tty: 'not a tty') and no controlling terminal (/dev/tty: ENXIO, ^C sends no SIGINT)")
 
 
 class Terminal:
@@ -238,3 +238,26 @@ def running_privileged(cli) -> str:
     name = cli.name()
     cli("run", "-d", "--privileged", "--name", name, "busybox", "sleep", "120")
     return name
+
+
+@pytest.mark.parametrize("command", ["run", "exec"])
+def test_ctrl_c_interrupts_the_foreground_command(cli, term, exec_driver, command, request):
+    """^C typed in the client's terminal reaches the command in the foreground of the
+    container's tty (its controlling terminal's line discipline sends SIGINT), not the shell."""
+    if command == "run" and exec_driver == "lxc":
+        request.applymarker(pytest.mark.xfail(strict=True, reason=LXC_RUN_T))
+    name = cli.name()
+    if command == "run":
+        t = term("run", "-it", "--name", name, "busybox", "sh")
+    else:
+        cli("run", "-d", "--name", name, "busybox", "sleep", "120")
+        t = term("exec", "-it", name, "sh")
+    t.expect(PROMPT)
+    t.send(b"sleep 100\n")
+    time.sleep(1)
+    t.send(b"\x03")
+    t.expect(PROMPT, timeout=15)  # the sleep was interrupted: the shell is back long before 100 s
+    t.send(b"echo after-$((1 + 1))\n")
+    t.expect("after-2")
+    t.send(b"exit 0\n")
+    assert t.wait() == 0
