@@ -183,7 +183,9 @@ class ExecSpec:
     #: as ``ProcessSpec.user``, resolved in the container's own /etc/passwd and /etc/group
     user: str = ""
     working_dir: str = ""  # "" means /; must exist
-    tty: bool = False  # a new pty: stdout and stderr arrive as STDOUT, ``resize`` works
+    #: a new pty (like ``ProcessSpec.tty``, of the container's own devpts): stdout and stderr
+    #: arrive as STDOUT, ``resize`` works
+    tty: bool = False
     open_stdin: bool = False
     privileged: bool = False  # every capability, as a privileged container's
 
