@@ -13,6 +13,7 @@ container, where no further import may happen.
 
 from __future__ import annotations
 
+import array
 import fcntl
 import os
 import socket
@@ -45,6 +46,20 @@ def send_master(sock: socket.socket, master: int) -> None:
     socket.send_fds(sock, [MASTER_MESSAGE], [master])
 
 
+def receive(sock: socket.socket, size: int) -> tuple[bytes, int]:
+    """One read of at most ``size`` bytes from ``sock`` and the descriptor that came with them
+    (close-on-exec; -1 if none; any more are closed). ``socket.recv_fds`` of Python 3.11 drops
+    its flags, so the close-on-exec flag would be lost."""
+    fds = array.array("i")
+    data, ancillary, _, _ = sock.recvmsg(size, socket.CMSG_SPACE(fds.itemsize), socket.MSG_CMSG_CLOEXEC)
+    for level, kind, payload in ancillary:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds.frombytes(payload[:len(payload) - len(payload) % fds.itemsize])
+    for extra in fds[1:]:
+        os.close(extra)
+    return data, fds[0] if fds else -1
+
+
 def check_master(fd: int) -> None:
     """Raise ``OSError`` unless ``fd`` is a pty master (a devpts ptmx)."""
     st = os.fstat(fd)
@@ -67,16 +82,16 @@ def receive_master(sock: socket.socket, timeout: float, limit: int) -> tuple[int
         if remaining <= 0:
             raise TimeoutError("no terminal was set up in time")
         sock.settimeout(remaining)
-        data, fds, _, _ = socket.recv_fds(sock, 4096, 1, socket.MSG_CMSG_CLOEXEC)
-        for extra in fds[1:]:
-            os.close(extra)
-        if fds:
+        data, fd = receive(sock, 4096)
+        if fd >= 0 and data.endswith(MASTER_MESSAGE):  # what was written before may come in the same read
+            data = data[:-len(MASTER_MESSAGE)]
+        said += data[:max(0, limit - len(said))]
+        if fd >= 0:
             try:
-                check_master(fds[0])
+                check_master(fd)
             except OSError:
-                os.close(fds[0])
+                os.close(fd)
                 raise
-            return fds[0], bytes(said)
+            return fd, bytes(said)
         if not data:
             return -1, bytes(said)
-        said += data[:max(0, limit - len(said))]

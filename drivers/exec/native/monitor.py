@@ -36,15 +36,15 @@ class NativeMonitor(Monitor):
         ``R`` becomes ``self.master``."""
         with socket.socket(fileno=sync_r) as sync:
             try:
-                ready, fds, _, _ = socket.recv_fds(sync, 65536, 1, socket.MSG_CMSG_CLOEXEC)
+                ready, master = terminal.receive(sync, 65536)
             finally:
                 sync.detach()
-        if fds:
+        if master >= 0:
             try:
-                terminal.check_master(fds[0])
+                terminal.check_master(master)
             except OSError as exc:
                 self._fail(str(exc))
-            self.master = fds[0]
+            self.master = master
         elif self.tty and ready.startswith(b"R"):
             self._fail("the container process sent no terminal")
         return ready
