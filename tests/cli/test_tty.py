@@ -124,6 +124,10 @@ def test_run_t_gets_a_tty_of_the_containers_devpts(cli, term, exec_driver, reque
     t.expect("probe-done")
     assert t.wait() == 0
     check_own_tty(t.text(), "33 101")
+    # the container's user owns its terminal, as a login gives it: it may reopen it by name
+    done = cli("run", "--rm", "-t", "-u", "nobody", "busybox", "sh", "-c",
+               'echo by-name > "$(tty)" && echo reopened')
+    assert "reopened" in done.stdout and "by-name" in done.stdout, done
 
 
 def test_exec_t_gets_a_tty_of_the_containers_devpts(cli, term):
