@@ -2,7 +2,7 @@
 ``container.spawn``.
 
 The container's first process is cloned in new namespaces by ``container.spawn`` and sets up
-its own isolation (in C); it reports on a pipe once its namespaces exist and waits on a second
+its own isolation (in C); it reports on a unix socket once its namespaces exist and waits on a
 pipe for the go (after the network driver's turn, with ``request["handshake"]``). It joins its
 cgroups itself (``request["cgroup_files"]``, see ``cgroups.ContainerCgroups.join_files``); the monitor
 records ``state.json`` (its pid) once it started. With a tty, the pty is one of the container's
