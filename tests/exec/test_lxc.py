@@ -21,12 +21,12 @@ from moorage.core.contract.exec import (
     log_text,
     wait_for,
 )
+from moorage.core.contract.exec_cgroups import v2_cgroup
 from moorage.core.driver import NoOptions
 from moorage.core.errors import DriverError, NotSupported
 from moorage.core.hookspecs.exec import Mount, ProcessSpec, Resources
 from moorage.core.plugins import PluginManager
 from moorage.drivers.exec.lxc import config, liblxc
-from moorage.core.contract.exec_cgroups import v2_cgroup
 from moorage.drivers.exec.lxc.driver import LxcDriver, static_elf
 from moorage.drivers.exec.lxc.monitor import exit_code
 
@@ -116,7 +116,8 @@ class TestLxcSpecifics(ExecFixtures):
         layout = runner.driver.layout  # the cgroup layout the driver probed: v1 or v2 keys and files
         key, name = ("lxc.cgroup2.cpu.weight", "cpu.weight") if layout.v2 else ("lxc.cgroup.cpu.shares", "cpu.shares")
         spec = make_spec(["sh", "-c", "hostname; echo ready; exec sleep 1000"],
-                         resources=Resources(cpu_shares=512), driver_options=[(key, "77"), ("lxc.uts.name", "fromconf")])
+                         resources=Resources(cpu_shares=512),
+                         driver_options=[(key, "77"), ("lxc.uts.name", "fromconf")])
         pid = runner.start(spec)
         wait_for(lambda: "ready" in log_text(spec), what="the container")
         assert log_text(spec) == "fromconf\nready\n"

@@ -214,11 +214,42 @@ ip link set lo up
 hostname moorage-vm
 v2=$(cat /newroot/sys/fs/cgroup/cgroup.controllers 2>/dev/null)
 echo "moorage-vm: up $(cut -d' ' -f1 /proc/uptime) s, cgroup2: $v2"
-chroot /newroot /bin/sh -c {command} < /dev/console > /dev/console 2>&1
+{run}
+"""
+
+#: the end of the init: run the command in the new root, report its status, power off
+RUN_IN_CHROOT = """chroot /newroot /bin/sh -c {command} < /dev/console > /dev/console 2>&1
 echo "{exit_mark}$?"
 sync
-poweroff -f
-"""
+poweroff -f"""
+
+#: or: hand the new root to systemd as pid 1 (the host's own /lib/systemd/systemd), which starts
+#: ``moorage-vm.target`` (``systemd.unit=`` on the kernel's command line): the default
+#: dependencies (sysinit, sockets, basic) and one service that runs the command, prints its
+#: status on the console and powers off
+RUN_UNDER_SYSTEMD = """printf 'export MOORAGE_VM=1\\n%s\\n' {command} > /newroot/moorage-vm-command.sh
+mkdir -p /newroot/etc/systemd/system
+cat > /newroot/etc/systemd/system/moorage-vm.target <<'UNIT'
+[Unit]
+Description=moorage test VM
+Requires=moorage-vm.service
+After=moorage-vm.service
+AllowIsolate=yes
+UNIT
+cat > /newroot/etc/systemd/system/moorage-vm.service <<'UNIT'
+[Unit]
+Description=moorage test VM: the command
+After=basic.target
+[Service]
+Type=oneshot
+StandardInput=null
+StandardOutput=tty
+StandardError=tty
+TTYPath=/dev/ttyS0
+ExecStart=/bin/sh -c '/bin/sh /moorage-vm-command.sh; echo "{exit_mark}$$?"; sync; systemctl poweroff -ff'
+UNIT
+exec switch_root /newroot /lib/systemd/systemd"""
+
 
 
 @dataclass
@@ -229,18 +260,21 @@ class Result:
 
 
 def run(command: str, timeout: float = 1800, memory_mb: int = 3072, cpus: int = 2,
-        tmpfs_size: str = "2g", echo: bool = False, cgroup: int = 2) -> Result:
+        tmpfs_size: str = "2g", echo: bool = False, cgroup: int = 2, systemd: bool = False) -> Result:
     """Boot the VM, run ``command`` (a shell command line, as root, in ``/`` of the host's tree
     seen read-write through the overlay) and return its exit status and console output.
-    ``cgroup=1`` mounts v1 hierarchies instead of the unified one (for comparisons)."""
+    ``cgroup=1`` mounts v1 hierarchies instead of the unified one (for comparisons);
+    ``systemd=True`` boots the host's systemd as pid 1 and runs ``command`` as a service."""
+    if systemd and cgroup != 2:
+        raise ValueError("systemd boots with the unified hierarchy only here")
     reason = unavailable()
     if reason:
         raise RuntimeError(reason)
     kernel = find_kernel()
     assert kernel is not None
+    end = (RUN_UNDER_SYSTEMD if systemd else RUN_IN_CHROOT).format(command=shlex.quote(command), exit_mark=EXIT_MARK)
     script = INIT.format(tmpfs_size=tmpfs_size, modules=kernel.modules, version=kernel.version,
-                         late_modules=" ".join(LATE_MODULES), command=shlex.quote(command), exit_mark=EXIT_MARK,
-                         mount_cgroups=MOUNT_CGROUPS[cgroup])
+                         late_modules=" ".join(LATE_MODULES), mount_cgroups=MOUNT_CGROUPS[cgroup], run=end)
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="moorage-vm-") as tmp:
         initrd = Path(tmp) / "initrd.cpio"
@@ -248,7 +282,8 @@ def run(command: str, timeout: float = 1800, memory_mb: int = 3072, cpus: int = 
         argv = [QEMU, "-accel", "tcg", "-cpu", "max", "-smp", str(cpus), "-m", str(memory_mb),
                 "-kernel", str(kernel.vmlinuz), "-initrd", str(initrd),
                 "-append", "console=ttyS0 quiet loglevel=3 panic=-1 rw apparmor=0"
-                + (" cgroup_no_v1=all" if cgroup == 2 else ""),
+                + (" cgroup_no_v1=all" if cgroup == 2 else "")
+                + (" systemd.unit=moorage-vm.target systemd.unified_cgroup_hierarchy=1" if systemd else ""),
                 "-nographic", "-no-reboot", "-nic", "none", "-monitor", "none", "-serial", "stdio",
                 "-virtfs", "local,path=/,mount_tag=hostroot,security_model=passthrough,readonly=on,multidevs=remap"]
         process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -326,6 +361,11 @@ def must_pass() -> list[tuple[str, str]]:
 def passed(output: str) -> set[tuple[str, str]]:
     """(class, test) of each ``PASSED`` line of pytest's ``-rA`` summary in ``output``."""
     return {(cls, name) for cls, name in re.findall(r"^PASSED \S+?::(\w+)::(\w+)", output, re.M)}
+
+
+#: in the VM booted with systemd as pid 1, by ``--all``: the shipped units (socket activation,
+#: delegation, a restart with a container running)
+SYSTEMD = ["tests/vm/systemd_case.py"]
 
 
 def pytest_command(paths: list[str], extra: str = "") -> str:

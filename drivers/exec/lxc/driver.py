@@ -27,7 +27,6 @@ from . import config, liblxc
 from .cgroup_ops import Layout
 from .exec import exec_in
 
-
 BUSYBOX_CANDIDATES = ("/bin/busybox", "/usr/bin/busybox")
 PT_INTERP = 3
 
