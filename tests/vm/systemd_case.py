@@ -40,9 +40,16 @@ def systemctl(*args: str, check: bool = True) -> subprocess.CompletedProcess:
 
 
 def journal() -> str:
+    """What systemd says of the service, and the unit's cgroup tree (for failure messages)."""
     done = subprocess.run(["systemctl", "status", "--no-pager", "-l", "-n", "30", "moorage.service"],
                           capture_output=True, text=True)
-    return done.stdout + done.stderr
+    tree = []
+    unit = CGROUP_ROOT / "system.slice" / "moorage.service"
+    for path in sorted(unit.rglob("cgroup.procs")) if unit.is_dir() else []:
+        procs = path.read_text().split()
+        subtree = (path.parent / "cgroup.subtree_control").read_text().strip()
+        tree.append(f"{path.parent}: procs {procs} subtree_control [{subtree}]")
+    return done.stdout + done.stderr + "\n".join(tree)
 
 
 def show(unit: str, prop: str) -> str:
