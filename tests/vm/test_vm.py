@@ -36,3 +36,10 @@ def test_must_pass_names_tests_of_both_drivers_that_exist():
         assert callable(getattr(base, name, None)), f"{cls}::{name} is no contract test"
     sample = "PASSED tests/exec/test_lxc_cgroups.py::TestLxcCgroupsContract::test_kill_reaches_every_process\n"
     assert harness.passed(sample) == {("TestLxcCgroupsContract", "test_kill_reaches_every_process")}
+
+
+def test_all_runs_every_exec_test_module_but_the_log_bound():
+    """``--all`` names tests/exec's modules one by one (lxc's first): a new module joins it."""
+    exec_dir = harness.REPO / "tests" / "exec"
+    modules = {f"tests/exec/{p.name}" for p in exec_dir.glob("test_*.py")} - {"tests/exec/test_log_bounds.py"}
+    assert modules <= set(harness.ALL)
