@@ -360,11 +360,11 @@ def passed(output: str) -> set[tuple[str, str]]:
 
 #: in the VM, ``--all``: the exec contract suite for both drivers and the API lifecycle tests
 #: (tests/exec but test_log_bounds.py, not a cgroup matter, whose 1 GiB of log through each
-#: driver takes long under TCG; lxc's first, as the least tried in the VM)
-ALL = [*(f"tests/exec/{name}.py" for name in (
-           "test_lxc", "test_lxc_cgroups", "test_lxc_api", "test_native", "test_native_cgroups", "test_native_exec",
-           "test_confinement", "test_confinement_api", "test_users", "test_logs")),
-       "tests/api/test_containers.py", "tests/api/test_restore.py", "tests/api/test_lifecycle_hooks.py"]
+#: driver takes long under TCG). The least tried in the VM come first: lxc's, then the API's.
+ALL = [*(f"tests/exec/{name}.py" for name in ("test_lxc", "test_lxc_cgroups", "test_lxc_api")),
+       "tests/api/test_containers.py", "tests/api/test_restore.py", "tests/api/test_lifecycle_hooks.py",
+       *(f"tests/exec/{name}.py" for name in ("test_native", "test_native_cgroups", "test_native_exec",
+                                              "test_confinement", "test_confinement_api", "test_users", "test_logs"))]
 #: in the VM booted with systemd as pid 1, by ``--all``: the shipped units (socket activation,
 #: delegation, a restart with a container running)
 SYSTEMD = ["tests/vm/systemd_case.py"]

@@ -49,7 +49,18 @@ def journal() -> str:
         procs = path.read_text().split()
         subtree = (path.parent / "cgroup.subtree_control").read_text().strip()
         tree.append(f"{path.parent}: procs {procs} subtree_control [{subtree}]")
-    return done.stdout + done.stderr + "\n".join(tree)
+    logs = subprocess.run(["journalctl", "--no-pager", "-n", "60", "-u", "moorage.service", "-u", "moorage.socket"],
+                          capture_output=True, text=True)
+    return done.stdout + done.stderr + logs.stdout + "\n".join(tree)
+
+
+def ping() -> None:
+    """The first request (it starts the service: the daemon's start takes a while under TCG)."""
+    try:
+        with api(timeout=600) as client:
+            assert client.get("/_ping").text == "OK"
+    except httpx.HTTPError as exc:
+        raise AssertionError(f"no answer on {SOCKET}: {exc!r}\n{journal()}") from None
 
 
 def show(unit: str, prop: str) -> str:
@@ -108,8 +119,7 @@ def wait_active(unit: str, timeout: float = 120) -> None:
 def test_socket_activation_delegation_and_restart_with_a_running_container(installed, busybox_tar):
     systemctl("start", "moorage.socket")
     assert show("moorage.service", "ActiveState") == "inactive"  # nothing started it yet
-    with api() as client:
-        assert client.get("/_ping").text == "OK"  # this request starts the service
+    ping()  # this request starts the service
     wait_active("moorage.service")
     daemon = int(show("moorage.service", "MainPID"))
     unit_cgroup = show("moorage.service", "ControlGroup")
