@@ -373,7 +373,9 @@ SYSTEMD = ["tests/vm/systemd_case.py"]
 def pytest_command(paths: list[str], extra: str = "") -> str:
     """The command line that runs pytest on ``paths`` from the worktree, in the VM."""
     python = REPO / ".venv" / "bin" / "python"
-    return (f"cd {shlex.quote(str(REPO))} && {shlex.quote(str(python))} -m pytest -p no:cacheprovider --color=no -v "
+    # a test daemon's start takes minutes under TCG (tests/conftest.py's Daemon.wait_ready)
+    return (f"cd {shlex.quote(str(REPO))} && MOORAGE_TEST_DAEMON_READY=600 "
+            f"{shlex.quote(str(python))} -m pytest -p no:cacheprovider --color=no -v "
             f"-o addopts=-rA --timeout=900 {extra} " + " ".join(shlex.quote(p) for p in paths))
 
 
