@@ -364,7 +364,8 @@ def passed(output: str) -> set[tuple[str, str]]:
 ALL = [*(f"tests/exec/{name}.py" for name in ("test_lxc", "test_lxc_cgroups", "test_lxc_api")),
        "tests/api/test_containers.py", "tests/api/test_restore.py", "tests/api/test_lifecycle_hooks.py",
        *(f"tests/exec/{name}.py" for name in ("test_native", "test_native_cgroups", "test_native_exec",
-                                              "test_confinement", "test_confinement_api", "test_users", "test_logs"))]
+                                              "test_confinement", "test_confinement_api", "test_users", "test_logs",
+                                              "test_seccomp_program", "test_terminal"))]
 #: in the VM booted with systemd as pid 1, by ``--all``: the shipped units (socket activation,
 #: delegation, a restart with a container running)
 SYSTEMD = ["tests/vm/systemd_case.py"]
