@@ -86,7 +86,9 @@ class Daemon:
                 raise
         return self
 
-    def wait_ready(self, timeout: float = 30) -> None:
+    def wait_ready(self, timeout: float | None = None) -> None:
+        # the test VM (tests/vm, qemu TCG) starts a daemon in minutes, not seconds: it sets more
+        timeout = timeout or float(os.environ.get("MOORAGE_TEST_DAEMON_READY", "30"))
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
