@@ -18,7 +18,7 @@ from moorage.core.contract.exec_cgroups import ExecCgroupsContract, unified
 from moorage.core.errors import InvalidParameter
 from moorage.core.hookspecs.exec import Resources
 from moorage.drivers.exec.common.policy import DEVICE_WHITELIST, cpu_weight
-from moorage.drivers.exec.native import devices
+from moorage.drivers.exec.native import devices, systemd_scope
 from moorage.drivers.exec.native.cgroups import CGROUP_ROOT, DAEMON_LEAF, PARENT, own_cgroup
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="the native exec driver needs root")
@@ -163,6 +163,51 @@ def test_own_cgroup(tmp_path):
     assert own_cgroup(str(tmp_path / "cgroup")) == "/system.slice/moorage.service"
     (tmp_path / "cgroup").write_text("0::/\n")
     assert own_cgroup(str(tmp_path / "cgroup")) == "/"
+
+
+@pytest.mark.parametrize(("own", "systemd", "scope"), [
+    # systemd < 254 starts the daemon in the service's own cgroup: the containers go to a scope
+    ("/system.slice/moorage.service", True, ("moorage-containers.scope", "system.slice",
+                                             "/system.slice/moorage-containers.scope", "moorage.service")),
+    ("/system.slice/moorage@api.service", True, ("moorage-api-containers.scope", "system.slice",
+                                                 "/system.slice/moorage-api-containers.scope", "moorage@api.service")),
+    ("/machine.slice/machine-x.slice/engine.service", True, ("engine-containers.scope", "machine-x.slice",
+                                                            "/machine.slice/machine-x.slice/engine-containers.scope",
+                                                            "engine.service")),
+    # systemd >= 254 (DelegateSubgroup=moorage.daemon), or a previous moorage moved it there
+    ("/system.slice/moorage.service/moorage.daemon", True, None),
+    ("/user.slice/user-0.slice/session-3.scope", True, None),  # started by hand in a login session
+    ("/", True, None),
+    ("/system.slice/moorage.service", False, None),  # no systemd as pid 1: a path that only looks like one
+    ("/moorage.service", True, None),  # not in a slice
+])
+def test_layout_from_the_daemons_cgroup(own, systemd, scope):
+    found = systemd_scope.scope_for(own, systemd)
+    assert (found if found is None else (found.name, found.slice, found.cgroup, found.service)) == scope
+
+
+def test_scope_start_call():
+    """``Manager.StartTransientUnit`` as ``busctl`` sends it: the argument count of each
+    array matches what follows, so that ``busctl`` parses the call as meant."""
+    scope = systemd_scope.scope_for("/system.slice/moorage.service", True)
+    argv = systemd_scope.start_command(scope, 4242)
+    assert argv[:8] == ["busctl", "call", "--system", "org.freedesktop.systemd1", "/org/freedesktop/systemd1",
+                        "org.freedesktop.systemd1.Manager", "StartTransientUnit", "ssa(sv)a(sa(sv))"]
+    name, mode, count, *rest = argv[8:]
+    assert (name, mode) == ("moorage-containers.scope", "fail")
+    assert rest[-1] == "0"  # no auxiliary units
+    properties, words = {}, rest[:-1]
+    for _ in range(int(count)):
+        key, signature, *words = words
+        if signature == "au":
+            n, *words = words
+            properties[key] = [int(w) for w in words[:int(n)]]
+            words = words[int(n):]
+        else:
+            properties[key], *words = words
+    assert words == []
+    assert properties == {"Description": "containers of moorage.service (moorage)", "Slice": "system.slice",
+                          "Delegate": "true", "CollectMode": "inactive-or-failed", "PIDs": [4242]}
 
 
 @needs_root

@@ -6,8 +6,10 @@ Not named ``test_*.py``: on the host (whose pid 1 is not systemd) the suite does
 the VM's pytest is given its path. It installs the units as the README says, with a drop-in that
 points the daemon at a config and a root of the test's own, then: ``systemctl start
 moorage.socket``; the first request starts ``moorage.service``; a container runs in the
-delegated subtree; ``systemctl restart moorage`` keeps it running (``KillMode=process``) and the
-new daemon restores it.
+delegated subtree (under systemd < 254, in the transient scope the native driver makes through
+D-Bus, ``moorage-containers.scope``); ``systemctl restart moorage`` succeeds and keeps it running
+(``KillMode=process``), the new daemon restores it, kills and removes it, and once the service
+stops no cgroup of it is left.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ UNITS = REPO / "api" / "systemd"
 SYSTEM = Path("/etc/systemd/system")
 SOCKET = "/run/moorage.sock"
 CGROUP_ROOT = Path("/sys/fs/cgroup")
+#: where the native driver puts the containers of moorage.service under systemd < 254
+SCOPE = "moorage-containers.scope"
 
 pytestmark = pytest.mark.skipif(not Path("/run/systemd/system").is_dir() or os.environ.get("MOORAGE_VM") != "1",
                                 reason="only in the test VM booted with systemd as pid 1 (tests/vm)")
@@ -44,13 +48,13 @@ def journal() -> str:
     done = subprocess.run(["systemctl", "status", "--no-pager", "-l", "-n", "30", "moorage.service"],
                           capture_output=True, text=True)
     tree = []
-    unit = CGROUP_ROOT / "system.slice" / "moorage.service"
-    for path in sorted(unit.rglob("cgroup.procs")) if unit.is_dir() else []:
-        procs = path.read_text().split()
-        subtree = (path.parent / "cgroup.subtree_control").read_text().strip()
-        tree.append(f"{path.parent}: procs {procs} subtree_control [{subtree}]")
-    logs = subprocess.run(["journalctl", "--no-pager", "-n", "60", "-u", "moorage.service", "-u", "moorage.socket"],
-                          capture_output=True, text=True)
+    for unit in (CGROUP_ROOT / "system.slice" / "moorage.service", CGROUP_ROOT / "system.slice" / SCOPE):
+        for path in sorted(unit.rglob("cgroup.procs")) if unit.is_dir() else []:
+            procs = path.read_text().split()
+            subtree = (path.parent / "cgroup.subtree_control").read_text().strip()
+            tree.append(f"{path.parent}: procs {procs} subtree_control [{subtree}]")
+    logs = subprocess.run(["journalctl", "--no-pager", "-n", "60", "-u", "moorage.service", "-u", "moorage.socket",
+                           "-u", SCOPE], capture_output=True, text=True)
     return done.stdout + done.stderr + logs.stdout + "\n".join(tree)
 
 
@@ -124,8 +128,12 @@ def test_socket_activation_delegation_and_restart_with_a_running_container(insta
     daemon = int(show("moorage.service", "MainPID"))
     unit_cgroup = show("moorage.service", "ControlGroup")
     assert unit_cgroup == "/system.slice/moorage.service"
-    # systemd 252 does not know DelegateSubgroup=: the daemon moved itself into the same leaf
-    assert cgroup_of(daemon) == f"{unit_cgroup}/moorage.daemon"
+    if systemd_version() >= 254:  # DelegateSubgroup=: the daemon starts in the leaf, containers below the unit
+        assert cgroup_of(daemon) == f"{unit_cgroup}/moorage.daemon"
+        containers = f"{unit_cgroup}/moorage"
+    else:  # the daemon stays in the unit's cgroup, which enables no controller; containers in a scope
+        assert cgroup_of(daemon) == unit_cgroup
+        containers = f"/system.slice/{SCOPE}/moorage"
 
     with api() as client, open(busybox_tar, "rb") as tar:
         response = client.post("/images/create", params={"fromSrc": "-", "repo": "busybox"}, content=tar.read())
@@ -138,54 +146,38 @@ def test_socket_activation_delegation_and_restart_with_a_running_container(insta
         pid = client.get(f"/containers/{cid}/json").json()["State"]["Pid"]
     container_cgroup = CGROUP_ROOT / cgroup_of(pid).lstrip("/")
     # in the delegated subtree (create answers the short id, as Docker 0.6 did)
-    assert container_cgroup.parent == CGROUP_ROOT / unit_cgroup.lstrip("/") / "moorage"
+    assert container_cgroup.parent == CGROUP_ROOT / containers.lstrip("/"), journal()
     assert container_cgroup.name.startswith(cid)
     assert int((container_cgroup / "memory.max").read_text()) == 64 << 20
+    if systemd_version() < 254:
+        assert show(SCOPE, "ActiveState") == "active" and show(SCOPE, "Delegate") == "yes", journal()
+        assert show(SCOPE, "Slice") == "system.slice"
+        assert (CGROUP_ROOT / "system.slice" / "moorage.service" / "cgroup.subtree_control").read_text().strip() == ""
 
     restart = systemctl("restart", "moorage.service", check=False)
     assert alive(pid), "systemctl restart moorage killed the container (KillMode=process must keep it)"
-    if restart.returncode != 0 and systemd_version() < 254:
-        known_limit_of_old_systemd(cid, pid)
     assert restart.returncode == 0, f"the restart failed with a container running:\n{journal()}"
     wait_active("moorage.service")
     assert int(show("moorage.service", "MainPID")) != daemon
     with api() as client:
         state = client.get(f"/containers/{cid}/json").json()["State"]
         assert state["Running"] is True and state["Pid"] == pid  # restored, not restarted
+        assert CGROUP_ROOT / cgroup_of(pid).lstrip("/") == container_cgroup
+        assert int((container_cgroup / "memory.max").read_text()) == 64 << 20
         assert client.post(f"/containers/{cid}/kill").status_code == 204
         assert client.post(f"/containers/{cid}/wait").json()["StatusCode"] == 137
         assert client.delete(f"/containers/{cid}").status_code == 204
     assert not container_cgroup.exists()
     assert not alive(pid)
+    systemctl("stop", "moorage.socket", "moorage.service")
+    # the daemon gone with no container left: nothing holds the scope, systemd removes it and its cgroups
+    deadline = time.monotonic() + 120
+    while (CGROUP_ROOT / containers.lstrip("/")).exists():
+        assert time.monotonic() < deadline, f"{containers} is left after the last container and the daemon\n{journal()}"
+        time.sleep(0.5)
+    if systemd_version() < 254:
+        assert not (CGROUP_ROOT / "system.slice" / SCOPE).exists()
 
 
 def systemd_version() -> int:
     return int(systemctl("--version").stdout.split()[1])
-
-
-def known_limit_of_old_systemd(cid: str, pid: int) -> None:
-    """systemd before 254 puts the new daemon into the unit's own cgroup, which the kernel
-    refuses while containers run below it (no internal processes): the start fails with
-    219/CGROUP (docs/exec-drivers.md). Check that this is what happened, that the documented way
-    out works (end the containers, start the service: the container is found exited), and mark
-    the restart as the known failure it is."""
-    for _ in range(60):  # Restart=on-failure tries again until the start limit
-        if show("moorage.service", "ActiveState") in ("failed", "inactive"):
-            break
-        time.sleep(1)
-    assert show("moorage.service", "ExecMainStatus") == "219", journal()
-    assert alive(pid), "the container died with the failed start"
-    os.kill(pid, 9)
-    deadline = time.monotonic() + 60
-    while alive(pid):
-        assert time.monotonic() < deadline, "the container does not die"
-        time.sleep(0.2)
-    systemctl("reset-failed", "moorage.service", check=False)
-    systemctl("start", "moorage.service")
-    wait_active("moorage.service")
-    with api() as client:
-        state = client.get(f"/containers/{cid}/json").json()["State"]
-        assert state["Running"] is False and state["ExitCode"] == 137, state
-        assert client.delete(f"/containers/{cid}").status_code == 204
-    pytest.xfail(f"systemd {systemd_version()} (< 254) cannot restart moorage.service while a container runs: "
-                 "219/CGROUP, as docs/exec-drivers.md says; containers survive, the API is back once they end")

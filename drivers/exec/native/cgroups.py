@@ -7,14 +7,17 @@ chosen by ``probe`` from what the host mounts.
   reliable kill through ``freezer``.
 - **v2** (unified hosts: Debian 12, Ubuntu 22.04, Fedora, RHEL 9...): one cgroup per container,
   ``<base>/moorage/<id>``, where ``<base>`` is the daemon's own cgroup (``/`` when started by
-  hand, ``/system.slice/moorage.service`` under systemd with ``Delegate=yes``). Devices through
-  an eBPF program (``devices``), pause through ``cgroup.freeze``, a reliable kill through
-  ``cgroup.kill``.
+  hand, ``/system.slice/moorage.service`` under systemd 254 and later, whose
+  ``DelegateSubgroup=`` starts the daemon in a leaf) or, when the daemon runs directly in a
+  service's cgroup under systemd (before 254), a transient scope made through systemd's D-Bus
+  API (``systemd_scope``: the unit's own cgroup must stay free to receive the next daemon).
+  Devices through an eBPF program (``devices``), pause through ``cgroup.freeze``, a reliable
+  kill through ``cgroup.kill``.
 
-Nothing else manages these directories (no systemd D-Bus calls: see docs/exec-drivers.md): the
-driver creates them before the container's process joins them and removes them after the
-process is gone. The shared parents stay while the driver runs and go at its ``cleanup`` when
-no container uses them any more.
+Apart from making that scope, nothing else manages these directories: the driver creates them
+before the container's process joins them and removes them after the process is gone. The
+shared parents stay while the driver runs and go at its ``cleanup`` when no container uses them
+any more.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from moorage.core.errors import DriverError, InvalidParameter, NotSupported
 from moorage.core.hookspecs.exec import Resources, ResourceUsage
 from moorage.drivers.exec.common.policy import DEVICE_WHITELIST, cpu_weight, kill_pids, rmdir_cgroup
 
-from . import devices
+from . import devices, systemd_scope
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 CONTROLLERS = ("memory", "cpu", "devices", "pids", "freezer")  # v1: one hierarchy each
@@ -115,13 +118,21 @@ class Hierarchy(abc.ABC):
     def close(self) -> None:  # noqa: B027  (most layouts hold nothing open)
         """Release what the hierarchy holds open (the driver's ``cleanup``); it may be used again."""
 
+    #: whether ``adopt`` must be given a process before containers can be made (a systemd scope)
+    needs_keeper: bool = False
+
+    def adopt(self, pid: int) -> None:  # noqa: B027  (most layouts need no process of the driver's)
+        """Put ``pid`` (the driver's zygote, whose children are the monitors) and its children
+        where the layout wants them; called whenever the driver starts a zygote."""
+
 
 def probe() -> Hierarchy:
     """The host's layout: v2 where ``/sys/fs/cgroup`` is the unified hierarchy, v1 where every
     controller the driver needs is a v1 hierarchy (legacy and hybrid hosts); ``NotSupported``
     otherwise, saying what is missing."""
     if (CGROUP_ROOT / "cgroup.controllers").exists():
-        return V2Hierarchy(CGROUP_ROOT)
+        own = own_cgroup()
+        return V2Hierarchy(CGROUP_ROOT, own, systemd_scope.this_daemons_scope(own))
     for controller in CONTROLLERS:
         if not (CGROUP_ROOT / controller / "cgroup.procs").exists():
             raise NotSupported(f"the cgroup v1 controller {controller!r} is not mounted at {CGROUP_ROOT / controller}, "
@@ -263,22 +274,43 @@ def own_cgroup(proc_cgroup: str = "/proc/self/cgroup") -> str:
 
 
 class V2Hierarchy(Hierarchy):
-    """``<base>/moorage/<id>``: ``<base>`` is the daemon's own cgroup (the leaf it may have
-    moved itself into, ``moorage.daemon``, excluded)."""
+    """``<base>/moorage/<id>``: ``<base>`` is the daemon's own cgroup ``own`` (the leaf it may
+    have moved itself into, ``moorage.daemon``, excluded), or ``scope``'s: then the scope is
+    made (or taken over from the unit's previous daemon) when the driver's zygote starts
+    (``adopt``), and the zygote and monitors go to its leaf."""
 
     version = 2
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, own: str, scope: systemd_scope.Scope | None = None) -> None:
         self.root = root
-        base = root / own_cgroup().lstrip("/")
-        if base.name == DAEMON_LEAF:
+        self.scope = scope
+        base = root / (scope.cgroup if scope else own).lstrip("/")
+        if scope is None and base.name == DAEMON_LEAF:
             base = base.parent
         self.base = base
         self.parent = base / PARENT
+        self.leaf = base / (systemd_scope.LEAF if scope else DAEMON_LEAF)
+        self.needs_keeper = scope is not None
         if not devices.available():
             raise NotSupported("cgroup v2 needs an eBPF device filter, and this kernel refuses to load one "
                                "(BPF_PROG_TYPE_CGROUP_DEVICE)")
         self.device_filter = devices.AllowList(DEVICE_WHITELIST)  # loaded once, attached per container
+        if scope is None or base.is_dir():
+            self._delegate_controllers()
+
+    def adopt(self, pid: int) -> None:
+        """With a scope: make it with ``pid`` in it if it is gone (or was never made), move
+        ``pid`` and its children into its leaf, and enable the controllers below it."""
+        if self.scope is None:
+            return
+        if not self.base.is_dir():
+            systemd_scope.start(self.scope, self.root, pid)
+        _make(self.leaf)
+        for process in (pid, *systemd_scope.children(pid)):
+            try:
+                _write(self.leaf / "cgroup.procs", process)
+            except ProcessLookupError:
+                pass
         self._delegate_controllers()
 
     def _delegate_controllers(self) -> None:
@@ -312,7 +344,7 @@ class V2Hierarchy(Hierarchy):
         _enable(self.parent, V2_CONTROLLERS)
 
     def _move_into_leaf(self) -> None:
-        leaf = self.base / DAEMON_LEAF
+        leaf = self.leaf
         _make(leaf)
         for _ in range(20):
             pids = _read_pids(self.base / "cgroup.procs")

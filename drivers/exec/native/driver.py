@@ -43,11 +43,23 @@ class NativeDriver(MonitorDriver):
             if not os.path.exists(f"/proc/self/ns/{ns}"):
                 raise NotSupported(f"this kernel has no {ns} namespaces")
         self.cgroups = probe()
+        if self.cgroups.needs_keeper:  # the containers' systemd scope is made with the zygote in it
+            with self._lock:
+                self._spawn_zygote()
         #: compiled seccomp programs by filter (JSON), the least recently used first
         self._programs: dict[SeccompFilter, str] = {}
         self._programs_lock = threading.Lock()
         #: each running container's confinement (``confinement``), for ``exec``
         self._confinements: dict[str, dict] = {}
+
+    def _spawn_zygote(self) -> None:
+        super()._spawn_zygote()
+        assert self._zygote is not None
+        try:
+            self.cgroups.adopt(self._zygote.pid)
+        except BaseException:
+            self._close_zygote()
+            raise
 
     def start(self, spec: ProcessSpec, on_namespace: Callable[[int], None] | None = None) -> int:
         identity, exec_dir = self._prepare(spec)
