@@ -101,6 +101,9 @@ def installed(tmp_path_factory):
     (dropin / "test.conf").write_text(f"[Service]\nExecStart=\nExecStart=/usr/local/bin/moorage daemon "
                                       f"--config {config} -g {base / 'root'}\n")
     systemctl("daemon-reload")
+    # the native driver asks systemd for its containers' scope over the system bus; the VM's
+    # target does not pull in dbus.socket (the host tree's services are not enabled)
+    systemctl("start", "dbus.socket")
     yield base
     systemctl("stop", "moorage.socket", "moorage.service", check=False)
     for path in (SYSTEM / "moorage.service", SYSTEM / "moorage.socket"):
