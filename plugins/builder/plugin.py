@@ -15,6 +15,7 @@ import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 from fastapi import Request, Response
 from fastapi.responses import StreamingResponse
@@ -25,10 +26,12 @@ from moorage.core.errors import InvalidParameter, JobFailed, MoorageError, NotSu
 from moorage.core.executor import Executor
 from moorage.core.hookspecs import hookimpl
 from moorage.core.hookspecs.features import Feature, FeatureRoute
+from moorage.core.services import Services
 from moorage.core.tags import DEFAULT_TAG, parse_repository_tag, validate_repo_name, validate_tag_name
 
 from .builder import Builder, BuildOptions
 from .context import build_context
+from .interrupted import sweep
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +43,12 @@ class BuilderFeature(Feature):
     """Builds images from a Dockerfile with the image, container, runner and distribution services."""
 
     name = "builder"
+
+    def __init__(self, services: Services, home: Path, executor: Executor) -> None:
+        super().__init__(services, home, executor)
+        # before the API listens: what builds the last daemon was killed in left behind
+        if services.containers is not None and services.runner is not None:
+            sweep(home, services.containers, services.runner)
 
     def routes(self) -> list[FeatureRoute]:
         return [FeatureRoute("POST", "/build", self.build)]
