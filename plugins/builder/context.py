@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import logging
 import os
 import shutil
 import subprocess
@@ -32,8 +31,6 @@ from moorage.core.errors import InvalidParameter, Unavailable
 from moorage.core.store import ensure_dir
 
 from .interrupted import BUILD_PREFIX, LOCK, SETUP_PREFIX
-
-log = logging.getLogger(__name__)
 
 GIT_TIMEOUT = 600
 

@@ -75,6 +75,9 @@ def test_build_killed_in_a_run_step_leaves_no_intermediate_container(daemon):
         pids = [client.get(f"/containers/{cid}/json").json()["State"]["Pid"] for cid in interrupted]
     sleeper = max(pids)
     assert sleeper > 0
+    # and what builds killed earlier left: one being set up, one without a lock file yet
+    (daemon.root / "builder" / ".new-killed" / "context").mkdir(parents=True)
+    (daemon.root / "builder" / "build-killed" / "context").mkdir(parents=True)
     daemon.kill()
     thread.join(30)
     daemon.start()
