@@ -65,43 +65,56 @@ class Driver:
 
 
 D = TypeVar("D", bound=Driver)
+T = TypeVar("T")
 
 
 def describe(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
-class DriverFamily(Generic[D]):
-    """The registered driver classes of one family, selected by name."""
+class NamedClasses(Generic[T]):
+    """Classes that plugins registered under their ``name``, each a subclass of ``base``;
+    ``kind`` names them in errors ("graph driver", "feature")."""
 
-    def __init__(self, family: str, base: type[D]) -> None:
-        self.family = family
+    def __init__(self, kind: str, base: type[T]) -> None:
+        self.kind = kind
         self.base = base
-        self._classes: dict[str, type[D]] = {}
+        self._classes: dict[str, type[T]] = {}
 
-    def register(self, classes: Iterable[type[D]], source: str) -> None:
+    def register(self, classes: Iterable[type[T]], source: str) -> None:
         for cls in classes:
             if not (isinstance(cls, type) and issubclass(cls, self.base)):
-                raise PluginError(f"{source} registered {cls!r} as a {self.family} driver, "
+                raise PluginError(f"{source} registered {cls!r} as a {self.kind}, "
                                   f"but it is not a subclass of {describe(self.base)}")
             if not cls.name:
-                raise PluginError(f"{source}: {self.family} driver {describe(cls)} has no name")
+                raise PluginError(f"{source}: {self.kind} {describe(cls)} has no name")
             other = self._classes.get(cls.name)
             if other is not None and other is not cls:
-                raise PluginError(f"{self.family} driver name {cls.name!r} is registered twice: "
+                raise PluginError(f"{self.kind} name {cls.name!r} is registered twice: "
                                   f"by {describe(other)} and by {describe(cls)}")
             self._classes[cls.name] = cls
 
     def names(self) -> list[str]:
         return sorted(self._classes)
 
-    def get(self, name: str) -> type[D]:
+    def classes(self) -> list[type[T]]:
+        return [self._classes[name] for name in self.names()]
+
+    def get(self, name: str) -> type[T]:
         try:
             return self._classes[name]
         except KeyError:
             registered = ", ".join(self.names()) or "none"
-            raise NotFound(f"{self.family} driver {name!r} is not available (registered: {registered}); "
+            raise NotFound(f"{self.kind} {name!r} is not available (registered: {registered}); "
                            f"the plugin that provides it may not be installed or may be blocked") from None
+
+
+class DriverFamily(NamedClasses[D]):
+    """The registered driver classes of one family, selected by name."""
+
+    def __init__(self, family: str, base: type[D]) -> None:
+        super().__init__(f"{family} driver", base)
+        self.family = family
 
     def by_priority(self) -> list[type[D]]:
         return sorted(self._classes.values(), key=lambda c: (c.priority, c.name))

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import pluggy
 
-from .driver import DriverFamily, describe
+from .driver import DriverFamily, NamedClasses, describe
 from .errors import PluginError
 from .hookspecs import DRIVER_FAMILIES, FAMILY_MODULES, PROJECT
 from .hookspecs.exec import ExecDriver
@@ -56,7 +56,7 @@ class PluginManager:
         self.loaded: list[LoadedPlugin] = []
         self.families: dict[str, DriverFamily] = {f: DriverFamily(f, base) for f, (base, _) in FAMILIES.items()}
         #: feature name -> class, filled by ``collect_features``
-        self.features: dict[str, type[Feature]] = {}
+        self.features: NamedClasses[Feature] = NamedClasses("feature", Feature)
 
     @property
     def hook(self):
@@ -130,18 +130,8 @@ class PluginManager:
     def collect_features(self) -> list[type[Feature]]:
         """Call ``moorage_feature_register`` of every plugin; the feature classes, by name."""
         for source, classes in self._registered(self.pm.hook.moorage_feature_register):
-            for cls in classes:
-                if not (isinstance(cls, type) and issubclass(cls, Feature)):
-                    raise PluginError(f"{source} registered {cls!r} as a feature, but it is not a subclass of "
-                                      f"{describe(Feature)}")
-                if not cls.name:
-                    raise PluginError(f"{source}: feature {describe(cls)} has no name")
-                other = self.features.get(cls.name)
-                if other is not None and other is not cls:
-                    raise PluginError(f"feature name {cls.name!r} is registered twice: by {describe(other)} and "
-                                      f"by {describe(cls)}")
-                self.features[cls.name] = cls
-        return [self.features[name] for name in sorted(self.features)]
+            self.features.register(classes, source)
+        return self.features.classes()
 
     def collect_drivers(self) -> None:
         """Call every family's register hook and fill the driver families."""

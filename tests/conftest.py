@@ -228,28 +228,6 @@ def btrfs_mount(tmp_path_factory):
 
 
 @pytest.fixture
-def parent_nic():
-    """A NIC of the test's own for macvlans to hang off: a dummy interface, up, without an
-    address (on a kernel built without the dummy driver, one end of a veth pair); removed with
-    everything on it at the end."""
-    from pyroute2 import IPRoute
-    from pyroute2.netlink.exceptions import NetlinkError
-
-    name = f"mvn{uuid.uuid4().hex[:8]}"
-    with IPRoute() as ipr:
-        try:
-            ipr.link("add", ifname=name, kind="dummy")
-        except NetlinkError:
-            ipr.link("add", ifname=name, kind="veth", peer=f"{name}p")
-            ipr.link("set", index=ipr.link_lookup(ifname=f"{name}p")[0], state="up")
-        ipr.link("set", index=ipr.link_lookup(ifname=name)[0], state="up")
-    yield name
-    with IPRoute() as ipr:
-        for index in ipr.link_lookup(ifname=name):
-            ipr.link("del", index=index)
-
-
-@pytest.fixture
 def daemon_factory(tmp_path_factory):
     """``daemon_factory(config="", flags=[...], start=True, env={})`` -> a started ``Daemon``.
 

@@ -12,6 +12,9 @@ Every family's suite uses the same three fixtures:
   file names one); anything mounted below it is unmounted and it is removed afterwards.
 - ``driver_factory``: ``driver_factory(root=None, **settings)`` builds the driver through
   ``DriverFamily.create``; see ``moorage.core.contract.driver.DriverFactory``.
+
+It also gives ``parent_nic``, a dummy NIC of the test's own (for drivers such as macvlan
+that hang containers' links off a host interface), and the busybox image fixtures.
 """
 
 from __future__ import annotations
@@ -150,3 +153,25 @@ def busybox_tar(busybox_rootfs, tmp_path_factory):
     from moorage.core.contract.rootfs import tar_directory
 
     return tar_directory(busybox_rootfs, tmp_path_factory.mktemp("busybox-tar") / "busybox.tar")
+
+
+@pytest.fixture
+def parent_nic():
+    """A NIC of the test's own for macvlans to hang off: a dummy interface, up, without an
+    address (on a kernel built without the dummy driver, one end of a veth pair); removed with
+    everything on it at the end."""
+    from pyroute2 import IPRoute  # imported here: most runs of this plugin make no links
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    name = f"mvn{uuid.uuid4().hex[:8]}"
+    with IPRoute() as ipr:
+        try:
+            ipr.link("add", ifname=name, kind="dummy")
+        except NetlinkError:
+            ipr.link("add", ifname=name, kind="veth", peer=f"{name}p")
+            ipr.link("set", index=ipr.link_lookup(ifname=f"{name}p")[0], state="up")
+        ipr.link("set", index=ipr.link_lookup(ifname=name)[0], state="up")
+    yield name
+    with IPRoute() as ipr:
+        for index in ipr.link_lookup(ifname=name):
+            ipr.link("del", index=index)

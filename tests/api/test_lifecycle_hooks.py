@@ -2,54 +2,9 @@
 
 from __future__ import annotations
 
-import json
-import time
-
 import pytest
 from conftest import CONTAINER_CONFIG, import_image, make_distribution
-
-RECORDER = '''
-import json, os
-from moorage.core.hookspecs import hookimpl
-
-_path = None
-
-
-def _record(**event):
-    with open(_path, "a") as f:
-        f.write(json.dumps(event) + "\\n")
-
-
-@hookimpl
-def moorage_daemon_configured(config):
-    global _path
-    _path = os.path.join(str(config["daemon"]["root"]), "hook-calls.jsonl")
-
-
-@hookimpl
-def moorage_container_created(container_id, config):
-    _record(hook="created", id=container_id, cmd=config["Cmd"])
-
-
-@hookimpl
-def moorage_container_started(container_id, pid):
-    _record(hook="started", id=container_id, pid=pid)
-
-
-@hookimpl
-def moorage_container_died(container_id, exit_code):
-    _record(hook="died", id=container_id, exit_code=exit_code)
-
-
-@hookimpl
-def moorage_container_destroyed(container_id):
-    _record(hook="destroyed", id=container_id)
-
-
-@hookimpl
-def moorage_image_deleted(image_id):
-    _record(hook="image_deleted", id=image_id)
-'''
+from hook_recorder import RECORDER, recorded_calls
 
 
 @pytest.fixture(scope="module")
@@ -66,16 +21,8 @@ def hooked(tmp_path_factory, busybox_tar, request):
     unmount_below(d.base)
 
 
-def calls(d, until=lambda found: True, timeout: float = 10) -> list[dict]:
-    """The recorded hook calls, once ``until(calls)`` holds (some hooks run after the request
-    that caused them was answered)."""
-    path = d.root / "hook-calls.jsonl"
-    deadline = time.monotonic() + timeout
-    while True:
-        found = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
-        if until(found) or time.monotonic() > deadline:
-            return found
-        time.sleep(0.05)
+def calls(d, until=lambda found: True) -> list[dict]:
+    return recorded_calls(d.root, until)
 
 
 def lifecycle(d, busybox_tar) -> tuple[str, str]:
@@ -92,7 +39,8 @@ def lifecycle(d, busybox_tar) -> tuple[str, str]:
 
 def test_hook_moorage_container_created(hooked, busybox_tar):
     full, _ = lifecycle(hooked, busybox_tar)
-    assert {"hook": "created", "id": full, "cmd": ["/bin/sh", "-c", "exit 4"]} in calls(hooked)
+    created = [c for c in calls(hooked) if c["hook"] == "created" and c["id"] == full]
+    assert len(created) == 1 and created[0]["cmd"] == ["/bin/sh", "-c", "exit 4"]
 
 
 def test_hook_moorage_container_started(hooked, busybox_tar):
@@ -103,13 +51,14 @@ def test_hook_moorage_container_started(hooked, busybox_tar):
 
 def test_hook_moorage_container_died(hooked, busybox_tar):
     full, _ = lifecycle(hooked, busybox_tar)
-    died = {"hook": "died", "id": full, "exit_code": 4}
-    assert died in calls(hooked, lambda found: died in found)
+    def died(found):
+        return [c for c in found if c["hook"] == "died" and c["id"] == full]
+    assert [c["exit_code"] for c in died(calls(hooked, died))] == [4]
 
 
 def test_hook_moorage_container_destroyed(hooked, busybox_tar):
     full, _ = lifecycle(hooked, busybox_tar)
-    done = calls(hooked, lambda found: {"hook": "destroyed", "id": full} in found)
+    done = calls(hooked, lambda found: any(c["hook"] == "destroyed" and c["id"] == full for c in found))
     assert [c["hook"] for c in done if c["id"] == full] == ["created", "started", "died", "destroyed"]
 
 

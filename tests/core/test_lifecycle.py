@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from conftest import CONTAINER_CONFIG, import_image, make_distribution
+from hook_recorder import RECORDER, recorded_calls
 
 from moorage.core.hookspecs import hookimpl
 from moorage.core.lifecycle import LifecycleHooks
@@ -82,40 +83,6 @@ def moorage_daemon_configured(config):
     raise RuntimeError("configured hook broke")
 '''
 
-RECORDER = '''
-import json, os
-from moorage.core.hookspecs import hookimpl
-
-_path = None
-
-
-def _record(**event):
-    with open(_path, "a") as f:
-        f.write(json.dumps(event) + "\\n")
-
-
-@hookimpl
-def moorage_daemon_configured(config):
-    global _path
-    _path = os.path.join(str(config["daemon"]["root"]), "timings.jsonl")
-
-
-@hookimpl
-def moorage_container_created(container_id, created, duration, graph_driver):
-    _record(hook="created", id=container_id, at=created, duration=duration, graph=graph_driver)
-
-
-@hookimpl
-def moorage_container_started(container_id, started, duration, exec_driver, network_driver, graph_driver):
-    _record(hook="started", id=container_id, at=started, duration=duration, exec=exec_driver,
-            network=network_driver, graph=graph_driver)
-
-
-@hookimpl
-def moorage_container_died(container_id, exit_code, finished, run_time, exec_driver, network_driver):
-    _record(hook="died", id=container_id, code=exit_code, at=finished, run_time=run_time, exec=exec_driver,
-            network=network_driver)
-'''
 
 
 def saved_state(root: Path, cid: str) -> dict:
@@ -184,18 +151,16 @@ def test_hooks_give_timings_and_driver_names(hooked_daemon):
         api.post(f"/containers/{cid}/start")
         assert api.post(f"/containers/{cid}/wait").json() == {"StatusCode": 0}
         state = api.get(f"/containers/{cid}/json").json()
-    path = d.root / "timings.jsonl"
 
-    def recorded():
-        calls = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
-        return [c for c in calls if c["id"] == state["ID"]] if len(calls) >= 3 else []
+    def recorded(calls):
+        return [c for c in calls if c["id"] == state["ID"]]
 
-    created, started, died = eventually(recorded)
-    assert created == {"hook": "created", "id": state["ID"], "at": state["Created"], "duration": created["duration"],
-                       "graph": "overlay"}
-    assert started == {"hook": "started", "id": state["ID"], "at": state["State"]["StartedAt"],
+    created, started, died = recorded(recorded_calls(d.root, lambda calls: len(recorded(calls)) >= 3, timeout=20))
+    assert created == {"hook": "created", "id": state["ID"], "cmd": body["Cmd"], "at": state["Created"],
+                       "duration": created["duration"], "graph": "overlay"}
+    assert started == {"hook": "started", "id": state["ID"], "pid": started["pid"], "at": state["State"]["StartedAt"],
                        "duration": started["duration"], "exec": "native", "network": "none", "graph": "overlay"}
-    assert died == {"hook": "died", "id": state["ID"], "code": 0, "at": state["State"]["FinishedAt"],
+    assert died == {"hook": "died", "id": state["ID"], "exit_code": 0, "at": state["State"]["FinishedAt"],
                     "run_time": died["run_time"], "exec": "native", "network": "none"}
     assert 0 < created["duration"] < 30 and 0 < started["duration"] < 30
     assert 0.3 <= died["run_time"] < 30
