@@ -170,8 +170,9 @@ class Soak:
         #: pids of the daemons killed: nothing may stay in their sessions
         self.killed_daemons: set[int] = set()
         self.port_checks = 0
-        #: after the last check: (veths on the bridge, nft elements of published ports)
+        #: after the last check: (veths on the bridge, nft elements of published ports), and the most seen
         self.network_seen = (0, 0)
+        self.network_most = (0, 0)
         # the ledger: what the daemon answered
         self.containers: dict[str, dict] = {}  # name -> {"id", "running", "cmd"}
         self.images: dict[str, str] = {"busybox:latest": ""}  # repo:tag -> image id
@@ -509,6 +510,7 @@ class Soak:
                               for b in bindings or []}
         mapped = nft_mappings(items)
         self.network_seen = (len(ports), len(mapped))
+        self.network_most = (max(self.network_most[0], len(ports)), max(self.network_most[1], len(mapped)))
         found += [f"orphaned nft element {ip or '*'}:{port}" for ip, port in sorted(mapped - published)]
         found += [f"published port {ip or '*'}:{port} has no nft element" for ip, port in sorted(published - mapped)]
         if nft_rules(items) != self.table_rules:
@@ -582,13 +584,15 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(base, ignore_errors=True)
     result = {"kills": args.kills, "checks": soak.checks, "answered": soak.answered,
               "violations": soak.violations, "port_checks": soak.port_checks,
+              "most_veths_on_bridge": soak.network_most[0], "most_published_ports": soak.network_most[1],
               "daemon_tracebacks": tracebacks,
               "seconds": round(time.monotonic() - started, 1), "log_tail": log_tail}
     if args.json:
         print(json.dumps(result))
     else:
         print(f"{args.kills} kills, {soak.checks} checks after restarts, {soak.answered} requests answered, "
-              f"{len(soak.violations)} violations, {soak.port_checks} published ports checked, "
+              f"{len(soak.violations)} violations, {soak.port_checks} published ports checked (up to "
+              f"{soak.network_most[0]} veths on the bridge and {soak.network_most[1]} published ports at a check), "
               f"{tracebacks} tracebacks in the daemon log, "
               f"{result['seconds']} s")
         for violation in soak.violations:
