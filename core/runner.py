@@ -547,11 +547,23 @@ class Runner:
                 pids = self.exec.processes(container.id)
                 container.state.pid = pids[0] if pids else 0
             network = self.network
+            lost = None
             if network is not None and container.internal.get("NetworkDriver") == network.name:
-                network.restore(container.id, endpoint_from_json(container.internal.get("Endpoint") or {}))
+                try:
+                    network.restore(container.id, endpoint_from_json(container.internal.get("Endpoint") or {}))
+                except Exception as exc:  # a published port taken while the daemon was down (Conflict)
+                    lost = exc
             container.exited.clear()
             container.cleaned.clear()
             self._monitor(container)
+            if lost is not None:
+                # re-adopted only to be killed: the exit then releases its rootfs, network and
+                # cgroups as any exit does (bench/soak.py found them orphaned)
+                log.error("container %s: its network could not be restored (%s); it is killed",
+                          short_id(container.id), lost)
+                container.stop_requested = True
+                self._thaw(container)
+                self._signal(container, signals.SIGKILL)
             return True
         try:
             code = self.exec.wait(container.id, timeout=0)
