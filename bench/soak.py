@@ -38,6 +38,7 @@ import random
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tarfile
@@ -57,7 +58,10 @@ from moorage.drivers.network.bridge import host_veth_name
 LONG = ["sleep", "100000"]
 #: a container with a published port: answers its own name on 80/tcp
 SERVE = ["sh", "-c", "mkdir -p /www && echo $HOSTNAME > /www/index.html && exec httpd -f -p 80 -h /www"]
-PUBLISH = {"PortBindings": {"80/tcp": [{"HostIp": "127.0.0.1", "HostPort": ""}]}}
+#: published host ports are drawn here, below the kernel's ephemeral ports and the daemons'
+#: own allocator (from 49153), which other daemons on this host use: one of them taking a port
+#: while the soak's daemon is down would be a real conflict, not the one under test
+HOST_PORTS = range(20000, 30000)
 #: how a container is networked: no network, the bridge, the bridge and a published port
 NETWORKS = {"none": {"NetworkDisabled": True}, "bridge": {}, "published": {"ExposedPorts": {"80/tcp": {}}}}
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -183,6 +187,7 @@ class Soak:
         self.answered = 0
         self.violations: list[str] = []
         self.checks = 0
+        self.kills = 0
 
     # -- the daemon -------------------------------------------------------------------------
     def start_daemon(self) -> None:
@@ -221,6 +226,16 @@ class Soak:
         names = sorted(n for n, c in self.containers.items() if predicate(c))
         return self.rng.choice(names) if names else None
 
+    def free_host_port(self) -> int:
+        while True:
+            port = self.rng.choice(HOST_PORTS)
+            with socket.socket() as probe:
+                try:
+                    probe.bind(("127.0.0.1", port))
+                    return port
+                except OSError:
+                    continue
+
     def one_operation(self, api: httpx.Client) -> None:
         ops = ["create"] * 4 + ["start"] * 3 + ["stop", "rm", "rm", "commit", "import", "tag", "rmi", "pull"]
         ops += ["build"] if self.rng.random() < 0.3 else []
@@ -237,7 +252,10 @@ class Soak:
             name = self.pick(lambda c: not c["running"] and c["cmd"] != ["true"])
             if name:
                 self.inflight = ("start", name)
-                body = PUBLISH if self.containers[name]["net"] == "published" else None
+                body = None
+                if self.containers[name]["net"] == "published":
+                    port = self.free_host_port()
+                    body = {"PortBindings": {"80/tcp": [{"HostIp": "127.0.0.1", "HostPort": str(port)}]}}
                 if api.post(f"/containers/{name}/start", json=body).status_code == 204:
                     self.containers[name]["running"] = True
         elif op == "stop":
@@ -525,6 +543,7 @@ class Soak:
             worker.start()
             time.sleep(self.rng.uniform(0.2, 2.5))
             self.kill_daemon()
+            self.kills = number
             stop.set()
             worker.join(120)
             inflight = self.inflight
@@ -566,23 +585,28 @@ def main(argv: list[str] | None = None) -> int:
     if os.geteuid() != 0:
         print("soak.py needs root (mounts, namespaces, cgroups)", file=sys.stderr)
         return 2
+    # SIGTERM, and SIGINT even in a background job (which starts with it ignored), end the run
+    # through the cleanup below: containers, daemon, mounts, bridge, table
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     base = Path(tempfile.mkdtemp(prefix="moorage-soak-"))
     soak = Soak(base, args.seed)
     report = (lambda *_: None) if args.json else (lambda line: print(line, flush=True))
     started = time.monotonic()
-    error = ""
+    interrupted = False
     try:
         soak.setup()
         soak.run(args.kills, report)
     except Violation as exc:
-        error = str(exc)
-        soak.violations.append(error)
+        soak.violations.append(str(exc))
+    except KeyboardInterrupt:
+        interrupted = True
     finally:
         tracebacks = soak.daemon.tracebacks()
         soak.cleanup()
         log_tail = soak.daemon.log()[-4000:] if soak.violations else ""
         shutil.rmtree(base, ignore_errors=True)
-    result = {"kills": args.kills, "checks": soak.checks, "answered": soak.answered,
+    result = {"kills": soak.kills, "interrupted": interrupted, "checks": soak.checks, "answered": soak.answered,
               "violations": soak.violations, "port_checks": soak.port_checks,
               "most_veths_on_bridge": soak.network_most[0], "most_published_ports": soak.network_most[1],
               "daemon_tracebacks": tracebacks,
@@ -590,7 +614,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(result))
     else:
-        print(f"{args.kills} kills, {soak.checks} checks after restarts, {soak.answered} requests answered, "
+        stopped = " (interrupted)" if interrupted else ""
+        print(f"{soak.kills} kills{stopped}, {soak.checks} checks after restarts, {soak.answered} requests answered, "
               f"{len(soak.violations)} violations, {soak.port_checks} published ports checked (up to "
               f"{soak.network_most[0]} veths on the bridge and {soak.network_most[1]} published ports at a check), "
               f"{tracebacks} tracebacks in the daemon log, "
