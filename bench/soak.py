@@ -365,10 +365,12 @@ class Soak:
         data = api.get(f"/containers/{name}/json").json()
         port = data["NetworkSettings"]["Ports"]["80/tcp"][0]["HostPort"]
         self.port_checks += 1
-        deadline = time.monotonic() + SETTLE_SECONDS  # httpd may have been starting at the kill
+        # httpd may have been starting at the kill, and a loaded machine (2 shared cores) may take
+        # seconds to answer: slow is not wrong, no answer in 30 s is
+        deadline = time.monotonic() + 3 * SETTLE_SECONDS
         while True:
             try:
-                text = httpx.get(f"http://127.0.0.1:{port}/index.html", timeout=5).text.strip()
+                text = httpx.get(f"http://127.0.0.1:{port}/index.html", timeout=SETTLE_SECONDS).text.strip()
                 if text == data["Config"]["Hostname"]:
                     return
                 error = f"it answered {text[:100]!r}"
