@@ -34,7 +34,7 @@ HOST_CONFIG_FIELDS: dict[str, Any] = {
     # (docs/api.md); a 1.6 client never sends them, so their zero values change nothing for it
     "VolumesFrom": None, "Dns": None, "DnsSearch": None, "ExtraHosts": None, "Memory": 0, "MemorySwap": 0,
     "CpuShares": 0, "NetworkMode": "", "CapAdd": None, "CapDrop": None, "AutoRemove": False,
-    "RestartPolicy": None, "ReadonlyRootfs": False,
+    "RestartPolicy": None, "ReadonlyRootfs": False, "ConsoleSize": None,
 }
 
 #: Values of fields moorage does not carry out that still mean "nothing asked for": today's
@@ -166,10 +166,23 @@ def _check_modern_host_fields(host: dict[str, Any]) -> None:
         raise InvalidParameter(f"NetworkMode {mode!r} is not supported: use bridge, default, host or none")
     for entry in host["ExtraHosts"] or []:
         parse_extra_host(entry)
+    size = host["ConsoleSize"]
+    if size is not None and not (isinstance(size, list) and len(size) == 2 and all(
+            isinstance(n, int) and not isinstance(n, bool) and 0 <= n <= 65535 for n in size)):
+        raise InvalidParameter("Bad parameter: ConsoleSize must be [height, width], each 0 to 65535")
     policy = host["RestartPolicy"]
     if policy is not None:
         name, retries = restart_policy(policy)
         host["RestartPolicy"] = {"Name": name, "MaximumRetryCount": retries}
+
+
+def console_size(config: dict[str, Any], host: dict[str, Any]) -> tuple[int, int] | None:
+    """The tty size a container starts with (``HostConfig.ConsoleSize``, which today's CLI sends
+    from a terminal), or None: no tty, or no size given."""
+    size = host.get("ConsoleSize")
+    if not config["Tty"] or not size or not all(size):
+        return None
+    return size[0], size[1]
 
 
 def restart_policy(policy: Any) -> tuple[str, int]:

@@ -21,7 +21,7 @@ from . import container_config as cc
 from .config import DaemonSection
 from .container_files import hosts_file, write_container_files
 from .containers import EMPTY_NETWORK, Container, ContainerService
-from .errors import InvalidParameter, NotFound, NotSupported, StateError
+from .errors import DriverError, InvalidParameter, NotFound, NotSupported, StateError
 from .execs import ExecService
 from .executor import Executor
 from .hookspecs.exec import Attachment, ExecDriver, Mount, ProcessSpec, Resources, ResourceUsage, Stream
@@ -180,12 +180,24 @@ class Runner:
         if endpoint != Endpoint():
             # what only this start knows; the pid a restarted daemon gets from the exec driver
             self.containers.save(container, durable=False)
+        self._set_console_size(container)
         # before the monitor exists: a plugin hears of every run's start before its exit
         self.hooks.container_started(container.id, pid, container.state.started_at, time.monotonic() - began,
                                      container.internal.get("ExecDriver", ""),
                                      container.internal.get("NetworkDriver", ""), self.graph.name)
         self._monitor(container)
         return pid
+
+    def _set_console_size(self, container: Container) -> None:
+        """A tty's first size (``ConsoleSize``) once more right after the start, for the exec
+        drivers that cannot set it before the command runs (``ProcessSpec.tty_size``); a
+        process that is already gone has no terminal left to size."""
+        size = cc.console_size(container.config, container.host_config)
+        if size is not None:
+            try:
+                self.exec.resize(container.id, *size)
+            except (StateError, DriverError) as exc:
+                log.debug("initial tty size of %s: %s", short_id(container.id), exc)
 
     def _not_started(self, container: Container, previous_start: str) -> None:
         self._started_monotonic.pop(container.id, None)
@@ -207,7 +219,8 @@ class Runner:
             container_id=container.id, rootfs=rootfs, args=[container.path, *container.args],
             env=cc.environment(config, link_env), hostname=config["Hostname"], state_dir=container.directory,
             log_path=container.log_path, domainname=config["Domainname"], user=config["User"],
-            working_dir=config["WorkingDir"], tty=config["Tty"], open_stdin=config["OpenStdin"],
+            working_dir=config["WorkingDir"], tty=config["Tty"], tty_size=cc.console_size(config, hc),
+            open_stdin=config["OpenStdin"],
             stdin_once=config["StdinOnce"], privileged=bool(config["Privileged"] or hc["Privileged"]),
             isolate_network=isolate,
             resources=Resources(memory=memory, memory_swap=memory_swap, cpu_shares=cpu_shares),

@@ -89,7 +89,14 @@ class ProcessSpec:
     #: supplementary groups are the /etc/group entries listing the user's name.
     user: str = ""
     working_dir: str = ""  # created if missing; "" means /
+    #: stdin, stdout and stderr are the slave of a pty, the process's controlling terminal; the
+    #: driver's side holds the master. The pty should be one of the container's own devpts (its
+    #: /dev/pts), as in Docker, so that ``tty`` names it inside.
     tty: bool = False
+    #: With ``tty``: the pty's first size (height, width), from ``HostConfig.ConsoleSize``. A
+    #: driver that can sets it before the command runs; core sizes the tty again once ``start``
+    #: returns, for the drivers that cannot. None: the driver's default.
+    tty_size: tuple[int, int] | None = None
     open_stdin: bool = False
     stdin_once: bool = False
     privileged: bool = False
@@ -176,7 +183,9 @@ class ExecSpec:
     #: as ``ProcessSpec.user``, resolved in the container's own /etc/passwd and /etc/group
     user: str = ""
     working_dir: str = ""  # "" means /; must exist
-    tty: bool = False  # a new pty: stdout and stderr arrive as STDOUT, ``resize`` works
+    #: a new pty (like ``ProcessSpec.tty``, of the container's own devpts): stdout and stderr
+    #: arrive as STDOUT, ``resize`` works
+    tty: bool = False
     open_stdin: bool = False
     privileged: bool = False  # every capability, as a privileged container's
 

@@ -1,25 +1,27 @@
 """The daemon's side of a process started by ``ExecDriver.exec``: a child of the daemon (a helper
-that enters the container, or ``lxc-attach``) whose stdio are pipes, or one pty with a tty.
-Shared by the exec drivers."""
+that enters the container, or ``lxc-attach``) whose stdio are pipes, or one pty with a tty: a pty
+the child opens inside the container and hands back (``common.terminal``), or one of the
+daemon's own. Shared by the exec drivers."""
 
 from __future__ import annotations
 
-import fcntl
 import os
 import pty
 import selectors
-import struct
+import socket
 import subprocess
-import termios
 import threading
 import weakref
 
-from moorage.core.errors import Impossible, InvalidParameter
+from moorage.core.errors import DriverError, Impossible, InvalidParameter
 from moorage.core.hookspecs.exec import ExecProcess, Stream
 
+from . import terminal
 
-def _set_size(fd: int, height: int, width: int) -> None:
-    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", height, width, 0, 0))
+#: How long a child that opens its own pty may take to hand the master over.
+PTY_TIMEOUT = 30.0
+#: What such a child may say (its error) before it hands the master over, at most.
+PTY_EARLY_OUTPUT = 16 << 10
 
 
 class ChildProcess(ExecProcess):
@@ -27,22 +29,35 @@ class ChildProcess(ExecProcess):
     slave of a new pty (which becomes its controlling terminal)."""
 
     def __init__(self, argv: list[str], tty: bool, open_stdin: bool, env: dict[str, str] | None = None,
-                 pass_fds: tuple[int, ...] = (), raw: bool = False) -> None:
+                 pass_fds: tuple[int, ...] = (), raw: bool = False, pty_from_child: bool = False) -> None:
         """``raw``: the pty passes bytes unchanged (for a child that proxies a pty of its own
-        inside the container, as lxc-attach does, which translates them already)."""
+        inside the container, as lxc-attach does, which translates them already).
+
+        ``pty_from_child`` (with ``tty``): the child opens the pty itself, inside the container,
+        and hands the master back (``terminal.send_master``) on its stdout, a unix socket, on
+        which it writes why if it cannot (its stdin is /dev/null until then). Waits for that
+        (``PTY_TIMEOUT`` at most: then the child is killed and ``DriverError`` raised); a child
+        that fails before is a process whose output is what it said."""
         self.tty, self.open_stdin = tty, open_stdin
         self._closed = threading.Event()
         self._write_lock = threading.Lock()
-        if tty:
+        self._early = b""
+        if tty and pty_from_child:
+            self._proc, master, self._early = _spawn_with_child_pty(argv, env, pass_fds)
+            self._master = master
+            self._outputs = {master: Stream.STDOUT} if master >= 0 else {}
+            self._stdin_fd = master if open_stdin else -1
+        elif tty:
             master, slave = pty.openpty()
-            _set_size(slave, 24, 80)
+            terminal.set_size(slave, *terminal.INITIAL_SIZE)
             if raw:
                 import tty as ttys
 
                 ttys.setraw(slave)
             try:
                 self._proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
-                                              env=env, pass_fds=pass_fds, preexec_fn=_controlling_tty)
+                                              env=env, pass_fds=pass_fds,
+                                              preexec_fn=lambda: terminal.take_as_controlling(0))
             except BaseException:
                 os.close(master)
                 raise
@@ -66,6 +81,9 @@ class ChildProcess(ExecProcess):
         self._finalizer = weakref.finalize(self, _close_fds, [self._master, self._wake_r, self._wake_w])
 
     def read(self) -> tuple[Stream, bytes] | None:
+        if self._early and not self._closed.is_set():  # a child's failure before its pty existed
+            early, self._early = self._early, b""
+            return Stream.STDOUT, early
         while self._outputs and not self._closed.is_set():
             with selectors.DefaultSelector() as sel:
                 for fd in self._outputs:
@@ -142,9 +160,9 @@ class ChildProcess(ExecProcess):
             raise InvalidParameter(f"Bad parameter: invalid size {height}x{width}")
         if not self.tty:
             raise Impossible("the process has no tty")
-        if self._proc.poll() is not None:
+        if self._proc.poll() is not None or self._master < 0:
             raise Impossible("the process has exited")
-        _set_size(self._master, height, width)
+        terminal.set_size(self._master, height, width)
 
 
 
@@ -158,8 +176,30 @@ def _close_fds(fds: list[int]) -> None:
                 pass
 
 
-def _controlling_tty() -> None:
-    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+def _spawn_with_child_pty(argv: list[str], env: dict[str, str] | None,
+                          pass_fds: tuple[int, ...]) -> tuple[subprocess.Popen, int, bytes]:
+    """Start ``argv`` with its stdout and stderr on a unix socket and wait until it hands over
+    its pty's master: (the process, the master or -1, what it wrote before)."""
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    with ours:
+        try:
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=theirs.fileno(), stderr=theirs.fileno(),
+                                    start_new_session=True, env=env, pass_fds=pass_fds)
+        finally:
+            theirs.close()
+        try:
+            master, said = terminal.receive_master(ours, PTY_TIMEOUT, PTY_EARLY_OUTPUT)
+        except OSError as exc:  # TimeoutError too: the child is stuck or sent something else
+            proc.kill()
+            proc.wait()
+            raise DriverError(f"cannot set up the process's terminal: {exc}") from None
+    if master < 0:  # it closed its end: it is exiting
+        try:
+            proc.wait(PTY_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc, master, said
 
 
 def failed_process(message: str, code: int, tty: bool, open_stdin: bool) -> ChildProcess:

@@ -168,11 +168,8 @@ class Monitor:
         self.listener.listen(64)
         self.log = LogWriter(Path(request["log_path"]), LogRotation(*request.get("log_rotation") or ()))
         if self.tty:
-            self.master, slave = os.openpty()
-            stdio = (slave, slave, slave)
-            child_fds = [slave]
+            stdio, child_fds = self.tty_stdio()
             self.tty_stdin = bool(request["open_stdin"])
-            self.outputs[self.master] = "stdout"
         else:
             out_r, out_w = os.pipe()
             err_r, err_w = os.pipe()
@@ -185,6 +182,15 @@ class Monitor:
             self.outputs[out_r] = "stdout"
             self.outputs[err_r] = "stderr"
         self.spawn(stdio, child_fds)
+        if self.tty:
+            self.outputs[self.master] = "stdout"
+
+    def tty_stdio(self) -> tuple[tuple[int, int, int], list[int]]:
+        """With a tty: the first process's stdio and the monitor's copies of them (as ``spawn``
+        takes them); ``self.master`` is set here or, at the latest, by ``spawn``. By default a
+        pty of the monitor's, of the devpts it sees."""
+        self.master, slave = os.openpty()
+        return (slave, slave, slave), [slave]
 
     def spawn(self, stdio: tuple[int, int, int], child_fds: list[int]) -> None:
         """Start the container's first process with ``stdio`` (stdin, stdout, stderr), run the

@@ -35,6 +35,7 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
@@ -86,8 +87,8 @@ struct confinement {
 
 /* Everything the child needs, converted from Python objects before the clone. */
 struct plan {
-    int flags, stdio[3], tty, sync_fd, go_fd, loopback, sys_writable, ro_fallback, readonly_rootfs;
-    const char *console, *rootfs, *hostname, *domainname, *workdir;
+    int flags, stdio[3], tty, rows, cols, sync_fd, go_fd, loopback, sys_writable, ro_fallback, readonly_rootfs;
+    const char *rootfs, *hostname, *domainname, *workdir;
     char **cgroups, **late_cgroups, **sources, **destinations, **args, **env, **masked, **readonly_paths;
     int *readonly;
     Py_ssize_t nmounts, ndevices;
@@ -490,10 +491,113 @@ static void readonly_paths(int rootfd, const char *rootfs, char **paths) {
     errno = 0;
 }
 
+/* ---- the container's terminal: a pty of its own devpts ----------------------------------- */
+
+#ifndef TIOCGPTPEER
+#define TIOCGPTPEER _IO('T', 0x41)
+#endif
+#define DEVPTS_SUPER_MAGIC 0x1cd1
+
+/* A new pty pair of the devpts instance whose ptmx is `ptmx`, a path resolved below `dirfd` as
+ * if it were the root, following no symbolic link (the path may be controlled by a container's
+ * root). What is opened must be a devpts ptmx (a character device 5:2 on a devpts filesystem,
+ * checked on the descriptor), opened without blocking, so a FIFO, a file or another device
+ * swapped in is refused rather than used or waited on. Neither end becomes the caller's
+ * controlling terminal; the slave is opened from the master (TIOCGPTPEER), never by path. Both
+ * are close-on-exec and blocking. 0 with *master, *slave and *number (the N of /dev/pts/N)
+ * set, or -1 with errno set and *what naming the step that failed. */
+static int open_pty(int dirfd, const char *ptmx, int *master, int *slave, int *number, const char **what) {
+    struct open_how how = {.flags = O_RDWR | O_NOCTTY | O_NONBLOCK | O_CLOEXEC,
+                           .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS};
+    struct stat st;
+    struct statfs sfs;
+    int unlock = 0, fd = syscall(SYS_openat2, dirfd, ptmx, &how, sizeof how);
+    *what = "opening the container's /dev/pts/ptmx";
+    if (fd < 0)
+        return -1;
+    if (fstat(fd, &st) < 0 || fstatfs(fd, &sfs) < 0)
+        goto fail;
+    if (!S_ISCHR(st.st_mode) || major(st.st_rdev) != 5 || minor(st.st_rdev) != 2 || sfs.f_type != DEVPTS_SUPER_MAGIC) {
+        *what = "the container's /dev/pts/ptmx is not the ptmx of a devpts";
+        errno = EPERM;
+        goto fail;
+    }
+    *what = "allocating a pty in the container's devpts";
+    if (ioctl(fd, TIOCSPTLCK, &unlock) < 0 || ioctl(fd, TIOCGPTN, number) < 0)
+        goto fail;
+    int flags = fcntl(fd, F_GETFL);
+    if (flags < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) < 0)
+        goto fail;
+    *what = "opening the pty's slave (TIOCGPTPEER)";
+    int peer = ioctl(fd, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (peer < 0)
+        goto fail;
+    *master = fd;
+    *slave = peer;
+    return 0;
+fail:;
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    return -1;
+}
+
+/* With a tty: the pty of the container's devpts (open_console), until the child takes the
+ * slave as its stdio and hands the master to the monitor (take_console). */
+static int console_master = -1, console_slave = -1;
+
+/* A new pty of the devpts just mounted at <dev>/pts, also bind-mounted on <dev>/console, of
+ * rows x cols unless one is 0. */
+static void open_console(const char *dev, int rows, int cols) {
+    char path[PATH_MAX + 32], slave_path[PATH_MAX + 32];
+    const char *what = "";
+    int number, devfd = open(dev, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (devfd < 0)
+        fail("opening %s", dev);
+    if (open_pty(devfd, "pts/ptmx", &console_master, &console_slave, &number, &what) < 0)
+        fail("%s", what);
+    close(devfd);
+    struct winsize size = {.ws_row = rows, .ws_col = cols};
+    if (rows > 0 && cols > 0 && ioctl(console_slave, TIOCSWINSZ, &size) < 0)
+        fail("setting the terminal's size");
+    snprintf(path, sizeof path, "%s/console", dev);
+    snprintf(slave_path, sizeof slave_path, "%s/pts/%d", dev, number);
+    int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0666);
+    if (fd < 0)
+        fail("creating %s", path);
+    close(fd);
+    do_mount(slave_path, path, NULL, MS_BIND, NULL);
+}
+
+/* The console's slave becomes stdin, stdout, stderr and the controlling terminal, owned by the
+ * container's user (as runc does), and its master goes to the monitor with the "R" report on
+ * sync_fd (a unix socket). Called after isolate, once everything else is mounted. */
+static void take_console(const struct confinement *c) {
+    for (int i = 0; i < 3; i++)
+        if (dup2(console_slave, i) < 0)
+            fail("dup2");
+    close(console_slave);
+    if (ioctl(0, TIOCSCTTY, 0) < 0)
+        fail("setting the controlling terminal");
+    if (fchown(0, c->uid, c->gid) < 0)
+        fail("giving the terminal to the container's user");
+    char byte = 'R', control[CMSG_SPACE(sizeof(int))] = {0};
+    struct iovec iov = {&byte, 1};
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control, .msg_controllen = sizeof control};
+    struct cmsghdr *cmsg = CMSG_FIRSTHDR(&msg);
+    cmsg->cmsg_level = SOL_SOCKET;
+    cmsg->cmsg_type = SCM_RIGHTS;
+    cmsg->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(cmsg), &console_master, sizeof(int));
+    if (sendmsg(sync_fd, &msg, MSG_NOSIGNAL) != 1)
+        _exit(1);
+    close(console_master);
+}
+
 /* One host device node for a privileged container: its path below /dev, mode, number, owner. */
 struct device { const char *path; unsigned int mode, major, minor, uid, gid; };
 
-static void setup_dev(int rootfd, const char *rootfs, const char *console, const struct device *devices,
+static void setup_dev(int rootfd, const char *rootfs, const int tty[3], const struct device *devices,
                       Py_ssize_t ndevices) {
     char dev[PATH_MAX], path[PATH_MAX + 32];
     inside(rootfd, rootfs, "/dev", dev);
@@ -531,14 +635,8 @@ static void setup_dev(int rootfd, const char *rootfs, const char *console, const
             fail("chown %s", path);
     }
     errno = 0;
-    if (console) {
-        snprintf(path, sizeof path, "%s/console", dev);
-        int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0666);
-        if (fd < 0)
-            fail("creating %s", path);
-        close(fd);
-        do_mount(console, path, NULL, MS_BIND, NULL);
-    }
+    if (tty[0])
+        open_console(dev, tty[1], tty[2]);
 }
 
 static void bind_mount(int rootfd, const char *rootfs, const char *source, const char *destination, int readonly,
@@ -611,7 +709,8 @@ static void isolate(const struct plan *p) {
     inside(rootfd, p->rootfs, "/sys", path);
     make_dir(path);
     do_mount("sysfs", path, "sysfs", (p->sys_writable ? 0 : MS_RDONLY) | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
-    setup_dev(rootfd, p->rootfs, p->console, p->devices, p->ndevices);
+    const int tty[3] = {p->tty, p->rows, p->cols};  /* with a tty: its size */
+    setup_dev(rootfd, p->rootfs, tty, p->devices, p->ndevices);
     umask(old_umask);
     for (Py_ssize_t i = 0; i < p->nmounts; i++)
         bind_mount(rootfd, p->rootfs, p->sources[i], p->destinations[i], p->readonly[i], p->ro_fallback);
@@ -700,8 +799,6 @@ static void child(const struct plan *p) {
     for (int i = 0; i < 3; i++)
         if (dup2(p->stdio[i], i) < 0)
             fail("dup2");
-    if (p->tty && ioctl(0, TIOCSCTTY, 0) < 0)
-        fail("setting the controlling terminal");
     for (char **file = p->cgroups; *file; file++)
         join(open_tasks(*file), *file);
     int nlate = 0;
@@ -711,7 +808,9 @@ static void child(const struct plan *p) {
     for (int i = 0; i < nlate; i++)
         late_fds[i] = open_tasks(p->late_cgroups[i]);
     isolate(p);
-    if (write(sync_fd, "R", 1) != 1)
+    if (p->tty)
+        take_console(&p->confinement);
+    else if (write(sync_fd, "R", 1) != 1)
         _exit(1);
     char go = 0;
     if (read(p->go_fd, &go, 1) != 1 || go != 'G')
@@ -1030,28 +1129,28 @@ static gid_t *gids(PyObject *seq, size_t *count) {
 /* ---- the module's functions ------------------------------------------------------------------ */
 
 PyDoc_STRVAR(spawn_doc,
-"spawn(*, flags, stdio, tty, console, sync_fd, go_fd, cgroups, late_cgroups, rootfs, hostname,\n"
+"spawn(*, flags, stdio, tty, sync_fd, go_fd, cgroups, late_cgroups, rootfs, hostname,\n"
 "      domainname, loopback, mounts, workdir, uid, gid, groups, capabilities, seccomp,\n"
 "      masked_paths, readonly_paths, sys_writable, args, env, readonly_fallback=False,\n"
-"      devices=(), readonly_rootfs=False) -> pid\n\n"
+"      devices=(), readonly_rootfs=False, tty_size=(0, 0)) -> pid\n\n"
 "Clone the container's first process with the CLONE_NEW* `flags` and return its pid; see\n"
 "container.py for what each argument is and what the child reports on sync_fd.");
 
 static PyObject *spawn(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwargs) {
-    static char *keywords[] = {"flags", "stdio", "tty", "console", "sync_fd", "go_fd", "cgroups", "late_cgroups",
+    static char *keywords[] = {"flags", "stdio", "tty", "sync_fd", "go_fd", "cgroups", "late_cgroups",
                                "rootfs", "hostname", "domainname", "loopback", "mounts", "workdir", "uid", "gid",
                                "groups", "capabilities", "seccomp", "masked_paths", "readonly_paths", "sys_writable",
-                               "args", "env", "readonly_fallback", "devices", "readonly_rootfs", NULL};
+                               "args", "env", "readonly_fallback", "devices", "readonly_rootfs", "tty_size", NULL};
     struct plan p = {0};
-    PyObject *console, *rootfs, *hostname, *domainname, *workdir, *cgroups, *late, *mounts, *groups, *seccomp,
+    PyObject *rootfs, *hostname, *domainname, *workdir, *cgroups, *late, *mounts, *groups, *seccomp,
         *masked, *readonly, *argv, *env, *devices = NULL;
     unsigned long uid, gid;
     unsigned long long caps;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "i(iii)pOiiOOOOOpOOkkOKOOOpOO|pOp", keywords, &p.flags,
-                                     &p.stdio[0], &p.stdio[1], &p.stdio[2], &p.tty, &console, &p.sync_fd,
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "i(iii)piiOOOOOpOOkkOKOOOpOO|pOp(ii)", keywords, &p.flags,
+                                     &p.stdio[0], &p.stdio[1], &p.stdio[2], &p.tty, &p.sync_fd,
                                      &p.go_fd, &cgroups, &late, &rootfs, &hostname, &domainname, &p.loopback,
                                      &mounts, &workdir, &uid, &gid, &groups, &caps, &seccomp, &masked, &readonly,
-                                     &p.sys_writable, &argv, &env, &p.ro_fallback, &devices, &p.readonly_rootfs))
+                                     &p.sys_writable, &argv, &env, &p.ro_fallback, &devices, &p.readonly_rootfs, &p.rows, &p.cols))
         return NULL;
     PyObject *keep = PyList_New(0), *result = NULL;
     Py_ssize_t nargs = 0;
@@ -1060,9 +1159,6 @@ static PyObject *spawn(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwar
     p.confinement.caps = caps;
     p.confinement.uid = (uid_t)uid;
     p.confinement.gid = (gid_t)gid;
-    p.console = path_of(console, keep);
-    if (PyErr_Occurred())
-        goto done;
     if (!(p.rootfs = path_of(rootfs, keep)) || !(p.hostname = path_of(hostname, keep)) ||
         !(p.domainname = path_of(domainname, keep)) || !(p.workdir = path_of(workdir, keep)))
         goto done;
@@ -1196,10 +1292,35 @@ done:
     return result;
 }
 
+PyDoc_STRVAR(open_pty_doc,
+"open_pty(dirfd, ptmx) -> (master, slave)\n\n"
+"A new pty pair of the devpts whose ptmx is `ptmx`, resolved below the directory `dirfd` as\n"
+"if it were the root and following no symbolic link: for a container's own terminal, from\n"
+"inside its mount namespace. What is opened must be a devpts ptmx (checked on the\n"
+"descriptor), never a FIFO or another file put there; no end becomes the caller's\n"
+"controlling terminal; both are close-on-exec. OSError naming the step that failed.");
+
+static PyObject *py_open_pty(PyObject *Py_UNUSED(self), PyObject *args) {
+    int dirfd, master, slave, number;
+    PyObject *ptmx;
+    const char *what = "";
+    if (!PyArg_ParseTuple(args, "iO&", &dirfd, PyUnicode_FSConverter, &ptmx))
+        return NULL;
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = open_pty(dirfd, PyBytes_AS_STRING(ptmx), &master, &slave, &number, &what);
+    Py_END_ALLOW_THREADS
+    Py_DECREF(ptmx);
+    if (rc < 0)
+        return PyErr_Format(PyExc_OSError, "%s: %s", what, strerror(errno));
+    return Py_BuildValue("(ii)", master, slave);
+}
+
 static PyMethodDef methods[] = {
     {"spawn", (PyCFunction)(void (*)(void))spawn, METH_VARARGS | METH_KEYWORDS, spawn_doc},
     {"confine", (PyCFunction)(void (*)(void))py_confine, METH_VARARGS | METH_KEYWORDS, confine_doc},
     {"compile_filter", compile_filter, METH_O, compile_doc},
+    {"open_pty", py_open_pty, METH_VARARGS, open_pty_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -4,17 +4,21 @@ The monitor (``monitor``) calls ``spawn``. The child is cloned in new pid, mount
 namespaces (and net, unless the host's network is used) and runs C code only (``_nsinit.c``),
 never the interpreter. In order, it:
 
-1. takes a session of its own with the stdio fds (the pty as its controlling terminal with a
-   tty) and puts every signal back to its default action;
+1. takes a session of its own with the stdio fds and puts every signal back to its default
+   action;
 2. joins its cgroups by writing ``0`` to their ``tasks`` (v1) or ``cgroup.procs`` (v2) files
    (see ``cgroups.ContainerCgroups.join_files``);
 3. brings ``lo`` up, sets the hostname and domainname, makes mount propagation private, and
    mounts ``/proc``, ``/sys`` (read-only), ``/dev`` (a tmpfs with null, zero, full, random,
    urandom, tty, a new ``pts`` instance, ``shm``, the ``ptmx``, ``fd``, ``stdin``, ``stdout``,
-   ``stderr`` links and the console with a tty) and the bind mounts (container paths are
+   ``stderr`` links and, with a tty, the console) and the bind mounts (container paths are
    resolved as if the rootfs were ``/``, so no symlink leads out of it), then ``pivot_root``s
    into the rootfs;
-4. reports ``R`` on ``sync_fd`` and waits for ``G`` on ``go_fd`` (the network driver's turn);
+4. with a tty, takes the slave of a pty of the container's own ``/dev/pts`` (opened in step 3,
+   bind-mounted on ``/dev/console``) as its stdio and controlling terminal, owned by the
+   container's user, sized ``cfg["tty_size"]`` if given; reports ``R`` on ``sync_fd`` (a unix
+   socket: with a tty the pty's master comes with it, ``SCM_RIGHTS``) and waits for ``G`` on
+   ``go_fd`` (the network driver's turn);
 5. joins the memory cgroup (late, so that the pages it touched are not charged to the
    container), makes ``WorkingDir``, confines itself (``_nsinit.confine``, the same function
    ``docker exec`` uses: the bounding set cut to the container's capabilities, the ambient set
@@ -50,15 +54,15 @@ from moorage.drivers.exec.common import linux
 from . import _nsinit  # type: ignore[attr-defined]  # built from _nsinit.c at install
 
 
-def spawn(cfg: dict[str, Any], stdio: tuple[int, int, int], tty: bool, console: str | None, sync_fd: int,
-          go_fd: int, cgroup_files: list[str]) -> int:
+def spawn(cfg: dict[str, Any], stdio: tuple[int, int, int], tty: bool, sync_fd: int, go_fd: int,
+          cgroup_files: list[str]) -> int:
     """Clone the container's first process; returns its pid (see the module for its steps)."""
     flags = linux.CLONE_NEWPID | linux.CLONE_NEWNS | linux.CLONE_NEWUTS | linux.CLONE_NEWIPC
     if cfg["isolate_network"]:
         flags |= linux.CLONE_NEWNET
     late = [path for path in cgroup_files if "/memory/" in path]
     return _nsinit.spawn(
-        flags=flags, stdio=stdio, tty=tty, console=console, sync_fd=sync_fd, go_fd=go_fd,
+        flags=flags, stdio=stdio, tty=tty, sync_fd=sync_fd, go_fd=go_fd,
         cgroups=[path for path in cgroup_files if path not in late], late_cgroups=late,
         rootfs=os.path.realpath(cfg["rootfs"]), hostname=cfg["hostname"], domainname=cfg["domainname"],
         loopback=cfg["isolate_network"],
@@ -73,6 +77,7 @@ def spawn(cfg: dict[str, Any], stdio: tuple[int, int, int], tty: bool, console: 
         sys_writable=cfg["privileged"], readonly_fallback=cfg.get("readonly_fallback", False),
         devices=[tuple(d) for d in cfg.get("devices", ())],
         readonly_rootfs=cfg.get("readonly_rootfs", False),
+        tty_size=tuple(cfg.get("tty_size") or (0, 0)),
         args=cfg["args"], env=cfg["env"])
 
 
@@ -101,5 +106,8 @@ def confine(capabilities: int, seccomp: bytes | None, uid: int = 0, gid: int = 0
                     no_new_privileges=no_new_privileges)
 
 
-def console_path(slave_fd: int) -> str:
-    return os.ttyname(slave_fd)
+def open_pty(dirfd: int, ptmx: str) -> tuple[int, int]:
+    """A new pty pair (master, slave) of the devpts whose ptmx is ``ptmx``, resolved below the
+    directory ``dirfd`` as if it were the root, following no symlink, and checked to be a devpts
+    ptmx (``_nsinit.open_pty``): a container's own terminal, opened from inside it."""
+    return _nsinit.open_pty(dirfd, ptmx)

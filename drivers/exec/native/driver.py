@@ -66,6 +66,7 @@ class NativeDriver(MonitorDriver):
                 "privileged": spec.privileged, "isolate_network": spec.isolate_network,
                 "mounts": [[str(m.source), m.destination, m.readonly] for m in spec.mounts],
                 "readonly_rootfs": spec.readonly_rootfs,
+                "tty_size": list(spec.tty_size) if spec.tty and spec.tty_size else None,
                 "uid": identity.uid, "gid": identity.gid, "groups": list(identity.groups),
                 **self.confinement(spec),
             },
