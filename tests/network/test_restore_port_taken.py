@@ -6,6 +6,7 @@ behind while the daemon said it had exited)."""
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import socket
 import time
@@ -21,6 +22,19 @@ from .conftest import free_test_subnet, remove_bridge_and_table
 from .test_daemon import SERVE, config
 
 
+def quiet_port() -> int:
+    """A free port on 127.0.0.1 below the daemons' allocator range (from 49153), which the
+    daemons of other tests on this host draw from: one of them must not take it first."""
+    while True:
+        port = random.randrange(20000, 30000)
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+                return port
+            except OSError:
+                continue
+
+
 def test_a_container_whose_port_was_taken_is_killed_at_restart_leaving_nothing(tmp_path_factory, busybox_tar):
     suffix = uuid.uuid4().hex[:8]
     name, table = f"mtst{suffix}", f"moorage-test-{suffix}"
@@ -33,8 +47,8 @@ def test_a_container_whose_port_was_taken_is_killed_at_restart_leaving_nothing(t
         with daemon.client() as api:
             cid = api.post("/containers/create", json={"Image": "busybox", "Cmd": SERVE,
                                                        "ExposedPorts": {"80/tcp": {}}}).json()["Id"]
-            assert api.post(f"/containers/{cid}/start", json={
-                "PortBindings": {"80/tcp": [{"HostIp": "127.0.0.1", "HostPort": ""}]}}).status_code == 204
+            binding = {"HostIp": "127.0.0.1", "HostPort": str(quiet_port())}
+            assert api.post(f"/containers/{cid}/start", json={"PortBindings": {"80/tcp": [binding]}}).status_code == 204
             data = api.get(f"/containers/{cid}/json").json()
             port = int(data["NetworkSettings"]["Ports"]["80/tcp"][0]["HostPort"])
             pid = data["State"]["Pid"]
