@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -115,7 +116,8 @@ def main() -> None:
     try:
         rootfs = make_busybox_rootfs(base / "rootfs")
         tar = tar_directory(rootfs, base / "busybox.tar")
-        print(f"{args.cycles} cycles of create+start+wait+remove of /bin/true")
+        print(f"{args.cycles} cycles of create+start+wait+remove of /bin/true, load average "
+              + " ".join(f"{x:.2f}" for x in os.getloadavg()))
         print(f"{'unshare + chroot (baseline)':40s} {figures(unshare_cycles(rootfs, args.cycles))}")
         for graph in args.graph or ["overlay"]:
             for exec_driver in args.exec_drivers or ["native"]:
@@ -131,6 +133,8 @@ def main() -> None:
     finally:
         unmount_below(base)
         shutil.rmtree(base, ignore_errors=True)
+    # the figures move with the host: say how busy it was (docs/benchmarks.md notes it)
+    print("load average at the end: " + " ".join(f"{x:.2f}" for x in os.getloadavg()))
 
 
 if __name__ == "__main__":

@@ -144,19 +144,21 @@ class ExecCgroupsContract(ExecFixtures):
     def test_device_outside_the_allow_list_cannot_be_opened(self, runner, make_spec):
         """A node of a device outside the allow-list (kmsg, c 1:11) in the image: an unprivileged
         container's root cannot open it (the devices controller, or the eBPF filter on v2); a
-        privileged one can, and may also mknod it."""
-        script = ("(: > /tmp/kmsg) 2>/dev/null && echo kmsg || echo refused; "
-                  "(: > /tmp/null) && echo null; mknod /tmp/k2 c 1 11 2>/dev/null && (: > /tmp/k2) && echo made "
+        privileged one can, and may also mknod it. Both refusals are EPERM."""
+        script = ("(: > /tmp/kmsg) && echo kmsg || echo refused; "
+                  "(: > /tmp/null) && echo null; mknod /tmp/k2 c 1 11 && (: > /tmp/k2) && echo made "
                   "|| echo no-mknod")
-        outputs = {}
+        outputs, errors = {}, {}
         for privileged in (False, True):
             spec = make_spec(["sh", "-c", script], privileged=privileged)
             for name, minor in (("kmsg", 11), ("null", 3)):
                 os.mknod(Path(spec.rootfs) / "tmp" / name, 0o666 | stat.S_IFCHR, os.makedev(1, minor))
             assert self.run_to_exit(runner, spec) == 0
-            outputs[privileged] = log_text(spec)
+            outputs[privileged], errors[privileged] = log_text(spec), log_text(spec, "stderr")
         assert outputs[False] == "refused\nnull\nno-mknod\n"
-        assert outputs[True] == "kmsg\nnull\nmade\n"
+        refusals = errors[False].splitlines()
+        assert len(refusals) == 2 and all(line.endswith("Operation not permitted") for line in refusals), errors[False]
+        assert outputs[True] == "kmsg\nnull\nmade\n" and errors[True] == ""
 
     def test_kill_reaches_every_process(self, runner, make_spec):
         spec, pid = self.started(runner, make_spec,

@@ -21,16 +21,19 @@ from moorage.core.contract.exec import (
     log_text,
     wait_for,
 )
+from moorage.core.contract.exec_cgroups import v2_cgroup
 from moorage.core.driver import NoOptions
 from moorage.core.errors import DriverError, NotSupported
 from moorage.core.hookspecs.exec import Mount, ProcessSpec, Resources
 from moorage.core.plugins import PluginManager
 from moorage.drivers.exec.lxc import config, liblxc
-from moorage.drivers.exec.lxc.driver import CGROUP_ROOT, LxcDriver, static_elf
+from moorage.drivers.exec.lxc.driver import LxcDriver, static_elf
 from moorage.drivers.exec.lxc.monitor import exit_code
 
 REASON = "the lxc exec driver needs root" if os.geteuid() != 0 else exec_driver_unsupported("lxc")
 needs_lxc = pytest.mark.skipif(REASON is not None, reason=REASON or "")
+#: a parameter: the memory limit key of the host's cgroup layout (v1 or v2), chosen in the test
+MEMORY_KEY = "memory limit key"
 
 
 @pytest.fixture
@@ -79,13 +82,14 @@ def _spec(tmp_path: Path, **fields) -> ProcessSpec:
                        state_dir=tmp_path, log_path=tmp_path / "log", **fields)
 
 
-def test_config_render(tmp_path, monkeypatch):
-    monkeypatch.setattr(config, "unified", lambda: False)  # the v1 keys (test_lxc_cgroups.py: v2)
+def test_config_render(tmp_path):
     (tmp_path / "vol dir").mkdir()
     spec = _spec(tmp_path, mounts=[Mount(tmp_path / "vol dir", "/data/in", readonly=True)],
                  resources=Resources(memory=64 << 20, cpu_shares=512, pids=10),
                  driver_options=[("lxc.uts.name", "later")])
-    text = config.render(spec, tmp_path / "exec", Path("/bin/busybox"), 1, 2, (3, 4))
+    text = config.render(spec, tmp_path / "exec", Path("/bin/busybox"), 1, 2, (3, 4), v2=False)
+    v2_text = config.render(spec, tmp_path / "exec", Path("/bin/busybox"), 1, 2, (3, 4), v2=True)
+    assert "lxc.cgroup2.memory.max = 67108864" in v2_text.splitlines() and "lxc.cgroup.memory" not in v2_text
     lines = text.splitlines()
     assert "lxc.uts.name = h1" in lines and lines[-1] == "lxc.uts.name = later"  # user entries last
     assert "lxc.net.0.type = empty" in lines
@@ -98,7 +102,8 @@ def test_config_render(tmp_path, monkeypatch):
     assert "mknod" in keep and "chown" in keep and "sys_admin" not in keep and len(keep) == 14  # the allow-list
     assert f"lxc.seccomp.profile = {tmp_path / 'exec' / config.SECCOMP}" in lines
     assert "lxc.cgroup.devices.deny = a" in lines
-    privileged = config.render(_spec(tmp_path, privileged=True, isolate_network=False), tmp_path, Path("/b"), 0, 0, ())
+    privileged = config.render(_spec(tmp_path, privileged=True, isolate_network=False), tmp_path, Path("/b"), 0, 0, (),
+                                 v2=False)
     assert "lxc.cap.keep" not in privileged and "lxc.seccomp" not in privileged
     assert "lxc.cgroup.devices.allow = a" in privileged.splitlines()
     assert "lxc.net.0.type = none" in privileged.splitlines()
@@ -108,21 +113,32 @@ def test_config_render(tmp_path, monkeypatch):
 @needs_lxc
 class TestLxcSpecifics(ExecFixtures):
     def test_lxc_conf_is_appended_and_overrides(self, runner, make_spec):
+        layout = runner.driver.layout  # the cgroup layout the driver probed: v1 or v2 keys and files
+        key, name = ("lxc.cgroup2.cpu.weight", "cpu.weight") if layout.v2 else ("lxc.cgroup.cpu.shares", "cpu.shares")
         spec = make_spec(["sh", "-c", "hostname; echo ready; exec sleep 1000"],
-                         driver_options=[("lxc.cgroup.cpu.shares", "77"), ("lxc.uts.name", "fromconf")])
+                         resources=Resources(cpu_shares=512),
+                         driver_options=[(key, "77"), ("lxc.uts.name", "fromconf")])
         pid = runner.start(spec)
         wait_for(lambda: "ready" in log_text(spec), what="the container")
         assert log_text(spec) == "fromconf\nready\n"
-        assert cgroup_file(pid, "cpu", "cpu.shares") == "77"
-        assert (CGROUP_ROOT / "cpu" / f"lxc.payload.{spec.container_id}").is_dir()  # LXC's own cgroup
+        payload = layout.payload(spec.container_id, "cpu")  # LXC's own cgroup
+        assert (payload / name).read_text().strip() == "77"  # the LxcConf entry won over CpuShares
+        if not layout.v2:
+            assert cgroup_file(pid, "cpu", "cpu.shares") == "77"
+        else:
+            assert v2_cgroup(pid) == payload
 
     @pytest.mark.parametrize(("key", "value", "named"), [
         ("lxc.no.such.key", "1", "lxc.no.such.key"),  # refused when liblxc loads the config
         ("lxc.net.0.type", "bogus", "lxc.net.0.type"),
         ("lxc with space", "1", "lxc with space"),  # refused by the driver: it would break the file
-        ("lxc.cgroup.memory.limit_in_bytes", "garbage", "memory.limit_in_bytes"),  # refused by the kernel
+        (MEMORY_KEY, "garbage", MEMORY_KEY),  # refused by the kernel (the host's memory limit file)
     ])
     def test_refused_entry_names_the_key_and_leaves_nothing(self, runner, make_spec, key, value, named):
+        if key == MEMORY_KEY:
+            v2 = runner.driver.layout.v2
+            key, named = ("lxc.cgroup2.memory.max", "memory.max") if v2 else \
+                ("lxc.cgroup.memory.limit_in_bytes", "memory.limit_in_bytes")
         spec = make_spec(["true"], driver_options=[("lxc.uts.name", "fine"), (key, value)])
         with pytest.raises(DriverError, match=named):
             runner.driver.start(spec)
@@ -147,7 +163,7 @@ class TestLxcSpecifics(ExecFixtures):
         assert log_text(spec).startswith(".\n..\nenv\n")  # the init helper lives in the /dev tmpfs
         runner.driver.release(spec.container_id)
         assert sorted(os.listdir(spec.rootfs)) == before
-        assert not (CGROUP_ROOT / "pids" / "lxc.pivot").exists()
+        assert not any(pivot.exists() for pivot in runner.driver.layout.pivots())
 
     def test_signal_reaches_a_handler_in_pid_1(self, runner, make_spec):
         spec = make_spec(["sh", "-c", "trap 'echo usr1' USR1; echo ready; while :; do sleep 0.05; done"])
@@ -191,4 +207,4 @@ class TestLxcSpecifics(ExecFixtures):
         assert not errors, errors
         for spec in specs:
             assert not cgroups_named(spec.container_id)
-        assert not any((top / "lxc.pivot").exists() for top in CGROUP_ROOT.iterdir())
+        assert not any(pivot.exists() for pivot in runner.driver.layout.pivots())

@@ -32,7 +32,7 @@ from moorage.core.archive import resolve_in_root
 from moorage.core.errors import InvalidParameter
 from moorage.core.hookspecs.exec import ProcessSpec
 from moorage.core.security import SeccompArg, SeccompFilter
-from moorage.drivers.exec.common.policy import DEVICE_WHITELIST, cpu_weight, host_devices, memory_limits, unified
+from moorage.drivers.exec.common.policy import DEVICE_WHITELIST, cpu_weight, host_devices, memory_limits
 
 from .files import CONFIG, GO_FIFO, HOOK, LOG, START_FIFO
 
@@ -73,8 +73,10 @@ def hook_script(exec_dir: Path) -> str:
     return HOOK_SCRIPT.format(exec_dir=shlex.quote(str(exec_dir)), start=START_FIFO, go=GO_FIFO)
 
 
-def render(spec: ProcessSpec, exec_dir: Path, busybox: Path, uid: int, gid: int, groups: tuple[int, ...]) -> str:
-    """The config file's text; ``spec.driver_options`` come last so that they can override."""
+def render(spec: ProcessSpec, exec_dir: Path, busybox: Path, uid: int, gid: int, groups: tuple[int, ...],
+           v2: bool) -> str:
+    """The config file's text (``v2``: the host's cgroups are the unified hierarchy);
+    ``spec.driver_options`` come last so that they can override."""
     lines = [
         _line("lxc.uts.name", spec.hostname or spec.container_id[:12]),
         _line("lxc.rootfs.path", f"dir:{Path(spec.rootfs).resolve()}"),
@@ -113,7 +115,7 @@ def render(spec: ProcessSpec, exec_dir: Path, busybox: Path, uid: int, gid: int,
     lines.extend(confinement_lines(spec, exec_dir))
     if spec.privileged:
         lines.append(_line("lxc.apparmor.profile", "unconfined"))  # as Docker 0.6 (ignored without AppArmor)
-    lines.extend(cgroup_lines(spec, unified()))
+    lines.extend(cgroup_lines(spec, v2))
     lines.extend(_line(key.strip(), value.strip()) for key, value in spec.driver_options)
     return "\n".join(lines) + "\n"
 

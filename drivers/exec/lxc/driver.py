@@ -21,21 +21,11 @@ from moorage.core.store import ensure_dir
 from moorage.drivers.exec.common import protocol
 from moorage.drivers.exec.common.driver import START_TIMEOUT, MonitorDriver
 from moorage.drivers.exec.common.monitor import STATE_FILE, replace_file
-from moorage.drivers.exec.common.policy import kill_pids, rmdir_cgroup, unified
+from moorage.drivers.exec.common.policy import kill_pids, rmdir_cgroup
 
-from . import cgroup_ops, config, liblxc
+from . import config, liblxc
+from .cgroup_ops import Layout
 from .exec import exec_in
-
-CGROUP_ROOT = Path("/sys/fs/cgroup")
-
-
-def hierarchies() -> list[Path]:
-    """Where LXC makes its ``lxc.payload.<name>`` and ``lxc.monitor.<name>`` cgroups: in every
-    v1 hierarchy, or, on a cgroup v2 host, once below the cgroup of pid 1 (the root here)."""
-    if unified():
-        return [CGROUP_ROOT]
-    return [top for top in CGROUP_ROOT.iterdir() if top.is_dir()]
-
 
 BUSYBOX_CANDIDATES = ("/bin/busybox", "/usr/bin/busybox")
 PT_INTERP = 3
@@ -90,6 +80,7 @@ class LxcDriver(MonitorDriver):
                                "(Debian package busybox-static)")
         self.busybox = busybox
         self.lxcpath = self.home / "containers"  # LXC's lxcpath, created at the first start
+        self.layout = Layout.probe()  # where LXC puts the containers' cgroups (v1 or v2)
 
     # -- start ----------------------------------------------------------------------------------
 
@@ -103,7 +94,8 @@ class LxcDriver(MonitorDriver):
         cid = spec.container_id
         identity, exec_dir = self._prepare(spec, stale=(config.LOG,))
         ensure_dir(self.lxcpath)
-        text = config.render(spec, exec_dir, self.busybox, identity.uid, identity.gid, identity.groups)
+        text = config.render(spec, exec_dir, self.busybox, identity.uid, identity.gid, identity.groups,
+                             v2=self.layout.v2)
         replace_file(exec_dir / config.CONFIG, text.encode())
         replace_file(exec_dir / config.HOOK, config.hook_script(exec_dir).encode())
         seccomp = None if spec.privileged else spec.confinement.seccomp_filter()
@@ -124,27 +116,17 @@ class LxcDriver(MonitorDriver):
 
     # -- processes and release ------------------------------------------------------------------
 
-    def _cgroup_dirs(self, container_id: str) -> list[Path]:
-        """LXC's cgroups for this container, in every hierarchy (it names them after the container)."""
-        found = []
-        for top in hierarchies():
-            for prefix in ("lxc.payload.", "lxc.monitor."):
-                path = top / f"{prefix}{container_id}"
-                if path.is_dir():
-                    found.append(path)
-        return found
-
     def pause(self, container_id: str) -> None:
         self._get(container_id)
-        cgroup_ops.set_frozen(CGROUP_ROOT, container_id, True)
+        self.layout.set_frozen(container_id, True)
 
     def unpause(self, container_id: str) -> None:
         self._get(container_id)
-        cgroup_ops.set_frozen(CGROUP_ROOT, container_id, False)
+        self.layout.set_frozen(container_id, False)
 
     def stats(self, container_id: str) -> ResourceUsage:
         self._get(container_id)
-        return cgroup_ops.usage(CGROUP_ROOT, container_id)
+        return self.layout.usage(container_id)
 
     def exec(self, container_id: str, spec: ExecSpec) -> ExecProcess:
         pids = self.processes(container_id)
@@ -152,8 +134,7 @@ class LxcDriver(MonitorDriver):
 
     def processes(self, container_id: str) -> list[int]:
         pids: list[int] = []
-        payload = (CGROUP_ROOT if unified() else CGROUP_ROOT / "pids") / f"lxc.payload.{container_id}"
-        for dirpath, _, files in os.walk(payload):
+        for dirpath, _, files in os.walk(self.layout.payload(container_id)):
             if "cgroup.procs" in files:
                 with open(os.path.join(dirpath, "cgroup.procs")) as f:
                     pids.extend(int(line) for line in f if line.strip())
@@ -162,20 +143,20 @@ class LxcDriver(MonitorDriver):
     def _remove_cgroups(self, container_id: str) -> None:
         """Remove what LXC left behind: its payload and monitor cgroups (kill stragglers first)
         and the shared ``lxc.pivot`` cgroup once it is empty."""
-        for path in self._cgroup_dirs(container_id):
+        for path in self.layout.directories(container_id):
             for dirpath, _, _ in sorted(os.walk(path), key=lambda entry: -len(entry[0])):
                 _kill_procs(Path(dirpath))
                 rmdir_cgroup(Path(dirpath), tries=200)
-        for top in hierarchies():
+        for pivot in self.layout.pivots():
             try:
-                (top / "lxc.pivot").rmdir()
+                pivot.rmdir()
             except OSError:
                 pass  # missing, or in use by another LXC container right now
 
     def release(self, container_id: str) -> None:
         c = self._containers.pop(container_id, None)
         try:  # a frozen process takes its SIGKILL only once thawed
-            cgroup_ops.set_frozen(CGROUP_ROOT, container_id, False)
+            self.layout.set_frozen(container_id, False)
         except (StateError, NotSupported, OSError):
             pass  # never started, already gone, or no freezer
         if c is not None and self._running(c):
