@@ -69,6 +69,8 @@ def test_a_container_whose_port_was_taken_is_killed_at_restart_leaving_nothing(t
         assert "its network could not be restored" in daemon.log()
     finally:
         taker.close()
+        if daemon.proc is not None and daemon.proc.poll() is not None:
+            daemon.start()  # killed above: its containers outlive it until a daemon removes them
         daemon.remove_all_containers()
         daemon.stop()
         unmount_below(daemon.base)
