@@ -38,7 +38,6 @@ import random
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tarfile
@@ -51,6 +50,7 @@ import httpx
 from bench_daemon import BenchDaemon
 from pyroute2 import IPRoute
 
+from moorage.core.contract.network import quiet_host_port
 from moorage.core.contract.registry.servers import RegistryServer
 from moorage.drivers.network import links
 from moorage.drivers.network.bridge import host_veth_name
@@ -58,10 +58,6 @@ from moorage.drivers.network.bridge import host_veth_name
 LONG = ["sleep", "100000"]
 #: a container with a published port: answers its own name on 80/tcp
 SERVE = ["sh", "-c", "mkdir -p /www && echo $HOSTNAME > /www/index.html && exec httpd -f -p 80 -h /www"]
-#: published host ports are drawn here, below the kernel's ephemeral ports and the daemons'
-#: own allocator (from 49153), which other daemons on this host use: one of them taking a port
-#: while the soak's daemon is down would be a real conflict, not the one under test
-HOST_PORTS = range(20000, 30000)
 #: how a container is networked: no network, the bridge, the bridge and a published port
 NETWORKS = {"none": {"NetworkDisabled": True}, "bridge": {}, "published": {"ExposedPorts": {"80/tcp": {}}}}
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -226,16 +222,6 @@ class Soak:
         names = sorted(n for n, c in self.containers.items() if predicate(c))
         return self.rng.choice(names) if names else None
 
-    def free_host_port(self) -> int:
-        while True:
-            port = self.rng.choice(HOST_PORTS)
-            with socket.socket() as probe:
-                try:
-                    probe.bind(("127.0.0.1", port))
-                    return port
-                except OSError:
-                    continue
-
     def one_operation(self, api: httpx.Client) -> None:
         ops = ["create"] * 4 + ["start"] * 3 + ["stop", "rm", "rm", "commit", "import", "tag", "rmi", "pull"]
         ops += ["build"] if self.rng.random() < 0.3 else []
@@ -254,7 +240,7 @@ class Soak:
                 self.inflight = ("start", name)
                 body = None
                 if self.containers[name]["net"] == "published":
-                    port = self.free_host_port()
+                    port = quiet_host_port(self.rng)
                     body = {"PortBindings": {"80/tcp": [{"HostIp": "127.0.0.1", "HostPort": str(port)}]}}
                 if api.post(f"/containers/{name}/start", json=body).status_code == 204:
                     self.containers[name]["running"] = True

@@ -5,8 +5,8 @@ behind while the daemon said it had exited)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
-import random
 import shutil
 import socket
 import time
@@ -15,24 +15,11 @@ from pathlib import Path
 
 from conftest import Daemon, import_image, unmount_below
 
-from moorage.core.contract.network import host_links, settle
+from moorage.core.contract.network import host_links, quiet_host_port, settle
 from moorage.drivers.network.bridge import host_veth_name
 
 from .conftest import free_test_subnet, remove_bridge_and_table
 from .test_daemon import SERVE, config
-
-
-def quiet_port() -> int:
-    """A free port on 127.0.0.1 below the daemons' allocator range (from 49153), which the
-    daemons of other tests on this host draw from: one of them must not take it first."""
-    while True:
-        port = random.randrange(20000, 30000)
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-                return port
-            except OSError:
-                continue
 
 
 def test_a_container_whose_port_was_taken_is_killed_at_restart_leaving_nothing(tmp_path_factory, busybox_tar):
@@ -47,7 +34,7 @@ def test_a_container_whose_port_was_taken_is_killed_at_restart_leaving_nothing(t
         with daemon.client() as api:
             cid = api.post("/containers/create", json={"Image": "busybox", "Cmd": SERVE,
                                                        "ExposedPorts": {"80/tcp": {}}}).json()["Id"]
-            binding = {"HostIp": "127.0.0.1", "HostPort": str(quiet_port())}
+            binding = {"HostIp": "127.0.0.1", "HostPort": str(quiet_host_port())}
             assert api.post(f"/containers/{cid}/start", json={"PortBindings": {"80/tcp": [binding]}}).status_code == 204
             data = api.get(f"/containers/{cid}/json").json()
             port = int(data["NetworkSettings"]["Ports"]["80/tcp"][0]["HostPort"])
@@ -70,7 +57,8 @@ def test_a_container_whose_port_was_taken_is_killed_at_restart_leaving_nothing(t
     finally:
         taker.close()
         if daemon.proc is not None and daemon.proc.poll() is not None:
-            daemon.start()  # killed above: its containers outlive it until a daemon removes them
+            with contextlib.suppress(RuntimeError):
+                daemon.start()  # killed above: its containers outlive it until a daemon removes them
         daemon.remove_all_containers()
         daemon.stop()
         unmount_below(daemon.base)
