@@ -209,7 +209,11 @@ COMMANDS = {"daemon": run_daemon, "version": run_version, "info": run_info, **in
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    signal.signal(signal.SIGPIPE, signal.SIG_DFL) if args.command != "daemon" else None
+    if args.command not in ("daemon", "bench"):
+        # `moorage drivers | head` ends quietly; the daemon and bench run drivers in-process,
+        # whose writes to a closed socket (a monitor or daemon that went away) must stay EPIPE
+        # errors, not a silent death by SIGPIPE
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     try:
         return COMMANDS[args.command](args)
     except MoorageError as exc:

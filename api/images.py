@@ -64,7 +64,7 @@ async def create(request: Request, kernel: KernelDep, images: ImagesDep) -> Resp
                                            lambda stream: images.import_tar(stream, source, repo, tag))
             return {"status": image.short_id}
 
-    return await json_stream(kernel, job)
+    return await json_stream(kernel.executor, job)
 
 
 async def insert(name: str, request: Request, kernel: KernelDep, images: ImagesDep,
@@ -88,7 +88,7 @@ async def insert(name: str, request: Request, kernel: KernelDep, images: ImagesD
             spool.seek(0)
             return {"status": containers.insert(name, url, path, spool)}
 
-    return await json_stream(kernel, job)
+    return await json_stream(kernel.executor, job)
 
 
 async def list_images(request: Request, kernel: KernelDep, images: ImagesDep) -> JSONResponse:

@@ -26,7 +26,7 @@ async def pull(request: Request, kernel: Kernel, distribution: Distribution) -> 
     name = request.query_params.get("fromImage", "")
     tag = request.query_params.get("tag", "")
     auth = header_auth(request)
-    return await json_stream(kernel, lambda progress: distribution.pull(name, tag, auth, progress) and None)
+    return await json_stream(kernel.executor, lambda progress: distribution.pull(name, tag, auth, progress) and None)
 
 
 async def push(name: str, request: Request, kernel: KernelDep, distribution: DistributionDep) -> Response:
@@ -52,7 +52,7 @@ async def push(name: str, request: Request, kernel: KernelDep, distribution: Dis
             progress({"status": line})
         return None
 
-    return await json_stream(kernel, job)
+    return await json_stream(kernel.executor, job)
 
 
 async def auth(request: Request, kernel: KernelDep, distribution: DistributionDep) -> Response:

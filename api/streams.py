@@ -3,7 +3,8 @@
 A streaming endpoint runs its blocking job in core's executor with a ``progress`` callback. The
 HTTP answer starts with the job's first message: an error raised before that is an ordinary
 HTTP error (status and plain text); after it, the status is already 200 and the error becomes
-the stream's last object, ``{"error": msg, "errorDetail": {"message": msg}}``.
+the stream's last object, ``{"error": msg, "errorDetail": {"message": msg}}``. ``stream_job``
+is that machinery for any encoding (the builder's plain-text output uses it too).
 """
 
 from __future__ import annotations
@@ -12,14 +13,16 @@ import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator, Callable
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
 from fastapi.responses import StreamingResponse
 
 from ..core.errors import MoorageError, storage_full
+from ..core.executor import Executor
 from ..core.humanize import progress_text
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: the order Go's JSONMessage struct gave its fields
 KEY_ORDER = ("status", "progress", "error", "id", "from", "time", "errorDetail")
@@ -137,51 +140,62 @@ class IterReader:
 _DONE = object()
 
 
-async def json_stream(kernel, job: Callable[[Callable[[dict], None]], Any]) -> StreamingResponse:
-    """Run ``job(progress)`` in core's executor and stream what it reports as 1.6 JSON.
+def error_text(exc: BaseException) -> str:
+    """What a stream says of an error that ends it: a typed error's message (a full disk is
+    ``StorageFull``), else the exception's type and text, with its traceback in the log."""
+    exc = storage_full(exc) or exc
+    if isinstance(exc, MoorageError):
+        return exc.message
+    log.error("streamed job failed", exc_info=exc)
+    return f"{type(exc).__name__}: {exc}"
 
-    ``job`` returns a final dict to send (or None). An exception before the first message is
-    raised here (an HTTP error); after it, it becomes the stream's error object.
+
+async def stream_job(executor: Executor, job: Callable[[Callable[[T], None]], Any], encode: Callable[[T], bytes],
+                     encode_error: Callable[[BaseException], bytes], media_type: str,
+                     early_error: Callable[[BaseException], BaseException] = lambda exc: exc) -> StreamingResponse:
+    """Run ``job(emit)`` in core's executor (to its end, even if the client goes away) and
+    stream ``encode(item)`` for each item it emits, as it emits it; a value ``job`` returns is
+    emitted last.
+
+    An exception before the first item is raised here as ``early_error(exc)`` (an HTTP
+    error); after it, the status is already 200 and ``encode_error(exc)`` ends the stream.
     """
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue = asyncio.Queue()
 
-    def progress(obj: dict) -> None:
-        loop.call_soon_threadsafe(queue.put_nowait, obj)
+    def emit(item: T) -> None:
+        loop.call_soon_threadsafe(queue.put_nowait, item)
 
     def run() -> None:
         try:
-            final = job(progress)
+            final = job(emit)
             if final:
-                progress(final)
+                emit(final)
             loop.call_soon_threadsafe(queue.put_nowait, _DONE)
         except BaseException as exc:  # handed to the event loop, which reports it
             loop.call_soon_threadsafe(queue.put_nowait, exc)
 
-    kernel.submit_waiting(run)  # the job runs to completion even if the client goes away
+    executor.submit_waiting(run)
     first = await queue.get()
     if isinstance(first, BaseException):
-        raise first
-    if first is _DONE:
-        first = None
+        raised = early_error(first)
+        if raised is first:
+            raise first
+        raise raised from first
 
     async def body() -> AsyncIterator[bytes]:
-        if first is None:
-            return
-        yield encode(first)
-        while True:
-            item = await queue.get()
-            if item is _DONE:
-                return
+        item = first
+        while item is not _DONE:
             if isinstance(item, BaseException):
-                item = storage_full(item) or item
-                if isinstance(item, MoorageError):
-                    text = item.message
-                else:
-                    log.error("streamed job failed", exc_info=item)
-                    text = f"{type(item).__name__}: {item}"
-                yield error_message(text)
+                yield encode_error(item)
                 return
             yield encode(item)
+            item = await queue.get()
 
-    return StreamingResponse(body(), media_type="application/json")
+    return StreamingResponse(body(), media_type=media_type)
+
+
+async def json_stream(executor: Executor, job: Callable[[Callable[[dict], None]], Any]) -> StreamingResponse:
+    """``stream_job`` in the 1.6 JSON progress stream: ``job(progress)`` reports dicts and may
+    return a final one; an error after the first message is the stream's error object."""
+    return await stream_job(executor, job, encode, lambda exc: error_message(error_text(exc)), "application/json")

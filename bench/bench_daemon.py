@@ -11,8 +11,9 @@ from pathlib import Path
 
 import httpx
 
-CONFIG = ('[graph]\ndriver = "overlay"\n[exec]\ndriver = "native"\n[network]\ndriver = "none"\n'
-          '[registry]\ndefault = "{registry}"\n')
+CONFIG = '[graph]\ndriver = "overlay"\n[exec]\ndriver = "native"\n{network}[registry]\ndefault = "{registry}"\n'
+#: no networking: bench daemons run beside others and must not take the host's default bridge
+NO_NETWORK = '[network]\ndriver = "none"\n'
 
 
 def free_port() -> int:
@@ -23,13 +24,14 @@ def free_port() -> int:
 
 class BenchDaemon:
     def __init__(self, base: Path, registry: str = "http://127.0.0.1:1", flags: list[str] = (),
-                 graph: str = "overlay") -> None:
+                 graph: str = "overlay", network: str = NO_NETWORK) -> None:
+        """``network``: the config's ``[network]`` tables (a bridge of the script's own)."""
         self.base = base
         self.root = base / "root"
         self.sock = base / "moorage.sock"
         self.log_path = base / "daemon.log"
         self.config = base / "daemon.toml"
-        self.config.write_text(CONFIG.format(registry=registry).replace('"overlay"', f'"{graph}"'))
+        self.config.write_text(CONFIG.format(registry=registry, network=network).replace('"overlay"', f'"{graph}"'))
         self.flags = list(flags)
         self.proc: subprocess.Popen | None = None
 

@@ -2,16 +2,25 @@
 
 One worker runs a random mix of create, start, stop, commit, rm, import, tag, rmi, build and
 pull (from a registry on loopback) through the API, and keeps a ledger of every request the
-daemon answered. A killer SIGKILLs the daemon after a random 0.2 to 2.5 s; the daemon is
-restarted on the same root (``-r=false``) and, after every restart, the checks run:
+daemon answered. The daemon's network driver is ``bridge``, on a bridge and nft table of the
+soak's own: containers run without a network (``NetworkDisabled``), on the bridge, or on the
+bridge with a published port (an httpd on 127.0.0.1). A killer SIGKILLs the daemon after a
+random 0.2 to 2.5 s; the daemon is restarted on the same root (``-r=false``) and, after every
+restart, the checks run:
 
 - every container and image whose request was answered is there and consistent: inspect
-  works, a running one still runs (live restore), an image's history resolves;
+  works, a running one still runs (live restore) with its address and published port, an
+  image's history resolves, and a published port still answers through the daemon;
 - the request in flight at the kill either happened fully (then it is whole, and joins the
-  ledger) or left no trace (a name it held is free again);
+  ledger) or left no trace (a name it held is free again; a build's intermediate containers
+  are gone);
 - an image of the ledger still mounts and starts: a container made on it runs ``true``;
-- nothing is orphaned: no mount under the root and no cgroup of a container that is not
-  running (for every container id the soak has seen).
+- nothing is orphaned (for every container id the soak has seen that is not running): no
+  mount below the soak's directory, cgroup, host veth, bridge port, nft map element or rule
+  beyond the table's own, monitor process (a process holding a file of the container), process
+  left in a killed daemon's session, or loop device on a file below the soak's directory. A
+  container's network namespace lives as long as a process in it or a mount of it, and takes
+  its veth pair with it: it is covered by those.
 
 Prints the kills, the checks and every violation; exit status 1 on any violation.
 ``--json`` prints one JSON line (tests/api/test_soak.py runs 20 kills).
@@ -26,8 +35,10 @@ import io
 import json
 import os
 import random
+import re
 import shutil
 import signal
+import subprocess
 import sys
 import tarfile
 import tempfile
@@ -37,11 +48,22 @@ from pathlib import Path
 
 import httpx
 from bench_daemon import BenchDaemon
+from pyroute2 import IPRoute
 
+from moorage.core.contract.network import quiet_host_port
 from moorage.core.contract.registry.servers import RegistryServer
+from moorage.drivers.network import links
+from moorage.drivers.network.bridge import host_veth_name
 
 LONG = ["sleep", "100000"]
+#: a container with a published port: answers its own name on 80/tcp
+SERVE = ["sh", "-c", "mkdir -p /www && echo $HOSTNAME > /www/index.html && exec httpd -f -p 80 -h /www"]
+#: how a container is networked: no network, the bridge, the bridge and a published port
+NETWORKS = {"none": {"NetworkDisabled": True}, "bridge": {}, "published": {"ExposedPorts": {"80/tcp": {}}}}
 CGROUP_ROOT = Path("/sys/fs/cgroup")
+CONTAINER_ID = re.compile(r"[0-9a-f]{64}")
+#: the kernel and the daemon's background threads take a moment to unmount and delete links
+SETTLE_SECONDS = 10
 
 
 def small_tar(name: str) -> bytes:
@@ -74,13 +96,83 @@ class Violation(Exception):
     pass
 
 
+def nft_table(table: str) -> list[dict] | None:
+    """The nftables JSON of ``ip <table>``, or None if there is no such table."""
+    done = subprocess.run(["nft", "-j", "list", "table", "ip", table], capture_output=True, text=True)
+    return json.loads(done.stdout)["nftables"] if done.returncode == 0 else None
+
+
+def nft_mappings(items: list[dict]) -> set[tuple[str, int]]:
+    """The published ports in the table's DNAT maps: ``(host ip or "", host port)``."""
+    found = set()
+    for item in items:
+        for element in item.get("map", {}).get("elem", []):
+            key = element[0]
+            if isinstance(key, dict) and "concat" in key:
+                found.add((str(key["concat"][0]), int(key["concat"][1])))
+            else:
+                found.add(("", int(key)))
+    return found
+
+
+def nft_rules(items: list[dict]) -> int:
+    return sum(1 for item in items if "rule" in item)
+
+
+def processes_holding(prefix: str) -> dict[int, set[str]]:
+    """pid -> the paths below ``prefix`` the process has open."""
+    held: dict[int, set[str]] = {}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            for fd in (proc / "fd").iterdir():
+                target = os.readlink(fd)
+                if target.startswith(prefix):
+                    held.setdefault(int(proc.name), set()).add(target)
+        except OSError:
+            continue  # gone, or a kernel thread
+    return held
+
+
+def session_of(pid: int) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rpartition(")")[2].split()[3])  # after the command: state, ppid, pgrp, session
+
+
+def loop_devices_below(prefix: str) -> list[str]:
+    found = []
+    for backing in Path("/sys/block").glob("loop*/loop/backing_file"):
+        try:
+            if backing.read_text().strip().startswith(prefix):
+                found.append(f"/dev/{backing.parent.parent.name}")
+        except OSError:
+            continue
+    return found
+
+
 class Soak:
     def __init__(self, base: Path, seed: int) -> None:
         self.base = base
         self.rng = random.Random(seed)
         self.registry = RegistryServer(base / "registry")
-        self.daemon = BenchDaemon(base, self.registry.url, ["-r=false"])
+        suffix = os.urandom(4).hex()  # names of the host's: unique to this run, whatever the seed
+        self.bridge, self.table = f"msoak{suffix}", f"moorage-soak-{suffix}"
+        network = (f'[network]\ndriver = "bridge"\n[network.bridge]\nname = "{self.bridge}"\n'
+                   f'table = "{self.table}"\nip_forward = false\n')
+        self.daemon = BenchDaemon(base, self.registry.url, ["-r=false"], network=network)
         self.root = self.daemon.root
+        #: the rules of the table a fresh daemon makes: more after a restart is a leak
+        self.table_rules = 0
+        #: pids of the daemons killed: nothing may stay in their sessions
+        self.killed_daemons: set[int] = set()
+        self.port_checks = 0
+        #: after the last check: (veths on the bridge, nft elements of published ports), and the most seen
+        self.network_seen = (0, 0)
+        self.network_most = (0, 0)
         # the ledger: what the daemon answered
         self.containers: dict[str, dict] = {}  # name -> {"id", "running", "cmd"}
         self.images: dict[str, str] = {"busybox:latest": ""}  # repo:tag -> image id
@@ -90,10 +182,8 @@ class Soak:
         self.counter = 0
         self.answered = 0
         self.violations: list[str] = []
-        #: intermediate containers of a build killed in flight: a known open bug (the build
-        #: leaves them, as Docker 0.6.5 left a failed build's), counted apart and removed
-        self.build_leftovers = 0
         self.checks = 0
+        self.kills = 0
 
     # -- the daemon -------------------------------------------------------------------------
     def start_daemon(self) -> None:
@@ -105,12 +195,17 @@ class Soak:
     def kill_daemon(self) -> None:
         self.daemon.proc.send_signal(signal.SIGKILL)
         self.daemon.proc.wait(30)
+        self.killed_daemons.add(self.daemon.proc.pid)
 
     def client(self, timeout: float = 60) -> httpx.Client:
         return self.daemon.client(timeout)
 
     def setup(self) -> None:
         self.start_daemon()
+        items = nft_table(self.table)
+        if items is None:
+            raise Violation(f"the bridge driver made no nft table {self.table}")
+        self.table_rules = nft_rules(items)
         self.images["busybox:latest"] = self.daemon.import_busybox()
         with self.client(120) as api:
             api.post(f"/images/{self.images['busybox:latest']}/tag", params={"repo": "soakbase"}).raise_for_status()
@@ -132,16 +227,22 @@ class Soak:
         ops += ["build"] if self.rng.random() < 0.3 else []
         op = self.rng.choice(ops)
         if op == "create":
-            name, cmd = self.name("c"), self.rng.choice([LONG, ["true"]])
-            self.inflight = ("create", name, cmd)
-            answer = api.post("/containers/create", params={"name": name}, json={"Image": "busybox", "Cmd": cmd})
+            name, net = self.name("c"), self.rng.choice(sorted(NETWORKS))
+            cmd = SERVE if net == "published" else self.rng.choice([LONG, ["true"]])
+            self.inflight = ("create", name, cmd, net)
+            answer = api.post("/containers/create", params={"name": name},
+                              json={"Image": "busybox", "Cmd": cmd, **NETWORKS[net]})
             if answer.status_code == 201:
-                self.containers[name] = {"id": answer.json()["Id"], "running": False, "cmd": cmd}
+                self.containers[name] = {"id": answer.json()["Id"], "running": False, "cmd": cmd, "net": net}
         elif op == "start":
-            name = self.pick(lambda c: not c["running"] and c["cmd"] == LONG)
+            name = self.pick(lambda c: not c["running"] and c["cmd"] != ["true"])
             if name:
                 self.inflight = ("start", name)
-                if api.post(f"/containers/{name}/start").status_code == 204:
+                body = None
+                if self.containers[name]["net"] == "published":
+                    port = quiet_host_port(self.rng)
+                    body = {"PortBindings": {"80/tcp": [{"HostIp": "127.0.0.1", "HostPort": str(port)}]}}
+                if api.post(f"/containers/{name}/start", json=body).status_code == 204:
                     self.containers[name]["running"] = True
         elif op == "stop":
             name = self.pick(lambda c: c["running"])
@@ -219,12 +320,11 @@ class Soak:
             if data["State"]["Running"] != expected["running"]:
                 self.violation(f"container {name}: Running is {data['State']['Running']}, the answered request "
                                f"left it {expected['running']}")
+            elif expected["running"]:
+                self.check_network_settings(name, expected["net"], data["NetworkSettings"] or {})
         for name in sorted(set(listed) - set(self.containers)):
-            if "> /built" in " ".join(listed[name].get("Command", "").split()):
-                self.build_leftovers += 1
-                api.delete(f"/containers/{name}", params={"force": 1})
-                continue
-            self.violation(f"container {name} is listed but no answered request made it")
+            self.violation(f"container {name} is listed but no answered request made it "
+                           f"({listed[name].get('Command', '')!r})")
         for tag, image_id in sorted(self.images.items()):
             answer = api.get(f"/images/{tag}/json")
             if answer.status_code != 200 or (image_id and answer.json()["id"] != image_id):
@@ -232,7 +332,40 @@ class Soak:
             elif api.get(f"/images/{tag}/history").status_code != 200:
                 self.violation(f"image {tag}: its history does not resolve")
         self.check_orphans(api)  # first: a container the next check removes unmounts in the background
+        self.check_published_port(api)
         self.check_image_starts(api)
+
+    def check_network_settings(self, name: str, net: str, settings: dict) -> None:
+        """A running container keeps its address (and published port) across the kill."""
+        address = settings.get("IPAddress") or ""
+        if (net == "none") != (not address):
+            self.violation(f"container {name} ({net}): IPAddress is {address!r} after the restart")
+        if net == "published" and not ((settings.get("Ports") or {}).get("80/tcp") or [{}])[0].get("HostPort"):
+            self.violation(f"container {name}: its published port is gone: {settings.get('Ports')}")
+
+    def check_published_port(self, api: httpx.Client) -> None:
+        """A running container's published port answers through the restarted daemon."""
+        name = self.pick(lambda c: c["running"] and c["net"] == "published")
+        if not name:
+            return
+        data = api.get(f"/containers/{name}/json").json()
+        port = data["NetworkSettings"]["Ports"]["80/tcp"][0]["HostPort"]
+        self.port_checks += 1
+        # httpd may have been starting at the kill, and a loaded machine (2 shared cores) may take
+        # seconds to answer: slow is not wrong, no answer in 30 s is
+        deadline = time.monotonic() + 3 * SETTLE_SECONDS
+        while True:
+            try:
+                text = httpx.get(f"http://127.0.0.1:{port}/index.html", timeout=SETTLE_SECONDS).text.strip()
+                if text == data["Config"]["Hostname"]:
+                    return
+                error = f"it answered {text[:100]!r}"
+            except httpx.HTTPError as exc:
+                error = f"{type(exc).__name__}: {exc}"
+            if time.monotonic() > deadline:
+                self.violation(f"container {name}: its published port 127.0.0.1:{port} does not answer: {error}")
+                return
+            time.sleep(0.2)
 
     def settle_inflight(self, api: httpx.Client) -> None:
         """The request in flight at the kill happened fully or left no trace."""
@@ -242,7 +375,8 @@ class Soak:
         if kind == "create":
             answer = api.get(f"/containers/{subject}/json")
             if answer.status_code == 200:
-                self.containers[subject] = {"id": answer.json()["ID"], "running": False, "cmd": self.inflight[2]}
+                self.containers[subject] = {"id": answer.json()["ID"], "running": False, "cmd": self.inflight[2],
+                                            "net": self.inflight[3]}
             else:
                 probe = api.post("/containers/create", params={"name": subject},
                                  json={"Image": "busybox", "Cmd": ["true"]})
@@ -305,25 +439,89 @@ class Soak:
             api.delete(f"/containers/{cid}")
 
     def check_orphans(self, api: httpx.Client) -> None:
-        running = set()
+        running: dict[str, dict] = {}  # full id -> inspect
         for row in api.get("/containers/json").json():
-            full = api.get(f"/containers/{row['Id']}/json").json()["ID"]
-            running.add(full)
-            self.seen_ids.add(full)
-        deadline = time.monotonic() + 10  # graph drivers unmount in the background
+            data = api.get(f"/containers/{row['Id']}/json").json()
+            running[data["ID"]] = data
+            self.seen_ids.add(data["ID"])
+        deadline = time.monotonic() + SETTLE_SECONDS  # mounts and links go in the background
         while True:
-            with open("/proc/self/mounts") as f:
-                mounts = [line.split()[1] for line in f if line.split()[1].startswith(str(self.root) + "/")]
-            orphans = [point for point in mounts if not any(cid in point for cid in running)]
+            orphans = self.orphans(running)
             if not orphans or time.monotonic() > deadline:
                 break
             time.sleep(0.2)
-        for point in orphans:
-            self.violation(f"orphaned mount {point}")
-        for cid in sorted(self.seen_ids - running):
+        for orphan in orphans:
+            self.violation(orphan)
+
+    def orphans(self, running: dict[str, dict]) -> list[str]:
+        """What is left of containers that are not running (empty: nothing)."""
+        found = []
+        base = str(self.base) + "/"
+        gone = self.seen_ids - set(running)
+        with open("/proc/self/mounts") as f:
+            mounts = [line.split()[1] for line in f if line.split()[1].startswith(base)]
+        found += [f"orphaned mount {point}" for point in mounts if not any(cid in point for cid in running)]
+        for cid in sorted(gone):
             for group in CGROUP_ROOT.glob(f"*/moorage/{cid}"):
                 procs = (group / "cgroup.procs").read_text().split() if (group / "cgroup.procs").exists() else []
-                self.violation(f"orphaned cgroup {group} of a container that is not running ({len(procs)} procs)")
+                found.append(f"orphaned cgroup {group} of a container that is not running ({len(procs)} procs)")
+        # processes: monitors hold their container's log, and nothing stays in a dead daemon's session
+        for pid, paths in sorted(processes_holding(str(self.root) + "/").items()):
+            if pid == self.daemon.proc.pid:
+                continue
+            owners = {m for path in paths for m in CONTAINER_ID.findall(path)}
+            if not owners or owners - set(running):
+                found.append(f"orphaned process {pid} ({self.command_of(pid)}) holding {sorted(paths)[:2]}")
+        for proc in Path("/proc").iterdir():
+            session = session_of(int(proc.name)) if proc.name.isdigit() else None
+            # a session whose leader lives again is a reused pid's, not a killed daemon's
+            if session in self.killed_daemons and not Path(f"/proc/{session}").exists():
+                found.append(f"process {proc.name} ({self.command_of(int(proc.name))}) outlived its daemon's session")
+        found += [f"orphaned loop device {device}" for device in loop_devices_below(base)]
+        found += self.network_orphans(running, gone)
+        return found
+
+    @staticmethod
+    def command_of(pid: int) -> str:
+        try:
+            return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")[:120]
+        except OSError:
+            return "?"
+
+    def network_orphans(self, running: dict[str, dict], gone: set[str]) -> list[str]:
+        """The bridge's ports are the veths of the running containers on it; no veth of another
+        container exists; the nft maps hold exactly the running containers' published ports,
+        and the table no rule beyond those a fresh daemon makes."""
+        found = []
+        on_bridge = {host_veth_name(self.bridge, cid) for cid, data in running.items()
+                     if (data["NetworkSettings"] or {}).get("IPAddress")}
+        with IPRoute() as ipr:
+            index = links.link_index(ipr, self.bridge)
+            names = {link.get("ifname"): link.get("IFLA_MASTER") for link in ipr.get_links()}
+        if index is None:
+            return [f"the bridge {self.bridge} is gone"]
+        ports = {name for name, master in names.items() if master == index}
+        found += [f"orphaned bridge port {name}" for name in sorted(ports - on_bridge)]
+        found += [f"running container's veth {name} is not on the bridge" for name in sorted(on_bridge - ports)]
+        for cid in sorted(gone):
+            if host_veth_name(self.bridge, cid) in names:
+                found.append(f"orphaned veth {host_veth_name(self.bridge, cid)} of container {cid[:12]}")
+        items = nft_table(self.table)
+        if items is None:
+            return [*found, f"the nft table {self.table} is gone"]
+        published = set()
+        for data in running.values():
+            for bindings in ((data["NetworkSettings"] or {}).get("Ports") or {}).values():
+                published |= {(b["HostIp"] if b["HostIp"] not in ("", "0.0.0.0") else "", int(b["HostPort"]))
+                              for b in bindings or []}
+        mapped = nft_mappings(items)
+        self.network_seen = (len(ports), len(mapped))
+        self.network_most = (max(self.network_most[0], len(ports)), max(self.network_most[1], len(mapped)))
+        found += [f"orphaned nft element {ip or '*'}:{port}" for ip, port in sorted(mapped - published)]
+        found += [f"published port {ip or '*'}:{port} has no nft element" for ip, port in sorted(published - mapped)]
+        if nft_rules(items) != self.table_rules:
+            found.append(f"the nft table has {nft_rules(items)} rules, a fresh one {self.table_rules}")
+        return found
 
     # -- the run ----------------------------------------------------------------------------
     def run(self, kills: int, report) -> None:
@@ -333,6 +531,7 @@ class Soak:
             worker.start()
             time.sleep(self.rng.uniform(0.2, 2.5))
             self.kill_daemon()
+            self.kills = number
             stop.set()
             worker.join(120)
             inflight = self.inflight
@@ -341,7 +540,8 @@ class Soak:
                 before = len(self.violations)
                 self.check(api)
             report(f"kill {number:3}: in flight {inflight[:2] if inflight else None}; ledger "
-                   f"{len(self.containers)} containers, {len(self.images)} images; "
+                   f"{len(self.containers)} containers, {len(self.images)} images; {self.network_seen[0]} veths on "
+                   f"the bridge, {self.network_seen[1]} published ports; "
                    f"{len(self.violations) - before} violations")
 
     def cleanup(self) -> None:
@@ -349,6 +549,19 @@ class Soak:
             self.daemon.stop()
         finally:
             self.registry.stop()
+            self.remove_network()
+
+    def remove_network(self) -> None:
+        """The bridge and the table, if the daemon's clean stop did not remove them (this run's
+        own names: nothing of anyone else's)."""
+        with IPRoute() as ipr:
+            index = links.link_index(ipr, self.bridge)
+            if index is not None:
+                for link in ipr.get_links():
+                    if link.get("IFLA_MASTER") == index:
+                        links.delete_link(ipr, link.get("ifname"))
+                links.delete_link(ipr, self.bridge)
+        subprocess.run(["nft", "delete", "table", "ip", self.table], capture_output=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -360,32 +573,40 @@ def main(argv: list[str] | None = None) -> int:
     if os.geteuid() != 0:
         print("soak.py needs root (mounts, namespaces, cgroups)", file=sys.stderr)
         return 2
+    # SIGTERM, and SIGINT even in a background job (which starts with it ignored), end the run
+    # through the cleanup below: containers, daemon, mounts, bridge, table
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     base = Path(tempfile.mkdtemp(prefix="moorage-soak-"))
     soak = Soak(base, args.seed)
     report = (lambda *_: None) if args.json else (lambda line: print(line, flush=True))
     started = time.monotonic()
-    error = ""
+    interrupted = False
     try:
         soak.setup()
         soak.run(args.kills, report)
     except Violation as exc:
-        error = str(exc)
-        soak.violations.append(error)
+        soak.violations.append(str(exc))
+    except KeyboardInterrupt:
+        interrupted = True
     finally:
         tracebacks = soak.daemon.tracebacks()
         soak.cleanup()
         log_tail = soak.daemon.log()[-4000:] if soak.violations else ""
         shutil.rmtree(base, ignore_errors=True)
-    result = {"kills": args.kills, "checks": soak.checks, "answered": soak.answered,
-              "violations": soak.violations, "build_leftovers": soak.build_leftovers,
+    result = {"kills": soak.kills, "interrupted": interrupted, "checks": soak.checks, "answered": soak.answered,
+              "violations": soak.violations, "port_checks": soak.port_checks,
+              "most_veths_on_bridge": soak.network_most[0], "most_published_ports": soak.network_most[1],
               "daemon_tracebacks": tracebacks,
               "seconds": round(time.monotonic() - started, 1), "log_tail": log_tail}
     if args.json:
         print(json.dumps(result))
     else:
-        print(f"{args.kills} kills, {soak.checks} checks after restarts, {soak.answered} requests answered, "
-              f"{len(soak.violations)} violations, {soak.build_leftovers} containers left by a killed build "
-              f"(known open bug), {tracebacks} tracebacks in the daemon log, "
+        stopped = " (interrupted)" if interrupted else ""
+        print(f"{soak.kills} kills{stopped}, {soak.checks} checks after restarts, {soak.answered} requests answered, "
+              f"{len(soak.violations)} violations, {soak.port_checks} published ports checked (up to "
+              f"{soak.network_most[0]} veths on the bridge and {soak.network_most[1]} published ports at a check), "
+              f"{tracebacks} tracebacks in the daemon log, "
               f"{result['seconds']} s")
         for violation in soak.violations:
             print("  " + violation)

@@ -141,6 +141,12 @@ class Runner:
                     with open(container.directory / "hosts", "wb") as f:
                         f.write(hosts_file(config["Hostname"], config["Domainname"], endpoint.ip_address,
                                            link_hosts))
+                # recorded before the command runs: a daemon killed from here on restores this
+                # run's address and ports, not a previous run's (bench/soak.py found that)
+                container.network = network_settings(endpoint)
+                container.internal.update(Endpoint=endpoint_to_json(endpoint))
+                if endpoint != Endpoint():
+                    self.containers.save(container, durable=False)
 
             spec = self.spec(container, rootfs, mounts, link_env, isolate)
             self._run_log_start[container.id] = log_position(container.log_path)
@@ -177,8 +183,9 @@ class Runner:
         container.internal.update(Endpoint=endpoint_to_json(endpoint))
         self._write_back_ports(container, endpoint)
         container.state.running, container.state.pid, container.state.ghost = True, pid, False
-        if endpoint != Endpoint():
-            # what only this start knows; the pid a restarted daemon gets from the exec driver
+        if container.host_config.get("PortBindings") and endpoint.ports:
+            # the ports written back; the endpoint was saved at the join, and the pid a
+            # restarted daemon gets from the exec driver
             self.containers.save(container, durable=False)
         self._set_console_size(container)
         # before the monitor exists: a plugin hears of every run's start before its exit
@@ -203,6 +210,7 @@ class Runner:
         self._started_monotonic.pop(container.id, None)
         container.state.running, container.state.pid = False, 0
         container.state.started_at = previous_start
+        container.network = dict(EMPTY_NETWORK)
         self.containers.save(container, durable=False)
 
     def _kill_started(self, container: Container) -> None:
@@ -560,11 +568,23 @@ class Runner:
                 pids = self.exec.processes(container.id)
                 container.state.pid = pids[0] if pids else 0
             network = self.network
+            lost = None
             if network is not None and container.internal.get("NetworkDriver") == network.name:
-                network.restore(container.id, endpoint_from_json(container.internal.get("Endpoint") or {}))
+                try:
+                    network.restore(container.id, endpoint_from_json(container.internal.get("Endpoint") or {}))
+                except Exception as exc:  # a published port taken while the daemon was down (Conflict)
+                    lost = exc
             container.exited.clear()
             container.cleaned.clear()
             self._monitor(container)
+            if lost is not None:
+                # re-adopted only to be killed: the exit then releases its rootfs, network and
+                # cgroups as any exit does (bench/soak.py found them orphaned)
+                log.error("container %s: its network could not be restored (%s); it is killed",
+                          short_id(container.id), lost)
+                container.stop_requested = True
+                self._thaw(container)
+                self._signal(container, signals.SIGKILL)
             return True
         try:
             code = self.exec.wait(container.id, timeout=0)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import random
 import select
 import signal
 import socket
@@ -101,6 +102,24 @@ def spawn_netns_process(timeout: float = 20) -> NetnsProcess:
         box.kill()
         raise RuntimeError("the test container process did not start")
     return box
+
+
+#: host ports below the kernel's ephemeral ports and the daemons' own allocator (from 49153),
+#: which every daemon on a host draws from: a test that needs a port nobody else takes
+#: while its daemon is down publishes one of these
+QUIET_HOST_PORTS = range(20000, 30000)
+
+
+def quiet_host_port(rng: random.Random | None = None) -> int:
+    """A port of ``QUIET_HOST_PORTS`` free on 127.0.0.1 now."""
+    while True:
+        port = (rng or random).choice(QUIET_HOST_PORTS)
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+                return port
+            except OSError:
+                continue
 
 
 def host_links() -> set[str]:

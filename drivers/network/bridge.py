@@ -121,6 +121,13 @@ def _same_namespace_as_host(pid: int) -> bool:
         raise DriverError(f"process {pid} does not exist: cannot join its network namespace") from None
 
 
+def host_veth_name(bridge: str, container_id: str) -> str:
+    """The host end of a container's veth pair on ``bridge``: derived from the container so
+    that a restarted daemon (which has no record of it) can still find and remove it."""
+    digest = hashlib.sha256(f"{bridge}/{container_id}".encode()).hexdigest()
+    return f"veth{digest[:10]}"
+
+
 class BridgeDriver(NetworkDriver):
     """Containers on a Linux bridge with NAT (see the module docstring)."""
 
@@ -203,10 +210,7 @@ class BridgeDriver(NetworkDriver):
 
     # -- endpoint state --------------------------------------------------------------------
     def _veth_name(self, container_id: str) -> str:
-        """The host end's name, derived from the container so that a restarted daemon (which
-        has no record of it) can still find and remove it."""
-        digest = hashlib.sha256(f"{self.bridge}/{container_id}".encode()).hexdigest()
-        return f"veth{digest[:10]}"
+        return host_veth_name(self.bridge, container_id)
 
     # -- publishing ------------------------------------------------------------------------
     def _publish(self, key: PortKey, binding: PortBinding, address: str) -> Forward:

@@ -33,6 +33,7 @@ from moorage.core.tags import DEFAULT_TAG, parse_repository_tag
 from . import add, cache
 from .context import download
 from .dockerfile import json_or_shell, json_or_single, parse, substitute
+from .interrupted import IntermediateRecord
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +81,8 @@ class Builder:
         self.config: dict = dict(cc.CONFIG_FIELDS)
         self.maintainer = ""
         self.context = Path()
+        #: set by ``build``: each intermediate container is noted there before it exists
+        self.record: IntermediateRecord | None = None
         #: containers made for RUN and ADD steps, removed after success with ``rm``
         self.intermediate: list[str] = []
         #: the ``ARG`` values in force: seen by RUN and by substitution, not kept in the image
@@ -88,7 +91,11 @@ class Builder:
 
     # -- the build ---------------------------------------------------------------------------
     def build(self, context: Path) -> str:
+        """Run the Dockerfile of ``context``, a directory inside the build's own directory
+        (``context.build_context``), which also holds ADD's scratch files and the record of
+        intermediate containers."""
         self.context = context
+        self.record = IntermediateRecord(context.parent)
         dockerfile = safe_join(context, self.options.dockerfile or "Dockerfile", follow_last=True)
         if not dockerfile.is_file():
             if (self.options.dockerfile or "Dockerfile") != "Dockerfile":
@@ -116,6 +123,8 @@ class Builder:
             for cid in self.intermediate:
                 self.containers.remove(cid, volumes=True)  # their volumes are nobody's
                 self.write(f"Removing intermediate container {short_id(cid)}\n")
+        # done with them: removed, or kept on purpose (no ``rm``); a kill now leaves them be
+        self.record.clear()
         if self.options.tag:
             repo, tag = parse_repository_tag(self.options.tag)
             self.images.tag(repo, tag or DEFAULT_TAG, self.image)
@@ -162,7 +171,7 @@ class Builder:
         self.image = image.id
 
     def _container(self, config: dict):
-        container, _ = self.containers.create(config)
+        container = self.record.create(self.containers, config)
         self.intermediate.append(container.id)
         return container
 

@@ -3,9 +3,11 @@
 It comes from the request body (a tar, plain or compressed, detected by magic bytes), from
 ``git clone`` of a ``remote=`` repository, or from a ``remote=`` http(s) URL that is the
 Dockerfile itself. It lives in ``<home>/build-<random>/context`` (home: ``<root>/builder``); the build's other
-scratch files (ADD downloads) go next to it, and the whole directory is removed when the build
-ends. Each build holds an exclusive ``flock`` on its ``.lock`` file while it runs, so the
-directories of builds a killed daemon left behind (unlocked) are swept by the next build.
+scratch files (ADD downloads) and the record of its intermediate containers
+(``interrupted.py``) go next to it, and the whole directory is removed when the build ends.
+Each build holds an exclusive ``flock`` on its ``.lock`` file while it runs; the directories
+of builds a killed daemon left behind are swept when the daemon starts again
+(``interrupted.sweep``).
 
 A tar is unpacked with the image-import safety rules (nothing escapes, no device nodes), so
 the context can be trusted to stay inside its directory.
@@ -15,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import logging
 import os
 import shutil
 import subprocess
@@ -29,29 +30,9 @@ from moorage.core.download import download as fetch
 from moorage.core.errors import InvalidParameter, Unavailable
 from moorage.core.store import ensure_dir
 
-log = logging.getLogger(__name__)
+from .interrupted import BUILD_PREFIX, LOCK, SETUP_PREFIX
 
-LOCK = ".lock"
 GIT_TIMEOUT = 600
-
-
-def sweep(directory: Path) -> None:
-    """Remove build directories no running build holds (left by a killed daemon)."""
-    for entry in directory.iterdir():
-        if not entry.name.startswith("build-"):
-            continue
-        try:
-            fd = os.open(entry / LOCK, os.O_RDWR | os.O_CLOEXEC)
-        except OSError:
-            continue  # not a build directory, or one still being set up
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            continue  # a build in progress
-        finally:
-            os.close(fd)
-        log.info("removing %s, left by an interrupted build", entry)
-        shutil.rmtree(entry, ignore_errors=True)
 
 
 def is_git_url(remote: str) -> bool:
@@ -92,12 +73,11 @@ def build_context(home: Path, body: BinaryIO | None, remote: str = "") -> Iterat
     ``Unavailable`` when a remote cannot be fetched.
     """
     directory = ensure_dir(home)
-    sweep(directory)
     # locked before it gets the name a sweep looks at
-    fresh = Path(tempfile.mkdtemp(prefix=".new-", dir=directory))
+    fresh = Path(tempfile.mkdtemp(prefix=SETUP_PREFIX, dir=directory))
     lock = os.open(fresh / LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     fcntl.flock(lock, fcntl.LOCK_EX)
-    base = directory / ("build-" + fresh.name.removeprefix(".new-"))
+    base = directory / (BUILD_PREFIX + fresh.name.removeprefix(SETUP_PREFIX))
     os.rename(fresh, base)
     context = base / "context"
     try:

@@ -13,26 +13,24 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
+from pathlib import Path
 
 from fastapi import Request, Response
-from fastapi.responses import StreamingResponse
 
 from moorage.api.params import ApiVersion, query_bool
-from moorage.api.streams import BodyReader
-from moorage.core.errors import InvalidParameter, JobFailed, MoorageError, NotSupported
+from moorage.api.streams import BodyReader, error_text, stream_job
+from moorage.core.errors import InvalidParameter, JobFailed, MoorageError, NotSupported, storage_full
 from moorage.core.executor import Executor
 from moorage.core.hookspecs import hookimpl
 from moorage.core.hookspecs.features import Feature, FeatureRoute
+from moorage.core.services import Services
 from moorage.core.tags import DEFAULT_TAG, parse_repository_tag, validate_repo_name, validate_tag_name
 
 from .builder import Builder, BuildOptions
 from .context import build_context
+from .interrupted import sweep
 
-log = logging.getLogger(__name__)
-
-_DONE = object()
 MEDIA_TYPE = "text/plain; charset=utf-8"
 
 
@@ -40,6 +38,12 @@ class BuilderFeature(Feature):
     """Builds images from a Dockerfile with the image, container, runner and distribution services."""
 
     name = "builder"
+
+    def __init__(self, services: Services, home: Path, executor: Executor) -> None:
+        super().__init__(services, home, executor)
+        # before the API listens: what builds the last daemon was killed in left behind
+        if services.containers is not None and services.runner is not None:
+            sweep(home, services.containers, services.runner)
 
     def routes(self) -> list[FeatureRoute]:
         return [FeatureRoute("POST", "/build", self.build)]
@@ -115,54 +119,26 @@ def _json_object(raw: str, name: str) -> dict:
     return value or {}
 
 
-def _text(exc: BaseException) -> str:
-    if isinstance(exc, MoorageError):
-        return exc.message
-    log.error("build failed", exc_info=exc)
-    return f"{type(exc).__name__}: {exc}"
+def _job_failed(exc: BaseException) -> BaseException:
+    """Docker's postBuild answered every failure before output with 500; a typed error (a bad
+    context or tag: 400; a full disk: 507) keeps its status, anything else is ``JobFailed`` (500)."""
+    exc = storage_full(exc) or exc
+    return exc if isinstance(exc, MoorageError) else JobFailed(error_text(exc))
 
 
 async def text_stream(executor: Executor, job: Callable[[Callable[[str], None]], None],
                       as_json: bool = False) -> Response:
     """Run ``job(write)`` in core's executor and stream what it writes as plain text, or as JSON
     messages (``as_json``); an error before the first output is raised as ``JobFailed`` (500)."""
-    loop = asyncio.get_running_loop()
-    queue: asyncio.Queue = asyncio.Queue()
 
-    def write(text: str) -> None:
-        if text:
-            loop.call_soon_threadsafe(queue.put_nowait, text)
+    def build(emit: Callable[[str], None]) -> None:
+        job(lambda text: emit(text) if text else None)
 
-    def run() -> None:
-        try:
-            job(write)
-            loop.call_soon_threadsafe(queue.put_nowait, _DONE)
-        except BaseException as exc:  # handed to the event loop, which reports it
-            loop.call_soon_threadsafe(queue.put_nowait, exc)
-
-    executor.submit_waiting(run)  # the build runs to its end even if the client goes away
-    first = await queue.get()
-    if isinstance(first, BaseException):
-        # Docker's postBuild answered every failure before output with 500; a typed error (a bad
-        # context or tag: 400) keeps its status, anything else is JobFailed (500)
-        raise first if isinstance(first, MoorageError) else JobFailed(_text(first)) from first
-
-    encode = json_message if as_json else str.encode
-
-    async def body() -> AsyncIterator[bytes]:
-        if first is _DONE:
-            return
-        yield encode(first)
-        while True:
-            item = await queue.get()
-            if item is _DONE:
-                return
-            if isinstance(item, BaseException):
-                yield json_error(_text(item)) if as_json else f"Error build: {_text(item)}\n".encode()
-                return
-            yield encode(item)
-
-    return StreamingResponse(body(), media_type="application/json" if as_json else MEDIA_TYPE)
+    if as_json:
+        return await stream_job(executor, build, json_message, lambda exc: json_error(error_text(exc)),
+                                "application/json", _job_failed)
+    return await stream_job(executor, build, str.encode, lambda exc: f"Error build: {error_text(exc)}\n".encode(),
+                            MEDIA_TYPE, _job_failed)
 
 
 @hookimpl
