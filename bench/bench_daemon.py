@@ -40,17 +40,27 @@ class BenchDaemon:
                 "-H", f"unix://{self.sock}", "-p", str(self.base / "moorage.pid"), *self.flags]
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.wait_answering(timeout)
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"the daemon exited with {self.proc.returncode}:\n{self.log()[-3000:]}")
+        with self.client(5) as api:
+            try:
+                if api.get("/_ping").status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+        raise RuntimeError(f"the daemon did not answer within {timeout} s")
+
+    def wait_answering(self, timeout: float) -> None:
+        """Until the running daemon answers ``/_ping`` (or ``timeout`` seconds pass)."""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"the daemon exited with {self.proc.returncode}:\n{self.log()[-3000:]}")
+        while time.monotonic() < deadline and self.proc is not None and self.proc.poll() is None:
             try:
                 with self.client(5) as api:
                     if api.get("/_ping").status_code == 200:
                         return
             except httpx.TransportError:
                 time.sleep(0.05)
-        raise RuntimeError(f"the daemon did not answer within {timeout} s")
 
     def client(self, timeout: float = 120) -> httpx.Client:
         return httpx.Client(transport=httpx.HTTPTransport(uds=str(self.sock)), base_url="http://moorage",
@@ -82,17 +92,26 @@ class BenchDaemon:
         A daemon found dead is started again first: its containers outlive it (live restore)."""
         if self.proc is not None and self.proc.poll() is not None:
             try:
-                self.start(timeout=60)
-            except RuntimeError:
-                pass
+                self.start(timeout=300)  # a root with hundreds of containers restores slowly
+            except RuntimeError as exc:
+                print(f"bench daemon: not restarted to remove its containers: {exc}", file=sys.stderr)
+        left: list[str] = []
         try:
             if self.proc is not None and self.proc.poll() is None:
+                self.wait_answering(300)  # interrupted while it started, it may not listen yet
                 with self.client(120) as api:
                     for row in api.get("/containers/json", params={"all": 1}).json():
-                        api.post(f"/containers/{row['Id']}/kill")
-                        api.delete(f"/containers/{row['Id']}")
-        except (httpx.HTTPError, ValueError):
-            pass
+                        try:  # one container that fails to go must not keep the others
+                            api.post(f"/containers/{row['Id']}/kill")
+                            api.delete(f"/containers/{row['Id']}")
+                        except httpx.HTTPError:
+                            pass
+                    left = [row["Id"] for row in api.get("/containers/json", params={"all": 1}).json()]
+        except (httpx.HTTPError, ValueError) as exc:
+            left = [f"(the container list: {exc})"]
+        if left:
+            print(f"bench daemon: {len(left)} container(s) could not be removed and may still run: "
+                  f"{', '.join(left[:5])}", file=sys.stderr)
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             try:

@@ -590,6 +590,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         interrupted = True
     finally:
+        # a second ^C or SIGTERM must not cut the cleanup short (it would leave containers running)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         tracebacks = soak.daemon.tracebacks()
         soak.cleanup()
         log_tail = soak.daemon.log()[-4000:] if soak.violations else ""
