@@ -1,4 +1,5 @@
 import re
+import uuid
 
 import pytest
 
@@ -74,3 +75,37 @@ def test_generated_names_are_unique(names):
     made = {names.generate(f"{i:064x}") for i in range(60)}
     assert len(made) == 60
     assert all(re.fullmatch(r"/[a-z]+_[a-z]+\d?|/[0-9a-f]{12}", n) for n in made)
+
+
+def test_names_are_read_and_written_from_many_threads_without_database_errors(tmp_path):
+    """The API serves requests on many threads over one connection: a read beside another
+    thread's insert got that insert's error (a create answered 500 "UNIQUE constraint
+    failed" under bench/load.py's 100 clients)."""
+    import threading
+
+    registry = NameRegistry(tmp_path / "names.db")
+    errors: list[str] = []
+
+    def create() -> None:
+        for _ in range(200):
+            try:
+                registry.generate(uuid.uuid4().hex * 2)
+            except Exception as exc:  # noqa: BLE001  (every failure is what the test counts)
+                errors.append(repr(exc))
+
+    def read() -> None:
+        for _ in range(2000):
+            try:
+                registry.all_names()
+                registry.resolve("/nobody")
+            except Exception as exc:  # noqa: BLE001
+                errors.append(repr(exc))
+
+    threads = [threading.Thread(target=create) for _ in range(4)] + [threading.Thread(target=read) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    registry.close()
+    assert errors == []
+    assert len(NameRegistry(tmp_path / "names.db").all_names()) == 800
