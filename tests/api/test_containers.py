@@ -42,6 +42,18 @@ def logs(api, cid, **params) -> bytes:
     return api.post(f"/containers/{cid}/attach", params=query).content
 
 
+def start_when_trapped(api, make, trap: str) -> str:
+    """A started shell loop that has installed ``trap`` (it prints ``trapped`` after): a signal
+    sent before the shell got that far would meet the default action, not the trap."""
+    cid = make(["/bin/sh", "-c", f"{trap}; echo trapped; while true; do sleep 0.1; done"])
+    assert api.post(f"/containers/{cid}/start").status_code == 204
+    deadline = time.monotonic() + 30
+    while b"trapped" not in logs(api, cid):
+        assert time.monotonic() < deadline, "the shell never installed its trap"
+        time.sleep(0.05)
+    return cid
+
+
 def test_create_answers_short_id_and_inspect_has_every_field(api, make, busybox_daemon):
     cid = make(["/bin/true"], name="inspected", Env=["A=1"])
     assert len(cid) == 12
@@ -152,8 +164,7 @@ def test_list_status_command_and_filters(api, make):
 
 
 def test_stop_restart_kill(api, make):
-    cid = make(["/bin/sh", "-c", "trap 'exit 7' TERM; while true; do sleep 0.1; done"])
-    api.post(f"/containers/{cid}/start")
+    cid = start_when_trapped(api, make, "trap 'exit 7' TERM")
     assert api.post(f"/containers/{cid}/stop", params={"t": 5}).status_code == 204
     assert api.get(f"/containers/{cid}/json").json()["State"]["ExitCode"] == 7
     assert api.post(f"/containers/{cid}/restart", params={"t": 1}).status_code == 204
@@ -164,8 +175,7 @@ def test_stop_restart_kill(api, make):
     state = api.get(f"/containers/{cid}/json").json()["State"]
     assert state["Running"] is False and state["ExitCode"] == 137
     assert api.post(f"/containers/{cid}/stop").status_code == 204  # stopping a stopped one is a no-op
-    ignores_term = make(["/bin/sh", "-c", "trap '' TERM; while true; do sleep 0.1; done"])
-    api.post(f"/containers/{ignores_term}/start")
+    ignores_term = start_when_trapped(api, make, "trap '' TERM")
     assert api.post(f"/containers/{ignores_term}/stop", params={"t": 1}).status_code == 204
     assert api.get(f"/containers/{ignores_term}/json").json()["State"]["ExitCode"] == 137
     assert api.post(f"/containers/{cid}/kill", params={"signal": "SIGBOGUS"}).status_code == 400
