@@ -55,7 +55,7 @@ def api_cycles(base: Path, graph: str, exec_driver: str, network: str, cycles: i
     (base / "daemon.toml").write_text(config)
     proc = subprocess.Popen([sys.executable, "-m", "moorage.api.cli", "daemon", "--config", str(base / "daemon.toml"),
                              "-g", str(base / "root"), "-H", f"unix://{sock}", "-p", str(base / "pid")],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+                            stdout=subprocess.DEVNULL, stderr=open(base / "daemon.log", "wb"), start_new_session=True)
     try:
         client = UnixConnection(sock)
         for _ in range(300):
@@ -64,6 +64,9 @@ def api_cycles(base: Path, graph: str, exec_driver: str, network: str, cycles: i
                     break
             except OSError:
                 client.close()
+                if proc.poll() is not None:  # say why, not a connection error further on
+                    raise SystemExit(f"the {graph} + {exec_driver} + {network} daemon exited with {proc.returncode}:\n"
+                                     + (base / "daemon.log").read_text(errors="replace")[-2000:]) from None
                 time.sleep(0.05)
         status, _ = client.call("POST", "/images/create?fromSrc=-&repo=busybox", body=tar.read_bytes())
         assert status == 200, status
