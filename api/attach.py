@@ -19,7 +19,8 @@ from pathlib import Path
 from fastapi import Request, Response, WebSocket, WebSocketDisconnect
 
 from ..core.hookspecs.exec import Attachment, Stream
-from ..core.logs import read_log
+from ..core.logs import LogPosition, read_log
+from ..core.runner import PendingAttach, StreamSource
 from .errors import plain
 from .hijack import RawConnection, hijack, wants_upgrade
 from .params import ApiVersion, ContainersDep, KernelDep, RunnerDep, parse_bool, query_bool
@@ -51,11 +52,13 @@ async def copy_output(kernel, source: Attachment, out: OutputWriter, wanted: dic
             await out.write(which, data)
 
 
-async def replay_log(kernel, path: Path, wanted: dict[Stream, bool]) -> AsyncIterator[tuple[Stream, bytes]]:
-    """The log's entries of the wanted streams, read from disk in the kernel's executor about
-    ``REPLAY_BATCH`` bytes at a time: the daemon holds one batch, whatever the log's size."""
+async def replay_log(kernel, path: Path, wanted: dict[Stream, bool], until: LogPosition | None = None
+                     ) -> AsyncIterator[tuple[Stream, bytes]]:
+    """The log's entries of the wanted streams (up to ``until``), read from disk in the kernel's
+    executor about ``REPLAY_BATCH`` bytes at a time: the daemon holds one batch, whatever the
+    log's size."""
     streams = tuple(s.name.lower() for s, on in wanted.items() if on)
-    entries = read_log(path, streams)
+    entries = read_log(path, streams, until=until)
 
     def batch() -> list[tuple[Stream, bytes]]:
         out, size = [], 0
@@ -80,6 +83,8 @@ async def attach(name: str, request: Request, kernel: KernelDep, containers: Con
     logs, stream = query_bool(request, "logs"), query_bool(request, "stream")
     want_stdin, want_stdout, want_stderr = (query_bool(request, n) for n in ("stdin", "stdout", "stderr"))
     container = await kernel.run_blocking(containers.get, name)  # 404 before the takeover
+    # the stream's source is fixed before the client is answered (``Runner.attach_stream``)
+    source = await kernel.run_waiting(runner.attach_stream, container.id) if stream else None
     raw = hijack(request.scope)
     try:
         await raw.send_status(upgrade=wants_upgrade(request.headers))
@@ -87,25 +92,27 @@ async def attach(name: str, request: Request, kernel: KernelDep, containers: Con
         out = OutputWriter(raw, multiplex=not tty and version >= 1.6)
         wanted = {Stream.STDOUT: want_stdout, Stream.STDERR: want_stderr}
         if logs:
-            async with contextlib.aclosing(replay_log(kernel, container.log_path, wanted)) as replay:
+            until = source.log_end if source is not None else None  # after it: the stream's
+            async with contextlib.aclosing(replay_log(kernel, container.log_path, wanted, until)) as replay:
                 async for which, data in replay:  # a client gone mid-replay closes the files at once
                     await out.write(which, data)
-        if stream:
-            await _stream(kernel, runner, container, raw, out, wanted,
+        if source is not None:
+            await _stream(kernel, runner, container, source, raw, out, wanted,
                           want_stdin and container.config["OpenStdin"], tty)
     except (ConnectionError, OSError):
         pass
     finally:
         raw.close()
+        if source is not None:
+            await kernel.run_blocking(source.close)
     return Response()
 
 
-async def _stream(kernel, runner, container, raw: RawConnection, out: OutputWriter, wanted, stdin: bool,
-                  tty: bool) -> None:
-    if container.state.running:
-        container, attachment = await kernel.run_blocking(runner.attach, container.id)
-    else:
-        attachment = await _wait_for_start(kernel, runner, container, raw)
+async def _stream(kernel, runner, container, source: StreamSource, raw: RawConnection, out: OutputWriter,
+                  wanted, stdin: bool, tty: bool) -> None:
+    attachment = source.attachment
+    if source.pending is not None:
+        attachment = await _wait_for_start(kernel, source.pending, raw)
     if attachment is None:
         return
     stdin_once = bool(container.config["StdinOnce"]) and not tty
@@ -146,10 +153,9 @@ async def _stream(kernel, runner, container, raw: RawConnection, out: OutputWrit
         await kernel.run_blocking(attachment.close)
 
 
-async def _wait_for_start(kernel, runner, container, raw: RawConnection):
+async def _wait_for_start(kernel, pending: PendingAttach, raw: RawConnection):
     """Wait until the container starts (or the client goes away): Docker attached to a stopped
     container's output streams, which carried the output of its next start."""
-    pending = await kernel.run_waiting(runner.attach_when_started, container.id)
     waiter = asyncio.ensure_future(kernel.run_waiting(pending.wait))
     gone = asyncio.ensure_future(raw.closed.wait())
     await asyncio.wait({waiter, gone}, return_when=asyncio.FIRST_COMPLETED)

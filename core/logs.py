@@ -250,15 +250,24 @@ def open_log(path: Path) -> list[BinaryIO]:
     raise OSError(f"the log {path} kept changing while it was opened")
 
 
-def read_log(path: Path, streams: tuple[str, ...] = STREAMS, since: LogPosition | None = None
-             ) -> Iterator[LogEntry]:
+def read_log(path: Path, streams: tuple[str, ...] = STREAMS, since: LogPosition | None = None,
+             until: LogPosition | None = None) -> Iterator[LogEntry]:
     """The entries of a log in order, every rotated file first, limited to ``streams``, after
-    ``since`` (from ``log_position``; what was rotated away is gone). Streams from disk: one
-    line in memory at a time. A torn last line (a writer killed mid-write) is skipped. Close
-    the iterator (or exhaust it) to close the files."""
+    ``since`` and up to ``until`` (both from ``log_position``; what was rotated away is gone,
+    and what was written after ``until`` is left out). Streams from disk: one line in memory
+    at a time. A torn last line (a writer killed mid-write) is skipped. Close the iterator (or
+    exhaust it) to close the files."""
     entries = follow_log(path, since)
+    in_until_file = False  # the file ``until`` points into has been reached
     try:
-        for entry, _ in entries:
+        for entry, position in entries:
+            if until is not None:
+                if position.inode == until.inode:
+                    in_until_file = True
+                    if position.offset > until.offset:
+                        return
+                elif in_until_file or not until.inode:  # a newer file, or there was no log then
+                    return
             if entry.stream in streams:
                 yield entry
     finally:

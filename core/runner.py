@@ -15,6 +15,7 @@ import logging
 import signal as signals
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from . import container_config as cc
@@ -479,17 +480,24 @@ class Runner:
         except (StateError, NotFound):
             return container, None
 
-    def attach_when_started(self, name: str) -> PendingAttach:
-        """A ``PendingAttach`` that gets an attachment when the container next starts (today's
-        docker CLI attaches before it starts a container), or at once if it runs."""
+    def attach_stream(self, name: str) -> StreamSource:
+        """Where an attach's stream comes from: a running container's stdio, else a
+        ``PendingAttach`` that gets the stdio of its next start (today's docker CLI attaches
+        before it starts a container). Decided before the client is answered: the CLI sends
+        the start as soon as it is, and a run that starts and ends in between must not leave
+        the attach waiting for a next start that never comes."""
         container = self.containers.get(name)
-        pending = PendingAttach()
         with container.lock:  # a start in progress finishes first: then it is running
+            log_end = log_position(container.log_path)
+            if container.state.running:
+                try:
+                    return StreamSource(log_end, attachment=self.exec.attach(container.id))
+                except (StateError, NotFound):  # it has just ended: its output is in the log
+                    return StreamSource(log_position(container.log_path))
+            pending = PendingAttach()
             with self._waiting_lock:
                 self._waiting.setdefault(container.id, []).append(pending)
-            if container.state.running:
-                self._connect_waiting(container)
-        return pending
+            return StreamSource(log_end, pending=pending)
 
     def _connect_waiting(self, container: Container) -> None:
         with self._waiting_lock:
@@ -634,6 +642,26 @@ class PendingAttach:
         if self.attachment is not None:
             self.attachment.close()
 
+
+
+@dataclass
+class StreamSource:
+    """An attach's stream (``Runner.attach_stream``): a running container's ``attachment``, or
+    the ``pending`` attachment of its next start, or neither (it has just ended). ``log_end``
+    is where the log ended when this was decided: a replay of the log (``logs=1``) stops
+    there, and what comes after is the stream's."""
+
+    log_end: LogPosition
+    attachment: Attachment | None = None
+    pending: PendingAttach | None = None
+
+    def close(self) -> None:
+        """The attach is over: a pending one is cancelled (a later start attaches nobody), and
+        the attachment, given now or by a start meanwhile, closed (closing twice is harmless)."""
+        if self.pending is not None:
+            self.pending.cancel()
+        if self.attachment is not None:
+            self.attachment.close()
 
 def requested_ports(config: dict, hc: dict) -> dict[str, list[PortBinding]]:
     """Every exposed port, with the bindings asked for; PublishAllPorts gives unbound ones a

@@ -142,6 +142,21 @@ class Daemon:
             self.proc.kill()
             self.proc.wait(10)
 
+    def dispose(self, mounts_below: Path | None = None) -> None:
+        """A test's end: its containers removed (they outlive the daemon by design), the daemon
+        stopped, whatever is mounted below ``mounts_below`` (its directory by default)
+        unmounted, and the directory removed."""
+        self.remove_all_containers()
+        self.stop()
+        unmount_below(mounts_below or self.base)
+        shutil.rmtree(self.base, ignore_errors=True)
+
+    def __enter__(self) -> Daemon:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.dispose()
+
 
 NETWORK_DRIVER = '''
 from moorage.core.errors import DriverError, NotSupported
@@ -258,11 +273,18 @@ def daemon_factory(tmp_path_factory):
     # leaves the first one dead; its directory, that root included, must stay until the live
     # daemon has removed the containers (else their cgroups outlive them: run 3's leak)
     for d in reversed(made):
-        d.remove_all_containers()
-        d.stop()
-        unmount_below(d.base)
-        shutil.rmtree(d.base, ignore_errors=True)
+        d.dispose()
 
+
+
+@pytest.fixture
+def registry(tmp_path):
+    """A real registry (Debian's ``docker-registry``) on loopback, stopped at the test's end."""
+    from moorage.core.contract.registry.servers import RegistryServer
+
+    server = RegistryServer(tmp_path / "registry")
+    yield server
+    server.stop()
 
 @pytest.fixture
 def daemon(daemon_factory) -> Daemon:
@@ -563,15 +585,9 @@ def exec_driver(request) -> str:
 @contextlib.contextmanager
 def busybox_daemon_in(base: Path, busybox_tar: Path, config: str, flags: list[str] | None = None):
     """A started daemon in ``base`` with busybox imported; stopped and cleaned up at the end."""
-    d = Daemon(base, config, flags).start()
-    try:
+    with Daemon(base, config, flags).start() as d:
         d.image_id = import_image(d, busybox_tar)
         yield d
-    finally:
-        d.remove_all_containers()
-        d.stop()
-        unmount_below(d.base)
-        shutil.rmtree(d.base, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

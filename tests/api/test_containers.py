@@ -299,6 +299,34 @@ def test_attach_tty_is_raw_and_detach_keeps_process(api, make, busybox_daemon):
     assert api.get(f"/containers/{cid}/json").json()["State"]["Running"] is True  # half-close only detached
 
 
+def test_an_attach_answered_before_a_start_gets_that_run_however_quickly_it_ends(api, make, busybox_daemon):
+    """Today's docker CLI attaches, and starts the container once the attach is answered. A run
+    that starts and ends before the attach has found its stream must still reach it: here the
+    attach (``logs=1&stream=1``) replays a long previous run that the client does not read yet,
+    so the replay blocks on the full socket while the next run starts and ends. (The attach used
+    to look for a running container only after its replay, then wait for a next start that never
+    came: ``docker run --rm`` hung under load.)"""
+    lines = 50_000  # its frames (750 kB) fill the socket's buffers several times over
+    cid = make(["/bin/sh", "-c", f"if [ -e /ran ]; then echo second; else touch /ran; seq 1 {lines}; fi"])
+    assert api.post(f"/containers/{cid}/start").status_code == 204
+    assert api.post(f"/containers/{cid}/wait").json()["StatusCode"] == 0
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(60)
+    s.connect(str(busybox_daemon.sock))
+    s.sendall(f"POST /v1.6/containers/{cid}/attach?logs=1&stream=1&stdout=1 HTTP/1.1\r\nHost: x\r\n"
+              "Content-Length: 0\r\n\r\n".encode())
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += s.recv(4096)
+    assert api.post(f"/containers/{cid}/start").status_code == 204
+    assert api.post(f"/containers/{cid}/wait").json()["StatusCode"] == 0  # the second run is over
+    while chunk := s.recv(1 << 20):  # a daemon with the old order never ends this stream
+        data += chunk
+    s.close()
+    output = b"".join(payload for _, payload in frames(data.partition(b"\r\n\r\n")[2])).decode()
+    assert output.splitlines() == [str(n) for n in range(1, lines + 1)] + ["second"]
+
+
 def test_attach_unknown_container_is_a_plain_404(busybox_daemon, api):
     response = api.post("/containers/nope/attach", params={"stream": 1})
     assert response.status_code == 404 and response.text == "No such container: nope\n"

@@ -15,9 +15,7 @@ import time
 import uuid
 
 import pytest
-from conftest import CONTAINER_CONFIG, import_image, loop_filesystem, stream_objects, unmount_below
-
-from moorage.core.contract.registry.servers import RegistryServer
+from conftest import CONTAINER_CONFIG, import_image, loop_filesystem, stream_objects
 
 pytestmark = [
     pytest.mark.skipif(shutil.which("docker-registry") is None, reason="Debian's docker-registry package is needed"),
@@ -39,13 +37,6 @@ def small_fs(tmp_path):
 
 
 @pytest.fixture
-def registry(tmp_path):
-    server = RegistryServer(tmp_path / "registry")
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 def full_daemon(daemon_factory, small_fs, registry, busybox_tar):
     """A daemon whose root is on ``small_fs``, with busybox imported. Its containers are removed
     and it is stopped before ``small_fs`` is unmounted (this fixture's finalizer runs first)."""
@@ -57,9 +48,7 @@ def full_daemon(daemon_factory, small_fs, registry, busybox_tar):
         import_image(d, busybox_tar)
         yield d
     finally:
-        d.remove_all_containers()
-        d.stop()
-        unmount_below(small_fs)
+        d.dispose(mounts_below=small_fs)
 
 
 def random_tar(mib: int) -> bytes:

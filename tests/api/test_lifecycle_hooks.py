@@ -11,14 +11,11 @@ from hook_recorder import RECORDER, recorded_calls
 def hooked(tmp_path_factory, busybox_tar, request):
     site = tmp_path_factory.mktemp("site")
     make_distribution(site, "moorage-recorder", {"recorder": RECORDER}, {"recorder": "recorder"})
-    from conftest import Daemon, unmount_below
+    from conftest import Daemon
 
-    d = Daemon(tmp_path_factory.mktemp("hooked"), CONTAINER_CONFIG.format(graph="overlay", exec="native"),
-               env={"PYTHONPATH": str(site)}).start()
-    yield d
-    d.remove_all_containers()
-    d.stop()
-    unmount_below(d.base)
+    with Daemon(tmp_path_factory.mktemp("hooked"), CONTAINER_CONFIG.format(graph="overlay", exec="native"),
+                env={"PYTHONPATH": str(site)}).start() as d:
+        yield d
 
 
 def calls(d, until=lambda found: True) -> list[dict]:

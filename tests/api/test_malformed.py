@@ -8,16 +8,11 @@ import pytest
 
 @pytest.fixture(scope="module")
 def api(tmp_path_factory):
-    from conftest import Daemon, unmount_below
+    from conftest import Daemon
 
-    d = Daemon(tmp_path_factory.mktemp("malformed")).start()
-    try:
-        with d.client() as client:
-            client.daemon = d
-            yield client
-    finally:
-        d.stop()
-        unmount_below(d.base)
+    with Daemon(tmp_path_factory.mktemp("malformed")).start() as d, d.client() as client:
+        client.daemon = d
+        yield client
 
 
 @pytest.mark.parametrize("address", ["\U0010a10bâ1Ô|[x", "[None", "ÒVª¬*[", "http://×/", "http://[::1"])

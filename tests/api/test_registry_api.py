@@ -20,13 +20,6 @@ USER, PASSWORD = "moorage", "s3cret-pass"
 
 
 @pytest.fixture
-def registry(tmp_path):
-    server = RegistryServer(tmp_path / "registry")
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 def htpasswd_registry(tmp_path):
     base = tmp_path / "secure"
     base.mkdir()

@@ -75,18 +75,13 @@ def tail_has(path: Path, needle: bytes) -> bool:
 
 @pytest.fixture(scope="module")
 def log_daemon(tmp_path_factory, busybox_tar, exec_driver):
-    from conftest import Daemon, unmount_below
+    from conftest import Daemon
 
     base = tmp_path_factory.mktemp(f"logs-{exec_driver}")
     config = CONTAINER_CONFIG.format(graph="overlay", exec=exec_driver)
-    d = Daemon(base, config + f'[logs]\nmax-size = "{MAX_SIZE // MIB}m"\nmax-file = {MAX_FILE}\n').start()
-    try:
+    with Daemon(base, config + f'[logs]\nmax-size = "{MAX_SIZE // MIB}m"\nmax-file = {MAX_FILE}\n').start() as d:
         import_image(d, busybox_tar)
         yield d
-    finally:
-        d.remove_all_containers()
-        d.stop()
-        unmount_below(d.base)
 
 
 def test_a_long_line_without_newline(log_daemon, exec_driver, record_property):

@@ -129,21 +129,29 @@ time.sleep(1000)
 """
 
 
+def start_and_kill_daemon(runner, spec, daemon_script: str, shell_command: str) -> tuple[int, int]:
+    """Run ``daemon_script`` as a stand-in daemon that starts ``spec`` (running ``shell_command``)
+    and prints the container's pid and its zygote's, then SIGKILL it. Returns the two pids; the
+    runner's finalizer cleans up the container whatever the test does next."""
+    daemon = subprocess.Popen([sys.executable, "-c", daemon_script, str(runner.home), str(spec.rootfs),
+                               str(spec.state_dir), spec.container_id, shell_command],
+                              stdout=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        pid, zygote = map(int, daemon.stdout.readline().split())
+    finally:
+        daemon.kill()
+        daemon.wait()
+    runner.specs.append(spec)
+    runner.pids.append(pid)
+    return pid, zygote
+
+
 class TestDaemonKill(ExecFixtures):
     def test_containers_survive_a_sigkilled_daemon(self, runner, make_spec):
         """A real process plays the daemon and is SIGKILLed while its container writes output."""
         spec = make_spec(["unused"], open_stdin=True)
         script = "i=0; while read x; do i=$((i+1)); echo line $i $x; if [ $x = end ]; then exit 3; fi; done"
-        daemon = subprocess.Popen([sys.executable, "-c", DAEMON_SCRIPT, str(runner.home), str(spec.rootfs),
-                                   str(spec.state_dir), spec.container_id, script],
-                                  stdout=subprocess.PIPE, text=True, start_new_session=True)
-        try:
-            pid, zygote = map(int, daemon.stdout.readline().split())
-        finally:
-            daemon.kill()
-            daemon.wait()
-        runner.specs.append(spec)  # the finalizer cleans up whatever happens next
-        runner.pids.append(pid)
+        pid, zygote = start_and_kill_daemon(runner, spec, DAEMON_SCRIPT, script)
         wait_for(lambda: not alive(zygote), what="the zygote to notice the daemon is gone")
         assert alive(pid)
         spec.log_path = spec.state_dir / "log.json"
@@ -170,16 +178,7 @@ class TestDaemonKill(ExecFixtures):
         script = DAEMON_SCRIPT.replace(
             "print(driver.start(spec), driver._zygote.pid, flush=True)",
             "driver.start(spec, lambda pid: (print(pid, driver._zygote.pid, flush=True), time.sleep(1000)))")
-        daemon = subprocess.Popen([sys.executable, "-c", script, str(runner.home), str(spec.rootfs),
-                                   str(spec.state_dir), spec.container_id, "true"],
-                                  stdout=subprocess.PIPE, text=True, start_new_session=True)
-        try:
-            pid, zygote = map(int, daemon.stdout.readline().split())
-        finally:
-            daemon.kill()
-            daemon.wait()
-        runner.specs.append(spec)
-        runner.pids.append(pid)
+        pid, zygote = start_and_kill_daemon(runner, spec, script, "true")
         wait_for(lambda: not alive(pid), what="the monitor to kill the half-started container")
         wait_for(lambda: not probe().container(spec.container_id).exists(), what="the monitor to remove the cgroups")
         wait_for(lambda: not alive(zygote), what="the zygote to exit")

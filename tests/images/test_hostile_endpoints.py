@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import io
 import json
-import shutil
 import tarfile
 import time
 import uuid
 
 import pytest
-from conftest import CONTAINER_CONFIG, Daemon, import_image, unmount_below
+from conftest import CONTAINER_CONFIG, busybox_daemon_in
 
 from moorage.core.contract.archives import ISSUE_CASES, Entry, build_tar, plant_canaries, tree_state
 
@@ -30,16 +29,9 @@ def graph_daemon(request, tmp_path_factory, busybox_tar):
     flags = []
     if request.param == "btrfs":
         flags = ["-g", str(request.getfixturevalue("btrfs_mount") / f"root-{uuid.uuid4().hex[:8]}")]
-    d = Daemon(base, CONTAINER_CONFIG.format(graph=request.param, exec="native"), flags=flags)
-    try:
-        d.start()
-        d.image_id = import_image(d, busybox_tar)
+    with busybox_daemon_in(base, busybox_tar, CONTAINER_CONFIG.format(graph=request.param, exec="native"),
+                           flags) as d:
         yield d
-    finally:
-        d.remove_all_containers()
-        d.stop()
-        unmount_below(d.base)
-        shutil.rmtree(d.base, ignore_errors=True)
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ stops, even after a SIGKILL and a restart. Uses a test-only bridge, table and su
 from __future__ import annotations
 
 import ipaddress
-import shutil
 import socket
 import subprocess
 import time
@@ -13,7 +12,7 @@ import uuid
 
 import httpx
 import pytest
-from conftest import Daemon, import_image, tracked_docker_py, unmount_below
+from conftest import Daemon, import_image, tracked_docker_py
 from pyroute2 import IPRoute
 
 from moorage.core.contract.network import host_links, new_links, settle
@@ -41,10 +40,7 @@ def net(tmp_path_factory, busybox_tar, exec_driver):
         daemon.bridge, daemon.table, daemon.bip = name, table, bip
         yield daemon
     finally:
-        daemon.remove_all_containers()
-        daemon.stop()
-        unmount_below(daemon.base)
-        shutil.rmtree(daemon.base, ignore_errors=True)
+        daemon.dispose()
         remove_bridge_and_table(name, table)
 
 
@@ -164,10 +160,7 @@ def test_sigkill_restart_restores_ports_and_stop_cleans_up(tmp_path_factory, bus
         tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
         assert table not in tables
     finally:
-        daemon.remove_all_containers()
-        daemon.stop()
-        unmount_below(daemon.base)
-        shutil.rmtree(daemon.base, ignore_errors=True)
+        daemon.dispose()
         remove_bridge_and_table(name, table)
 
 

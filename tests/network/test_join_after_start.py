@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from conftest import Daemon, import_image, make_distribution, network_module, unmount_below
+from conftest import Daemon, import_image, make_distribution, network_module
 
 #: records the pid it was given, then refuses
 REFUSING = network_module("RefusingDriver", "refusing", configures=False, join=(
@@ -21,12 +21,9 @@ def refusing_daemon(tmp_path, busybox_tar):
     site.mkdir()
     make_distribution(site, "moorage-refusing", {"refusing": REFUSING}, {"refusing": "refusing"})
     (tmp_path / "daemon").mkdir()
-    d = Daemon(tmp_path / "daemon", '[network]\ndriver = "refusing"\n', env={"PYTHONPATH": str(site)}).start()
-    import_image(d, busybox_tar)
-    yield d
-    d.remove_all_containers()
-    d.stop()
-    unmount_below(d.base)
+    with Daemon(tmp_path / "daemon", '[network]\ndriver = "refusing"\n', env={"PYTHONPATH": str(site)}).start() as d:
+        import_image(d, busybox_tar)
+        yield d
 
 
 def test_a_failed_join_after_the_start_kills_the_process(refusing_daemon):

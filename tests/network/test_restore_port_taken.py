@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import socket
 import time
 import uuid
 from pathlib import Path
 
-from conftest import Daemon, import_image, unmount_below
+from conftest import Daemon, import_image
 
 from moorage.core.contract.network import host_links, quiet_host_port, settle
 from moorage.drivers.network.bridge import host_veth_name
@@ -59,8 +58,5 @@ def test_a_container_whose_port_was_taken_is_killed_at_restart_leaving_nothing(t
         if daemon.proc is not None and daemon.proc.poll() is not None:
             with contextlib.suppress(RuntimeError):
                 daemon.start()  # killed above: its containers outlive it until a daemon removes them
-        daemon.remove_all_containers()
-        daemon.stop()
-        unmount_below(daemon.base)
-        shutil.rmtree(daemon.base, ignore_errors=True)
+        daemon.dispose()
         remove_bridge_and_table(name, table)
