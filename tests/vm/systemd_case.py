@@ -1,6 +1,6 @@
 """The shipped systemd units (api/systemd/) under a real systemd: run only inside the test VM
 booted with systemd as pid 1 (``harness.run(..., systemd=True)``, the host's own systemd:
-Debian 12's 252), by ``tests/vm/test_systemd_vm.py`` and ``tests/vm/run.py --all``.
+Debian 12's 252), by ``tests/vm/run.py --systemd`` and ``--all``.
 
 Not named ``test_*.py``: on the host (whose pid 1 is not systemd) the suite does not collect it;
 the VM's pytest is given its path. It installs the units as the README says, with a drop-in that
@@ -9,7 +9,9 @@ moorage.socket``; the first request starts ``moorage.service``; a container runs
 delegated subtree (under systemd < 254, in the transient scope the native driver makes through
 D-Bus, ``moorage-containers.scope``); ``systemctl restart moorage`` succeeds and keeps it running
 (``KillMode=process``), the new daemon restores it, kills and removes it, and once the service
-stops no cgroup of it is left.
+stops no cgroup of it is left. Three cases (``CASES``): the native driver with no system bus
+(dbus masked: the scope is made through systemd's private socket), the lxc driver (its
+containers' cgroups are LXC's, ``/lxc.payload.<id>``), the native driver with the bus.
 """
 
 from __future__ import annotations
