@@ -56,12 +56,19 @@ def run_processes(daemon, pid: int) -> list[int]:
     return chain
 
 
+def release(pid: int) -> None:
+    """Let a container whose init waits for ``/go`` (``until [ -e /go ]``) go on: the file is made
+    in its root through ``/proc/<pid>/root``, so the test decides when it ends, not a sleep."""
+    with open(f"/proc/{pid}/root/go", "w"):
+        pass
+
+
 def gone(pid: int) -> bool:
     """The process has exited (and been reaped: a zombie counts as gone too)."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):  # ESRCH: it exited between the open and the read
         return True
 
 
@@ -70,12 +77,13 @@ def test_sigkilled_daemon_restarts_with_containers_intact(daemon_factory, busybo
     import_image(first, busybox_tar)
     with first.client() as api:
         ticker = start(api, ["/bin/sh", "-c", "i=0; while true; do echo $i; i=$((i+1)); sleep 0.05; done"])
-        ending = start(api, ["/bin/sh", "-c", "sleep 1; exit 9"])
+        ending = start(api, ["/bin/sh", "-c", "until [ -e /go ]; do sleep 0.05; done; exit 9"])
         stopped = api.post("/containers/create", json={"Image": "busybox", "Cmd": ["/bin/true"]}).json()["Id"]
         before = eventually(lambda: log_lines(api, ticker), "the ticker's first lines")
         ticker_state = api.get(f"/containers/{ticker}/json").json()["State"]
         ending_processes = run_processes(first, pid_of(api, ending))
     first.kill()  # SIGKILL: no clean-up at all
+    release(ending_processes[0])  # it ends now, while no daemon runs
     eventually(lambda: all(gone(p) for p in ending_processes), "`ending`'s exit to be recorded while no daemon runs")
 
     second = daemon_factory(config, flags=["-g", str(first.root), "-r=false"])
@@ -101,10 +109,12 @@ def test_restart_flag_starts_containers_that_were_running(daemon_factory, busybo
     first = daemon_factory(config)
     import_image(first, busybox_tar)
     with first.client() as api:
-        # the first run ends on its own within a second; the restarted one keeps running
-        cid = start(api, ["/bin/sh", "-c", "echo started; if [ -e /ran ]; then sleep 60; fi; touch /ran; sleep 1"])
+        # the first run ends once released, while no daemon runs; the restarted one keeps running
+        cid = start(api, ["/bin/sh", "-c", "echo started; if [ -e /ran ]; then sleep 1000; fi; touch /ran; "
+                                           "until [ -e /go ]; do sleep 0.05; done"])
         processes = run_processes(first, pid_of(api, cid))
     first.kill()
+    release(processes[0])
     eventually(lambda: all(gone(p) for p in processes), "the container's exit to be recorded while no daemon runs")
     second = daemon_factory(config, flags=["-g", str(first.root), "-r"])
     with second.client() as api:
@@ -118,7 +128,7 @@ def test_clean_stop_keeps_containers_running(daemon_factory, busybox_tar, config
     first = daemon_factory(config)
     import_image(first, busybox_tar)
     with first.client() as api:
-        cid = start(api, ["/bin/sleep", "30"])
+        cid = start(api, ["/bin/sleep", "1000"])  # outlives the restart, however slow (killed below)
         pid = api.get(f"/containers/{cid}/json").json()["State"]["Pid"]
     assert first.stop(signal.SIGTERM) == 0
     second = daemon_factory(config, flags=["-g", str(first.root)])
@@ -152,7 +162,8 @@ def test_sigkill_during_creates_starts_and_removes_leaves_whole_containers(daemo
     worker = threading.Thread(target=churn)
     worker.start()
     with first.client() as api:  # killed in the middle of the churn
-        eventually(lambda: len(api.get("/containers/json", params={"all": 1}).json()) >= 3, "the churn to begin")
+        eventually(lambda: len(api.get("/containers/json", params={"all": 1}).json()) >= 3, "the churn to begin",
+                   timeout=600)  # a deadline: three creates and starts take minutes in the TCG VM
     first.kill()
     worker.join(30)
 

@@ -5,6 +5,7 @@ device filter attached for real to a cgroup of the host's unified hierarchy wher
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -15,8 +16,9 @@ import pytest
 from moorage.core.contract.driver import DriverUnderTest
 from moorage.core.contract.exec import ExecFixtures, alive, log_text, wait_for
 from moorage.core.contract.exec_cgroups import ExecCgroupsContract, unified
-from moorage.core.errors import InvalidParameter
+from moorage.core.errors import DriverError, InvalidParameter
 from moorage.core.hookspecs.exec import Resources
+from moorage.drivers.exec.common import systemd_bus
 from moorage.drivers.exec.common.policy import DEVICE_WHITELIST, cpu_weight
 from moorage.drivers.exec.native import devices, systemd_scope
 from moorage.drivers.exec.native.cgroups import CGROUP_ROOT, DAEMON_LEAF, PARENT, own_cgroup
@@ -186,28 +188,90 @@ def test_layout_from_the_daemons_cgroup(own, systemd, scope):
     assert (found if found is None else (found.name, found.slice, found.cgroup, found.service)) == scope
 
 
-def test_scope_start_call():
-    """``Manager.StartTransientUnit`` as ``busctl`` sends it: the argument count of each
-    array matches what follows, so that ``busctl`` parses the call as meant."""
+BUS_CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig><type>session</type><listen>unix:path={path}</listen><auth>EXTERNAL</auth>
+<policy context="default"><allow send_destination="*"/><allow receive_sender="*"/><allow own="*"/></policy>
+</busconfig>
+"""
+
+
+@pytest.fixture
+def bus(tmp_path):
+    """A D-Bus daemon of the test's own (the reference implementation, no root needed): the
+    address of its socket."""
+    if shutil.which("dbus-daemon") is None:
+        pytest.skip("dbus-daemon is not installed (bash bootstrap installs dbus)")
+    path = tmp_path / "bus"
+    (tmp_path / "bus.conf").write_text(BUS_CONFIG.format(path=path))
+    daemon = subprocess.Popen(["dbus-daemon", "--nofork", f"--config-file={tmp_path / 'bus.conf'}"])
+    try:
+        wait_for(path.exists, timeout=30)
+        yield systemd_bus.Address(str(path), bus=True)
+    finally:
+        daemon.terminate()
+        daemon.wait()
+
+
+def test_bus_calls_through_a_real_dbus_daemon(bus):
+    """Hello, then calls whose replies hold strings, booleans and a dict of variants."""
+    address, (bus_id,) = systemd_bus.call("GetId", target=systemd_bus.BUS, addresses=[bus])
+    assert address == bus and len(bus_id) == 32
+    assert systemd_bus.call("NameHasOwner", "s", ["org.freedesktop.DBus"], target=systemd_bus.BUS,
+                            addresses=[bus])[1] == [True]
+    _, (credentials,) = systemd_bus.call("GetConnectionCredentials", "s", ["org.freedesktop.DBus"],
+                                         target=systemd_bus.BUS, addresses=[bus])
+    assert dict(credentials)["UnixUserID"] == ("u", os.geteuid())
+
+
+def test_scope_start_call_is_a_valid_message_and_reads_back(bus):
+    """``StartTransientUnit``'s call as the driver sends it, passed by a real D-Bus daemon (which
+    drops a malformed message and its sender) to another connection, reads back the same."""
     scope = systemd_scope.scope_for("/system.slice/moorage.service", True)
-    argv = systemd_scope.start_command(scope, 4242)
-    assert argv[:8] == ["busctl", "call", "--system", "org.freedesktop.systemd1", "/org/freedesktop/systemd1",
-                        "org.freedesktop.systemd1.Manager", "StartTransientUnit", "ssa(sv)a(sa(sv))"]
-    name, mode, count, *rest = argv[8:]
-    assert (name, mode) == ("moorage-containers.scope", "fail")
-    assert rest[-1] == "0"  # no auxiliary units
-    properties, words = {}, rest[:-1]
-    for _ in range(int(count)):
-        key, signature, *words = words
-        if signature == "au":
-            n, *words = words
-            properties[key] = [int(w) for w in words[:int(n)]]
-            words = words[int(n):]
-        else:
-            properties[key], *words = words
-    assert words == []
-    assert properties == {"Description": "containers of moorage.service (moorage)", "Slice": "system.slice",
-                          "Delegate": "true", "CollectMode": "inactive-or-failed", "PIDs": [4242]}
+    receiver = systemd_bus.Connection(bus, timeout=30)
+    sender = systemd_bus.Connection(bus, timeout=30)
+    try:
+        arguments = systemd_scope.start_arguments(scope, 4242)
+        sender.sock.sendall(systemd_bus.message(7, receiver.name, "/org/freedesktop/systemd1",
+                                                "org.freedesktop.systemd1.Manager", "StartTransientUnit",
+                                                systemd_scope.START_SIGNATURE, arguments))
+        got = receiver.receive()
+        while got.kind != systemd_bus.METHOD_CALL:  # NameAcquired comes first
+            got = receiver.receive()
+    finally:
+        receiver.close()
+        sender.close()
+    name, mode, properties, aux = got.body
+    assert (name, mode, aux) == ("moorage-containers.scope", "fail", [])
+    assert dict(properties) == {"Description": ("s", "containers of moorage.service (moorage)"),
+                                "Slice": ("s", "system.slice"), "Delegate": ("b", 1),
+                                "CollectMode": ("s", "inactive-or-failed"), "PIDs": ("au", [4242])}
+
+
+def test_the_system_bus_first_else_systemds_private_socket(bus, tmp_path):
+    """Addresses that cannot be reached are passed over; an error answered is final; none
+    reachable fails naming each."""
+    assert [a.path for a in systemd_bus.ADDRESSES] == ["/run/dbus/system_bus_socket", "/run/systemd/private"]
+    assert [a.bus for a in systemd_bus.ADDRESSES] == [True, False]  # systemd's socket is peer to peer: no Hello
+    missing = systemd_bus.Address(str(tmp_path / "no-bus"), bus=True)
+    not_a_socket = systemd_bus.Address(str(tmp_path / "bus.conf"), bus=False)
+    assert systemd_bus.call("GetId", target=systemd_bus.BUS, addresses=[missing, not_a_socket, bus])[0] == bus
+    with pytest.raises(systemd_bus.CallError, match="UnknownMethod"):
+        systemd_bus.call("NoSuchMethod", target=systemd_bus.BUS, addresses=[bus, missing])
+    with pytest.raises(systemd_bus.Unreachable) as raised:
+        systemd_bus.call("GetId", target=systemd_bus.BUS, addresses=[missing, not_a_socket])
+    assert f"the system bus (unix:path={missing.path}): No such file or directory" in str(raised.value)
+    assert f"systemd private socket (unix:path={not_a_socket.path}): Connection refused" in str(raised.value)
+
+
+def test_scope_start_without_systemd_fails_naming_both_addresses(tmp_path):
+    scope = systemd_scope.scope_for("/system.slice/moorage.service", True)
+    addresses = [systemd_bus.Address(str(tmp_path / "bus"), bus=True),
+                 systemd_bus.Address(str(tmp_path / "private"), bus=False)]
+    with pytest.raises(DriverError) as raised:
+        systemd_scope.start(scope, tmp_path, os.getpid(), addresses=addresses)
+    assert "cannot ask systemd for moorage-containers.scope" in str(raised.value)
+    assert str(tmp_path / "bus") in str(raised.value) and str(tmp_path / "private") in str(raised.value)
 
 
 @needs_root

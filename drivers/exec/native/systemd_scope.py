@@ -1,5 +1,6 @@
 """Under systemd before 254: the containers' cgroups in a transient scope of their own, made
-through systemd's D-Bus API (``busctl``, systemd's own client), as runc's systemd driver does.
+through systemd's D-Bus API (``common.systemd_bus``: the system bus, else systemd's private
+socket), as runc's systemd driver does.
 
 Why: a ``moorage.service`` with ``Delegate=yes`` may write its own cgroup's subtree, but the
 containers need controllers enabled in it (``cgroup.subtree_control``), and then the kernel
@@ -19,12 +20,12 @@ systemd, the containers stay below the daemon's own cgroup as before (``cgroups.
 
 from __future__ import annotations
 
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from moorage.core.errors import DriverError
+from moorage.drivers.exec.common import systemd_bus
 
 SYSTEMD_RUNNING = Path("/run/systemd/system")  # sd_booted(): pid 1 is systemd
 SUFFIX = "-containers.scope"
@@ -32,6 +33,7 @@ SUFFIX = "-containers.scope"
 LEAF = "monitors"
 #: how long systemd may take to run the scope's start job (minutes under the test VM's TCG)
 START_TIMEOUT = 120.0
+START_SIGNATURE = "ssa(sv)a(sa(sv))"  # name, mode, properties, auxiliary units
 
 
 @dataclass(frozen=True)
@@ -62,33 +64,33 @@ def this_daemons_scope(own_cgroup: str) -> Scope | None:
     return scope_for(own_cgroup, SYSTEMD_RUNNING.is_dir())
 
 
-def start_command(scope: Scope, pid: int) -> list[str]:
-    """``busctl`` calling ``Manager.StartTransientUnit`` for ``scope`` with ``pid`` in it."""
+def start_arguments(scope: Scope, pid: int) -> list:
+    """The arguments of ``Manager.StartTransientUnit`` (``ssa(sv)a(sa(sv))``) for ``scope``
+    with ``pid`` in it."""
     properties = [
-        ("Description", "s", f"containers of {scope.service} (moorage)"),
-        ("Slice", "s", scope.slice),
-        ("Delegate", "b", "true"),  # its subtree is the driver's
-        ("CollectMode", "s", "inactive-or-failed"),  # a failed scope must not block the name
-        ("PIDs", "au", "1", str(pid)),
+        ("Description", ("s", f"containers of {scope.service} (moorage)")),
+        ("Slice", ("s", scope.slice)),
+        ("Delegate", ("b", True)),  # its subtree is the driver's
+        ("CollectMode", ("s", "inactive-or-failed")),  # a failed scope must not block the name
+        ("PIDs", ("au", [pid])),
     ]
-    args = [str(len(properties))] + [word for prop in properties for word in prop]
-    return ["busctl", "call", "--system", "org.freedesktop.systemd1", "/org/freedesktop/systemd1",
-            "org.freedesktop.systemd1.Manager", "StartTransientUnit", "ssa(sv)a(sa(sv))",
-            scope.name, "fail", *args, "0"]
+    return [scope.name, "fail", properties, []]
 
 
-def start(scope: Scope, root: Path, pid: int) -> None:
-    """Make ``scope`` with ``pid`` in it and wait until systemd moved it there. Another daemon
+def start(scope: Scope, root: Path, pid: int, addresses=systemd_bus.ADDRESSES) -> None:
+    """Make ``scope`` with ``pid`` in it and wait until systemd moved it there: through the
+    system bus, or systemd's private socket when no bus runs (``systemd_bus``). Another daemon
     of the unit making it at the same moment is fine; anything else is a ``DriverError``."""
     cgroup = root / scope.cgroup.lstrip("/")
     try:
-        done = subprocess.run(start_command(scope, pid), capture_output=True, text=True, timeout=START_TIMEOUT)
-    except (OSError, subprocess.TimeoutExpired) as exc:
+        systemd_bus.call("StartTransientUnit", START_SIGNATURE, start_arguments(scope, pid),
+                         addresses=addresses, timeout=START_TIMEOUT)
+    except systemd_bus.CallError as exc:
+        if not cgroup.is_dir():  # else made meanwhile by another daemon of the unit
+            raise DriverError(f"systemd does not make {scope.name}: {exc}") from None
+        return
+    except (systemd_bus.Unreachable, OSError) as exc:  # OSError: TimeoutError, a connection reset
         raise DriverError(f"cannot ask systemd for {scope.name}: {exc}") from None
-    if done.returncode != 0:
-        if cgroup.is_dir():
-            return  # made meanwhile by another daemon of the unit
-        raise DriverError(f"systemd does not make {scope.name}: {done.stderr.strip() or done.stdout.strip()}")
     # the method returns a job; the scope's cgroup and the pid's move come when it runs
     deadline = time.monotonic() + START_TIMEOUT
     while not _in(pid, scope.cgroup):
