@@ -413,9 +413,22 @@ class Soak:
             except httpx.HTTPError as exc:
                 error = f"{type(exc).__name__}: {exc}"
             if time.monotonic() > deadline:
-                self.violation(f"container {name}: its published port 127.0.0.1:{port} does not answer: {error}")
+                self.violation(f"container {name}: its published port 127.0.0.1:{port} does not answer: {error}; "
+                               f"{self.port_diagnosis(data)}")
                 return
             time.sleep(0.2)
+
+    @staticmethod
+    def port_diagnosis(data: dict) -> str:
+        """Where a published port that does not answer fails: the container's own address
+        (the proxy's target), and its process."""
+        address, pid = data["NetworkSettings"].get("IPAddress"), data["State"]["Pid"]
+        try:
+            direct = repr(httpx.get(f"http://{address}/index.html", timeout=SETTLE_SECONDS).text.strip()[:100])
+        except httpx.HTTPError as exc:
+            direct = f"{type(exc).__name__}: {exc}"
+        return (f"its address {address}:80 answers {direct}; pid {pid} "
+                f"({Soak.command_of(pid) if pid else 'none'}), started {data['State']['StartedAt']}")
 
     def settle_inflight(self, api: httpx.Client) -> None:
         """The request in flight at the kill happened fully or left no trace."""
@@ -661,6 +674,10 @@ def main(argv: list[str] | None = None) -> int:
         tracebacks = soak.daemon.tracebacks()
         soak.cleanup()
         log_tail = soak.daemon.log()[-4000:] if soak.violations else ""
+        kept_log = ""
+        if soak.violations:  # the evidence outlives the run's directory
+            kept_log = f"{base}.daemon.log"
+            shutil.copyfile(soak.daemon.log_path, kept_log)
         shutil.rmtree(base, ignore_errors=True)
     result = {"kills": soak.kills, "interrupted": interrupted, "checks": soak.checks, "answered": soak.answered,
               "violations": soak.violations, "port_checks": soak.port_checks,
@@ -670,7 +687,7 @@ def main(argv: list[str] | None = None) -> int:
               "trimmed_images": soak.trimmed["images"],
               "check_seconds": summary(soak.check_seconds), "restart_seconds": summary(soak.restart_seconds),
               "daemon_tracebacks": tracebacks,
-              "seconds": round(time.monotonic() - started, 1), "log_tail": log_tail}
+              "seconds": round(time.monotonic() - started, 1), "log_tail": log_tail, "kept_log": kept_log}
     if args.json:
         print(json.dumps(result))
     else:
@@ -686,6 +703,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{result['restart_seconds']} s; load average at the end {os.getloadavg()}")
         for violation in soak.violations:
             print("  " + violation)
+        if kept_log:
+            print(f"the daemon's log: {kept_log}")
     return 1 if soak.violations else 0
 
 
