@@ -424,7 +424,9 @@ class Soak:
         (the proxy's target), and its process."""
         address, pid = data["NetworkSettings"].get("IPAddress"), data["State"]["Pid"]
         try:
-            direct = repr(httpx.get(f"http://{address}/index.html", timeout=SETTLE_SECONDS).text.strip()[:100])
+            text = httpx.get(f"http://{address}/index.html", timeout=SETTLE_SECONDS).text.strip()
+            mine = "its own host name" if text == data["Config"]["Hostname"] else "NOT its host name"
+            direct = f"{text[:100]!r} ({mine})"
         except httpx.HTTPError as exc:
             direct = f"{type(exc).__name__}: {exc}"
         return (f"its address {address}:80 answers {direct}; pid {pid} "
