@@ -64,6 +64,9 @@ CGROUP_ROOT = Path("/sys/fs/cgroup")
 CONTAINER_ID = re.compile(r"[0-9a-f]{64}")
 #: the kernel and the daemon's background threads take a moment to unmount and delete links
 SETTLE_SECONDS = 10
+#: the ledger's caps (past them the worker removes its oldest containers / tags): each check
+#: walks the ledger, and an unbounded one made the checks, and so the kills, slow down without end
+MAX_CONTAINERS, MAX_IMAGES = 40, 60
 
 
 def small_tar(name: str) -> bytes:
@@ -94,6 +97,15 @@ def stream_ok(response: httpx.Response) -> bool:
 
 class Violation(Exception):
     pass
+
+
+def summary(seconds: list[float]) -> dict:
+    """Mean, median and largest of some durations (seconds), or {} for none."""
+    if not seconds:
+        return {}
+    ordered = sorted(seconds)
+    return {"mean": round(sum(ordered) / len(ordered), 1), "median": round(ordered[len(ordered) // 2], 1),
+            "max": round(ordered[-1], 1)}
 
 
 def nft_table(table: str) -> list[dict] | None:
@@ -155,9 +167,12 @@ def loop_devices_below(prefix: str) -> list[str]:
 
 
 class Soak:
-    def __init__(self, base: Path, seed: int) -> None:
+    def __init__(self, base: Path, seed: int, max_containers: int = MAX_CONTAINERS,
+                 max_images: int = MAX_IMAGES) -> None:
         self.base = base
         self.rng = random.Random(seed)
+        #: past these, the worker's next requests remove the oldest containers / images of the ledger
+        self.max_containers, self.max_images = max_containers, max_images
         self.registry = RegistryServer(base / "registry")
         suffix = os.urandom(4).hex()  # names of the host's: unique to this run, whatever the seed
         self.bridge, self.table = f"msoak{suffix}", f"moorage-soak-{suffix}"
@@ -177,6 +192,8 @@ class Soak:
         self.containers: dict[str, dict] = {}  # name -> {"id", "running", "cmd"}
         self.images: dict[str, str] = {"busybox:latest": ""}  # repo:tag -> image id
         self.seen_ids: set[str] = set()
+        #: the host veth name each seen id would have on the bridge -> the id
+        self.veth_owners: dict[str, str] = {}
         self.imported: set[str] = set()  # ids of imported images: a file, no shell to run
         self.inflight: tuple | None = None
         self.counter = 0
@@ -184,6 +201,11 @@ class Soak:
         self.violations: list[str] = []
         self.checks = 0
         self.kills = 0
+        #: removals the caps made (answered), the largest ledger after a check, and the time of each check
+        self.trimmed = {"containers": 0, "images": 0}
+        self.ledger_most = (0, 0)
+        self.check_seconds: list[float] = []
+        self.restart_seconds: list[float] = []
 
     # -- the daemon -------------------------------------------------------------------------
     def start_daemon(self) -> None:
@@ -222,11 +244,33 @@ class Soak:
         names = sorted(n for n, c in self.containers.items() if predicate(c))
         return self.rng.choice(names) if names else None
 
+    def image_tags(self) -> list[str]:
+        """The ledger's tags a removal may take, oldest first (busybox stays: containers use it)."""
+        return [t for t in self.images if not t.startswith("busybox:")]
+
     def one_operation(self, api: httpx.Client) -> None:
         ops = ["create"] * 4 + ["start"] * 3 + ["stop", "rm", "rm", "commit", "import", "tag", "rmi", "pull"]
         ops += ["build"] if self.rng.random() < 0.3 else []
         op = self.rng.choice(ops)
-        if op == "create":
+        # the ledger stays bounded (and so does each check) by the workload's own removals: ordinary
+        # answered requests, checked like the others
+        if len(self.containers) > self.max_containers:
+            op = "trim-container"
+        elif len(self.image_tags()) > self.max_images:
+            op = "trim-image"
+        if op == "trim-container":
+            name = next(iter(self.containers))  # the ledger keeps the order containers were made in
+            self.inflight = ("rm", name)
+            if api.delete(f"/containers/{name}", params={"force": 1}).status_code == 204:
+                del self.containers[name]
+                self.trimmed["containers"] += 1
+        elif op == "trim-image":
+            tag = self.image_tags()[0]
+            self.inflight = ("rmi", tag)
+            if api.delete(f"/images/{tag}").status_code in (200, 404):
+                del self.images[tag]
+                self.trimmed["images"] += 1
+        elif op == "create":
             name, net = self.name("c"), self.rng.choice(sorted(NETWORKS))
             cmd = SERVE if net == "published" else self.rng.choice([LONG, ["true"]])
             self.inflight = ("create", name, cmd, net)
@@ -234,6 +278,8 @@ class Soak:
                               json={"Image": "busybox", "Cmd": cmd, **NETWORKS[net]})
             if answer.status_code == 201:
                 self.containers[name] = {"id": answer.json()["Id"], "running": False, "cmd": cmd, "net": net}
+                # its full id, for the orphan checks: it may be removed before the next check sees it
+                self.see(api.get(f"/containers/{name}/json").json()["ID"])
         elif op == "start":
             name = self.pick(lambda c: not c["running"] and c["cmd"] != ["true"])
             if name:
@@ -305,6 +351,10 @@ class Soak:
         self.violations.append(message)
         print(f"  VIOLATION: {message}", flush=True)
 
+    def see(self, cid: str) -> None:
+        self.seen_ids.add(cid)
+        self.veth_owners[host_veth_name(self.bridge, cid)] = cid
+
     def check(self, api: httpx.Client) -> None:
         self.checks += 1
         self.settle_inflight(api)
@@ -316,7 +366,7 @@ class Soak:
                 self.violation(f"container {name} (answered) is gone: {answer.status_code} {answer.text.strip()}")
                 continue
             data = answer.json()
-            self.seen_ids.add(data["ID"])
+            self.see(data["ID"])
             if data["State"]["Running"] != expected["running"]:
                 self.violation(f"container {name}: Running is {data['State']['Running']}, the answered request "
                                f"left it {expected['running']}")
@@ -363,9 +413,24 @@ class Soak:
             except httpx.HTTPError as exc:
                 error = f"{type(exc).__name__}: {exc}"
             if time.monotonic() > deadline:
-                self.violation(f"container {name}: its published port 127.0.0.1:{port} does not answer: {error}")
+                self.violation(f"container {name}: its published port 127.0.0.1:{port} does not answer: {error}; "
+                               f"{self.port_diagnosis(data)}")
                 return
             time.sleep(0.2)
+
+    @staticmethod
+    def port_diagnosis(data: dict) -> str:
+        """Where a published port that does not answer fails: the container's own address
+        (the proxy's target), and its process."""
+        address, pid = data["NetworkSettings"].get("IPAddress"), data["State"]["Pid"]
+        try:
+            text = httpx.get(f"http://{address}/index.html", timeout=SETTLE_SECONDS).text.strip()
+            mine = "its own host name" if text == data["Config"]["Hostname"] else "NOT its host name"
+            direct = f"{text[:100]!r} ({mine})"
+        except httpx.HTTPError as exc:
+            direct = f"{type(exc).__name__}: {exc}"
+        return (f"its address {address}:80 answers {direct}; pid {pid} "
+                f"({Soak.command_of(pid) if pid else 'none'}), started {data['State']['StartedAt']}")
 
     def settle_inflight(self, api: httpx.Client) -> None:
         """The request in flight at the kill happened fully or left no trace."""
@@ -396,6 +461,8 @@ class Soak:
                 del self.containers[subject]
             elif answer.status_code != 200:
                 self.violation(f"rm of {subject} in flight left it half there: {answer.status_code}")
+            else:  # still there: a forced removal may have killed it before the kill -9
+                self.containers[subject]["running"] = answer.json()["State"]["Running"]
         elif kind == "image":
             answer = api.get(f"/images/{subject}/json")
             if answer.status_code == 200:
@@ -443,7 +510,7 @@ class Soak:
         for row in api.get("/containers/json").json():
             data = api.get(f"/containers/{row['Id']}/json").json()
             running[data["ID"]] = data
-            self.seen_ids.add(data["ID"])
+            self.see(data["ID"])
         deadline = time.monotonic() + SETTLE_SECONDS  # mounts and links go in the background
         while True:
             orphans = self.orphans(running)
@@ -455,14 +522,15 @@ class Soak:
 
     def orphans(self, running: dict[str, dict]) -> list[str]:
         """What is left of containers that are not running (empty: nothing)."""
+        # each listing (mounts, cgroups, links, processes) is read once and compared with the seen
+        # ids: the cost follows what exists on the host, not how many ids the soak has ever seen
         found = []
         base = str(self.base) + "/"
-        gone = self.seen_ids - set(running)
         with open("/proc/self/mounts") as f:
             mounts = [line.split()[1] for line in f if line.split()[1].startswith(base)]
         found += [f"orphaned mount {point}" for point in mounts if not any(cid in point for cid in running)]
-        for cid in sorted(gone):
-            for group in CGROUP_ROOT.glob(f"*/moorage/{cid}"):
+        for group in sorted(CGROUP_ROOT.glob("*/moorage/*")):
+            if group.name in self.seen_ids and group.name not in running:
                 procs = (group / "cgroup.procs").read_text().split() if (group / "cgroup.procs").exists() else []
                 found.append(f"orphaned cgroup {group} of a container that is not running ({len(procs)} procs)")
         # processes: monitors hold their container's log, and nothing stays in a dead daemon's session
@@ -478,7 +546,7 @@ class Soak:
             if session in self.killed_daemons and not Path(f"/proc/{session}").exists():
                 found.append(f"process {proc.name} ({self.command_of(int(proc.name))}) outlived its daemon's session")
         found += [f"orphaned loop device {device}" for device in loop_devices_below(base)]
-        found += self.network_orphans(running, gone)
+        found += self.network_orphans(running)
         return found
 
     @staticmethod
@@ -488,7 +556,7 @@ class Soak:
         except OSError:
             return "?"
 
-    def network_orphans(self, running: dict[str, dict], gone: set[str]) -> list[str]:
+    def network_orphans(self, running: dict[str, dict]) -> list[str]:
         """The bridge's ports are the veths of the running containers on it; no veth of another
         container exists; the nft maps hold exactly the running containers' published ports,
         and the table no rule beyond those a fresh daemon makes."""
@@ -503,9 +571,10 @@ class Soak:
         ports = {name for name, master in names.items() if master == index}
         found += [f"orphaned bridge port {name}" for name in sorted(ports - on_bridge)]
         found += [f"running container's veth {name} is not on the bridge" for name in sorted(on_bridge - ports)]
-        for cid in sorted(gone):
-            if host_veth_name(self.bridge, cid) in names:
-                found.append(f"orphaned veth {host_veth_name(self.bridge, cid)} of container {cid[:12]}")
+        for name in sorted(names):
+            cid = self.veth_owners.get(name)
+            if cid is not None and cid not in running:
+                found.append(f"orphaned veth {name} of container {cid[:12]}")
         items = nft_table(self.table)
         if items is None:
             return [*found, f"the nft table {self.table} is gone"]
@@ -535,14 +604,21 @@ class Soak:
             stop.set()
             worker.join(120)
             inflight = self.inflight
+            started = time.monotonic()
             self.start_daemon()
+            self.restart_seconds.append(time.monotonic() - started)
             with self.client(120) as api:
                 before = len(self.violations)
+                started = time.monotonic()
                 self.check(api)
+                self.check_seconds.append(time.monotonic() - started)
+            self.ledger_most = (max(self.ledger_most[0], len(self.containers)),
+                                max(self.ledger_most[1], len(self.images)))
             report(f"kill {number:3}: in flight {inflight[:2] if inflight else None}; ledger "
-                   f"{len(self.containers)} containers, {len(self.images)} images; {self.network_seen[0]} veths on "
-                   f"the bridge, {self.network_seen[1]} published ports; "
-                   f"{len(self.violations) - before} violations")
+                   f"{len(self.containers)} containers, {len(self.images)} images ({len(self.seen_ids)} ids seen); "
+                   f"{self.network_seen[0]} veths on the bridge, {self.network_seen[1]} published ports; "
+                   f"restart {self.restart_seconds[-1]:.1f} s, check {self.check_seconds[-1]:.1f} s, load "
+                   f"{os.getloadavg()[0]:.1f}; {len(self.violations) - before} violations")
 
     def cleanup(self) -> None:
         try:
@@ -568,6 +644,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kills", type=int, default=200)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--max-containers", type=int, default=MAX_CONTAINERS,
+                        help="past this many containers in the ledger, remove the oldest (rm -f)")
+    parser.add_argument("--max-images", type=int, default=MAX_IMAGES,
+                        help="past this many tags in the ledger, remove the oldest (rmi)")
     parser.add_argument("--json", action="store_true", help="one JSON line at the end")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
@@ -578,7 +658,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     base = Path(tempfile.mkdtemp(prefix="moorage-soak-"))
-    soak = Soak(base, args.seed)
+    soak = Soak(base, args.seed, args.max_containers, args.max_images)
     report = (lambda *_: None) if args.json else (lambda line: print(line, flush=True))
     started = time.monotonic()
     interrupted = False
@@ -596,12 +676,20 @@ def main(argv: list[str] | None = None) -> int:
         tracebacks = soak.daemon.tracebacks()
         soak.cleanup()
         log_tail = soak.daemon.log()[-4000:] if soak.violations else ""
+        kept_log = ""
+        if soak.violations:  # the evidence outlives the run's directory
+            kept_log = f"{base}.daemon.log"
+            shutil.copyfile(soak.daemon.log_path, kept_log)
         shutil.rmtree(base, ignore_errors=True)
     result = {"kills": soak.kills, "interrupted": interrupted, "checks": soak.checks, "answered": soak.answered,
               "violations": soak.violations, "port_checks": soak.port_checks,
               "most_veths_on_bridge": soak.network_most[0], "most_published_ports": soak.network_most[1],
+              "most_ledger_containers": soak.ledger_most[0], "most_ledger_images": soak.ledger_most[1],
+              "seen_ids": len(soak.seen_ids), "trimmed_containers": soak.trimmed["containers"],
+              "trimmed_images": soak.trimmed["images"],
+              "check_seconds": summary(soak.check_seconds), "restart_seconds": summary(soak.restart_seconds),
               "daemon_tracebacks": tracebacks,
-              "seconds": round(time.monotonic() - started, 1), "log_tail": log_tail}
+              "seconds": round(time.monotonic() - started, 1), "log_tail": log_tail, "kept_log": kept_log}
     if args.json:
         print(json.dumps(result))
     else:
@@ -611,8 +699,14 @@ def main(argv: list[str] | None = None) -> int:
               f"{soak.network_most[0]} veths on the bridge and {soak.network_most[1]} published ports at a check), "
               f"{tracebacks} tracebacks in the daemon log, "
               f"{result['seconds']} s")
+        print(f"ledger: up to {soak.ledger_most[0]} containers and {soak.ledger_most[1]} images, "
+              f"{len(soak.seen_ids)} container ids seen; the caps removed {soak.trimmed['containers']} containers "
+              f"and {soak.trimmed['images']} tags; a check took {result['check_seconds']} s, a restart "
+              f"{result['restart_seconds']} s; load average at the end {os.getloadavg()}")
         for violation in soak.violations:
             print("  " + violation)
+        if kept_log:
+            print(f"the daemon's log: {kept_log}")
     return 1 if soak.violations else 0
 
 

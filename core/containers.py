@@ -386,7 +386,6 @@ class ContainerService:
             if container.state.running:
                 raise Impossible("Impossible to remove a running container, please stop it first")
             container.removed = True
-            self.names.purge(container.id)
             with self._lock:
                 self._containers.pop(container.id, None)
                 self._index.discard(container.id)
@@ -394,6 +393,10 @@ class ContainerService:
             trash = self.tmp / f"removing-{container.id}"
             os.rename(container.directory, trash)
             fsync_dir(self.dir)
+            # the name after the directory: a daemon killed between the two purges it at its
+            # restart (``_recover``); the other way round, it found the container without its
+            # name and gave it a random one (bench/soak.py)
+            self.names.purge(container.id)
             container.directory = trash
             container.cleaned.wait()  # the last run's rootfs is released
             if self.network is not None:  # unknown ids are ignored: also covers a start that failed half-way
