@@ -173,6 +173,7 @@ class Runner:
         except BaseException:
             container.exited.set()
             container.cleaned.set()
+            self._end_waiting(container)  # the attaches waiting for this start end with it
             for step in reversed(undo):
                 try:
                     step()
@@ -498,6 +499,14 @@ class Runner:
             with self._waiting_lock:
                 self._waiting.setdefault(container.id, []).append(pending)
             return StreamSource(log_end, pending=pending)
+
+    def _end_waiting(self, container: Container) -> None:
+        """A start failed: the attaches waiting for it get no stream (their clients are told by
+        the start's error, and must not wait on for a run that did not happen)."""
+        with self._waiting_lock:
+            waiting = self._waiting.pop(container.id, [])
+        for pending in waiting:
+            pending.ready.set()
 
     def _connect_waiting(self, container: Container) -> None:
         with self._waiting_lock:

@@ -32,7 +32,9 @@ class NoneDriver(UnmanagedNetwork):
              hostname: str = "") -> Endpoint:
         try:
             own = os.stat(f"/proc/{pid}/ns/net").st_ino != os.stat("/proc/self/ns/net").st_ino
-        except FileNotFoundError:  # called after the start: a short command may be gone already
+        except (FileNotFoundError, PermissionError):
+            # called after the start: a short command may be gone already, or exiting (the
+            # kernel then refuses even root its namespaces: EACCES once its memory is released)
             own = True
         if not own:
             raise DriverError(f"process {pid} shares the daemon's network namespace; it needs its own")

@@ -9,6 +9,7 @@ import socket
 import struct
 import tarfile
 import time
+import uuid
 
 import pytest
 
@@ -325,6 +326,28 @@ def test_an_attach_answered_before_a_start_gets_that_run_however_quickly_it_ends
     s.close()
     output = b"".join(payload for _, payload in frames(data.partition(b"\r\n\r\n")[2])).decode()
     assert output.splitlines() == [str(n) for n in range(1, lines + 1)] + ["second"]
+
+
+def test_an_attach_waiting_for_a_start_that_fails_ends(api, make, busybox_daemon):
+    """The client is told by the start's error; its attach must not wait on for a run that did
+    not happen (today's docker CLI waits for its attach to end before it exits)."""
+    cid = make(["/bin/echo", "hi"])
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(30)
+    s.connect(str(busybox_daemon.sock))
+    s.sendall(f"POST /v1.6/containers/{cid}/attach?stream=1&stdout=1 HTTP/1.1\r\nHost: x\r\n"
+              "Content-Length: 0\r\n\r\n".encode())
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += s.recv(4096)
+    missing = f"/nonexistent-{uuid.uuid4().hex}"
+    failed = api.post(f"/containers/{cid}/start", json={"Binds": [f"{missing}:/data"]})
+    assert failed.status_code >= 400 and missing in failed.text
+    while chunk := s.recv(65536):  # TimeoutError if the attach waits on
+        data += chunk
+    s.close()
+    assert data.partition(b"\r\n\r\n")[2] == b""
+    assert api.post(f"/containers/{cid}/start", json={"Binds": []}).status_code == 204  # and it still starts
 
 
 def test_attach_unknown_container_is_a_plain_404(busybox_daemon, api):

@@ -179,12 +179,13 @@ class LxcMonitor(Monitor):
 
     def _await_exec(self) -> None:
         """Until init has executed busybox (its exe is no longer the launcher's interpreter)."""
-        ours = os.stat(f"/proc/{self.pid}/exe")
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             try:
+                ours = os.stat(f"/proc/{self.pid}/exe")
                 exe = os.stat(f"/proc/{self.init_pid}/exe")
-            except OSError:  # init is gone already: started, unless LXC says it failed
+            except OSError:  # the launcher or init is gone already (a short command that ran and
+                # ended): started, unless LXC says it failed
                 if self._launcher_exited(START_TIMEOUT) and self._report():
                     self._fail(None)
                 return
