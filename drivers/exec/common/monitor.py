@@ -112,15 +112,22 @@ def warm_up() -> None:
 
 def enter_session(stdio: tuple[int, int, int], tty: bool, default_signals: tuple[int, ...]) -> None:
     """In the child ``spawn`` forks: a session of its own with ``stdio`` on fds 0-2 (the pty as
-    its controlling terminal with ``tty``), and ``default_signals`` back to their default
-    action (a signal the daemon ignores would stay ignored across exec, in the container)."""
+    its controlling terminal with ``tty``), and ``default_signals`` and every ignored signal
+    back to their default action (a signal ignored here stays ignored across exec, in the
+    container: a daemon started by ``nohup`` made its containers ignore SIGHUP)."""
     os.setsid()
     for target, fd in enumerate(stdio):
         os.dup2(fd, target)
     if tty:
         fcntl.ioctl(0, termios.TIOCSCTTY, 0)
-    for sig in default_signals:
-        signal.signal(sig, signal.SIG_DFL)
+    for sig in signal.valid_signals():
+        if sig in (signal.SIGKILL, signal.SIGSTOP):
+            continue
+        try:
+            if sig in default_signals or signal.getsignal(sig) == signal.SIG_IGN:
+                signal.signal(sig, signal.SIG_DFL)
+        except (OSError, ValueError):  # a real-time signal Python does not manage
+            continue
 
 
 class Client:
