@@ -300,6 +300,18 @@ def test_attach_tty_is_raw_and_detach_keeps_process(api, make, busybox_daemon):
     assert api.get(f"/containers/{cid}/json").json()["State"]["Running"] is True  # half-close only detached
 
 
+def answered_attach(busybox_daemon, cid: str, query: str) -> tuple[socket.socket, bytes]:
+    """An attach whose answer (status and headers) has come, and nothing of its stream read."""
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(60)  # a stream that never ends fails the test (TimeoutError)
+    s.connect(str(busybox_daemon.sock))
+    s.sendall(f"POST /v1.6/containers/{cid}/attach?{query} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n".encode())
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += s.recv(4096)
+    return s, data
+
+
 def test_an_attach_answered_before_a_start_gets_that_run_however_quickly_it_ends(api, make, busybox_daemon):
     """Today's docker CLI attaches, and starts the container once the attach is answered. A run
     that starts and ends before the attach has found its stream must still reach it: here the
@@ -311,14 +323,7 @@ def test_an_attach_answered_before_a_start_gets_that_run_however_quickly_it_ends
     cid = make(["/bin/sh", "-c", f"if [ -e /ran ]; then echo second; else touch /ran; seq 1 {lines}; fi"])
     assert api.post(f"/containers/{cid}/start").status_code == 204
     assert api.post(f"/containers/{cid}/wait").json()["StatusCode"] == 0
-    s = socket.socket(socket.AF_UNIX)
-    s.settimeout(60)
-    s.connect(str(busybox_daemon.sock))
-    s.sendall(f"POST /v1.6/containers/{cid}/attach?logs=1&stream=1&stdout=1 HTTP/1.1\r\nHost: x\r\n"
-              "Content-Length: 0\r\n\r\n".encode())
-    data = b""
-    while b"\r\n\r\n" not in data:
-        data += s.recv(4096)
+    s, data = answered_attach(busybox_daemon, cid, "logs=1&stream=1&stdout=1")
     assert api.post(f"/containers/{cid}/start").status_code == 204
     assert api.post(f"/containers/{cid}/wait").json()["StatusCode"] == 0  # the second run is over
     while chunk := s.recv(1 << 20):  # a daemon with the old order never ends this stream
@@ -332,14 +337,7 @@ def test_an_attach_waiting_for_a_start_that_fails_ends(api, make, busybox_daemon
     """The client is told by the start's error; its attach must not wait on for a run that did
     not happen (today's docker CLI waits for its attach to end before it exits)."""
     cid = make(["/bin/echo", "hi"])
-    s = socket.socket(socket.AF_UNIX)
-    s.settimeout(30)
-    s.connect(str(busybox_daemon.sock))
-    s.sendall(f"POST /v1.6/containers/{cid}/attach?stream=1&stdout=1 HTTP/1.1\r\nHost: x\r\n"
-              "Content-Length: 0\r\n\r\n".encode())
-    data = b""
-    while b"\r\n\r\n" not in data:
-        data += s.recv(4096)
+    s, data = answered_attach(busybox_daemon, cid, "stream=1&stdout=1")
     missing = f"/nonexistent-{uuid.uuid4().hex}"
     failed = api.post(f"/containers/{cid}/start", json={"Binds": [f"{missing}:/data"]})
     assert failed.status_code >= 400 and missing in failed.text
