@@ -133,7 +133,10 @@ def test_run_t_gets_a_tty_of_the_containers_devpts(cli, term, exec_driver, reque
 def test_exec_t_gets_a_tty_of_the_containers_devpts(cli, term):
     name = cli.name()
     cli("run", "-d", "--name", name, "busybox", "sleep", "120")
-    t = term("exec", "-it", name, "sh", "-c", PROBE + "; echo probe-done")
+    # the CLI sets the size after the start (at API 1.6 its exec start carries no ConsoleSize, as
+    # Docker's does neither before 1.42): the probe waits, at most 10 s, for that resize
+    resized = 'i=0; while [ "$(stty size)" = "24 80" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; '
+    t = term("exec", "-it", name, "sh", "-c", resized + PROBE + "; echo probe-done")
     t.expect("probe-done")
     assert t.wait() == 0
     check_own_tty(t.text(), "33 101")

@@ -365,7 +365,8 @@ ALL = [*(f"tests/exec/{name}.py" for name in ("test_lxc", "test_lxc_cgroups", "t
        "tests/api/test_containers.py", "tests/api/test_restore.py", "tests/api/test_lifecycle_hooks.py",
        *(f"tests/exec/{name}.py" for name in ("test_native", "test_native_cgroups", "test_native_exec",
                                               "test_confinement", "test_confinement_api", "test_users", "test_logs",
-                                              "test_seccomp_program", "test_terminal"))]
+                                              "test_seccomp_program", "test_terminal",
+                                              "test_inherited_signals"))]
 #: in the VM booted with systemd as pid 1, by ``--all``: the shipped units (socket activation,
 #: delegation, a restart with a container running)
 SYSTEMD = ["tests/vm/systemd_case.py"]
