@@ -503,15 +503,15 @@ class Runner:
     def _end_waiting(self, container: Container) -> None:
         """A start failed: the attaches waiting for it get no stream (their clients are told by
         the start's error, and must not wait on for a run that did not happen)."""
-        with self._waiting_lock:
-            waiting = self._waiting.pop(container.id, [])
-        for pending in waiting:
+        for pending in self._take_waiting(container):
             pending.ready.set()
 
-    def _connect_waiting(self, container: Container) -> None:
+    def _take_waiting(self, container: Container) -> list[PendingAttach]:
         with self._waiting_lock:
-            waiting = self._waiting.pop(container.id, [])
-        for pending in waiting:
+            return self._waiting.pop(container.id, [])
+
+    def _connect_waiting(self, container: Container) -> None:
+        for pending in self._take_waiting(container):
             if pending.cancelled:
                 continue
             try:
