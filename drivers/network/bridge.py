@@ -192,6 +192,8 @@ class BridgeDriver(NetworkDriver):
                                       f"bridge {self.bridge}")
                 # a bridge this driver created before a crash or restart is still ours to remove
                 created = bool(marker.get("created")) and marker.get("name") == self.bridge
+                if created:  # a bridge that existed before moorage is left as it is
+                    links.pin_bridge_mac(ipr, index, self.bridge, current)
                 return current, created
             address = wanted or links.choose_bridge_address(links.host_routes(ipr), links.nameservers())
             links.create_bridge(ipr, self.bridge, address, opts.mtu)

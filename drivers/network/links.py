@@ -32,6 +32,23 @@ CONTAINER_IFNAME = "eth0"
 #: The loopback device's index in every network namespace (the kernel's LOOPBACK_IFINDEX).
 LOOPBACK_INDEX = 1
 CLONE_NEWNET = 0x40000000
+#: ``/sys/class/net/*/addr_assign_type`` of an address set explicitly (the kernel's NET_ADDR_SET)
+NET_ADDR_SET = 3
+
+
+def mac_for(ip: ipaddress.IPv4Address) -> str:
+    """The MAC address of ``ip`` on a bridge: locally administered, 02:42 and the address's
+    four bytes, as Docker derives it.
+
+    A container's MAC follows from its address, so an address handed to a new container
+    keeps the MAC that the host and the other containers have cached for it. With a random
+    MAC, the first container to reuse a released address is unreachable from anyone who
+    spoke to the old one until that neighbour entry expires, 30 s and more (bench/soak.py
+    found it). The bridge's own MAC is set the same way: otherwise the kernel gives the
+    bridge the lowest MAC of its ports, which changes as containers come and go and leaves
+    every container's cached gateway MAC wrong.
+    """
+    return "02:42:" + ":".join(f"{byte:02x}" for byte in ip.packed)
 
 
 def host_routes(ipr: IPRoute) -> list[ipaddress.IPv4Network]:
@@ -80,7 +97,7 @@ def ipv4_address(ipr: IPRoute, index: int) -> ipaddress.IPv4Interface | None:
 
 def create_bridge(ipr: IPRoute, name: str, address: ipaddress.IPv4Interface, mtu: int) -> int:
     try:
-        ipr.link("add", ifname=name, kind="bridge")
+        ipr.link("add", ifname=name, kind="bridge", address=mac_for(address.ip))
     except NetlinkError as exc:
         raise DriverError(f"cannot create the bridge {name}: {os.strerror(exc.code)}") from None
     index = link_index(ipr, name)
@@ -93,6 +110,17 @@ def create_bridge(ipr: IPRoute, name: str, address: ipaddress.IPv4Interface, mtu
             ipr.link("del", index=index)
         raise DriverError(f"cannot configure the bridge {name}: {os.strerror(exc.code)}") from None
     return index
+
+
+def pin_bridge_mac(ipr: IPRoute, index: int, name: str, address: ipaddress.IPv4Interface) -> None:
+    """Give a bridge whose MAC follows its ports (one made before moorage set it at creation)
+    the MAC ``create_bridge`` gives, so that it no longer changes as ports come and go."""
+    try:
+        assigned = int(Path(f"/sys/class/net/{name}/addr_assign_type").read_text())
+    except (OSError, ValueError):
+        return
+    if assigned != NET_ADDR_SET:
+        ipr.link("set", index=index, address=mac_for(address.ip))
 
 
 def delete_link(ipr: IPRoute, name: str) -> bool:
@@ -177,7 +205,8 @@ def attach_container(ipr: IPRoute, pid: int, host_ifname: str, bridge: str, addr
     with namespace_fd(pid) as nsfd:
         try:
             ipr.link("add", ifname=host_ifname, kind="veth", mtu=mtu, master=bridge_index, state="up",
-                     peer={"ifname": CONTAINER_IFNAME, "net_ns_fd": nsfd, "mtu": mtu})
+                     peer={"ifname": CONTAINER_IFNAME, "net_ns_fd": nsfd, "mtu": mtu,
+                           "address": mac_for(address.ip)})
         except NetlinkError as exc:
             raise DriverError(f"cannot create the veth pair {host_ifname}: {os.strerror(exc.code)}") from None
     try:

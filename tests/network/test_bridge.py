@@ -5,6 +5,7 @@ the daemon was killed."""
 from __future__ import annotations
 
 import ipaddress
+import json
 import socket
 import subprocess
 import uuid
@@ -117,6 +118,66 @@ def test_existing_bridge_is_adopted_and_kept(bridge_factory, bridge_env, contain
     driver.release(box.id)
     driver.cleanup()
     assert bridge_link(bridge_env.name) is not None, "a bridge moorage did not create is never removed"
+
+
+def link_mac(name: str, pid: int | None = None) -> str:
+    """The MAC of interface ``name`` on the host, or in the network namespace of ``pid``."""
+    with IPRoute(**({"netns": f"/proc/{pid}/ns/net"} if pid else {})) as ipr:
+        return ipr.get_links(links.link_index(ipr, name))[0].get("IFLA_ADDRESS")
+
+
+def mac_is_set(name: str) -> bool:
+    """Whether the kernel keeps the bridge's MAC (set explicitly) rather than its ports' lowest."""
+    return int(Path(f"/sys/class/net/{name}/addr_assign_type").read_text()) == links.NET_ADDR_SET
+
+
+def plain_bridge(name: str, bip: str) -> None:
+    """A bridge made without a MAC of its own, as a user or an earlier moorage made it."""
+    with IPRoute() as ipr:
+        ipr.link("add", ifname=name, kind="bridge")
+        index = links.link_index(ipr, name)
+        iface = ipaddress.IPv4Interface(bip)
+        ipr.addr("add", index=index, address=str(iface.ip), prefixlen=iface.network.prefixlen)
+        ipr.link("set", index=index, state="up")
+
+
+def test_macs_follow_addresses_and_the_bridge_keeps_its_own(bridge_factory, bridge_env, container):
+    """With the kernel's defaults (a random MAC per veth, the bridge taking its ports' lowest),
+    a reused address is unreachable from whoever cached the old MAC, and the gateway's MAC
+    changes under every container as ports come and go (bench/soak.py found the first)."""
+    driver = bridge_factory()
+    gateway_mac = links.mac_for(ipaddress.IPv4Interface(bridge_env.bip).ip)
+    assert link_mac(bridge_env.name) == gateway_mac and mac_is_set(bridge_env.name)
+    boxes = [container() for _ in range(4)]
+    for box in boxes:
+        ep = driver.join(box.id, box.pid, {})
+        assert link_mac("eth0", box.pid) == links.mac_for(ipaddress.IPv4Address(ep.ip_address))
+        assert link_mac(bridge_env.name) == gateway_mac
+    for box in boxes:
+        driver.release(box.id)
+        driver._wait_deleted()
+        assert link_mac(bridge_env.name) == gateway_mac
+
+
+def test_a_bridge_an_earlier_moorage_made_gets_a_mac_of_its_own(bridge_factory, bridge_env, tmp_path):
+    plain_bridge(bridge_env.name, bridge_env.bip)
+    home = tmp_path / "bridge-home"
+    home.mkdir(mode=0o700)
+    (home / "bridge.json").write_text(json.dumps({"name": bridge_env.name, "created": True,
+                                                  "address": bridge_env.bip}))
+    assert not mac_is_set(bridge_env.name)
+    driver = bridge_factory(home=home)
+    assert driver.created
+    assert link_mac(bridge_env.name) == links.mac_for(ipaddress.IPv4Interface(bridge_env.bip).ip)
+    assert mac_is_set(bridge_env.name)
+
+
+def test_a_bridge_moorage_did_not_make_keeps_its_mac(bridge_factory, bridge_env):
+    plain_bridge(bridge_env.name, bridge_env.bip)
+    before = link_mac(bridge_env.name)
+    driver = bridge_factory(bip=None)
+    assert not driver.created
+    assert link_mac(bridge_env.name) == before and not mac_is_set(bridge_env.name)
 
 
 def test_bip_that_does_not_match_an_existing_bridge_is_refused(bridge_factory, bridge_env):
