@@ -58,7 +58,8 @@ async def replay_log(kernel, path: Path, wanted: dict[Stream, bool], until: LogP
     executor about ``REPLAY_BATCH`` bytes at a time: the daemon holds one batch, whatever the
     log's size."""
     streams = tuple(s.name.lower() for s, on in wanted.items() if on)
-    entries = read_log(path, streams, until=until)
+    # read_log opens the files (and may wait for a rotation's lock): in the executor
+    entries = await kernel.run_blocking(read_log, path, streams, None, until)
 
     def batch() -> list[tuple[Stream, bytes]]:
         out, size = [], 0

@@ -28,10 +28,10 @@ import fcntl
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 STREAMS = ("stdout", "stderr")
 #: Docker's split point: no entry carries more than this many bytes of output.
@@ -250,57 +250,87 @@ def open_log(path: Path) -> list[BinaryIO]:
     raise OSError(f"the log {path} kept changing while it was opened")
 
 
-def read_log(path: Path, streams: tuple[str, ...] = STREAMS, since: LogPosition | None = None,
-             until: LogPosition | None = None) -> Iterator[LogEntry]:
-    """The entries of a log in order, every rotated file first, limited to ``streams``, after
-    ``since`` and up to ``until`` (both from ``log_position``; what was rotated away is gone,
-    and what was written after ``until`` is left out). Streams from disk: one line in memory
-    at a time. A torn last line (a writer killed mid-write) is skipped. Close the iterator (or
+class LogReader:
+    """An iterator over a log's entries (``read_log``, ``follow_log``) whose files are opened
+    when it is made, not at its first entry: a reader made before the log is deleted (the
+    container's ``AutoRemove`` right after a short run) still reads it whole. Close it (or
     exhaust it) to close the files."""
-    entries = follow_log(path, since)
-    in_until_file = False  # the file ``until`` points into has been reached
-    try:
-        for entry, position in entries:
-            if until is not None:
-                if position.inode == until.inode:
-                    in_until_file = True
-                    if position.offset > until.offset:
-                        return
-                elif in_until_file or not until.inode:  # a newer file, or there was no log then
-                    return
-            if entry.stream in streams:
-                yield entry
-    finally:
-        entries.close()
 
+    def __init__(self, path: Path, since: LogPosition | None,
+                 select: Callable[[Iterator[tuple[LogEntry, LogPosition]]], Generator[Any, None, None]] | None = None
+                 ) -> None:
+        self._files = open_log(path)
+        entries = _entries(self._files, since)
+        self._items: Generator[Any, None, None] = entries if select is None else select(entries)
 
-def follow_log(path: Path, since: LogPosition | None = None) -> Iterator[tuple[LogEntry, LogPosition]]:
-    """``read_log`` of every stream, each entry with the position just after it: a reader
-    that polls a growing log passes the last one as ``since`` next time."""
-    files = open_log(path)
-    try:
-        inodes = [os.fstat(f.fileno()).st_ino for f in files]
-        if since is not None and since.inode in inodes:
-            first = inodes.index(since.inode)
-            files[first].seek(since.offset)
-            for f in files[:first]:
-                f.close()
-            files, inodes = files[first:], inodes[first:]
-        for f, inode in zip(files, inodes, strict=True):
-            while raw := f.readline(MAX_ENTRY):
-                if not raw.endswith(b"\n"):
-                    if len(raw) == MAX_ENTRY:  # not a line this module wrote: skip the rest of it
-                        while (more := f.readline(MAX_ENTRY)) and not more.endswith(b"\n"):
-                            pass
-                        continue
-                    break  # a line still being written: read it next time
-                try:
-                    obj = json.loads(raw)
-                except ValueError:
-                    continue
-                if isinstance(obj, dict) and obj.get("stream") in STREAMS:
-                    yield (LogEntry(str(obj.get("log", "")), obj["stream"], str(obj.get("time", ""))),
-                           LogPosition(inode, f.tell()))
-    finally:
-        for f in files:
+    def __iter__(self) -> LogReader:
+        return self
+
+    def __next__(self) -> Any:
+        try:
+            return next(self._items)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        self._items.close()
+        for f in self._files:
             f.close()
+
+
+def read_log(path: Path, streams: tuple[str, ...] = STREAMS, since: LogPosition | None = None,
+             until: LogPosition | None = None) -> LogReader:
+    """The entries (``LogEntry``) of a log in order, every rotated file first, limited to
+    ``streams``, after ``since`` and up to ``until`` (both from ``log_position``; what was
+    rotated away is gone, and what was written after ``until`` is left out). Streams from disk:
+    one line in memory at a time. A torn last line (a writer killed mid-write) is skipped."""
+    return LogReader(path, since, lambda entries: _select(entries, streams, until))
+
+
+def follow_log(path: Path, since: LogPosition | None = None) -> LogReader:
+    """``read_log`` of every stream, each entry with the position just after it
+    (``(LogEntry, LogPosition)``): a reader that polls a growing log passes the last one as
+    ``since`` next time."""
+    return LogReader(path, since)
+
+
+def _select(entries: Iterator[tuple[LogEntry, LogPosition]], streams: tuple[str, ...],
+            until: LogPosition | None) -> Generator[LogEntry, None, None]:
+    in_until_file = False  # the file ``until`` points into has been reached
+    for entry, position in entries:
+        if until is not None:
+            if position.inode == until.inode:
+                in_until_file = True
+                if position.offset > until.offset:
+                    return
+            elif in_until_file or not until.inode:  # a newer file, or there was no log then
+                return
+        if entry.stream in streams:
+            yield entry
+
+
+def _entries(files: list[BinaryIO], since: LogPosition | None
+             ) -> Generator[tuple[LogEntry, LogPosition], None, None]:
+    """The entries of ``files`` (``open_log``'s), each with the position after it; the caller
+    closes the files."""
+    inodes = [os.fstat(f.fileno()).st_ino for f in files]
+    if since is not None and since.inode in inodes:
+        first = inodes.index(since.inode)
+        files[first].seek(since.offset)
+        files, inodes = files[first:], inodes[first:]
+    for f, inode in zip(files, inodes, strict=True):
+        while raw := f.readline(MAX_ENTRY):
+            if not raw.endswith(b"\n"):
+                if len(raw) == MAX_ENTRY:  # not a line this module wrote: skip the rest of it
+                    while (more := f.readline(MAX_ENTRY)) and not more.endswith(b"\n"):
+                        pass
+                    continue
+                break  # a line still being written: read it next time
+            try:
+                obj = json.loads(raw)
+            except ValueError:
+                continue
+            if isinstance(obj, dict) and obj.get("stream") in STREAMS:
+                yield (LogEntry(str(obj.get("log", "")), obj["stream"], str(obj.get("time", ""))),
+                       LogPosition(inode, f.tell()))

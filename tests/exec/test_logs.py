@@ -4,12 +4,16 @@ real container: tests/exec/test_log_bounds.py)."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
 import stat
 import threading
+from pathlib import Path
 
 import pytest
 
+from moorage.core.hookspecs.exec import Stream
 from moorage.core.logs import (
     MAX_LINE,
     LogPosition,
@@ -22,6 +26,7 @@ from moorage.core.logs import (
     rfc3339nano,
     rotated,
 )
+from moorage.core.runner import LogAttachment
 
 RFC3339NANO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z$")
 
@@ -67,6 +72,48 @@ def test_invalid_utf8_and_torn_last_line(tmp_path):
         f.write(b'{"log": "torn')  # a writer killed mid-line
     (entry,) = read_log(path)
     assert entry.log == "\ufffd\ufffd ok\n" and entry.stream == "stdout"
+
+
+def test_readers_made_before_the_log_is_deleted_read_it_whole(tmp_path):
+    """A run that ended before its waiting attach connected is read from the log, and the
+    container's AutoRemove may delete it first: ``docker run --rm`` printed nothing now and
+    then with the lxc driver (whose start returns once the command runs, often after it ended)."""
+    directory = tmp_path / "container"
+    directory.mkdir()
+    path = directory / "c-json.log"
+    writer = LogWriter(path, LogRotation(max_size=200, max_files=3))
+    for i in range(6):
+        writer.write("stdout", f"line {i} of the run\n".encode())
+    writer.close()
+    assert rotated(path, 1).exists(), "the reader must keep the rotated files too"
+    expected = [f"line {i} of the run\n" for i in range(6)]
+    kept = [e.log for e in read_log(path)]
+    assert kept[-1] == expected[-1] and len(kept) >= 4
+    readers = [read_log(path), follow_log(path), LogAttachment(path, None)]
+    shutil.rmtree(directory)  # the removal, between the reader's making and its reading
+    assert [e.log for e in readers[0]] == kept
+    assert [e.log for e, _ in readers[1]] == kept
+    attached = []
+    while (item := readers[2].read()) is not None:
+        attached.append(item)
+    readers[2].close()
+    assert attached == [(Stream.STDOUT, text.encode()) for text in kept]
+
+
+def test_a_reader_closed_unread_closes_its_files(tmp_path):
+    path = tmp_path / "c-json.log"
+    writer = LogWriter(path)
+    writer.write("stdout", b"one\n")
+    writer.close()
+
+    def open_on_log() -> int:
+        fds = Path("/proc/self/fd")
+        return sum(1 for fd in fds.iterdir() if os.path.realpath(fd) == str(path.resolve()))
+
+    reader = read_log(path)
+    assert open_on_log() == 1, "opened when made"
+    reader.close()
+    assert open_on_log() == 0
 
 
 def test_missing_log_reads_empty(tmp_path):
