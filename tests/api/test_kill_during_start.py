@@ -5,7 +5,13 @@ mount, cgroup, veth or monitor), and the daemon can start and stop it again.
 
 A test-only plugin (a third-party distribution on ``PYTHONPATH``, as tests/hook_recorder.py
 is; the daemon has no code path of its own for it) holds the start at a step, on a network
-driver that is the bridge driver with a join that can wait before and after its own:
+driver that is the bridge driver with a join that can wait before and after its own, or a
+graph driver that is the overlay driver with a ``get`` that can wait after its own:
+
+- ``mounted`` (the graph driver): the rootfs is mounted, and nothing is saved yet: the state
+  does not say running, no process exists. No hook or network step is called in this window.
+  The restarted daemon must hand the mount back (the soak's first find, core/runner.py,
+  ``_release_rootfs_of_interrupted_start``); the test fails without that;
 
 - ``before-join``: the rootfs is mounted, the state saved as running without a pid, and the
   exec driver has made the container's namespaces and waits for the join before it runs the
@@ -58,6 +64,7 @@ pytestmark = [
 HOLDING = '''
 import os, time
 from moorage.core.hookspecs import hookimpl
+from moorage.drivers.graph.overlay import OverlayDriver
 from moorage.drivers.network.bridge import BridgeDriver
 
 _root = None  # the daemon's root, once configured (before the API listens, after the restore)
@@ -91,9 +98,23 @@ class HoldingBridge(BridgeDriver):
         return endpoint
 
 
+class HoldingOverlay(OverlayDriver):
+    name = "holdingoverlay"
+
+    def get(self, id):
+        path = super().get(id)
+        wait_in_step(self.home.parent.parent, "mounted", id, 0)  # <root>/graph/holdingoverlay
+        return path
+
+
 @hookimpl
 def moorage_network_register():
     return [HoldingBridge]
+
+
+@hookimpl
+def moorage_graph_register():
+    return [HoldingOverlay]
 
 
 @hookimpl
@@ -239,6 +260,38 @@ def test_a_start_killed_at_a_step_runs_fully_or_leaves_no_trace(tmp_path_factory
             assert "Traceback" not in daemon.log(), daemon.log()[-6000:]
     finally:
         remove_bridge_and_table(bridge, table)
+
+
+def test_a_start_killed_after_its_rootfs_was_mounted_leaves_no_mount(tmp_path_factory, busybox_tar):
+    base = tmp_path_factory.mktemp(f"killmount-{uuid.uuid4().hex[:8]}")
+    site = base / "site"
+    site.mkdir()
+    make_distribution(site, "moorage-holding", {"holding": HOLDING}, {"holding": "holding"})
+    (base / "daemon").mkdir()
+    root = base / "daemon" / "root"
+    daemon_config = '[graph]\ndriver = "holdingoverlay"\n[exec]\ndriver = "native"\n[network]\ndriver = "none"\n'
+    with daemon_in(base / "daemon", daemon_config, site, root / "release") as daemon:
+        daemon.start()
+        import_image(daemon, busybox_tar)
+        with daemon.client() as api:
+            cid = api.post("/containers/create", json={"Image": "busybox", "Cmd": ["sleep", "60"]}).json()["Id"]
+        (root / "hold").write_text("mounted")
+        start_in_thread(daemon, cid)
+        container_id, _ = held(root)
+        assert container_id.startswith(cid)
+        assert [p for p in mounts_below(daemon.root) if container_id in p], "held with its rootfs mounted"
+        daemon.kill()
+        daemon.start()
+        with daemon.client() as api:
+            assert not api.get(f"/containers/{cid}/json").json()["State"]["Running"]
+            assert no_traces(daemon, container_id, 0) == [], daemon.log()[-3000:]
+            assert api.post(f"/containers/{cid}/start").status_code == 204
+            data = api.get(f"/containers/{cid}/json").json()
+            assert data["State"]["Running"] and "sleep" in cmdline(data["State"]["Pid"])
+            assert api.post(f"/containers/{cid}/stop", params={"t": 1}).status_code == 204
+            assert no_traces(daemon, container_id, data["State"]["Pid"]) == [], daemon.log()[-3000:]
+            assert api.delete(f"/containers/{cid}").status_code == 204
+        assert "Traceback" not in daemon.log(), daemon.log()[-6000:]
 
 
 def assert_runs_with_its_network(api: httpx.Client, cid: str, veth: str, binding: dict | None) -> None:
