@@ -207,6 +207,16 @@ def network_module(cls: str, name: str, priority: int = 50, init: str = "pass", 
     return NETWORK_DRIVER.format(cls=cls, name=name, priority=priority, init=init, join=join, configures=configures)
 
 
+def eventually(check, what: str = "the condition", timeout: float = 30):
+    """``check()``'s value once it is truthy (polled, as ``settle``); fails naming ``what`` at
+    the deadline."""
+    from moorage.core.contract.network import settle
+
+    value = settle(check, timeout)
+    assert value, f"timed out after {timeout} s waiting for {what}"
+    return value
+
+
 def make_distribution(site: Path, dist: str, modules: dict[str, str], entry_points: dict[str, str]) -> None:
     """Install ``dist`` into ``site`` the way pip lays it out: modules plus a dist-info."""
     for module, source in modules.items():

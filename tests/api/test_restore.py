@@ -4,10 +4,9 @@ finds them again (live restore), with exits that happened meanwhile recorded."""
 from __future__ import annotations
 
 import signal
-import time
 
 import pytest
-from conftest import CONTAINER_CONFIG, import_image
+from conftest import CONTAINER_CONFIG, eventually, import_image
 
 
 @pytest.fixture
@@ -23,17 +22,6 @@ def start(api, cmd, **config) -> str:
 
 def log_lines(api, cid) -> int:
     return api.post(f"/containers/{cid}/attach", params={"logs": 1, "stdout": 1}).content.count(b"\n")
-
-
-def eventually(check, what: str, timeout: float = 30):
-    """Poll ``check()`` until it is truthy; fail naming ``what`` at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 def pid_of(api, cid) -> int:

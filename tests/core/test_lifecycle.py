@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from pathlib import Path
 
 import pytest
-from conftest import CONTAINER_CONFIG, import_image, make_distribution
+from conftest import CONTAINER_CONFIG, eventually, import_image, make_distribution
 from hook_recorder import RECORDER, recorded_calls
 
 from moorage.core.hookspecs import hookimpl
@@ -89,17 +88,6 @@ def saved_state(root: Path, cid: str) -> dict:
     return json.loads((root / "containers" / cid / "config.json").read_text())["State"]
 
 
-def eventually(check, timeout: float = 20):
-    """``check()``'s value once it is truthy; fails at the deadline with its last value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value or time.monotonic() > deadline:
-            assert value
-            return value
-        time.sleep(0.05)
-
-
 @pytest.fixture
 def hooked_daemon(daemon_factory, tmp_path, busybox_tar):
     site = tmp_path / "site"
@@ -122,7 +110,8 @@ def test_raising_lifecycle_hooks_change_no_outcome_and_skip_no_state_write(hooke
         assert api.post(f"/containers/{cid}/start").status_code == 204
         assert api.post(f"/containers/{cid}/wait").json() == {"StatusCode": 4}
         # the exit is saved although the died hook raised just before the save
-        eventually(lambda: saved_state(d.root, cid)["Running"] is False and saved_state(d.root, cid)["ExitCode"] == 4)
+        eventually(lambda: saved_state(d.root, cid)["Running"] is False and saved_state(d.root, cid)["ExitCode"] == 4,
+                   "the exit to be saved", 20)
         assert api.post(f"/containers/{cid}/restart", params={"t": 1}).status_code == 204
         assert api.post(f"/containers/{cid}/wait").json() == {"StatusCode": 4}
         sleeper = api.post("/containers/create", json={"Image": "hooked", "Cmd": ["/bin/sleep", "30"]}).json()["Id"]
@@ -137,7 +126,7 @@ def test_raising_lifecycle_hooks_change_no_outcome_and_skip_no_state_write(hooke
         deleted = api.delete("/images/hooked")
         assert deleted.status_code == 200 and any("Deleted" in row for row in deleted.json()), deleted.text
         assert api.get("/images/json").json() == []
-    log = eventually(lambda: "destroyed hook broke" in d.log() and d.log())
+    log = eventually(lambda: "destroyed hook broke" in d.log() and d.log(), "the hook's error in the log", 20)
     for hook in ("created", "started", "died", "destroyed", "deleted", "configured"):
         assert f"{hook} hook broke" in log
     assert "plugin 'raising' failed in moorage_container_died" in log
