@@ -186,17 +186,22 @@ def cmdline(pid: int) -> str:
 
 
 @contextlib.contextmanager
-def daemon_in(base: Path, daemon_config: str, site: Path, release: Path):
-    """A daemon with the plugins of ``site``; at the end the held step is let go, and the
-    daemon (restarted if it was killed: containers outlive it) removes its containers."""
+def holding_daemon(base: Path, daemon_config: str):
+    """A daemon below ``base`` with the holding plugin installed; at the end the held step is
+    let go, and the daemon (restarted if it was killed: containers outlive it) removes its
+    containers."""
+    site = base / "site"
+    site.mkdir()
+    make_distribution(site, "moorage-holding", {"holding": HOLDING}, {"holding": "holding"})
+    (base / "daemon").mkdir()
     # -r=false (as bench/soak.py): a container found stopped at the restart stays stopped
     path = os.pathsep.join(p for p in (str(site), os.environ.get("PYTHONPATH", "")) if p)
-    daemon = Daemon(base, daemon_config, flags=["-r=false"], env={"PYTHONPATH": path})
+    daemon = Daemon(base / "daemon", daemon_config, flags=["-r=false"], env={"PYTHONPATH": path})
     try:
         yield daemon
     finally:
-        release.parent.mkdir(parents=True, exist_ok=True)
-        release.touch()
+        daemon.root.mkdir(parents=True, exist_ok=True)
+        (daemon.root / "release").touch()
         if daemon.proc is not None and daemon.proc.poll() is not None:
             with contextlib.suppress(RuntimeError):
                 daemon.start()
@@ -217,13 +222,9 @@ def test_a_start_killed_at_a_step_runs_fully_or_leaves_no_trace(tmp_path_factory
     suffix = uuid.uuid4().hex[:8]
     bridge, table = f"mtst{suffix}", f"moorage-test-{suffix}"
     base = tmp_path_factory.mktemp(f"killstart-{suffix}")
-    site = base / "site"
-    site.mkdir()
-    make_distribution(site, "moorage-holding", {"holding": HOLDING}, {"holding": "holding"})
-    (base / "daemon").mkdir()
-    root = base / "daemon" / "root"
     try:
-        with daemon_in(base / "daemon", config(bridge, table), site, root / "release") as daemon:
+        with holding_daemon(base, config(bridge, table)) as daemon:
+            root = daemon.root
             daemon.start()
             import_image(daemon, busybox_tar)
             with daemon.client() as api:
@@ -264,13 +265,9 @@ def test_a_start_killed_at_a_step_runs_fully_or_leaves_no_trace(tmp_path_factory
 
 def test_a_start_killed_after_its_rootfs_was_mounted_leaves_no_mount(tmp_path_factory, busybox_tar):
     base = tmp_path_factory.mktemp(f"killmount-{uuid.uuid4().hex[:8]}")
-    site = base / "site"
-    site.mkdir()
-    make_distribution(site, "moorage-holding", {"holding": HOLDING}, {"holding": "holding"})
-    (base / "daemon").mkdir()
-    root = base / "daemon" / "root"
     daemon_config = '[graph]\ndriver = "holdingoverlay"\n[exec]\ndriver = "native"\n[network]\ndriver = "none"\n'
-    with daemon_in(base / "daemon", daemon_config, site, root / "release") as daemon:
+    with holding_daemon(base, daemon_config) as daemon:
+        root = daemon.root
         daemon.start()
         import_image(daemon, busybox_tar)
         with daemon.client() as api:

@@ -68,7 +68,8 @@ def running_container(driver):
 
 
 def swap(root, outside) -> None:
-    os.rename(root / "d", root / f"d-{uuid.uuid4().hex[:6]}")
+    # a full uuid: the flipper swaps thousands of times, and six hex digits collided (ENOTEMPTY)
+    os.rename(root / "d", root / f"d-{uuid.uuid4().hex}")
     os.symlink(outside, root / "d")
 
 
@@ -110,11 +111,17 @@ def test_swapping_while_commits_and_changes_run(driver, outside, generic):
     root = running_container(driver)
     differ = NaiveDiffer(driver) if generic else differ_for(driver)
     stop = threading.Event()
+    flips: list[int] = [0]
+    errors: list[BaseException] = []
 
     def flip():
-        while not stop.is_set():
-            swap(root, outside)
-            unswap(root)
+        try:
+            while not stop.is_set():
+                swap(root, outside)
+                unswap(root)
+                flips[0] += 1
+        except BaseException as exc:  # the race must run for the whole test: its end fails it
+            errors.append(exc)
 
     flipper = threading.Thread(target=flip, daemon=True)
     flipper.start()
@@ -135,3 +142,5 @@ def test_swapping_while_commits_and_changes_run(driver, outside, generic):
         stop.set()
         flipper.join(10)
         driver.put("ctr")
+    assert not errors, f"the flipper stopped: {errors[0]!r}"
+    assert flips[0] > 0
