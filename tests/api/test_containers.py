@@ -12,6 +12,7 @@ import time
 import uuid
 
 import pytest
+from conftest import eventually
 
 
 @pytest.fixture
@@ -48,10 +49,7 @@ def start_when_trapped(api, make, trap: str) -> str:
     sent before the shell got that far would meet the default action, not the trap."""
     cid = make(["/bin/sh", "-c", f"{trap}; echo trapped; while true; do sleep 0.1; done"])
     assert api.post(f"/containers/{cid}/start").status_code == 204
-    deadline = time.monotonic() + 30
-    while b"trapped" not in logs(api, cid):
-        assert time.monotonic() < deadline, "the shell never installed its trap"
-        time.sleep(0.05)
+    eventually(lambda: b"trapped" in logs(api, cid), "the shell to install its trap")
     return cid
 
 

@@ -8,11 +8,10 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
-import time
 import uuid
 from pathlib import Path
 
-from conftest import Daemon, import_image
+from conftest import Daemon, eventually, import_image
 
 from moorage.core.contract.network import host_links, quiet_host_port, settle
 from moorage.drivers.network.bridge import host_veth_name
@@ -43,10 +42,8 @@ def test_a_container_whose_port_was_taken_is_killed_at_restart_leaving_nothing(t
         taker.listen(1)
         daemon.start()
         with daemon.client() as api:
-            deadline = time.monotonic() + 30
-            while api.get(f"/containers/{cid}/json").json()["State"]["Running"]:
-                assert time.monotonic() < deadline, "the container still runs without its published port"
-                time.sleep(0.1)
+            eventually(lambda: not api.get(f"/containers/{cid}/json").json()["State"]["Running"],
+                       "the container without its published port to be killed")
         assert settle(lambda: not os.path.exists(f"/proc/{pid}")), "its process still runs"
         assert settle(lambda: host_veth_name(name, cid) not in host_links()), "its veth is left"
         left = [group for group in Path("/sys/fs/cgroup").glob(f"*/moorage/{cid}/cgroup.procs")
