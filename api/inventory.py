@@ -155,12 +155,14 @@ def collect(config: DaemonConfig, probe: bool = True) -> Inventory:
     return inventory
 
 
-def _scratch_parent(root: Path) -> Path:
-    """An existing directory on the daemon root's filesystem (the root, or its nearest parent)."""
+def _scratch_parent(root: Path) -> Path | None:
+    """An existing directory on the daemon root's filesystem (the root, or its nearest parent),
+    or None (the system's temporary directory) where this user may not write there: an
+    ordinary user asking what would work here."""
     path = Path(root)
     while not path.is_dir():
         path = path.parent
-    return path
+    return path if os.access(path, os.W_OK | os.X_OK) else None
 
 
 def probe_all(config: DaemonConfig, own_probe: bool) -> dict[str, dict[str, str | None]]:

@@ -8,12 +8,15 @@ ones, so ``normalize_config`` does the same.
 from __future__ import annotations
 
 import copy
+import logging
 import posixpath
 from typing import Any
 
 from .errors import InvalidParameter
 from .security import capability_name
-from .validation import check_link_alias, check_path, check_text, shown
+from .validation import check_host_path, check_hostname, check_link_alias, check_text, clean_path, shown
+
+log = logging.getLogger(__name__)
 
 MIN_MEMORY = 524288
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -43,6 +46,24 @@ _UNSUPPORTED_DEFAULTS: dict[str, tuple] = {
     "MemorySwappiness": (-1,), "Isolation": ("default",), "CgroupnsMode": ("private", "host"),
     "IpcMode": ("private", "shareable"), "LogConfig": ({"Type": "json-file", "Config": {}},),
 }
+
+#: Every field Docker's ``Config`` and ``HostConfig`` have had, API 1.0 through 1.47 (the
+#: ``definitions`` of moby's ``docs/api/v1.NN.yaml``), lowercased. Of a body's keys, one in these
+#: that moorage does not carry out is refused by name (it is an option the client asked for);
+#: any other key is ignored, as Go's decoder ignores it in every Docker (the 2013 DockerUI sends
+#: ``{"id": ...}`` to start; a newer client may send a field a later API adds).
+DOCKER_CONFIG_KEYS = frozenset(k.lower() for k in (
+    *CONFIG_FIELDS, "ArgsEscaped", "Cpuset", "Healthcheck", "Labels", "MacAddress", "OnBuild", "Shell",
+    "StopSignal", "StopTimeout"))
+DOCKER_HOST_CONFIG_KEYS = frozenset(k.lower() for k in (
+    *HOST_CONFIG_FIELDS, "Annotations", "BlkioDeviceReadBps", "BlkioDeviceReadIOps", "BlkioDeviceWriteBps",
+    "BlkioDeviceWriteIOps", "BlkioWeight", "BlkioWeightDevice", "Capabilities", "Cgroup", "CgroupParent",
+    "CgroupnsMode", "CpuCount", "CpuPercent", "CpuPeriod", "CpuQuota", "CpuRealtimePeriod", "CpuRealtimeRuntime",
+    "CpusetCpus", "CpusetMems", "DeviceCgroupRules", "DeviceRequests", "Devices", "DiskQuota", "DnsOptions",
+    "GroupAdd", "IOMaximumBandwidth", "IOMaximumIOps", "Init", "IpcMode", "Isolation", "KernelMemory",
+    "KernelMemoryTCP", "LogConfig", "MaskedPaths", "MemoryReservation", "MemorySwappiness", "Mounts", "NanoCpus",
+    "OomKillDisable", "OomScoreAdj", "PidMode", "PidsLimit", "ReadonlyPaths", "Runtime", "SecurityOpt", "ShmSize",
+    "StorageOpt", "Sysctls", "Tmpfs", "UTSMode", "Ulimits", "UsernsMode", "VolumeDriver"))
 
 NETWORK_MODES = ("", "default", "bridge", "host", "none")
 RESTART_POLICIES = ("", "no", "always", "on-failure", "unless-stopped")
@@ -117,15 +138,28 @@ def normalize_host_config(data: Any) -> dict[str, Any]:
     return host
 
 
-def unsupported_host_fields(data: Any) -> list[str]:
-    """The keys of a host config that moorage does not carry out but that were given (not a
-    zero value nor a default): each one is refused by name rather than ignored."""
+def _given_but_unsupported(data: Any, supported: Any, docker_keys: frozenset[str], what: str) -> list[str]:
+    """The keys of ``data`` that Docker knows, moorage does not carry out, and that were given
+    (not a zero value nor a default): each one is refused by name rather than dropped. Keys
+    Docker does not know are ignored, as its decoder ignores them (logged at debug)."""
     if not isinstance(data, dict):
         return []
-    names = _by_lower(HOST_CONFIG_FIELDS)
-    return sorted(str(key) for key, value in data.items()
-                  if str(key).lower() not in names and not _is_unset(value)
-                  and value not in _UNSUPPORTED_DEFAULTS.get(str(key), ()))
+    known = {k.lower() for k in supported}
+    given = []
+    for key, value in data.items():
+        name = str(key).lower()
+        if name in known:
+            continue
+        if name not in docker_keys:
+            log.debug("%s: ignoring the unknown key %s, as Docker does", what, shown(str(key)))
+        elif not _is_unset(value) and value not in _UNSUPPORTED_DEFAULTS.get(str(key), ()):
+            given.append(str(key))
+    return sorted(given)
+
+
+def unsupported_host_fields(data: Any) -> list[str]:
+    """The ``HostConfig`` fields given that moorage does not carry out (``_given_but_unsupported``)."""
+    return _given_but_unsupported(data, HOST_CONFIG_FIELDS, DOCKER_HOST_CONFIG_KEYS, "HostConfig")
 
 
 def _is_unset(value: Any) -> bool:
@@ -227,14 +261,12 @@ def parse_extra_host(entry: str) -> tuple[str, str]:
 
 
 def check_supported_config(data: Any) -> None:
-    """400 naming every given create-body field (beside ``HostConfig`` and
-    ``NetworkingConfig``) that a 1.6 ``Config`` does not have: today's CLI sends ``Labels``,
-    ``StopSignal``, ``Healthcheck``... which moorage would otherwise drop in silence (as Go's
-    decoder did). Zero values are not "given"."""
-    if not isinstance(data, dict):
-        return
-    known = {k.lower() for k in CONFIG_FIELDS} | {"hostconfig", "networkingconfig"}
-    given = sorted(str(k) for k, v in data.items() if str(k).lower() not in known and not _is_unset(v))
+    """400 naming every given create-body field of Docker's ``Config`` that moorage does not
+    carry out: today's CLI sends ``Labels``, ``StopSignal``, ``Healthcheck``... which would
+    otherwise be dropped in silence. Zero values are not "given"; keys Docker does not know are
+    ignored."""
+    given = _given_but_unsupported(data, (*CONFIG_FIELDS, "HostConfig", "NetworkingConfig"), DOCKER_CONFIG_KEYS,
+                                   "create")
     if given:
         raise InvalidParameter(f"create: moorage does not support the Config field(s) {', '.join(given)} "
                                "that were given; remove the option(s) and try again")
@@ -323,18 +355,25 @@ def validate(config: dict[str, Any]) -> None:
         raise InvalidParameter("Bad parameter: CpuShares cannot be negative")
     for entry in config["Env"] or []:
         if not entry or entry.startswith("="):
-            raise InvalidParameter(f"Bad parameter: invalid environment entry {entry!r}")
+            raise InvalidParameter(f"Bad parameter: invalid environment entry {shown(entry)}: a name must come "
+                                   "before '='")
         check_text(entry, "Env entry")
     for key in ("Cmd", "Entrypoint"):
         for arg in config[key] or []:
             check_text(arg, f"{key} argument")
-    for key in ("Hostname", "Domainname", "User", "VolumesFrom"):
+    check_hostname(config["Hostname"])
+    for key in ("Domainname", "User", "VolumesFrom"):
         check_text(config[key], key)
-    check_path(config["WorkingDir"], "WorkingDir")
-    for path in config["Volumes"] or {}:
-        check_path(path, "volume path")
-        if not path.startswith("/") or posixpath.normpath(path) == "/":
-            raise InvalidParameter(f"Bad parameter: invalid volume path {path!r}")
+    config["WorkingDir"] = clean_path(config["WorkingDir"], "WorkingDir")
+    volumes = {}
+    for path, value in (config["Volumes"] or {}).items():
+        path = clean_path(path, "volume path")
+        if not path.startswith("/") or path == "/":
+            raise InvalidParameter(f"Bad parameter: invalid volume path {shown(path)}: an absolute path other "
+                                   "than / is needed")
+        volumes[path] = value
+    if config["Volumes"] is not None:
+        config["Volumes"] = volumes
 
 
 def validate_host_config(host: dict[str, Any]) -> None:
@@ -387,8 +426,8 @@ def parse_bind(spec: str) -> tuple[str, str, bool]:
         raise InvalidParameter(f"Invalid bind mount '{spec}' : source can't be '/'")
     if not source.startswith("/"):
         raise InvalidParameter(f"Invalid bind mount '{spec}' : source must be an absolute path")
-    check_path(spec, "bind")  # after Docker's own refusals, which keep their messages
-    return source, posixpath.normpath(dest), mode.lower() != "rw"
+    check_host_path(source, "bind source")  # after Docker's own refusals, which keep their messages
+    return source, clean_path(dest, "bind destination"), mode.lower() != "rw"
 
 
 def parse_link(spec: str) -> tuple[str, str]:

@@ -49,7 +49,7 @@ from .lifecycle import LifecycleHooks
 from .names import NameRegistry
 from .store import atomic_write, ensure_dir, fsync_dir, read_json, replace_file, write_new
 from .tags import DEFAULT_TAG, validate_repo_name, validate_tag_name
-from .validation import check_path
+from .validation import check_container_path, clean_path
 
 log = logging.getLogger(__name__)
 
@@ -524,7 +524,7 @@ class ContainerService:
         container = self.get(name)
         if not resource:
             raise InvalidParameter("Resource cannot be empty")
-        check_path(resource, "Resource")
+        check_container_path(resource, "Resource")
         rootfs = self.graph.get(container.id)
         try:
             return tree_tar_in_root(rootfs, resource, done=lambda: self.graph.put(container.id))
@@ -554,8 +554,8 @@ class ContainerService:
         """``POST /images/{name}/insert``: a new image holding ``content`` at ``path`` on top of
         the image, committed with no tag and a null config (reference §5.6). An existing path
         is refused (0.6.6). Returns the full new id; nothing is left behind on failure."""
-        check_path(path, "path")
-        if not path.startswith("/") or os.path.normpath(path) == "/":
+        path = clean_path(path, "path")
+        if not path.startswith("/") or path == "/":
             raise InvalidParameter(f"Bad parameter: path must be an absolute file path, not {path!r}")
         container, _ = self.create({"Image": image_name, "Cmd": ["echo", "insert", url, path]})
         try:

@@ -15,14 +15,21 @@ The rules:
   ``..``, at most ``MAX_REPOSITORY`` characters in all;
 - a tag is ``[\\w][\\w.-]{0,127}`` (ASCII), a digest ``sha256:`` + 64 or ``sha512:`` + 128
   lowercase hex digits;
-- a path from a request (``copy``'s ``Resource``, ``Binds``, ``WorkingDir``, ``Volumes``)
-  has no NUL, no control character and no ``..`` component, and at most ``PATH_MAX`` bytes;
-- free text that ends up in a process or a file of the container (``Env``, ``Cmd``,
-  ``Hostname``...) has no NUL and no control character other than a tab.
+- a path inside a container (``WorkingDir``, a bind's or a volume's destination, ``copy``'s
+  ``Resource``) is resolved inside the container's root, so ``..`` cannot leave it: it has no
+  NUL and at most ``PATH_MAX`` bytes, and ``clean_path`` cleans it as Go's ``path.Clean``
+  (``/a/../b`` is ``/b``), as Docker does;
+- a path used as-is on the host (a bind's source) keeps the stricter rule: no NUL, no control
+  character and no ``..`` component (docs/security.md says why Docker differs);
+- an argument or environment string has no NUL (execve cannot carry one) and at most
+  ``MAX_ARG_STRLEN`` bytes; every other byte, newlines included, passes unchanged, as in Docker;
+- a hostname is RFC 1123's (labels of letters, digits and inner hyphens, dot-separated), at
+  most ``HOST_NAME_MAX`` bytes, as the kernel's ``sethostname`` takes it.
 """
 
 from __future__ import annotations
 
+import posixpath
 import re
 
 from .errors import InvalidParameter
@@ -33,6 +40,8 @@ MAX_REPOSITORY = 255
 PATH_MAX = 4096
 #: Linux's MAX_ARG_STRLEN: the longest single argument or environment string execve takes.
 MAX_ARG = 131072
+#: Linux's HOST_NAME_MAX (``__NEW_UTS_LEN``): the longest name ``sethostname`` takes.
+HOST_NAME_MAX = 64
 
 _CONTAINER_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+", re.ASCII)
 _TAG = re.compile(r"\w[\w.-]{0,127}", re.ASCII)
@@ -42,7 +51,7 @@ _LABEL = r"[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?"
 _HOST = re.compile(rf"(?:{_LABEL}(?:\.{_LABEL})*|\[[0-9a-fA-F:.]+\])(?::[0-9]{{1,5}})?", re.ASCII)
 #: C0 controls and DEL; a tab is allowed in free text only.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_CONTROL_BUT_TAB = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_HOSTNAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})*", re.ASCII)
 
 
 def shown(value: str, limit: int = 80) -> str:
@@ -121,19 +130,53 @@ def check_tag_or_digest(reference: str) -> None:
 
 
 # -- paths and text ---------------------------------------------------------------------------
-def check_path(path: str, what: str) -> None:
-    """A path from a request; ``what`` names the field for the message."""
-    if len(path.encode("utf-8", "surrogatepass")) >= PATH_MAX:
-        raise InvalidParameter(f"Bad parameter: {what} {shown(path)} is longer than {PATH_MAX - 1} bytes")
+def _check_length(value: str, limit: int, what: str) -> None:
+    if len(value.encode("utf-8", "surrogatepass")) >= limit:
+        raise InvalidParameter(f"Bad parameter: {what} {shown(value)} is longer than {limit - 1} bytes")
+
+
+def check_no_nul(value: str, what: str) -> None:
+    """A string the kernel takes as a C string: a NUL would cut it short."""
+    if "\x00" in value:
+        raise InvalidParameter(f"Bad parameter: {what} {shown(value)} contains a NUL byte")
+
+
+def check_host_path(path: str, what: str) -> None:
+    """A path the daemon uses as-is on the host (a bind's source)."""
+    _check_length(path, PATH_MAX, what)
     if _CONTROL.search(path):
         raise InvalidParameter(f"Bad parameter: {what} {shown(path)} contains a NUL or control character")
     if ".." in path.split("/"):
         raise InvalidParameter(f"Bad parameter: {what} {shown(path)} must not contain '..'")
 
 
+def check_container_path(path: str, what: str) -> None:
+    """A path inside a container: every use resolves it inside the container's root, so a
+    ``..`` cannot climb out of it; only what the kernel cannot take is refused."""
+    _check_length(path, PATH_MAX, what)
+    check_no_nul(path, what)
+
+
+def clean_path(path: str, what: str) -> str:
+    """A path inside a container (``check_container_path``), cleaned as Go's ``path.Clean``,
+    as Docker cleans ``WorkingDir`` and bind destinations. ``""`` stays ``""``."""
+    check_container_path(path, what)
+    if not path:
+        return path
+    cleaned = posixpath.normpath(path)
+    return "/" + cleaned.lstrip("/") if cleaned.startswith("//") else cleaned  # POSIX keeps "//"; Go does not
+
+
 def check_text(value: str, what: str) -> None:
-    """Free text given to a process or written into one of the container's files."""
-    if len(value.encode("utf-8", "surrogatepass")) >= MAX_ARG:
-        raise InvalidParameter(f"Bad parameter: {what} {shown(value)} is longer than {MAX_ARG - 1} bytes")
-    if _CONTROL_BUT_TAB.search(value):
-        raise InvalidParameter(f"Bad parameter: {what} {shown(value)} contains a NUL or control character")
+    """An argument or environment string of a process: what execve takes."""
+    _check_length(value, MAX_ARG, what)
+    check_no_nul(value, what)
+
+
+def check_hostname(hostname: str, what: str = "Hostname") -> None:
+    """A container's hostname (RFC 1123, as Docker's CLI checks it); ``""`` means the default."""
+    if not hostname:
+        return
+    if len(hostname.encode("utf-8", "surrogatepass")) > HOST_NAME_MAX or not _HOSTNAME.fullmatch(hostname):
+        raise InvalidParameter(f"Bad parameter: invalid {what} {shown(hostname)}: RFC 1123 labels of letters, "
+                               f"digits and inner hyphens, separated by dots, at most {HOST_NAME_MAX} characters")

@@ -6,7 +6,7 @@ a container no answered request made.
 
 The kill is played in process, at a chosen step of ``ContainerService.remove``: the step raises
 ``Killed`` (a BaseException nothing there catches), and a new kernel starts on the same root,
-as a restarted daemon does. No container runs, so nothing needs root."""
+as a restarted daemon does. No container runs, but the kernel starts with an exec driver, and both need root."""
 
 from __future__ import annotations
 
@@ -44,6 +44,7 @@ def tiny_image_tar() -> io.BytesIO:
     return buf
 
 
+@pytest.mark.root
 @pytest.mark.parametrize("step", ["rename", "fsync"])
 def test_a_removal_killed_midway_happened_fully_or_not_at_all(tmp_path, monkeypatch, step):
     """``rename``: killed as the container's directory was about to be renamed away;

@@ -7,6 +7,7 @@ import os
 import subprocess
 import uuid
 
+import pytest
 from conftest import MOORAGE, make_distribution, network_module
 from pyroute2 import IPRoute
 
@@ -22,6 +23,7 @@ def drivers_json(*args: str, env: dict | None = None) -> dict:
     return {f: {d["name"]: d for d in v["drivers"]} for f, v in json.loads(done.stdout)["families"].items()}
 
 
+@pytest.mark.root  # it asserts that the bridge and the native driver are supported: root's
 def test_lists_every_family_with_origin_support_options_and_selection(tmp_path):
     bridge = f"mtst{uuid.uuid4().hex[:8]}"
     config = tmp_path / "daemon.toml"
@@ -52,7 +54,7 @@ def test_a_third_party_driver_is_listed_with_its_distribution(tmp_path):
     site.mkdir()
     refusing = network_module("Refusing", "refusing", init="raise NotSupported('no uplink on this host')")
     make_distribution(site, "moorage-refusing-net", {"refusing_net": refusing}, {"refusing": "refusing_net"})
-    found = drivers_json(env={"PYTHONPATH": str(site)})
+    found = drivers_json(env={"PYTHONPATH": os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))})
     info = found["network"]["refusing"]
     assert (info["distribution"], info["version"]) == ("moorage-refusing-net", "0.1")
     assert info["supported"] is False and info["reason"] == "no uplink on this host"
