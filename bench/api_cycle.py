@@ -26,8 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from moorage.api.bench.apicycle import UnixConnection  # the one lean client, shared with `moorage bench`
-from moorage.core.contract.rootfs import make_busybox_rootfs, tar_directory
+from moorage.api.cli.bench.apicycle import UnixConnection  # the one lean client, shared with `moorage bench`
+from moorage.core.testing.rootfs import make_busybox_rootfs, tar_directory
 
 CONFIG = '[graph]\ndriver = "{graph}"\n[exec]\ndriver = "{exec}"\n[network]\ndriver = "{network}"\n'
 CREATE = {"Image": "busybox", "Cmd": ["/bin/true"]}

@@ -77,7 +77,7 @@ class BenchDaemon:
 
     def import_busybox(self) -> str:
         """Import a busybox rootfs as ``busybox``; its image id."""
-        from moorage.core.contract.rootfs import make_busybox_rootfs, tar_directory
+        from moorage.core.testing.rootfs import make_busybox_rootfs, tar_directory
 
         tar = tar_directory(make_busybox_rootfs(self.base / "busybox"), self.base / "busybox.tar").read_bytes()
         with self.client() as api:

@@ -22,7 +22,7 @@ import statistics
 import time
 import uuid
 
-from moorage.core.hookspecs.exec import Resources
+from moorage.core.sdk.hookspecs.exec import Resources
 from moorage.drivers.exec.native.cgroups import probe
 
 

@@ -6,7 +6,7 @@
 
 import sys
 
-from moorage.api.cli import main
+from moorage.api.cli.main import main
 
 
 def exec_bench(driver: str) -> None:

@@ -1,6 +1,6 @@
 """Fuzz the v1.6 API with schemathesis, over a real daemon (as root).
 
-The schema is ``moorage.api.models.openapi_schema()``: the route table with its query
+The schema is ``moorage.api.http.models.openapi_schema()``: the route table with its query
 parameters and request bodies. For every operation, schemathesis generates valid and invalid
 requests (``--examples`` of each kind); any answer >= 500, any request the daemon does not
 answer, and any traceback in the daemon's log is a failure, except a 500 that says a registry
@@ -34,8 +34,8 @@ from bench_daemon import BenchDaemon, free_port  # noqa: E402
 from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
 from hypothesis.errors import Unsatisfiable  # noqa: E402
 
-from moorage.api.models import openapi_schema  # noqa: E402
-from moorage.core.contract.registry.servers import RegistryServer  # noqa: E402
+from moorage.api.http.models import openapi_schema  # noqa: E402
+from moorage.core.testing.registry.servers import RegistryServer  # noqa: E402
 
 #: The answer of a request that named a registry host or URL which then failed (a valid name
 #: of an unreachable host): a 500 by design, counted apart from the failures.

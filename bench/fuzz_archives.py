@@ -22,7 +22,8 @@ from pathlib import Path
 from graph import DRIVERS, btrfs_home
 from hypothesis import HealthCheck, given, settings
 
-from moorage.core.contract.archives import (
+from moorage.core.sdk.driver import NoOptions
+from moorage.core.testing.archives import (
     ISSUE_CASES,
     AddSink,
     ContextSink,
@@ -31,7 +32,6 @@ from moorage.core.contract.archives import (
     hostile_archives,
     plant_canaries,
 )
-from moorage.core.driver import NoOptions
 
 PATHS = ["vfs", "overlay", "btrfs", "context", "add", "add-below-symlink"]
 

@@ -5,7 +5,7 @@
 
 import sys
 
-from moorage.api.cli import main
+from moorage.api.cli.main import main
 
 if __name__ == "__main__":
     sys.argv = ["moorage", "bench", "graph", *sys.argv[1:]]

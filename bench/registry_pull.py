@@ -26,8 +26,8 @@ from pathlib import Path
 
 import httpx
 
-from moorage.core.contract.registry.servers import RegistryServer
-from moorage.core.hookspecs.registry import AuthConfig
+from moorage.core.sdk.hookspecs.registry import AuthConfig
+from moorage.core.testing.registry.servers import RegistryServer
 from moorage.drivers.registry.v2 import V2Client, V2Options
 
 

@@ -50,8 +50,8 @@ import httpx
 from bench_daemon import BenchDaemon
 from pyroute2 import IPRoute
 
-from moorage.core.contract.network import quiet_host_port
-from moorage.core.contract.registry.servers import RegistryServer
+from moorage.core.testing.network import quiet_host_port
+from moorage.core.testing.registry.servers import RegistryServer
 from moorage.drivers.network import links
 from moorage.drivers.network.bridge import host_veth_name
 

@@ -18,7 +18,7 @@ import httpx
 import leftovers
 import pytest
 
-from moorage.core.mounts import mounts_below
+from moorage.core.sdk.mounts import mounts_below
 
 MOORAGE = [sys.executable, "-m", "moorage.api.cli"]
 
@@ -159,9 +159,9 @@ class Daemon:
 
 
 NETWORK_DRIVER = '''
-from moorage.core.errors import DriverError, NotSupported
-from moorage.core.hookspecs import hookimpl
-from moorage.core.hookspecs.network import Endpoint, NetworkDriver
+from moorage.core.sdk.errors import DriverError, NotSupported
+from moorage.core.sdk.hookspecs import hookimpl
+from moorage.core.sdk.hookspecs.network import Endpoint, NetworkDriver
 
 
 class {cls}(NetworkDriver):
@@ -210,7 +210,7 @@ def network_module(cls: str, name: str, priority: int = 50, init: str = "pass", 
 def eventually(check, what: str = "the condition", timeout: float = 30):
     """``check()``'s value once it is truthy (polled, as ``settle``); fails naming ``what`` at
     the deadline."""
-    from moorage.core.contract.network import settle
+    from moorage.core.testing.network import settle
 
     value = settle(check, timeout)
     assert value, f"timed out after {timeout} s waiting for {what}"
@@ -290,7 +290,7 @@ def daemon_factory(tmp_path_factory):
 @pytest.fixture
 def registry(tmp_path):
     """A real registry (Debian's ``docker-registry``) on loopback, stopped at the test's end."""
-    from moorage.core.contract.registry.servers import RegistryServer
+    from moorage.core.testing.registry.servers import RegistryServer
 
     server = RegistryServer(tmp_path / "registry")
     yield server
@@ -563,9 +563,9 @@ def docker_py_client(busybox_daemon):
 
 def exec_driver_unsupported(name: str) -> str | None:
     """Why exec driver ``name`` cannot run here, or None: its own probe says."""
-    from moorage.core.driver import NoOptions
-    from moorage.core.errors import NotSupported
-    from moorage.core.plugins import PluginManager
+    from moorage.core.kernel.plugins import PluginManager
+    from moorage.core.sdk.driver import NoOptions
+    from moorage.core.sdk.errors import NotSupported
 
     pm = PluginManager()
     pm.load_entry_points()

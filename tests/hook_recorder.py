@@ -10,7 +10,7 @@ from pathlib import Path
 
 RECORDER = '''
 import json, os
-from moorage.core.hookspecs import hookimpl
+from moorage.core.sdk.hookspecs import hookimpl
 
 _path = None
 

@@ -6,10 +6,10 @@ import importlib
 import re
 from pathlib import Path
 
-from moorage.api.cli import build_parser
-from moorage.api.routes import ROUTES
-from moorage.core.hookdoc import hookspecs, render
-from moorage.core.hookspecs import FAMILY_MODULES
+from moorage.api.cli.main import build_parser
+from moorage.api.http.routes import ROUTES
+from moorage.core.kernel.hookdoc import hookspecs, render
+from moorage.core.sdk.hookspecs import FAMILY_MODULES
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -22,7 +22,7 @@ def all_hookspecs():
 
 def test_hook_reference_is_generated_from_the_hookspecs():
     assert (DOCS / "hooks.md").read_text() == render(), \
-        "docs/hooks.md is stale: run `python -m moorage.core.hookdoc > docs/hooks.md`"
+        "docs/hooks.md is stale: run `python -m moorage.core.kernel.hookdoc > docs/hooks.md`"
 
 
 def test_every_hookspec_is_documented_with_its_exact_signature():

@@ -45,7 +45,7 @@ def test_core_and_docs_tests_pass_as_nobody():
         site = scratch / "site"
         site.mkdir()
         # the venv's packages (moorage's editable install among them) for nobody's interpreter and
-        # for every Python it starts (`python -m moorage.api.cli ...`)
+        # for every Python it starts (`python -m moorage.api.cli.main ...`)
         (site / "sitecustomize.py").write_text(f"import site\nsite.addsitedir({packages!r})\n")
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(scratch), "PYTHONPATH": str(site),
                "LANG": "C.UTF-8"}

@@ -11,11 +11,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from moorage.core.errors import Conflict, DriverError, NotFound, NotSupported
-from moorage.core.hookspecs import hookimpl
-from moorage.core.hookspecs.graph import GraphDriver
-
-from .common import DirectoryLayers, RefCounts, check_id, temp_name
+from moorage.core.sdk.errors import Conflict, DriverError, NotFound, NotSupported
+from moorage.core.sdk.hookspecs import hookimpl
+from moorage.core.sdk.hookspecs.graph import GraphDriver
+from moorage.drivers.graph.common import DirectoryLayers, RefCounts, check_id, temp_name
 
 BTRFS_SUPER_MAGIC = 0x9123683E
 

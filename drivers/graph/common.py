@@ -14,8 +14,8 @@ import subprocess
 import threading
 from pathlib import Path
 
-from moorage.core.errors import DriverError, InvalidParameter, NotFound
-from moorage.core.mounts import mounts_below  # noqa: F401 (the drivers import it from here)
+from moorage.core.sdk.errors import DriverError, InvalidParameter, NotFound
+from moorage.core.sdk.mounts import mounts_below  # noqa: F401 (the drivers import it from here)
 
 log = logging.getLogger(__name__)
 

@@ -46,7 +46,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from moorage.core.archive import (
+from moorage.core.sdk.archive import (
     OVERLAY_OPAQUE_XATTR,
     WHITEOUT_OPAQUE,
     OverlayWhiteouts,
@@ -54,13 +54,12 @@ from moorage.core.archive import (
     extract_layer,
     whiteout_name,
 )
-from moorage.core.confined import DIR_FLAGS, ConfinedTree, at, open_dir
-from moorage.core.errors import Conflict, DriverError, InvalidParameter, NotFound, NotSupported
-from moorage.core.hookspecs import hookimpl
-from moorage.core.hookspecs.graph import Change, ChangeKind, Differ, GraphDriver
-from moorage.core.layers import metadata_differs, walk_tree
-
-from .common import Reaper, RefCounts, check_id, copy_tree, mount, mounts_below, temp_name, unmount
+from moorage.core.sdk.confined import DIR_FLAGS, ConfinedTree, at, open_dir
+from moorage.core.sdk.errors import Conflict, DriverError, InvalidParameter, NotFound, NotSupported
+from moorage.core.sdk.hookspecs import hookimpl
+from moorage.core.sdk.hookspecs.graph import Change, ChangeKind, Differ, GraphDriver
+from moorage.core.sdk.layers import metadata_differs, walk_tree
+from moorage.drivers.graph.common import Reaper, RefCounts, check_id, copy_tree, mount, mounts_below, temp_name, unmount
 
 #: The kernel copies at most one page of mount data; keep a margin for the fd number.
 MAX_MOUNT_DATA = 4000

@@ -12,11 +12,10 @@ import os
 import shutil
 from pathlib import Path
 
-from moorage.core.errors import Conflict, NotFound
-from moorage.core.hookspecs import hookimpl
-from moorage.core.hookspecs.graph import GraphDriver
-
-from .common import DirectoryLayers, Reaper, RefCounts, check_id, copy_tree, temp_name
+from moorage.core.sdk.errors import Conflict, NotFound
+from moorage.core.sdk.hookspecs import hookimpl
+from moorage.core.sdk.hookspecs.graph import GraphDriver
+from moorage.drivers.graph.common import DirectoryLayers, Reaper, RefCounts, check_id, copy_tree, temp_name
 
 
 class VfsDriver(DirectoryLayers, GraphDriver):

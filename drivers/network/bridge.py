@@ -38,16 +38,15 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, field_validator
 from pyroute2 import IPRoute
 
-from moorage.core.errors import ConfigError, Conflict, DriverError, InvalidParameter, NotSupported
-from moorage.core.hookspecs import hookimpl
-from moorage.core.hookspecs.network import Endpoint, NetworkDriver, PortBinding
-from moorage.core.store import read_json, write_json
-
-from . import links
-from .ipam import AddressPool
-from .nft import NatTable
-from .portmap import HostPorts, PortKey, parse_host_port, parse_port_key
-from .proxy import Forward, ProxyServer
+from moorage.core.sdk.errors import ConfigError, Conflict, DriverError, InvalidParameter, NotSupported
+from moorage.core.sdk.hookspecs import hookimpl
+from moorage.core.sdk.hookspecs.network import Endpoint, NetworkDriver, PortBinding
+from moorage.core.sdk.store import read_json, write_json
+from moorage.drivers.network import links
+from moorage.drivers.network.ipam import AddressPool
+from moorage.drivers.network.nft import NatTable
+from moorage.drivers.network.portmap import HostPorts, PortKey, parse_host_port, parse_port_key
+from moorage.drivers.network.proxy import Forward, ProxyServer
 
 log = logging.getLogger(__name__)
 

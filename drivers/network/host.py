@@ -7,10 +7,9 @@ ports are the host's ports already, so publishing does nothing and ``join`` retu
 
 from __future__ import annotations
 
-from moorage.core.hookspecs import hookimpl
-from moorage.core.hookspecs.network import Endpoint, NetworkDriver, PortBinding
-
-from .unmanaged import UnmanagedNetwork
+from moorage.core.sdk.hookspecs import hookimpl
+from moorage.core.sdk.hookspecs.network import Endpoint, NetworkDriver, PortBinding
+from moorage.drivers.network.unmanaged import UnmanagedNetwork
 
 
 class HostDriver(UnmanagedNetwork):

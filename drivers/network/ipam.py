@@ -15,8 +15,8 @@ import json
 import threading
 from pathlib import Path
 
-from moorage.core.errors import Conflict, DriverError
-from moorage.core.store import read_json, replace_file
+from moorage.core.sdk.errors import Conflict, DriverError
+from moorage.core.sdk.store import read_json, replace_file
 
 
 class AddressPool:

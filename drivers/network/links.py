@@ -20,7 +20,7 @@ from pathlib import Path
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
-from moorage.core.errors import DriverError
+from moorage.core.sdk.errors import DriverError
 
 #: Docker's candidate bridge addresses, in order (reference §7.3)
 BRIDGE_CANDIDATES = (

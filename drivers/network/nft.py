@@ -20,7 +20,7 @@ import ipaddress
 import subprocess
 import threading
 
-from moorage.core.errors import DriverError
+from moorage.core.sdk.errors import DriverError
 
 NFT = "nft"
 LIBNFTABLES = "libnftables.so.1"

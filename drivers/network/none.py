@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import os
 
-from moorage.core.errors import DriverError
-from moorage.core.hookspecs import hookimpl
-from moorage.core.hookspecs.network import Endpoint, NetworkDriver, PortBinding
-
-from .unmanaged import UnmanagedNetwork
+from moorage.core.sdk.errors import DriverError
+from moorage.core.sdk.hookspecs import hookimpl
+from moorage.core.sdk.hookspecs.network import Endpoint, NetworkDriver, PortBinding
+from moorage.drivers.network.unmanaged import UnmanagedNetwork
 
 
 class NoneDriver(UnmanagedNetwork):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
-from moorage.core.errors import Conflict, InvalidParameter
+from moorage.core.sdk.errors import Conflict, InvalidParameter
 
 PORT_RANGE_START = 49153
 PORT_RANGE_END = 65535

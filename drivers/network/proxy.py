@@ -21,7 +21,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from moorage.core.errors import Conflict, DriverError
+from moorage.core.sdk.errors import Conflict, DriverError
 
 log = logging.getLogger(__name__)
 

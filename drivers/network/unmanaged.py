@@ -6,9 +6,8 @@ on disk, so ``leave``, ``release``, ``restore`` and ``cleanup`` have nothing to 
 
 from __future__ import annotations
 
-from moorage.core.hookspecs.network import Endpoint, NetworkDriver, PortBinding
-
-from .portmap import parse_port_key
+from moorage.core.sdk.hookspecs.network import Endpoint, NetworkDriver, PortBinding
+from moorage.drivers.network.portmap import parse_port_key
 
 
 class UnmanagedNetwork(NetworkDriver):

@@ -6,7 +6,7 @@ container and runner services, writing the 1.6 plain-text output lines; ``cache`
 cache rule and ``add`` the ADD instruction's safe copying.
 """
 
-from .builder import Builder, BuildOptions
-from .context import build_context
+from moorage.plugins.builder.builder import Builder, BuildOptions
+from moorage.plugins.builder.context import build_context
 
 __all__ = ["BuildOptions", "Builder", "build_context"]

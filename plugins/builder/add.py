@@ -20,10 +20,10 @@ import tarfile
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from moorage.core.archive import extract_in_root, open_decompressed
-from moorage.core.confined import DIR_FLAGS, entry_parts, open_dir_in_root, remove_at
-from moorage.core.container_files import safe_join
-from moorage.core.errors import InvalidParameter, NotFound
+from moorage.core.sdk.archive import extract_in_root, open_decompressed
+from moorage.core.sdk.confined import DIR_FLAGS, entry_parts, open_dir_in_root, remove_at
+from moorage.core.sdk.errors import InvalidParameter, NotFound
+from moorage.core.services.container_files import safe_join
 
 #: Docker never treated files this small as archives.
 MIN_ARCHIVE_SIZE = 10

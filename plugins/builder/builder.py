@@ -19,21 +19,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from moorage.core import container_config as cc
-from moorage.core.container_files import safe_join
-from moorage.core.containers import ContainerService
-from moorage.core.distribution import Distribution
-from moorage.core.errors import InvalidParameter, NotFound
-from moorage.core.ids import short_id
-from moorage.core.images import ImageService
-from moorage.core.logs import LogPosition, follow_log
-from moorage.core.runner import Runner
-from moorage.core.tags import DEFAULT_TAG, parse_repository_tag
-
-from . import add, cache
-from .context import download
-from .dockerfile import json_or_shell, json_or_single, parse, substitute
-from .interrupted import IntermediateRecord
+from moorage.core.sdk.errors import InvalidParameter, NotFound
+from moorage.core.sdk.ids import short_id
+from moorage.core.sdk.logs import LogPosition, follow_log
+from moorage.core.services import container_config as cc
+from moorage.core.services.container_files import safe_join
+from moorage.core.services.containers import ContainerService
+from moorage.core.services.distribution import Distribution
+from moorage.core.services.images import ImageService
+from moorage.core.services.runner import Runner
+from moorage.core.services.tags import DEFAULT_TAG, parse_repository_tag
+from moorage.plugins.builder import add, cache
+from moorage.plugins.builder.context import download
+from moorage.plugins.builder.dockerfile import json_or_shell, json_or_single, parse, substitute
+from moorage.plugins.builder.interrupted import IntermediateRecord
 
 log = logging.getLogger(__name__)
 

@@ -25,12 +25,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from moorage.core.archive import extract_layer, open_decompressed
-from moorage.core.download import download as fetch
-from moorage.core.errors import InvalidParameter, Unavailable
-from moorage.core.store import ensure_dir
-
-from .interrupted import BUILD_PREFIX, LOCK, SETUP_PREFIX
+from moorage.core.sdk.archive import extract_layer, open_decompressed
+from moorage.core.sdk.errors import InvalidParameter, Unavailable
+from moorage.core.sdk.store import ensure_dir
+from moorage.core.services.download import download as fetch
+from moorage.plugins.builder.interrupted import BUILD_PREFIX, LOCK, SETUP_PREFIX
 
 GIT_TIMEOUT = 600
 

@@ -6,7 +6,7 @@ import json
 import re
 from dataclasses import dataclass
 
-from moorage.core.errors import InvalidParameter
+from moorage.core.sdk.errors import InvalidParameter
 
 _CONTINUATION = re.compile(r"\\[ \t]*\r?\n")
 # $VAR or ${VAR}; a backslash before the $ keeps it literal

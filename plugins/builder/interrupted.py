@@ -20,10 +20,10 @@ import secrets
 import shutil
 from pathlib import Path
 
-from moorage.core.containers import ContainerService
-from moorage.core.errors import Conflict
-from moorage.core.runner import Runner
-from moorage.core.store import ensure_dir, fsync_dir
+from moorage.core.sdk.errors import Conflict
+from moorage.core.sdk.store import ensure_dir, fsync_dir
+from moorage.core.services.containers import ContainerService
+from moorage.core.services.runner import Runner
 
 log = logging.getLogger(__name__)
 

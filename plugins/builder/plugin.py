@@ -18,18 +18,17 @@ from pathlib import Path
 
 from fastapi import Request, Response
 
-from moorage.api.params import ApiVersion, query_bool
-from moorage.api.streams import BodyReader, error_text, stream_job
-from moorage.core.errors import InvalidParameter, JobFailed, MoorageError, NotSupported, storage_full
-from moorage.core.executor import Executor
-from moorage.core.hookspecs import hookimpl
-from moorage.core.hookspecs.features import Feature, FeatureRoute
-from moorage.core.services import Services
-from moorage.core.tags import DEFAULT_TAG, parse_repository_tag, validate_repo_name, validate_tag_name
-
-from .builder import Builder, BuildOptions
-from .context import build_context
-from .interrupted import sweep
+from moorage.api.http.params import ApiVersion, query_bool
+from moorage.api.http.streams import BodyReader, error_text, stream_job
+from moorage.core.kernel.features import Feature, FeatureRoute
+from moorage.core.kernel.pools import Executor
+from moorage.core.kernel.wiring import Services
+from moorage.core.sdk.errors import InvalidParameter, JobFailed, MoorageError, NotSupported, storage_full
+from moorage.core.sdk.hookspecs import hookimpl
+from moorage.core.services.tags import DEFAULT_TAG, parse_repository_tag, validate_repo_name, validate_tag_name
+from moorage.plugins.builder.builder import Builder, BuildOptions
+from moorage.plugins.builder.context import build_context
+from moorage.plugins.builder.interrupted import sweep
 
 MEDIA_TYPE = "text/plain; charset=utf-8"
 

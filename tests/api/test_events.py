@@ -14,10 +14,10 @@ import time
 
 import pytest
 
-from moorage.api.app import create_app
-from moorage.api.server import bind, make_server, parse_host
-from moorage.core.config import load
-from moorage.core.kernel import Kernel
+from moorage.api.http.app import create_app
+from moorage.api.http.server import bind, make_server, parse_host
+from moorage.core.kernel.config import load
+from moorage.core.kernel.kernel import Kernel
 
 
 @pytest.fixture
@@ -139,7 +139,7 @@ def test_filters_select_events(served_kernel):
 
 
 def test_events_history_is_bounded():
-    from moorage.core.events import EventBus
+    from moorage.core.services.events import EventBus
 
     bus = EventBus(max_history=3)
     for i in range(5):

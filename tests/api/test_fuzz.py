@@ -35,9 +35,9 @@ def test_the_fuzzer_finds_no_server_error_and_no_traceback():
 
 
 def test_the_schema_describes_the_route_table():
-    """No drift between api/models.py's per-route fields and api/routes.py."""
-    from moorage.api.models import FEATURE_ROUTES, ROUTE_SCHEMAS, STREAMING, openapi_schema
-    from moorage.api.routes import ROUTES
+    """No drift between api/http/models.py's per-route fields and api/http/routes.py."""
+    from moorage.api.http.models import FEATURE_ROUTES, ROUTE_SCHEMAS, STREAMING, openapi_schema
+    from moorage.api.http.routes import ROUTES
 
     declared = {(r.method, r.path) for r in ROUTES} | FEATURE_ROUTES
     assert set(ROUTE_SCHEMAS) | STREAMING <= declared

@@ -11,8 +11,8 @@ import pytest
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
-from moorage.api.hijack import hijack, wants_upgrade
-from moorage.api.server import bind, make_server, parse_host
+from moorage.api.http.hijack import hijack, wants_upgrade
+from moorage.api.http.server import bind, make_server, parse_host
 
 
 def echo_app() -> FastAPI:

@@ -10,7 +10,7 @@ graph driver that is the overlay driver with a ``get`` that can wait after its o
 
 - ``mounted`` (the graph driver): the rootfs is mounted, and nothing is saved yet: the state
   does not say running, no process exists. No hook or network step is called in this window.
-  The restarted daemon must hand the mount back (the soak's first find, core/runner.py,
+  The restarted daemon must hand the mount back (the soak's first find, core/services/runner.py,
   ``_release_rootfs_of_interrupted_start``); the test fails without that;
 
 - ``before-join``: the rootfs is mounted, the state saved as running without a pid, and the
@@ -21,7 +21,7 @@ graph driver that is the overlay driver with a ``get`` that can wait after its o
 - ``started`` (the started lifecycle hook): the command runs, but the start is not answered
   and the core's monitor of the run does not exist yet. Without a published port the start
   saves nothing after the join: the endpoint saved in the join is all a restarted daemon has.
-  That case fails without that save (core/runner.py, ``_start``'s ``on_namespace``): the
+  That case fails without that save (core/services/runner.py, ``_start``'s ``on_namespace``): the
   container comes back running without its address, the bug the 200-kill soak found at kill
   78 (docs/reliability.md).
 
@@ -50,8 +50,8 @@ from conftest import Daemon, exec_driver_unsupported, import_image, make_distrib
 from network.conftest import free_test_subnet, remove_bridge_and_table
 from network.test_daemon import SERVE
 
-from moorage.core.contract.network import host_links, quiet_host_port, settle
-from moorage.core.mounts import mounts_below
+from moorage.core.sdk.mounts import mounts_below
+from moorage.core.testing.network import host_links, quiet_host_port, settle
 from moorage.drivers.network.bridge import host_veth_name
 
 pytestmark = [
@@ -63,7 +63,7 @@ pytestmark = [
 #: step) until ``<root>/release`` exists, having written ``<root>/held`` (the id and pid) first
 HOLDING = '''
 import os, time
-from moorage.core.hookspecs import hookimpl
+from moorage.core.sdk.hookspecs import hookimpl
 from moorage.drivers.graph.overlay import OverlayDriver
 from moorage.drivers.network.bridge import BridgeDriver
 

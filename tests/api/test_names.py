@@ -11,8 +11,8 @@ import tarfile
 import pytest
 from conftest import make_tar
 
-from moorage.core.errors import InvalidParameter
-from moorage.core.validation import check_repository, check_tag
+from moorage.core.sdk.errors import InvalidParameter
+from moorage.core.sdk.validation import check_repository, check_tag
 
 BAD_CONTAINER_NAMES = ["a\x00b", "x" * 300, "a", "-lead", ".hidden", "a/b", "../x", "..", "a b", "a\nb", "é-name",
                        "a:b", "/"]

@@ -10,9 +10,9 @@ import warnings
 import pytest
 from conftest import CONTAINER_CONFIG, auth_header, import_docker_py, import_image, stream_objects
 
-from moorage.core.contract.registry.servers import ISSUER, SERVICE, RegistryServer, TokenServer
-from moorage.core.contract.registry.servers import PASSWORD as TOKEN_PASSWORD
-from moorage.core.contract.registry.servers import USER as TOKEN_USER
+from moorage.core.testing.registry.servers import ISSUER, SERVICE, RegistryServer, TokenServer
+from moorage.core.testing.registry.servers import PASSWORD as TOKEN_PASSWORD
+from moorage.core.testing.registry.servers import USER as TOKEN_USER
 
 pytestmark = pytest.mark.skipif(shutil.which("docker-registry") is None,
                                 reason="Debian's docker-registry package is needed")
@@ -99,7 +99,7 @@ def test_hook_moorage_image_pulled(daemon_factory, registry, busybox_tar, tmp_pa
     site.mkdir()
     make_distribution(site, "moorage-pulled", {"pulledhook": '''
 import json, os
-from moorage.core.hookspecs import hookimpl
+from moorage.core.sdk.hookspecs import hookimpl
 _root = []
 
 @hookimpl

@@ -28,7 +28,7 @@ def test_service_delegates_and_keeps_containers():
 
 
 def test_socket_is_the_daemons_default_socket():
-    from moorage.core.config import load
+    from moorage.core.kernel.config import load
 
     socket = settings("moorage.socket")
     default = load(None, {}).daemon.hosts

@@ -231,8 +231,8 @@ def test_a_missing_certificate_stops_the_daemon(daemon_factory, certs, tmp_path)
 
 
 def test_check_exposure_accepts_the_opt_in_and_verified_listeners(caplog):
-    from moorage.api.server import Listen, Tls, check_exposure
-    from moorage.core.errors import ConfigError
+    from moorage.api.http.server import Listen, Tls, check_exposure
+    from moorage.core.sdk.errors import ConfigError
 
     public = [Listen("tcp", host="0.0.0.0", port=1)]
     with pytest.raises(ConfigError):

@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from moorage.core.errors import InvalidParameter
+from moorage.core.sdk.errors import InvalidParameter
 from moorage.plugins.builder.add import add_local, copy_entry
 
 

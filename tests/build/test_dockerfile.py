@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from moorage.core.container_config import CONFIG_FIELDS
-from moorage.core.errors import InvalidParameter, NotFound
+from moorage.core.sdk.errors import InvalidParameter, NotFound
+from moorage.core.services.container_config import CONFIG_FIELDS
 from moorage.plugins.builder.add import context_source, is_archive, url_file_name
 from moorage.plugins.builder.cache import content_hash, same_config
 from moorage.plugins.builder.dockerfile import Instruction, json_or_shell, json_or_single, parse, substitute

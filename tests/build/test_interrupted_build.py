@@ -11,7 +11,7 @@ import httpx
 import pytest
 from conftest import CONTAINER_CONFIG, busybox_daemon_in, exec_driver_unsupported
 
-from moorage.core.mounts import mounts_below
+from moorage.core.sdk.mounts import mounts_below
 
 from .helpers import BUILD_TIMEOUT, build, built_id, container_ids, context_tar, dockerfile, run_in
 

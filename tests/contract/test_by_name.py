@@ -1,4 +1,4 @@
-"""``pytest --pyargs moorage.core.contract --moorage-driver FAMILY=NAME``: the command a driver
+"""``pytest --pyargs moorage.core.testing --moorage-driver FAMILY=NAME``: the command a driver
 author runs, run here in a subprocess as they run it."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 
 def contract(tmp_path: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rs",
-                           "--pyargs", "moorage.core.contract", *args],
+                           "--pyargs", "moorage.core.testing", *args],
                           cwd=tmp_path, capture_output=True, text=True, timeout=timeout)
 
 

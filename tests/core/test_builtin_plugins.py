@@ -1,6 +1,6 @@
 """Built-in drivers load through moorage's own entry points, exactly as third-party ones do."""
 
-from moorage.core.plugins import PluginManager
+from moorage.core.kernel.plugins import PluginManager
 
 BUILTINS = {
     "graph": {"vfs", "overlay", "btrfs"},

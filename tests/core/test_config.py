@@ -2,9 +2,9 @@ from pathlib import Path
 
 import pytest
 
-from moorage.api.cli import build_parser, flag_overrides
-from moorage.core.config import load
-from moorage.core.errors import ConfigError
+from moorage.api.cli.main import build_parser, flag_overrides
+from moorage.core.kernel.config import load
+from moorage.core.sdk.errors import ConfigError
 
 
 def overrides(*argv):

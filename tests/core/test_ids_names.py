@@ -3,9 +3,9 @@ import uuid
 
 import pytest
 
-from moorage.core.errors import Conflict, InvalidParameter, NotFound
-from moorage.core.ids import PrefixIndex, is_id, new_id, short_id, validate_id
-from moorage.core.names import NameRegistry, normalize
+from moorage.core.sdk.errors import Conflict, InvalidParameter, NotFound
+from moorage.core.sdk.ids import PrefixIndex, is_id, new_id, short_id, validate_id
+from moorage.core.services.names import NameRegistry, normalize
 
 
 def test_new_ids_are_64_hex_and_unique():

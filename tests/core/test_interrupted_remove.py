@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from moorage.core import containers as containers_module
-from moorage.core.config import load
-from moorage.core.kernel import Kernel
+from moorage.core.kernel.config import load
+from moorage.core.kernel.kernel import Kernel
+from moorage.core.services import containers as containers_module
 
 
 class Killed(BaseException):

@@ -11,9 +11,9 @@ import pytest
 from conftest import CONTAINER_CONFIG, eventually, import_image, make_distribution
 from hook_recorder import RECORDER, recorded_calls
 
-from moorage.core.hookspecs import hookimpl
-from moorage.core.lifecycle import LifecycleHooks
-from moorage.core.plugins import PluginManager
+from moorage.core.kernel.lifecycle import LifecycleHooks
+from moorage.core.kernel.plugins import PluginManager
+from moorage.core.sdk.hookspecs import hookimpl
 
 
 def test_a_failing_hook_is_logged_with_its_plugin_and_the_others_still_run(caplog):
@@ -32,7 +32,7 @@ def test_a_failing_hook_is_logged_with_its_plugin_and_the_others_still_run(caplo
     pm = PluginManager()
     pm.register(Older(), name="older")
     pm.register(Broken(), name="broken-plugin")
-    with caplog.at_level(logging.ERROR, logger="moorage.core.lifecycle"):
+    with caplog.at_level(logging.ERROR, logger="moorage.core.kernel.lifecycle"):
         LifecycleHooks(pm.hook).container_died("c" * 64, 3, "2026-01-01T00:00:00Z", 1.5, "native", "none")
     assert heard == [("c" * 64, 3)]
     [record] = caplog.records
@@ -49,7 +49,7 @@ def test_no_hookimpl_means_no_work():
 
 
 RAISING = '''
-from moorage.core.hookspecs import hookimpl
+from moorage.core.sdk.hookspecs import hookimpl
 
 
 @hookimpl

@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 from conftest import make_distribution, network_module
 
-from moorage.core.driver import DriverFamily
-from moorage.core.errors import ConfigError, NotFound, NotSupported, PluginError
-from moorage.core.hookspecs.network import NetworkDriver
-from moorage.core.plugins import PluginManager
+from moorage.core.kernel.plugins import PluginManager
+from moorage.core.sdk.driver import DriverFamily
+from moorage.core.sdk.errors import ConfigError, NotFound, NotSupported, PluginError
+from moorage.core.sdk.hookspecs.network import NetworkDriver
 
 CONFIGURED_HOOK = '''
 import json, os
-from moorage.core.hookspecs import hookimpl
+from moorage.core.sdk.hookspecs import hookimpl
 
 
 @hookimpl
@@ -165,7 +165,7 @@ def test_driver_family_select_and_errors(tmp_path):
 
 
 def test_plugin_manager_rejects_a_register_hook_returning_a_class():
-    from moorage.core.hookspecs import hookimpl
+    from moorage.core.sdk.hookspecs import hookimpl
 
     class Plugin:
         @hookimpl

@@ -1,4 +1,4 @@
-"""The confinement policy (``moorage.core.security``): capabilities, CapAdd/CapDrop, profiles."""
+"""The confinement policy (``moorage.core.sdk.security``): capabilities, CapAdd/CapDrop, profiles."""
 
 from __future__ import annotations
 
@@ -6,10 +6,9 @@ import json
 
 import pytest
 
-from moorage.core import container_config as cc
-from moorage.core.config import load
-from moorage.core.errors import ConfigError, InvalidParameter
-from moorage.core.security import (
+from moorage.core.kernel.config import load
+from moorage.core.sdk.errors import ConfigError, InvalidParameter
+from moorage.core.sdk.security import (
     CAPABILITIES,
     DEFAULT_CAPABILITIES,
     Confinement,
@@ -19,6 +18,7 @@ from moorage.core.security import (
     default_profile,
     tweak_capabilities,
 )
+from moorage.core.services import container_config as cc
 
 
 def test_docker_default_mask():

@@ -1,4 +1,4 @@
-"""What the daemon is made of (core/services.py): the kernel refuses misspelled hooks, builds
+"""What the daemon is made of (core/kernel/wiring.py): the kernel refuses misspelled hooks, builds
 the feature plugins on its services and serves their routes; a blocked builder has no /build."""
 
 from __future__ import annotations
@@ -8,14 +8,14 @@ from conftest import make_distribution
 from fastapi.responses import PlainTextResponse
 from fastapi.testclient import TestClient
 
-from moorage.api.app import create_app
-from moorage.core.config import load
-from moorage.core.errors import PluginError
-from moorage.core.hookspecs import hookimpl
-from moorage.core.hookspecs.features import Feature, FeatureRoute
-from moorage.core.kernel import Kernel
-from moorage.core.plugins import PluginManager
-from moorage.core.services import Services
+from moorage.api.http.app import create_app
+from moorage.core.kernel.config import load
+from moorage.core.kernel.features import Feature, FeatureRoute
+from moorage.core.kernel.kernel import Kernel
+from moorage.core.kernel.plugins import PluginManager
+from moorage.core.kernel.wiring import Services
+from moorage.core.sdk.errors import PluginError
+from moorage.core.sdk.hookspecs import hookimpl
 
 
 def kernel_with(tmp_path, *plugins: tuple[str, object]) -> Kernel:
@@ -45,7 +45,7 @@ def test_a_misspelled_hookimpl_stops_the_kernel_naming_plugin_and_hook(tmp_path)
 
 
 MISSPELLED = '''
-from moorage.core.hookspecs import hookimpl
+from moorage.core.sdk.hookspecs import hookimpl
 
 
 @hookimpl

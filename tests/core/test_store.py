@@ -4,8 +4,8 @@ import os
 
 import pytest
 
-from moorage.core.errors import ConfigError
-from moorage.core.store import DaemonLock, atomic_write, read_json, remove_stale_temp_files, write_json, write_new
+from moorage.core.sdk.errors import ConfigError
+from moorage.core.sdk.store import DaemonLock, atomic_write, read_json, remove_stale_temp_files, write_json, write_new
 
 
 def test_atomic_write_replaces_and_sets_mode(tmp_path):

@@ -1,4 +1,4 @@
-"""The exec contract's confinement suite (``moorage.core.contract.confinement``), run for every
+"""The exec contract's confinement suite (``moorage.core.testing.confinement``), run for every
 exec driver, plus what only one driver's confinement needs."""
 
 from __future__ import annotations
@@ -9,11 +9,11 @@ import os
 import pytest
 from conftest import exec_driver_unsupported
 
-from moorage.core.contract.confinement import ConfinementContract, probe_binary  # noqa: F401 - the fixture
-from moorage.core.contract.driver import DriverUnderTest
-from moorage.core.contract.exec import ExecFixtures
-from moorage.core.driver import DriverFamily, NoOptions
-from moorage.core.hookspecs.exec import ExecDriver
+from moorage.core.sdk.driver import DriverFamily, NoOptions
+from moorage.core.sdk.hookspecs.exec import ExecDriver
+from moorage.core.testing.confinement import ConfinementContract, probe_binary  # noqa: F401 - the fixture
+from moorage.core.testing.driver import DriverUnderTest
+from moorage.core.testing.exec import ExecFixtures
 from moorage.drivers.exec.native.driver import NativeDriver
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the exec drivers need root")
@@ -63,7 +63,7 @@ def test_confine_holds_the_calling_process_as_a_container(tmp_path):
     import platform
     import re
 
-    from moorage.core.hookspecs.exec import ProcessSpec
+    from moorage.core.sdk.hookspecs.exec import ProcessSpec
     from moorage.drivers.exec.native import container
 
     if platform.machine() != "x86_64":

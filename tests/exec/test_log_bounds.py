@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from conftest import CONTAINER_CONFIG, eventually, import_image
 
-from moorage.core.logs import MAX_LINE, read_log, rotated
+from moorage.core.sdk.logs import MAX_LINE, read_log, rotated
 
 MIB = 1 << 20
 #: the line's length: 256 MiB in the suite, 1024 for bench/log_bounds.py

@@ -1,4 +1,4 @@
-"""core/logs.py: the JSON-lines container log shared by every exec driver (its bounds under a
+"""core/sdk/logs.py: the JSON-lines container log shared by every exec driver (its bounds under a
 real container: tests/exec/test_log_bounds.py)."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from moorage.core.hookspecs.exec import Stream
-from moorage.core.logs import (
+from moorage.core.sdk.hookspecs.exec import Stream
+from moorage.core.sdk.logs import (
     MAX_LINE,
     LogPosition,
     LogRotation,
@@ -26,7 +26,7 @@ from moorage.core.logs import (
     rfc3339nano,
     rotated,
 )
-from moorage.core.runner import LogAttachment
+from moorage.core.services.runner import LogAttachment
 
 RFC3339NANO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z$")
 
@@ -257,7 +257,7 @@ def test_follow_resumes_across_rotation_and_waits_for_whole_lines(tmp_path):
 
 
 def test_logs_config_section(tmp_path):
-    from moorage.core.config import ConfigError, load
+    from moorage.core.kernel.config import ConfigError, load
 
     assert (load(None).logs.max_size, load(None).logs.max_file) == (100 << 20, 5)
     path = tmp_path / "daemon.toml"

@@ -11,8 +11,12 @@ from pathlib import Path
 import pytest
 from conftest import exec_driver_unsupported
 
-from moorage.core.contract.driver import DriverUnderTest
-from moorage.core.contract.exec import (
+from moorage.core.kernel.plugins import PluginManager
+from moorage.core.sdk.driver import NoOptions
+from moorage.core.sdk.errors import DriverError, NotSupported
+from moorage.core.sdk.hookspecs.exec import Mount, ProcessSpec, Resources
+from moorage.core.testing.driver import DriverUnderTest
+from moorage.core.testing.exec import (
     ExecDriverContract,
     ExecFixtures,
     alive,
@@ -21,11 +25,7 @@ from moorage.core.contract.exec import (
     log_text,
     wait_for,
 )
-from moorage.core.contract.exec_cgroups import v2_cgroup
-from moorage.core.driver import NoOptions
-from moorage.core.errors import DriverError, NotSupported
-from moorage.core.hookspecs.exec import Mount, ProcessSpec, Resources
-from moorage.core.plugins import PluginManager
+from moorage.core.testing.exec_cgroups import v2_cgroup
 from moorage.drivers.exec.lxc import config, liblxc
 from moorage.drivers.exec.lxc.driver import LxcDriver, static_elf
 from moorage.drivers.exec.lxc.monitor import exit_code

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from moorage.core.contract.exec_cgroups import ExecCgroupsContract
-from moorage.core.hookspecs.exec import ProcessSpec, Resources
+from moorage.core.sdk.hookspecs.exec import ProcessSpec, Resources
+from moorage.core.testing.exec_cgroups import ExecCgroupsContract
 from moorage.drivers.exec.lxc import config
 
 from .test_lxc import moorage_driver, needs_lxc  # noqa: F401  (the contract's driver: lxc)

@@ -10,11 +10,11 @@ import sys
 
 import pytest
 
-from moorage.core.contract.driver import DriverUnderTest
-from moorage.core.contract.exec import ExecDriverContract, ExecFixtures, alive, log_text, wait_for
-from moorage.core.errors import InvalidParameter
-from moorage.core.hookspecs.exec import Resources, Stream
-from moorage.core.plugins import PluginManager
+from moorage.core.kernel.plugins import PluginManager
+from moorage.core.sdk.errors import InvalidParameter
+from moorage.core.sdk.hookspecs.exec import Resources, Stream
+from moorage.core.testing.driver import DriverUnderTest
+from moorage.core.testing.exec import ExecDriverContract, ExecFixtures, alive, log_text, wait_for
 from moorage.drivers.exec.common import protocol
 from moorage.drivers.exec.native.cgroups import CGROUP_ROOT, V1Cgroups, probe
 from moorage.drivers.exec.native.driver import NativeDriver
@@ -116,8 +116,8 @@ class TestNativeSpecifics(ExecFixtures):
 DAEMON_SCRIPT = """
 import sys, time
 from pathlib import Path
-from moorage.core.driver import NoOptions
-from moorage.core.hookspecs.exec import ProcessSpec
+from moorage.core.sdk.driver import NoOptions
+from moorage.core.sdk.hookspecs.exec import ProcessSpec
 from moorage.drivers.exec.native.driver import NativeDriver
 
 home, rootfs, state_dir, cid = map(Path, sys.argv[1:5])

@@ -13,11 +13,11 @@ import uuid
 
 import pytest
 
-from moorage.core.contract.driver import DriverUnderTest
-from moorage.core.contract.exec import ExecFixtures, alive, log_text, wait_for
-from moorage.core.contract.exec_cgroups import ExecCgroupsContract, unified
-from moorage.core.errors import DriverError, InvalidParameter
-from moorage.core.hookspecs.exec import Resources
+from moorage.core.sdk.errors import DriverError, InvalidParameter
+from moorage.core.sdk.hookspecs.exec import Resources
+from moorage.core.testing.driver import DriverUnderTest
+from moorage.core.testing.exec import ExecFixtures, alive, log_text, wait_for
+from moorage.core.testing.exec_cgroups import ExecCgroupsContract, unified
 from moorage.drivers.exec.common import systemd_bus
 from moorage.drivers.exec.common.policy import DEVICE_WHITELIST, cpu_weight
 from moorage.drivers.exec.native import devices, systemd_scope
@@ -142,7 +142,7 @@ def test_daemon_moves_itself_into_a_leaf_when_its_cgroup_must_hold_children(tmp_
     base.mkdir()
     code = ("import os, sys; from pathlib import Path\n"
             f"open('{base}/cgroup.procs', 'w').write(str(os.getpid()))\n"
-            "from moorage.core.driver import NoOptions\n"
+            "from moorage.core.sdk.driver import NoOptions\n"
             "from moorage.drivers.exec.native.driver import NativeDriver\n"
             f"d = NativeDriver(Path('{tmp_path}'), NoOptions(), {{}})\n"
             "print(open('/proc/self/cgroup').read().strip())\n"

@@ -11,7 +11,7 @@ import struct
 
 import pytest
 
-from moorage.core.security import CAPABILITIES, DEFAULT_CAPABILITIES, Confinement
+from moorage.core.sdk.security import CAPABILITIES, DEFAULT_CAPABILITIES, Confinement
 
 nsinit = pytest.importorskip("moorage.drivers.exec.native._nsinit")
 from moorage.drivers.exec.native import container  # noqa: E402 - after the skip

@@ -7,7 +7,7 @@ import stat
 
 import pytest
 
-from moorage.core.errors import InvalidParameter
+from moorage.core.sdk.errors import InvalidParameter
 from moorage.drivers.exec.common.users import MAX_BYTES, Identity, resolve
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from moorage.core.plugins import PluginManager
+from moorage.core.kernel.plugins import PluginManager
 
 BUILTIN = ("vfs", "overlay", "btrfs")
 

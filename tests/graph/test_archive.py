@@ -1,4 +1,4 @@
-"""core/archive.py: compression detection, safe extraction of hostile archives, tar writing."""
+"""core/sdk/archive.py: compression detection, safe extraction of hostile archives, tar writing."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import tarfile
 
 import pytest
 
-from moorage.core.archive import (
+from moorage.core.sdk.archive import (
     IterStream,
     OverlayWhiteouts,
     clean_name,
@@ -27,10 +27,10 @@ from moorage.core.archive import (
     tree_tar_in_root,
     write_file_in_root,
 )
-from moorage.core.contract.graph import layer_tar as make_tar
-from moorage.core.contract.graph import populate, snapshot
-from moorage.core.errors import Conflict, InvalidParameter, NotFound
-from moorage.core.hookspecs.graph import Change, ChangeKind
+from moorage.core.sdk.errors import Conflict, InvalidParameter, NotFound
+from moorage.core.sdk.hookspecs.graph import Change, ChangeKind
+from moorage.core.testing.graph import layer_tar as make_tar
+from moorage.core.testing.graph import populate, snapshot
 
 
 @pytest.fixture

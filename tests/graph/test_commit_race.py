@@ -18,9 +18,9 @@ import uuid
 
 import pytest
 
-from moorage.core.contract.graph import layer_tar
-from moorage.core.errors import NotSupported
-from moorage.core.layers import NaiveDiffer, differ_for
+from moorage.core.sdk.errors import NotSupported
+from moorage.core.sdk.layers import NaiveDiffer, differ_for
+from moorage.core.testing.graph import layer_tar
 
 from .conftest import registered_graph_drivers
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from moorage.core.contract.driver import DriverUnderTest
-from moorage.core.contract.graph import GraphDriverContract
+from moorage.core.testing.driver import DriverUnderTest
+from moorage.core.testing.graph import GraphDriverContract
 
 from .conftest import BUILTIN, registered_graph_drivers
 

@@ -17,7 +17,8 @@ import uuid
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 
-from moorage.core.contract.archives import (
+from moorage.core.sdk.errors import NotSupported
+from moorage.core.testing.archives import (
     ISSUE_CASES,
     AddSink,
     ContextSink,
@@ -26,7 +27,6 @@ from moorage.core.contract.archives import (
     hostile_archives,
     plant_canaries,
 )
-from moorage.core.errors import NotSupported
 
 from .conftest import registered_graph_drivers
 

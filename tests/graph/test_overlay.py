@@ -9,10 +9,10 @@ import threading
 
 import pytest
 
-from moorage.core.contract.graph import layer_tar, mounts_below, unmount_below
-from moorage.core.driver import NoOptions
-from moorage.core.errors import DriverError
-from moorage.core.hookspecs.graph import Change, ChangeKind
+from moorage.core.sdk.driver import NoOptions
+from moorage.core.sdk.errors import DriverError
+from moorage.core.sdk.hookspecs.graph import Change, ChangeKind
+from moorage.core.testing.graph import layer_tar, mounts_below, unmount_below
 from moorage.drivers.graph.overlay import OverlayDriver
 
 #: every test here mounts overlayfs

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from moorage.core.driver import DriverFamily, NoOptions
-from moorage.core.errors import NotSupported
-from moorage.core.hookspecs.graph import GraphDriver
-from moorage.core.layers import NaiveDiffer, differ_for
+from moorage.core.sdk.driver import DriverFamily, NoOptions
+from moorage.core.sdk.errors import NotSupported
+from moorage.core.sdk.hookspecs.graph import GraphDriver
+from moorage.core.sdk.layers import NaiveDiffer, differ_for
 from moorage.drivers.graph.btrfs import BtrfsDriver
 from moorage.drivers.graph.overlay import OverlayDriver
 from moorage.drivers.graph.vfs import VfsDriver
@@ -71,8 +71,8 @@ def test_daemon_refuses_btrfs_off_btrfs(daemon_factory):
 
 def test_hook_moorage_graph_register():
     """The hook returns driver classes; a plugin registered like a third party's adds its own."""
-    from moorage.core.hookspecs import hookimpl
-    from moorage.core.plugins import PluginManager
+    from moorage.core.kernel.plugins import PluginManager
+    from moorage.core.sdk.hookspecs import hookimpl
 
     class CopyDriver(VfsDriver):
         name = "copy"

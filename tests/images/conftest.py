@@ -6,11 +6,11 @@ import uuid
 
 import pytest
 
-from moorage.core.errors import NotSupported
-from moorage.core.events import EventBus
-from moorage.core.images import ImageService
-from moorage.core.lifecycle import LifecycleHooks
-from moorage.core.plugins import PluginManager
+from moorage.core.kernel.lifecycle import LifecycleHooks
+from moorage.core.kernel.plugins import PluginManager
+from moorage.core.sdk.errors import NotSupported
+from moorage.core.services.events import EventBus
+from moorage.core.services.images import ImageService
 
 
 def _graph_driver_names() -> list[str]:

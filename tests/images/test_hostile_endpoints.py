@@ -18,7 +18,7 @@ import uuid
 import pytest
 from conftest import CONTAINER_CONFIG, busybox_daemon_in
 
-from moorage.core.contract.archives import ISSUE_CASES, Entry, build_tar, plant_canaries, tree_state
+from moorage.core.testing.archives import ISSUE_CASES, Entry, build_tar, plant_canaries, tree_state
 
 SECRET = "SECRET-" + uuid.uuid4().hex
 

@@ -13,14 +13,14 @@ import threading
 import pytest
 from conftest import make_tar
 
-from moorage.core.errors import Conflict, InvalidParameter, MoorageError, NotFound
-from moorage.core.events import EventBus
-from moorage.core.hookspecs import hookimpl
-from moorage.core.hookspecs.registry import PulledLayer
-from moorage.core.ids import new_id
-from moorage.core.images import EMPTY_CONFIG, ImageService, format_time, glob_match, parse_time
-from moorage.core.lifecycle import LifecycleHooks
-from moorage.core.plugins import PluginManager
+from moorage.core.kernel.lifecycle import LifecycleHooks
+from moorage.core.kernel.plugins import PluginManager
+from moorage.core.sdk.errors import Conflict, InvalidParameter, MoorageError, NotFound
+from moorage.core.sdk.hookspecs import hookimpl
+from moorage.core.sdk.hookspecs.registry import PulledLayer
+from moorage.core.sdk.ids import new_id
+from moorage.core.services.events import EventBus
+from moorage.core.services.images import EMPTY_CONFIG, ImageService, format_time, glob_match, parse_time
 
 
 def add(store: ImageService, parent: str = "", files: dict | None = None, cmd: list[str] | None = None):

@@ -1,4 +1,4 @@
-"""The shared init layers (``core/init_layers.py``), on every graph driver."""
+"""The shared init layers (``core/services/init_layers.py``), on every graph driver."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import os
 
 import pytest
 
-from moorage.core.containers import Container
-from moorage.core.images import ImageService
-from moorage.core.init_layers import INIT_DIRS, INIT_FILES, InitLayers, init_layer_id
+from moorage.core.services.containers import Container
+from moorage.core.services.images import ImageService
+from moorage.core.services.init_layers import INIT_DIRS, INIT_FILES, InitLayers, init_layer_id
 
 from .test_image_store import add
 
@@ -73,7 +73,7 @@ def test_a_failed_creation_leaves_no_layer(store, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(store.driver, "apply_diff", broken, raising=False)
-    monkeypatch.setattr("moorage.core.init_layers.differ_for", lambda driver: driver)
+    monkeypatch.setattr("moorage.core.services.init_layers.differ_for", lambda driver: driver)
     with pytest.raises(OSError, match="disk full"):
         store.init_layers.ensure(image.id)
     assert not store.driver.exists(init_layer_id(image.id))

@@ -1,11 +1,11 @@
-"""The v1.6 JSON progress stream helpers (api/streams.py)."""
+"""The v1.6 JSON progress stream helpers (api/http/streams.py)."""
 
 from __future__ import annotations
 
 import io
 
-from moorage.api.streams import IterReader, ProgressReader, encode, error_message, message
-from moorage.core.humanize import human_size, progress_text
+from moorage.api.http.streams import IterReader, ProgressReader, encode, error_message, message
+from moorage.core.sdk.humanize import human_size, progress_text
 
 
 def test_keys_in_go_order_compact_and_empty_ones_omitted():

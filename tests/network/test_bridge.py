@@ -16,7 +16,11 @@ from types import SimpleNamespace
 import pytest
 from pyroute2 import IPRoute
 
-from moorage.core.contract.network import (
+from moorage.core.kernel.plugins import PluginManager
+from moorage.core.sdk.driver import DriverFamily
+from moorage.core.sdk.errors import ConfigError, Conflict
+from moorage.core.sdk.hookspecs.network import NetworkDriver, PortBinding
+from moorage.core.testing.network import (
     host_links,
     namespace_state,
     new_links,
@@ -24,10 +28,6 @@ from moorage.core.contract.network import (
     spawn_netns_process,
     tcp_exchange,
 )
-from moorage.core.driver import DriverFamily
-from moorage.core.errors import ConfigError, Conflict
-from moorage.core.hookspecs.network import NetworkDriver, PortBinding
-from moorage.core.plugins import PluginManager
 from moorage.drivers.network import links
 from moorage.drivers.network.bridge import BridgeDriver
 

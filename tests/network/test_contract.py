@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from moorage.core.contract.driver import DriverUnderTest
-from moorage.core.contract.network import NetworkDriverContract
+from moorage.core.testing.driver import DriverUnderTest
+from moorage.core.testing.network import NetworkDriverContract
 
 
 class TestBuiltinNetworkDriver(NetworkDriverContract):

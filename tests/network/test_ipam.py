@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from moorage.core.errors import Conflict, DriverError, InvalidParameter
+from moorage.core.sdk.errors import Conflict, DriverError, InvalidParameter
 from moorage.drivers.network.ipam import AddressPool
 from moorage.drivers.network.links import BRIDGE_CANDIDATES, choose_bridge_address
 from moorage.drivers.network.portmap import HostPorts, PortKey, parse_host_port, parse_port_key

@@ -7,8 +7,8 @@ import threading
 
 import pytest
 
-from moorage.core.contract.network import settle
-from moorage.core.errors import Conflict, DriverError
+from moorage.core.sdk.errors import Conflict, DriverError
+from moorage.core.testing.network import settle
 from moorage.drivers.network.proxy import Forward, ProxyServer
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from conftest import Daemon, eventually, import_image
 
-from moorage.core.contract.network import host_links, quiet_host_port, settle
+from moorage.core.testing.network import host_links, quiet_host_port, settle
 from moorage.drivers.network.bridge import host_veth_name
 
 from .conftest import free_test_subnet, remove_bridge_and_table

@@ -20,10 +20,10 @@ import pytest
 import zstandard
 from conftest import auth_header, stream_objects
 
-from moorage.core.contract.registry import DirStore, Progress, host_arch
-from moorage.core.contract.registry.servers import Answer, ScriptedServer
-from moorage.core.errors import InvalidParameter, NotFound, Unauthorized
-from moorage.core.hookspecs.registry import AuthConfig
+from moorage.core.sdk.errors import InvalidParameter, NotFound, Unauthorized
+from moorage.core.sdk.hookspecs.registry import AuthConfig
+from moorage.core.testing.registry import DirStore, Progress, host_arch
+from moorage.core.testing.registry.servers import Answer, ScriptedServer
 from moorage.drivers.registry.v2 import V2Client, V2Options
 from moorage.drivers.registry.v2.blobs import LayerTooLarge
 from moorage.drivers.registry.v2.reference import Registry

@@ -6,8 +6,11 @@ import logging
 
 import pytest
 
-from moorage.core.contract.driver import DriverUnderTest
-from moorage.core.contract.registry import (
+from moorage.core.kernel.plugins import PluginManager
+from moorage.core.sdk.errors import InvalidParameter, Unauthorized
+from moorage.core.sdk.hookspecs.registry import AuthConfig
+from moorage.core.testing.driver import DriverUnderTest
+from moorage.core.testing.registry import (
     PASSWORD,
     USER,
     Progress,
@@ -16,9 +19,6 @@ from moorage.core.contract.registry import (
     host_arch,
     oci_image,
 )
-from moorage.core.errors import InvalidParameter, Unauthorized
-from moorage.core.hookspecs.registry import AuthConfig
-from moorage.core.plugins import PluginManager
 from moorage.drivers.registry.v2 import V2Client, moorage_registry_register
 from moorage.drivers.registry.v2.blobs import progress_text
 from moorage.drivers.registry.v2.images import chain_ids, host_platform, select_manifest

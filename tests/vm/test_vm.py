@@ -26,8 +26,8 @@ def test_cgroup_v2_tests_pass_in_the_vm():
 def test_must_pass_names_tests_of_both_drivers_that_exist():
     """The names the VM test insists on are real tests of both drivers' classes (a renamed test
     would otherwise make the check above fail for the wrong reason, or, worse, pass)."""
-    from moorage.core.contract.exec import ExecDriverContract
-    from moorage.core.contract.exec_cgroups import ExecCgroupsContract
+    from moorage.core.testing.exec import ExecDriverContract
+    from moorage.core.testing.exec_cgroups import ExecCgroupsContract
 
     pairs = harness.must_pass()
     assert {cls for cls, _ in pairs} == {c for classes in harness.DRIVER_CLASSES.values() for c in classes[:2]}

@@ -19,14 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from moorage.core.errors import DriverError, InvalidParameter, NotFound, StateError
-from moorage.core.hookspecs.exec import Attachment, ExecDriver, ProcessSpec, Stream
-from moorage.core.store import ensure_dir, read_json
-
-from . import protocol
-from .monitor import EXIT_FILE, STATE_FILE
-from .policy import memory_limits, validate, validate_mounts
-from .users import Identity, resolve
+from moorage.core.sdk.errors import DriverError, InvalidParameter, NotFound, StateError
+from moorage.core.sdk.hookspecs.exec import Attachment, ExecDriver, ProcessSpec, Stream
+from moorage.core.sdk.store import ensure_dir, read_json
+from moorage.drivers.exec.common import protocol
+from moorage.drivers.exec.common.monitor import EXIT_FILE, STATE_FILE
+from moorage.drivers.exec.common.policy import memory_limits, validate, validate_mounts
+from moorage.drivers.exec.common.users import Identity, resolve
 
 START_TIMEOUT = 30.0
 

@@ -13,10 +13,9 @@ import subprocess
 import threading
 import weakref
 
-from moorage.core.errors import DriverError, Impossible, InvalidParameter
-from moorage.core.hookspecs.exec import ExecProcess, Stream
-
-from . import terminal
+from moorage.core.sdk.errors import DriverError, Impossible, InvalidParameter
+from moorage.core.sdk.hookspecs.exec import ExecProcess, Stream
+from moorage.drivers.exec.common import terminal
 
 #: How long a child that opens its own pty may take to hand the master over.
 PTY_TIMEOUT = 30.0

@@ -2,7 +2,7 @@
 
 Forked by a driver's zygote (``zygote``) in a session of its own, so it survives the daemon
 being killed. It holds the container's pipes or pty master, appends output lines to the JSON
-log (``core/logs.py``: long lines split, files rotated, so its memory and the log's size stay
+log (``core/sdk/logs.py``: long lines split, files rotated, so its memory and the log's size stay
 bounded whatever the container writes), serves attach, wait and signal requests on ``<exec dir>/monitor.sock``
 (``protocol``), records the exit status atomically in ``<exec dir>/exit.json`` and exits once
 the process is gone and every client was told.
@@ -30,10 +30,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from moorage.core import store
-from moorage.core.logs import LogRotation, LogWriter
-
-from . import protocol
+from moorage.core.sdk import store
+from moorage.core.sdk.logs import LogRotation, LogWriter
+from moorage.drivers.exec.common import protocol
 
 MAX_CLIENT_BACKLOG = 4 << 20  # bytes queued for a slow attach client before it is dropped
 #: Output kept from the start of a run for attachments that ask for it (``attach(replay=True)``:

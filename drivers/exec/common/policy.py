@@ -11,9 +11,9 @@ import stat
 import time
 from pathlib import Path
 
-from moorage.core.errors import DriverError, InvalidParameter
-from moorage.core.hookspecs.exec import MIN_MEMORY, Mount, ProcessSpec, Resources
-from moorage.core.security import capability_mask
+from moorage.core.sdk.errors import DriverError, InvalidParameter
+from moorage.core.sdk.hookspecs.exec import MIN_MEMORY, Mount, ProcessSpec, Resources
+from moorage.core.sdk.security import capability_mask
 
 #: The capability mask of a privileged container: every one the kernel has
 ALL_CAPABILITIES = (1 << 64) - 1

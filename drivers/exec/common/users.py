@@ -11,8 +11,8 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from moorage.core.archive import open_in_root
-from moorage.core.errors import InvalidParameter
+from moorage.core.sdk.archive import open_in_root
+from moorage.core.sdk.errors import InvalidParameter
 
 #: The largest /etc/passwd or /etc/group read.
 MAX_BYTES = 4 << 20

@@ -4,11 +4,11 @@ The driver module is imported only when the hook runs, so that the monitor proce
 imports this package, stays small.
 """
 
-from moorage.core.hookspecs import hookimpl
+from moorage.core.sdk.hookspecs import hookimpl
 
 
 @hookimpl
 def moorage_exec_register():
-    from .driver import LxcDriver
+    from moorage.drivers.exec.lxc.driver import LxcDriver
 
     return [LxcDriver]

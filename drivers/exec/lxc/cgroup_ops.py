@@ -18,8 +18,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from moorage.core.errors import DriverError, NotSupported, StateError
-from moorage.core.hookspecs.exec import ResourceUsage
+from moorage.core.sdk.errors import DriverError, NotSupported, StateError
+from moorage.core.sdk.hookspecs.exec import ResourceUsage
 from moorage.drivers.exec.common.policy import CGROUP_ROOT, unified
 from moorage.drivers.exec.native.cgroups import V2Cgroups
 from moorage.drivers.exec.native.devices import AllowList

@@ -28,13 +28,12 @@ import shlex
 import shutil
 from pathlib import Path
 
-from moorage.core.archive import resolve_in_root
-from moorage.core.errors import InvalidParameter
-from moorage.core.hookspecs.exec import ProcessSpec
-from moorage.core.security import SeccompArg, SeccompFilter
+from moorage.core.sdk.archive import resolve_in_root
+from moorage.core.sdk.errors import InvalidParameter
+from moorage.core.sdk.hookspecs.exec import ProcessSpec
+from moorage.core.sdk.security import SeccompArg, SeccompFilter
 from moorage.drivers.exec.common.policy import DEVICE_WHITELIST, cpu_weight, host_devices, memory_limits
-
-from .files import CONFIG, GO_FIFO, HOOK, LOG, START_FIFO
+from moorage.drivers.exec.lxc.files import CONFIG, GO_FIFO, HOOK, LOG, START_FIFO
 
 __all__ = ["CONFIG", "HOOK", "SECCOMP", "init_argv", "hook_script", "render", "seccomp_profile"]
 

@@ -15,17 +15,16 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from moorage.core.errors import DriverError, NotSupported, StateError
-from moorage.core.hookspecs.exec import ExecProcess, ExecSpec, ProcessSpec, ResourceUsage
-from moorage.core.store import ensure_dir
+from moorage.core.sdk.errors import DriverError, NotSupported, StateError
+from moorage.core.sdk.hookspecs.exec import ExecProcess, ExecSpec, ProcessSpec, ResourceUsage
+from moorage.core.sdk.store import ensure_dir
 from moorage.drivers.exec.common import protocol
 from moorage.drivers.exec.common.driver import START_TIMEOUT, MonitorDriver
 from moorage.drivers.exec.common.monitor import STATE_FILE, replace_file
 from moorage.drivers.exec.common.policy import kill_pids, rmdir_cgroup
-
-from . import config, liblxc
-from .cgroup_ops import Layout
-from .exec import exec_in
+from moorage.drivers.exec.lxc import config, liblxc
+from moorage.drivers.exec.lxc.cgroup_ops import Layout
+from moorage.drivers.exec.lxc.exec import exec_in
 
 BUSYBOX_CANDIDATES = ("/bin/busybox", "/usr/bin/busybox")
 PT_INTERP = 3

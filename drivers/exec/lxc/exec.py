@@ -9,9 +9,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from moorage.core.archive import open_in_root
-from moorage.core.errors import InvalidParameter, NotSupported, StateError
-from moorage.core.hookspecs.exec import ExecProcess, ExecSpec
+from moorage.core.sdk.archive import open_in_root
+from moorage.core.sdk.errors import InvalidParameter, NotSupported, StateError
+from moorage.core.sdk.hookspecs.exec import ExecProcess, ExecSpec
 from moorage.drivers.exec.common.execproc import ChildProcess, failed_process
 from moorage.drivers.exec.common.users import Identity, resolve
 

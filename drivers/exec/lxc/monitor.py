@@ -28,9 +28,8 @@ from typing import Any
 from moorage.drivers.exec.common import linux
 from moorage.drivers.exec.common import monitor as common
 from moorage.drivers.exec.common.monitor import Monitor, enter_session, send
-
-from . import files as config
-from . import liblxc
+from moorage.drivers.exec.lxc import files as config
+from moorage.drivers.exec.lxc import liblxc
 
 START_TIMEOUT = 30.0
 

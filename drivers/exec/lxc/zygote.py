@@ -5,8 +5,7 @@ would cost more than LXC's whole start (see bench/lxc_cycle.py)."""
 from __future__ import annotations
 
 from moorage.drivers.exec.common import zygote
-
-from . import liblxc, monitor
+from moorage.drivers.exec.lxc import liblxc, monitor
 
 if __name__ == "__main__":
     try:

@@ -4,11 +4,11 @@ The driver module is imported only when the hook runs, so that the zygote proces
 imports this package, stays small.
 """
 
-from moorage.core.hookspecs import hookimpl
+from moorage.core.sdk.hookspecs import hookimpl
 
 
 @hookimpl
 def moorage_exec_register():
-    from .driver import NativeDriver
+    from moorage.drivers.exec.native.driver import NativeDriver
 
     return [NativeDriver]

@@ -30,11 +30,10 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from moorage.core.errors import DriverError, InvalidParameter, NotSupported
-from moorage.core.hookspecs.exec import Resources, ResourceUsage
+from moorage.core.sdk.errors import DriverError, InvalidParameter, NotSupported
+from moorage.core.sdk.hookspecs.exec import Resources, ResourceUsage
 from moorage.drivers.exec.common.policy import DEVICE_WHITELIST, cpu_weight, kill_pids, rmdir_cgroup
-
-from . import devices, systemd_scope
+from moorage.drivers.exec.native import devices, systemd_scope
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 CONTROLLERS = ("memory", "cpu", "devices", "pids", "freezer")  # v1: one hierarchy each

@@ -48,10 +48,9 @@ import base64
 import os
 from typing import Any
 
-from moorage.core.security import SeccompFilter
+from moorage.core.sdk.security import SeccompFilter
 from moorage.drivers.exec.common import linux
-
-from . import _nsinit  # type: ignore[attr-defined]  # built from _nsinit.c at install
+from moorage.drivers.exec.native import _nsinit  # type: ignore[attr-defined]  # built from _nsinit.c at install
 
 
 def spawn(cfg: dict[str, Any], stdio: tuple[int, int, int], tty: bool, sync_fd: int, go_fd: int,

@@ -22,7 +22,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from moorage.core.errors import DriverError, InvalidParameter
+from moorage.core.sdk.errors import DriverError, InvalidParameter
 from moorage.drivers.exec.common.policy import DEVICE_WHITELIST
 
 # struct bpf_cgroup_dev_ctx: u32 access_type ((access << 16) | type), u32 major, u32 minor
@@ -129,7 +129,7 @@ def parse_rules(texts: list[str] | tuple[str, ...]) -> list[DeviceRule]:
 
 def available() -> bool:
     """Whether this kernel loads the device program of ``DEVICE_WHITELIST`` (dropped at once)."""
-    from . import _devfilter  # type: ignore[attr-defined]  # built from _devfilter.c at install
+    from moorage.drivers.exec.native import _devfilter  # type: ignore[attr-defined]  # built from _devfilter.c at install
 
     return _devfilter.can_load(program(parse_rules(DEVICE_WHITELIST)))
 
@@ -146,7 +146,7 @@ class AllowList:
 
     def attach(self, cgroup: Path) -> None:
         """Attach the program to the cgroup directory; ``DriverError`` if the kernel refuses."""
-        from . import _devfilter  # type: ignore[attr-defined]
+        from moorage.drivers.exec.native import _devfilter  # type: ignore[attr-defined]
 
         try:
             with self._lock:

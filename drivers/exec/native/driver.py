@@ -7,15 +7,14 @@ import os
 import threading
 from collections.abc import Callable
 
-from moorage.core.errors import NotSupported, StateError
-from moorage.core.hookspecs.exec import ExecProcess, ExecSpec, ProcessSpec, ResourceUsage
-from moorage.core.security import SeccompFilter
+from moorage.core.sdk.errors import NotSupported, StateError
+from moorage.core.sdk.hookspecs.exec import ExecProcess, ExecSpec, ProcessSpec, ResourceUsage
+from moorage.core.sdk.security import SeccompFilter
 from moorage.drivers.exec.common.driver import MonitorDriver
 from moorage.drivers.exec.common.policy import ALL_CAPABILITIES, confinement_of, host_devices
-
-from . import container
-from .cgroups import ContainerCgroups, probe
-from .exec import exec_in
+from moorage.drivers.exec.native import container
+from moorage.drivers.exec.native.cgroups import ContainerCgroups, probe
+from moorage.drivers.exec.native.exec import exec_in
 
 NAMESPACES = ("mnt", "pid", "uts", "ipc", "net")
 #: compiled seccomp programs kept (one per distinct filter: CapAdd/CapDrop change it)

@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 import sys
 
-from moorage.core.errors import InvalidParameter, StateError
-from moorage.core.hookspecs.exec import ExecProcess, ExecSpec
+from moorage.core.sdk.errors import InvalidParameter, StateError
+from moorage.core.sdk.hookspecs.exec import ExecProcess, ExecSpec
 from moorage.drivers.exec.common import terminal
 from moorage.drivers.exec.common.execproc import ChildProcess
 

@@ -20,8 +20,7 @@ from typing import Any
 from moorage.drivers.exec.common import monitor as common
 from moorage.drivers.exec.common import terminal
 from moorage.drivers.exec.common.monitor import STATE_FILE, Monitor, remove_cgroups, replace_file, send
-
-from . import container
+from moorage.drivers.exec.native import container
 
 
 class NativeMonitor(Monitor):

@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from moorage.core.errors import DriverError
+from moorage.core.sdk.errors import DriverError
 from moorage.drivers.exec.common import systemd_bus
 
 SYSTEMD_RUNNING = Path("/run/systemd/system")  # sd_booted(): pid 1 is systemd

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 from moorage.drivers.exec.common import monitor as common
 from moorage.drivers.exec.common import zygote
-
-from . import monitor
+from moorage.drivers.exec.native import monitor
 
 if __name__ == "__main__":
     zygote.main(monitor.main, prefork=True, warm_up=common.warm_up)

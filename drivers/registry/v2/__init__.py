@@ -1,8 +1,7 @@
 """The ``v2`` registry client driver (entry point ``v2`` in the ``moorage`` group)."""
 
-from moorage.core.hookspecs import hookimpl
-
-from .client import V2Client, V2Options
+from moorage.core.sdk.hookspecs import hookimpl
+from moorage.drivers.registry.v2.client import V2Client, V2Options
 
 
 @hookimpl

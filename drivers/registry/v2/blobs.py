@@ -16,12 +16,11 @@ from typing import BinaryIO
 
 import zstandard
 
-from moorage.core.errors import InvalidParameter, Unavailable
-from moorage.core.hookspecs.registry import Progress
-from moorage.core.humanize import progress_text
-from moorage.core.validation import check_digest
-
-from .transport import MAX_DOCUMENT, Session, TooLarge, Transient
+from moorage.core.sdk.errors import InvalidParameter, Unavailable
+from moorage.core.sdk.hookspecs.registry import Progress
+from moorage.core.sdk.humanize import progress_text
+from moorage.core.sdk.validation import check_digest
+from moorage.drivers.registry.v2.transport import MAX_DOCUMENT, Session, TooLarge, Transient
 
 CHUNK = 1 << 20
 GZIP_SLICE = 1 << 16

@@ -16,9 +16,9 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
-from moorage.core.config import Bytes
-from moorage.core.errors import Conflict, InvalidParameter, MoorageError, NotFound, Unavailable
-from moorage.core.hookspecs.registry import (
+from moorage.core.sdk.driver import Bytes
+from moorage.core.sdk.errors import Conflict, InvalidParameter, MoorageError, NotFound, Unavailable
+from moorage.core.sdk.hookspecs.registry import (
     AuthConfig,
     Progress,
     PulledLayer,
@@ -26,10 +26,9 @@ from moorage.core.hookspecs.registry import (
     PushSource,
     RegistryClient,
 )
-from moorage.core.validation import check_digest, check_tag_or_digest, shown
-
-from . import images
-from .blobs import (
+from moorage.core.sdk.validation import check_digest, check_tag_or_digest, shown
+from moorage.drivers.registry.v2 import images
+from moorage.drivers.registry.v2.blobs import (
     Meter,
     compress_layer,
     download_layer,
@@ -38,7 +37,7 @@ from .blobs import (
     upload_blob,
     verify,
 )
-from .reference import (
+from moorage.drivers.registry.v2.reference import (
     DOCKER_HUB,
     DOCKER_HUB_INDEX,
     Reference,
@@ -48,8 +47,8 @@ from .reference import (
     registry_from_url,
     split_host_term,
 )
-from .sources import BlobRecord, BlobSources
-from .transport import Session, TooLarge
+from moorage.drivers.registry.v2.sources import BlobRecord, BlobSources
+from moorage.drivers.registry.v2.transport import Session, TooLarge
 
 log = logging.getLogger(__name__)
 

@@ -8,9 +8,9 @@ import hashlib
 import platform
 from typing import Any
 
-from moorage.core.container_config import CONFIG_FIELDS
-from moorage.core.errors import InvalidParameter
-from moorage.core.hookspecs.registry import PulledLayer
+from moorage.core.sdk.errors import InvalidParameter
+from moorage.core.sdk.hookspecs.registry import PulledLayer
+from moorage.core.services.container_config import CONFIG_FIELDS
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"

@@ -7,8 +7,8 @@ import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from moorage.core.errors import InvalidParameter
-from moorage.core.validation import is_registry_host
+from moorage.core.sdk.errors import InvalidParameter
+from moorage.core.sdk.validation import is_registry_host
 
 DOCKER_HUB = "https://registry-1.docker.io"
 #: The V1 search API of Docker Hub lives on the index, not on the V2 registry.

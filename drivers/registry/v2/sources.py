@@ -8,7 +8,7 @@ import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from moorage.core.store import read_json, write_json
+from moorage.core.sdk.store import read_json, write_json
 
 #: Repositories remembered per blob; older ones are forgotten first.
 MAX_SOURCES = 8

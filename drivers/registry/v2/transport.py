@@ -32,10 +32,9 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 
 from moorage.core import __version__
-from moorage.core.errors import Forbidden, InvalidParameter, NotFound, Unauthorized, Unavailable, storage_full
-from moorage.core.hookspecs.registry import AuthConfig
-
-from .reference import Registry, is_local
+from moorage.core.sdk.errors import Forbidden, InvalidParameter, NotFound, Unauthorized, Unavailable, storage_full
+from moorage.core.sdk.hookspecs.registry import AuthConfig
+from moorage.drivers.registry.v2.reference import Registry, is_local
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -23,7 +23,7 @@ def options_file(path, parent: str) -> str:
 
 def test_network_contract(parent_nic, tmp_path):
     done = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rs",
-                           "--pyargs", "moorage.core.contract", "--moorage-driver", "network=macvlan",
+                           "--pyargs", "moorage.core.testing", "--moorage-driver", "network=macvlan",
                            "--moorage-driver-options", options_file(tmp_path / "macvlan.toml", parent_nic)],
                           cwd=tmp_path, capture_output=True, text=True, timeout=900)
     print(done.stdout[-6000:], done.stderr[-3000:])

@@ -25,10 +25,10 @@ from pydantic import BaseModel, ConfigDict, model_validator
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
-from moorage.core.errors import Conflict, DriverError, InvalidParameter, NotSupported
-from moorage.core.hookspecs import hookimpl
-from moorage.core.hookspecs.network import Endpoint, NetworkDriver
-from moorage.core.store import atomic_write
+from moorage.core.sdk.errors import Conflict, DriverError, InvalidParameter, NotSupported
+from moorage.core.sdk.hookspecs import hookimpl
+from moorage.core.sdk.hookspecs.network import Endpoint, NetworkDriver
+from moorage.core.sdk.store import atomic_write
 
 PORT_KEY = re.compile(r"^(\d{1,5})/(tcp|udp)$")
 

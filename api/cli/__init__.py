@@ -1,0 +1,1 @@
+"""The command-line program: ``moorage daemon|drivers|config|bench``."""

@@ -1,0 +1,7 @@
+"""``python -m moorage.api.cli``."""
+
+import sys
+
+from moorage.api.cli.main import main
+
+sys.exit(main())
