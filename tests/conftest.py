@@ -506,6 +506,23 @@ def make(api):
         api.delete(f"/containers/{cid}")
 
 
+def frames(data: bytes) -> list[tuple[int, bytes]]:
+    """The frames of a multiplexed stream (attach, logs, exec without a tty): an 8-byte header
+    (stream 0/1/2, three zero bytes, the big-endian length) before each payload."""
+    out = []
+    while data:
+        kind, size = data[0], int.from_bytes(data[4:8], "big")
+        assert len(data) >= 8 + size and data[1:4] == b"\0\0\0", data[:64]
+        out.append((kind, data[8:8 + size]))
+        data = data[8 + size:]
+    return out
+
+
+def payloads(data: bytes, streams: tuple[int, ...] = (1, 2)) -> bytes:
+    """The payloads of a multiplexed stream's frames of ``streams`` (1 stdout, 2 stderr), joined."""
+    return b"".join(payload for kind, payload in frames(data) if kind in streams)
+
+
 def make_tar(files: dict[str, bytes | str | None]) -> bytes:
     """A layer tar: ``bytes`` a file, ``None`` a directory, ``str`` a symlink target."""
     import io

@@ -10,19 +10,10 @@ import shutil
 import subprocess
 
 import pytest
-from conftest import CONTAINER_CONFIG, import_image
+from conftest import CONTAINER_CONFIG, import_image, payloads
 
 DOCKER_CAPBND = 0xA80425FB
 CAP_NET_ADMIN, CAP_MKNOD, CAP_CHOWN, CAP_KILL = 12, 27, 0, 5
-
-
-def _frames(data: bytes) -> bytes:
-    out = b""
-    while data:
-        size = int.from_bytes(data[4:8], "big")
-        out += data[8:8 + size]
-        data = data[8 + size:]
-    return out
 
 
 def run(api, cmd: list[str], host_config: dict | None = None) -> str:
@@ -35,7 +26,7 @@ def run(api, cmd: list[str], host_config: dict | None = None) -> str:
     assert api.post(f"/containers/{cid}/wait").json()["StatusCode"] == 0
     out = api.post(f"/containers/{cid}/attach", params={"logs": 1, "stdout": 1, "stderr": 1}).content
     api.delete(f"/containers/{cid}")
-    return _frames(out).decode()
+    return payloads(out).decode()
 
 
 def field(text: str, name: str) -> str:
@@ -55,7 +46,7 @@ def test_cap_add_and_cap_drop_from_start(busybox_daemon):
         api.post(f"/containers/{cid}/wait")
         assert api.post(f"/containers/{cid}/start").status_code == 204
         api.post(f"/containers/{cid}/wait")
-        logs = _frames(api.post(f"/containers/{cid}/attach", params={"logs": 1, "stdout": 1}).content).decode()
+        logs = payloads(api.post(f"/containers/{cid}/attach", params={"logs": 1, "stdout": 1}).content).decode()
         assert re.findall(r"^CapBnd:\s*(\S+)$", logs, re.M) == ["0000000000000020"] * 2
         api.delete(f"/containers/{cid}")
 

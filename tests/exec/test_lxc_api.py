@@ -7,7 +7,7 @@ the ``exec_driver`` fixture of tests/conftest.py, lxc included.
 from __future__ import annotations
 
 import pytest
-from conftest import CONTAINER_CONFIG, exec_driver_unsupported
+from conftest import CONTAINER_CONFIG, exec_driver_unsupported, frames
 
 REASON = exec_driver_unsupported("lxc")
 pytestmark = pytest.mark.skipif(REASON is not None, reason=REASON or "")
@@ -27,15 +27,6 @@ def test_lxc_driver_is_the_one_in_use(busybox_daemon):
     assert info["ExecutionDriver"] == "lxc"
 
 
-def _frames(data: bytes) -> list[tuple[int, bytes]]:
-    out = []
-    while data:
-        size = int.from_bytes(data[4:8], "big")
-        out.append((data[0], data[8:8 + size]))
-        data = data[8 + size:]
-    return out
-
-
 def _create(api, cmd) -> str:
     response = api.post("/containers/create", json={"Image": "busybox", "Cmd": cmd})
     assert response.status_code == 201, response.text
@@ -49,7 +40,7 @@ def test_lxc_conf_entries_are_appended(busybox_daemon):
         assert api.post(f"/containers/{cid}/start", json=body).status_code == 204
         assert api.post(f"/containers/{cid}/wait").json()["StatusCode"] == 0
         out = api.post(f"/containers/{cid}/attach", params={"logs": 1, "stdout": 1}).content
-        assert _frames(out) == [(1, b"fromlxcconf\n")]
+        assert frames(out) == [(1, b"fromlxcconf\n")]
         api.delete(f"/containers/{cid}")
 
 
