@@ -8,7 +8,7 @@ import signal
 
 import pytest
 
-from moorage.api.cli.main import main as cli
+from moorage.api.cli import main as cli
 
 
 @pytest.mark.parametrize(("argv", "disposition"), [
