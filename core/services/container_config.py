@@ -139,6 +139,26 @@ def _is_unset(value: Any) -> bool:
     return False
 
 
+def create_host_config(body: Any, config: ContainerConfig) -> HostConfig:
+    """The ``HostConfig`` today's clients send inside the create body (1.6 clients send it
+    to start instead): checked now, so a bad or unsupported option fails ``docker run``
+    before anything exists. Bind destinations become volumes and ``VolumesFrom`` moves
+    into the config, where start looks for them (as the 0.6 CLI put them there)."""
+    check_supported_config(body)
+    raw = None
+    if isinstance(body, dict):
+        raw = next((v for k, v in body.items() if str(k).lower() == "hostconfig"), None)
+    check_supported(raw, "create")
+    host = normalize_host_config(raw)
+    validate_host(host)
+    for spec in host.binds or []:
+        dest = parse_bind(spec)[1]
+        config.volumes = {**(config.volumes or {}), dest: {}}
+    if host.volumes_from:
+        config.volumes_from = ",".join(filter(None, [config.volumes_from, *host.volumes_from]))
+    return host
+
+
 def console_size(config: ContainerConfig, host: HostConfig) -> tuple[int, int] | None:
     """The tty size a container starts with (``HostConfig.ConsoleSize``, which today's CLI sends
     from a terminal), or None: no tty, or no size given."""

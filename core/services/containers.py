@@ -45,6 +45,7 @@ from moorage.core.services.container_model import ContainerConfig, HostConfig, I
 from moorage.core.services.events import EventBus
 from moorage.core.services.images import ImageService, ImageUsers, format_time
 from moorage.core.services.names import NameRegistry
+from moorage.core.services.volumes import remove_own_volumes
 
 log = logging.getLogger(__name__)
 
@@ -187,7 +188,7 @@ class ContainerService:
     def create(self, body: Any, name: str | None = None) -> tuple[Container, list[str]]:
         began = time.monotonic()
         config = container_config.normalize_config(body)
-        host_config = self._create_host_config(body, config)
+        host_config = container_config.create_host_config(body, config)
         if not config.image:
             raise InvalidParameter("Bad parameter: Image is required")
         image = self.images.lookup(config.image)
@@ -208,26 +209,6 @@ class ContainerService:
         self.publish("create", container)
         self.hooks.container_created(cid, config.to_api(), container.created, time.monotonic() - began, self.graph.name)
         return container, warnings
-
-    @staticmethod
-    def _create_host_config(body: Any, config: ContainerConfig) -> HostConfig:
-        """The ``HostConfig`` today's clients send inside the create body (1.6 clients send it
-        to start instead): checked now, so a bad or unsupported option fails ``docker run``
-        before anything exists. Bind destinations become volumes and ``VolumesFrom`` moves
-        into the config, where start looks for them (as the 0.6 CLI put them there)."""
-        container_config.check_supported_config(body)
-        raw = None
-        if isinstance(body, dict):
-            raw = next((v for k, v in body.items() if str(k).lower() == "hostconfig"), None)
-        container_config.check_supported(raw, "create")
-        host = container_config.normalize_host_config(raw)
-        container_config.validate_host(host)
-        for spec in host.binds or []:
-            dest = container_config.parse_bind(spec)[1]
-            config.volumes = {**(config.volumes or {}), dest: {}}
-        if host.volumes_from:
-            config.volumes_from = ",".join(filter(None, [config.volumes_from, *host.volumes_from]))
-        return host
 
     def _create(self, cid: str, image_id: str, path: str, args: list[str], config: ContainerConfig, name: str,
                 staging: Path, host_config: HostConfig) -> Container:
@@ -310,7 +291,7 @@ class ContainerService:
     def _delete(self, container: Container, volumes: bool) -> None:
         try:
             if volumes:
-                self._remove_volumes(container)
+                remove_own_volumes(self.root / "volumes", container, self.all())
             shutil.rmtree(container.directory, ignore_errors=True)
         except Exception:
             log.exception("deleting the files of removed container %s", short_id(container.id))
@@ -328,16 +309,6 @@ class ContainerService:
             self.exec.release(container_id)
         except Exception:
             log.exception("exec driver release of %s", container_id[:12])
-
-    def _remove_volumes(self, container: Container) -> None:
-        """Delete the container's own volumes (never bind sources, never volumes another
-        container still uses)."""
-        volumes_dir = (self.root / "volumes").resolve()
-        in_use = {p for c in self.all() for p in c.volumes.values()}
-        for host_path in container.volumes.values():
-            path = Path(host_path).resolve()
-            if path.parent.parent == volumes_dir and host_path not in in_use:
-                shutil.rmtree(path.parent, ignore_errors=True)
 
     def insert(self, image_name: str, url: str, path: str, content: BinaryIO) -> str:
         """``POST /images/{name}/insert`` (``ContainerFilesystem.insert``), for its handler."""

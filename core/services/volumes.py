@@ -10,7 +10,9 @@ that directory's content and its owner.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
+from collections.abc import Iterable
 from pathlib import Path
 
 from moorage.core.sdk.errors import InvalidParameter, NotFound
@@ -20,6 +22,17 @@ from moorage.core.sdk.store import ensure_dir
 from moorage.core.services.container_config import parse_bind
 from moorage.core.services.container_files import safe_join
 from moorage.core.services.container_model import HostConfig
+
+
+def remove_own_volumes(volumes_dir: Path, container, containers: Iterable) -> None:
+    """Delete the container's own volumes under ``volumes_dir`` (never bind sources, never
+    volumes one of ``containers`` still uses)."""
+    volumes_dir = volumes_dir.resolve()
+    in_use = {p for c in containers for p in c.volumes.values()}
+    for host_path in container.volumes.values():
+        path = Path(host_path).resolve()
+        if path.parent.parent == volumes_dir and host_path not in in_use:
+            shutil.rmtree(path.parent, ignore_errors=True)
 
 
 class VolumeManager:
