@@ -89,7 +89,7 @@ async def attach(name: str, request: Request, kernel: KernelDep, containers: Con
     raw = hijack(request.scope)
     try:
         await raw.send_status(upgrade=wants_upgrade(request.headers))
-        tty = bool(container.config["Tty"])
+        tty = bool(container.config.tty)
         out = OutputWriter(raw, multiplex=not tty and version >= 1.6)
         wanted = {Stream.STDOUT: want_stdout, Stream.STDERR: want_stderr}
         if logs:
@@ -99,7 +99,7 @@ async def attach(name: str, request: Request, kernel: KernelDep, containers: Con
                     await out.write(which, data)
         if source is not None:
             await _stream(kernel, runner, container, source, raw, out, wanted,
-                          want_stdin and container.config["OpenStdin"], tty)
+                          want_stdin and container.config.open_stdin, tty)
     except (ConnectionError, OSError):
         pass
     finally:
@@ -116,7 +116,7 @@ async def _stream(kernel, runner, container, source: StreamSource, raw: RawConne
         attachment = await _wait_for_start(kernel, source.pending, raw)
     if attachment is None:
         return
-    stdin_once = bool(container.config["StdinOnce"]) and not tty
+    stdin_once = bool(container.config.stdin_once) and not tty
 
     async def pump_output() -> None:
         await copy_output(kernel, attachment, out, wanted)
@@ -198,7 +198,7 @@ async def attach_ws(websocket: WebSocket, name: str) -> None:
             container, attachment = await kernel.run_blocking(runner.attach, container.id)
             if attachment is not None:
                 await _pump_ws(kernel, websocket, attachment, wanted,
-                               flags["stdin"] and container.config["OpenStdin"])
+                               flags["stdin"] and container.config.open_stdin)
     except WebSocketDisconnect:
         return
     with contextlib.suppress(Exception):

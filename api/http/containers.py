@@ -14,6 +14,8 @@ from moorage.api.http.params import ApiVersion, ContainersDep, KernelDep, Runner
 from moorage.core.kernel.kernel import Kernel
 from moorage.core.sdk.errors import Conflict, InvalidParameter, NotSupported
 from moorage.core.sdk.ids import short_id
+from moorage.core.services.container_filesystem import ContainerFilesystem
+from moorage.core.services.container_views import ContainerViews
 
 
 async def json_body(request: Request, required: bool = False) -> Any:
@@ -52,8 +54,8 @@ async def list_containers(request: Request, kernel: KernelDep, containers: Conta
         limit = int(limit_raw) if limit_raw else -1
     except ValueError:
         limit = -1  # Docker: an unparsable limit counts as -1
-    rows = await kernel.run_blocking(containers.list, query_bool(request, "all"), limit, q.get("since", ""),
-                                     q.get("before", ""), query_bool(request, "size"))
+    rows = await kernel.run_blocking(ContainerViews(containers).list, query_bool(request, "all"), limit,
+                                     q.get("since", ""), q.get("before", ""), query_bool(request, "size"))
     if version < 1.5:
         for row in rows:
             row["Ports"] = legacy_ports(row["Ports"])
@@ -73,7 +75,7 @@ def legacy_ports(rows: list[dict] | None) -> str:
 
 
 async def inspect(name: str, kernel: KernelDep, containers: ContainersDep) -> JSONResponse:
-    data = await kernel.run_blocking(containers.inspect, name)
+    data = await kernel.run_blocking(ContainerViews(containers).inspect, name)
     if await kernel.run_blocking(containers.images.lookup, name) is not None:
         raise Conflict("Conflict between containers and images")
     return JSONResponse(data)
@@ -152,7 +154,7 @@ async def remove(name: str, request: Request, kernel: KernelDep, containers: Con
 
 
 async def changes(name: str, kernel: KernelDep, containers: ContainersDep) -> JSONResponse:
-    return JSONResponse(await kernel.run_blocking(containers.changes, name))
+    return JSONResponse(await kernel.run_blocking(ContainerFilesystem(containers).changes, name))
 
 
 async def stream_chunks(kernel: Kernel, chunks):
@@ -171,7 +173,7 @@ async def stream_chunks(kernel: Kernel, chunks):
 
 
 async def export(name: str, kernel: KernelDep, containers: ContainersDep) -> StreamingResponse:
-    chunks = await kernel.run_blocking(containers.export, name)
+    chunks = await kernel.run_blocking(ContainerFilesystem(containers).export, name)
     return StreamingResponse(stream_chunks(kernel, chunks), media_type="application/octet-stream")
 
 
@@ -181,7 +183,7 @@ async def copy(name: str, request: Request, kernel: KernelDep, containers: Conta
         raise InvalidParameter(f"Content-Type not supported: {content_type}")
     body = await json_body(request, required=True)
     resource = (body or {}).get("Resource", "") if isinstance(body, dict) else ""
-    chunks = await kernel.run_blocking(containers.copy, name, resource)
+    chunks = await kernel.run_blocking(ContainerFilesystem(containers).copy, name, resource)
     return StreamingResponse(stream_chunks(kernel, chunks), media_type="application/octet-stream")
 
 
@@ -189,7 +191,8 @@ async def top(name: str, request: Request, kernel: KernelDep, containers: Contai
               version: ApiVersion) -> JSONResponse:
     if version < 1.4:
         raise NotSupported("top was improved a lot since 1.3, Please upgrade your docker client.")
-    return JSONResponse(await kernel.run_blocking(containers.top, name, request.query_params.get("ps_args", "")))
+    ps_args = request.query_params.get("ps_args", "")
+    return JSONResponse(await kernel.run_blocking(ContainerViews(containers).top, name, ps_args))
 
 
 async def commit(request: Request, kernel: KernelDep, containers: ContainersDep) -> JSONResponse:
@@ -199,8 +202,8 @@ async def commit(request: Request, kernel: KernelDep, containers: ContainersDep)
         config = await json_body(request)
     except InvalidParameter:
         config = None  # Docker only logged a config it could not decode
-    image_id = await kernel.run_blocking(containers.commit, q.get("container", ""), q.get("repo", ""),
-                                         q.get("tag", ""), q.get("comment", "") or q.get("m", ""),
+    image_id = await kernel.run_blocking(ContainerFilesystem(containers).commit, q.get("container", ""),
+                                         q.get("repo", ""), q.get("tag", ""), q.get("comment", "") or q.get("m", ""),
                                          q.get("author", ""), config)
     return JSONResponse({"Id": short_id(image_id)}, status_code=201)
 

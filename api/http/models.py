@@ -4,7 +4,8 @@ The handlers read their query parameters and bodies themselves, with Go's rules 
 matched case-insensitively, an unparsable ``limit`` taken as -1...), so FastAPI sees none of
 them. These models describe what clients send, for the schema only: ``openapi_schema()``
 builds the schema of the route table with them, and the API fuzzer (bench/fuzz_api.py)
-generates its requests from it. Nothing here validates a request.
+generates its requests from it. Nothing here validates a request. The container's ``Config``
+and ``HostConfig`` are the container model's own (``core/services/container_model.py``).
 """
 
 from __future__ import annotations
@@ -14,48 +15,7 @@ from typing import Any
 from fastapi import FastAPI
 from pydantic import BaseModel, ConfigDict
 
-
-class ContainerConfig(BaseModel):
-    """``POST /containers/create``'s body (Docker 0.6.5's Config); ``/commit``'s optional one."""
-
-    model_config = ConfigDict(extra="allow")
-    Hostname: str = ""
-    Domainname: str = ""
-    User: str = ""
-    Memory: int = 0
-    MemorySwap: int = 0
-    CpuShares: int = 0
-    AttachStdin: bool = False
-    AttachStdout: bool = False
-    AttachStderr: bool = False
-    PortSpecs: list[str] | None = None
-    ExposedPorts: dict[str, dict] | None = None
-    Tty: bool = False
-    OpenStdin: bool = False
-    StdinOnce: bool = False
-    Env: list[str] | None = None
-    Cmd: list[str] | None = None
-    Dns: list[str] | None = None
-    Image: str = ""
-    Volumes: dict[str, dict] | None = None
-    VolumesFrom: str = ""
-    WorkingDir: str = ""
-    Entrypoint: list[str] | None = None
-    NetworkDisabled: bool = False
-    Privileged: bool = False
-
-
-class HostConfig(BaseModel):
-    """``POST /containers/{name}/start``'s optional body."""
-
-    model_config = ConfigDict(extra="allow")
-    Binds: list[str] | None = None
-    ContainerIDFile: str = ""
-    LxcConf: list[dict[str, str]] | None = None
-    Privileged: bool = False
-    PortBindings: dict[str, list[dict[str, str]] | None] | None = None
-    Links: list[str] | None = None
-    PublishAllPorts: bool = False
+from moorage.core.services.container_model import ContainerConfig, HostConfig
 
 
 class CopyRequest(BaseModel):
@@ -79,7 +39,25 @@ def _query(name: str, kind: str = "string") -> dict[str, Any]:
 
 
 def _body(model: type[BaseModel], required: bool = True) -> dict[str, Any]:
-    return {"required": required, "content": {"application/json": {"schema": model.model_json_schema()}}}
+    return {"required": required, "content": {"application/json": {"schema": _inlined(model.model_json_schema())}}}
+
+
+def _inlined(schema: dict[str, Any]) -> dict[str, Any]:
+    """The schema with its ``$defs`` references replaced by what they name: the operation's
+    schema stands alone in the OpenAPI document, where ``#/$defs/...`` would resolve nowhere."""
+    defs = schema.pop("$defs", {})
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref", "")
+            if ref.startswith("#/$defs/"):
+                return resolve(defs[ref.removeprefix("#/$defs/")])
+            return {k: resolve(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [resolve(v) for v in node]
+        return node
+
+    return resolve(schema)
 
 
 def _tar_body() -> dict[str, Any]:

@@ -17,7 +17,7 @@ from moorage.api.http.containers import RunnerDep
 from moorage.api.http.params import KernelDep, parse_bool
 from moorage.core.sdk.hookspecs.exec import ResourceUsage
 from moorage.core.sdk.logs import rfc3339nano
-from moorage.core.services.containers import Container
+from moorage.core.services.container import Container
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
 

@@ -41,7 +41,7 @@ from moorage.core.sdk.hookspecs.network import NetworkDriver
 from moorage.core.sdk.hookspecs.registry import RegistryClient
 from moorage.core.sdk.logs import LogRotation
 from moorage.core.sdk.security import SecurityPolicy
-from moorage.core.services.containers import ContainerService
+from moorage.core.services.containers import ContainerDrivers, ContainerService
 from moorage.core.services.distribution import Distribution
 from moorage.core.services.events import EventBus
 from moorage.core.services.images import ImageService, ImageUsers
@@ -87,7 +87,8 @@ def start_services(root: Path, version: str, config: DaemonConfig, drivers: Driv
     users = ImageUsers()
     images = ImageService(root, drivers.graph, version=version, hooks=hooks, events=events, users=users)
     distribution = Distribution(drivers.registry, images, hooks) if drivers.registry is not None else None
-    containers = ContainerService(root, images, users, names, drivers.graph, drivers.network, drivers.exec,
+    containers = ContainerService(root, images, users, names,
+                                  ContainerDrivers(drivers.graph, drivers.network, drivers.exec),
                                   events, hooks, executor)
     runner = Runner(containers, drivers.exec, drivers.network, config.daemon,
                     SecurityPolicy(**config.security.model_dump()),

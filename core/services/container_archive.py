@@ -129,7 +129,7 @@ class ContainerArchive:
         ``no_overwrite_dir_non_dir`` an entry that would replace a directory by a non-directory
         (or the reverse) fails the whole copy before anything is written."""
         container = self.containers.get(name)
-        if container.host_config.get("ReadonlyRootfs"):  # Docker's 403: the copy lands in the rootfs
+        if container.host_config.read_only_rootfs:  # Docker's 403: the copy lands in the rootfs
             raise Forbidden("container rootfs is marked read-only")
         rootfs = self.graph.get(container.id)
         try:

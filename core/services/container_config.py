@@ -1,8 +1,9 @@
 """Container configs as the v1.6 API carries them: normalising, merging with the image config,
 host configs, port specs and the environment (reference §2.3, §3.1).
 
-Keys are Go field names; Go's decoder matched them case-insensitively and ignored unknown
-ones, so ``normalize_config`` does the same.
+The fields are declared once, in ``moorage.core.services.container_model``; here are the rules
+beyond their types. Keys are Go field names; Go's decoder matched them case-insensitively and
+ignored unknown ones, so ``normalize_config`` does the same.
 """
 
 from __future__ import annotations
@@ -13,32 +14,20 @@ import posixpath
 from typing import Any
 
 from moorage.core.sdk.errors import InvalidParameter
+from moorage.core.sdk.hookspecs.network import PortBinding
 from moorage.core.sdk.security import capability_name
 from moorage.core.sdk.validation import check_host_path, check_hostname, check_link_alias, check_text, clean_path, shown
+from moorage.core.services.container_model import ContainerConfig, HostConfig, RestartPolicy
 
 log = logging.getLogger(__name__)
 
 MIN_MEMORY = 524288
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
-#: The create ``Config`` of Docker 0.6.5, in Go's field order, with zero values.
-CONFIG_FIELDS: dict[str, Any] = {
-    "Hostname": "", "Domainname": "", "User": "", "Memory": 0, "MemorySwap": 0, "CpuShares": 0,
-    "AttachStdin": False, "AttachStdout": False, "AttachStderr": False, "PortSpecs": None,
-    "ExposedPorts": None, "Tty": False, "OpenStdin": False, "StdinOnce": False, "Env": None, "Cmd": None,
-    "Dns": None, "Image": "", "Volumes": None, "VolumesFrom": "", "WorkingDir": "", "Entrypoint": None,
-    "NetworkDisabled": False, "Privileged": False,
-}
-
-HOST_CONFIG_FIELDS: dict[str, Any] = {
-    "Binds": None, "ContainerIDFile": "", "LxcConf": None, "Privileged": False, "PortBindings": None,
-    "Links": None, "PublishAllPorts": False,
-    # beyond 1.6: what today's docker CLI sends in create's HostConfig and moorage carries out
-    # (docs/api.md); a 1.6 client never sends them, so their zero values change nothing for it
-    "VolumesFrom": None, "Dns": None, "DnsSearch": None, "ExtraHosts": None, "Memory": 0, "MemorySwap": 0,
-    "CpuShares": 0, "NetworkMode": "", "CapAdd": None, "CapDrop": None, "AutoRemove": False,
-    "RestartPolicy": None, "ReadonlyRootfs": False, "ConsoleSize": None,
-}
+#: The zero ``Config`` and ``HostConfig`` as JSON objects, in Go's field order (for the image
+#: records, which keep configs as the JSON they were given; a copy before changing one).
+CONFIG_FIELDS: dict[str, Any] = ContainerConfig().to_api()
+HOST_CONFIG_FIELDS: dict[str, Any] = HostConfig().to_api()
 
 #: Values of fields moorage does not carry out that still mean "nothing asked for": today's
 #: docker CLI sends every field of its HostConfig, most of them at these defaults.
@@ -53,10 +42,10 @@ _UNSUPPORTED_DEFAULTS: dict[str, tuple] = {
 #: any other key is ignored, as Go's decoder ignores it in every Docker (the 2013 DockerUI sends
 #: ``{"id": ...}`` to start; a newer client may send a field a later API adds).
 DOCKER_CONFIG_KEYS = frozenset(k.lower() for k in (
-    *CONFIG_FIELDS, "ArgsEscaped", "Cpuset", "Healthcheck", "Labels", "MacAddress", "OnBuild", "Shell",
-    "StopSignal", "StopTimeout"))
+    *ContainerConfig.go_names(), "ArgsEscaped", "Cpuset", "Healthcheck", "Labels", "MacAddress", "OnBuild",
+    "Shell", "StopSignal", "StopTimeout"))
 DOCKER_HOST_CONFIG_KEYS = frozenset(k.lower() for k in (
-    *HOST_CONFIG_FIELDS, "Annotations", "BlkioDeviceReadBps", "BlkioDeviceReadIOps", "BlkioDeviceWriteBps",
+    *HostConfig.go_names(), "Annotations", "BlkioDeviceReadBps", "BlkioDeviceReadIOps", "BlkioDeviceWriteBps",
     "BlkioDeviceWriteIOps", "BlkioWeight", "BlkioWeightDevice", "Capabilities", "Cgroup", "CgroupParent",
     "CgroupnsMode", "CpuCount", "CpuPercent", "CpuPeriod", "CpuQuota", "CpuRealtimePeriod", "CpuRealtimeRuntime",
     "CpusetCpus", "CpusetMems", "DeviceCgroupRules", "DeviceRequests", "Devices", "DiskQuota", "DnsOptions",
@@ -68,74 +57,51 @@ DOCKER_HOST_CONFIG_KEYS = frozenset(k.lower() for k in (
 NETWORK_MODES = ("", "default", "bridge", "host", "none")
 RESTART_POLICIES = ("", "no", "always", "on-failure", "unless-stopped")
 
-_LIST_FIELDS = ("PortSpecs", "Env", "Cmd", "Dns", "Entrypoint")
-_INT_FIELDS = ("Memory", "MemorySwap", "CpuShares")
-_BOOL_FIELDS = ("AttachStdin", "AttachStdout", "AttachStderr", "Tty", "OpenStdin", "StdinOnce",
-                "NetworkDisabled", "Privileged")
-_STR_FIELDS = ("Hostname", "Domainname", "User", "Image", "VolumesFrom", "WorkingDir")
+
+def normalize_config(data: Any) -> ContainerConfig:
+    """A Config from a request body: known keys matched case-insensitively, types checked."""
+    values = ContainerConfig.fold(data, "container config")
+    ContainerConfig.check_types(values)
+    return ContainerConfig.from_values(values)
 
 
-def _by_lower(fields: dict[str, Any]) -> dict[str, str]:
-    return {k.lower(): k for k in fields}
-
-
-def _fold(data: Any, fields: dict[str, Any], what: str) -> dict[str, Any]:
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise InvalidParameter(f"Bad parameter: the {what} must be a JSON object")
-    names = _by_lower(fields)
-    out = copy.deepcopy(fields)
-    for key, value in data.items():
-        name = names.get(str(key).lower())
-        if name is not None:
-            out[name] = value
-    return out
-
-
-def normalize_config(data: Any) -> dict[str, Any]:
-    """A full Config from a request body: known keys matched case-insensitively, types checked."""
-    config = _fold(data, CONFIG_FIELDS, "container config")
-    for key in _LIST_FIELDS:
-        value = config[key]
-        if value is not None and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
-            raise InvalidParameter(f"Bad parameter: {key} must be a list of strings")
-    for key in _INT_FIELDS:
-        if not isinstance(config[key], int) or isinstance(config[key], bool):
-            raise InvalidParameter(f"Bad parameter: {key} must be an integer")
-    for key in _BOOL_FIELDS:
-        if not isinstance(config[key], bool):
-            raise InvalidParameter(f"Bad parameter: {key} must be a boolean")
-    for key in _STR_FIELDS:
-        if not isinstance(config[key], str):
-            raise InvalidParameter(f"Bad parameter: {key} must be a string")
-    for key in ("ExposedPorts", "Volumes"):
-        if config[key] is not None and not isinstance(config[key], dict):
-            raise InvalidParameter(f"Bad parameter: {key} must be an object")
-    return config
-
-
-def normalize_host_config(data: Any) -> dict[str, Any]:
-    host = _fold(data, HOST_CONFIG_FIELDS, "host config")
-    for key in ("Binds", "Links", "CapAdd", "CapDrop"):
-        value = host[key]
-        if value is not None and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
-            raise InvalidParameter(f"Bad parameter: {key} must be a list of strings")
-    lxc = host["LxcConf"]
-    if lxc is not None:
-        if not isinstance(lxc, list) or not all(isinstance(e, dict) and "Key" in e for e in lxc):
-            # the v1.6 docs showed a map, which Docker could not decode either
-            raise InvalidParameter('Bad parameter: LxcConf must be a list of {"Key": ..., "Value": ...}')
-    if host["PortBindings"] is not None and not isinstance(host["PortBindings"], dict):
-        raise InvalidParameter("Bad parameter: PortBindings must be an object")
-    for key in ("CapAdd", "CapDrop"):
-        for name in host[key] or []:
+def normalize_host_config(data: Any) -> HostConfig:
+    values = HostConfig.fold(data, "host config")
+    volumes_from = values.get("volumes_from")
+    if isinstance(volumes_from, str):  # the 1.6 Config's comma-separated form
+        values["volumes_from"] = [v for v in volumes_from.split(",") if v.strip()] or None
+    HostConfig.check_types(values)
+    host = HostConfig.from_values(values)
+    lxc = values.get("lxc_conf")
+    if lxc is not None and not (isinstance(lxc, list) and all(isinstance(e, dict) and "Key" in e for e in lxc)):
+        # the v1.6 docs showed a map, which Docker could not decode either
+        raise InvalidParameter('Bad parameter: LxcConf must be a list of {"Key": ..., "Value": ...}')
+    for key, names in (("CapAdd", host.cap_add), ("CapDrop", host.cap_drop)):
+        for name in names or []:
             try:
                 capability_name(name)
             except InvalidParameter as exc:
                 raise InvalidParameter(f"Bad parameter: {key}: {exc}") from None
-    _check_modern_host_fields(host)
+    _check_network_mode(host.network_mode)
+    for entry in host.extra_hosts or []:
+        parse_extra_host(entry)
+    size = values.get("console_size")
+    if size is not None and not (isinstance(size, list) and len(size) == 2 and all(
+            isinstance(n, int) and not isinstance(n, bool) and 0 <= n <= 65535 for n in size)):
+        raise InvalidParameter("Bad parameter: ConsoleSize must be [height, width], each 0 to 65535")
+    policy = values.get("restart_policy")
+    if policy is not None:
+        name, retries = restart_policy(policy)
+        host.restart_policy = RestartPolicy(name=name, maximum_retry_count=retries)
     return host
+
+
+def _check_network_mode(mode: str) -> None:
+    if mode.startswith("container:"):
+        raise InvalidParameter(f"NetworkMode {mode!r} is not supported: moorage's network drivers cannot "
+                               "join another container's network namespace")
+    if mode not in NETWORK_MODES:
+        raise InvalidParameter(f"NetworkMode {mode!r} is not supported: use bridge, default, host or none")
 
 
 def _given_but_unsupported(data: Any, supported: Any, docker_keys: frozenset[str], what: str) -> list[str]:
@@ -159,7 +125,7 @@ def _given_but_unsupported(data: Any, supported: Any, docker_keys: frozenset[str
 
 def unsupported_host_fields(data: Any) -> list[str]:
     """The ``HostConfig`` fields given that moorage does not carry out (``_given_but_unsupported``)."""
-    return _given_but_unsupported(data, HOST_CONFIG_FIELDS, DOCKER_HOST_CONFIG_KEYS, "HostConfig")
+    return _given_but_unsupported(data, HostConfig.go_names(), DOCKER_HOST_CONFIG_KEYS, "HostConfig")
 
 
 def _is_unset(value: Any) -> bool:
@@ -173,48 +139,31 @@ def _is_unset(value: Any) -> bool:
     return False
 
 
-def _check_modern_host_fields(host: dict[str, Any]) -> None:
-    for key in ("Dns", "DnsSearch", "ExtraHosts", "CapAdd", "CapDrop"):
-        value = host[key]
-        if value is not None and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
-            raise InvalidParameter(f"Bad parameter: {key} must be a list of strings")
-    volumes_from = host["VolumesFrom"]
-    if isinstance(volumes_from, str):  # the 1.6 Config's comma-separated form
-        host["VolumesFrom"] = volumes_from = [v for v in volumes_from.split(",") if v.strip()] or None
-    if volumes_from is not None and not (isinstance(volumes_from, list)
-                                         and all(isinstance(v, str) for v in volumes_from)):
-        raise InvalidParameter("Bad parameter: VolumesFrom must be a list of strings")
-    for key in ("Memory", "MemorySwap", "CpuShares"):
-        if not isinstance(host[key], int) or isinstance(host[key], bool):
-            raise InvalidParameter(f"Bad parameter: {key} must be an integer")
-    for key in ("AutoRemove", "ReadonlyRootfs"):
-        if not isinstance(host[key], bool):
-            raise InvalidParameter(f"Bad parameter: {key} must be a boolean")
-    mode = host["NetworkMode"]
-    if not isinstance(mode, str):
-        raise InvalidParameter("Bad parameter: NetworkMode must be a string")
-    if mode.startswith("container:"):
-        raise InvalidParameter(f"NetworkMode {mode!r} is not supported: moorage's network drivers cannot "
-                               "join another container's network namespace")
-    if mode not in NETWORK_MODES:
-        raise InvalidParameter(f"NetworkMode {mode!r} is not supported: use bridge, default, host or none")
-    for entry in host["ExtraHosts"] or []:
-        parse_extra_host(entry)
-    size = host["ConsoleSize"]
-    if size is not None and not (isinstance(size, list) and len(size) == 2 and all(
-            isinstance(n, int) and not isinstance(n, bool) and 0 <= n <= 65535 for n in size)):
-        raise InvalidParameter("Bad parameter: ConsoleSize must be [height, width], each 0 to 65535")
-    policy = host["RestartPolicy"]
-    if policy is not None:
-        name, retries = restart_policy(policy)
-        host["RestartPolicy"] = {"Name": name, "MaximumRetryCount": retries}
+def create_host_config(body: Any, config: ContainerConfig) -> HostConfig:
+    """The ``HostConfig`` today's clients send inside the create body (1.6 clients send it
+    to start instead): checked now, so a bad or unsupported option fails ``docker run``
+    before anything exists. Bind destinations become volumes and ``VolumesFrom`` moves
+    into the config, where start looks for them (as the 0.6 CLI put them there)."""
+    check_supported_config(body)
+    raw = None
+    if isinstance(body, dict):
+        raw = next((v for k, v in body.items() if str(k).lower() == "hostconfig"), None)
+    check_supported(raw, "create")
+    host = normalize_host_config(raw)
+    validate_host(host)
+    for spec in host.binds or []:
+        dest = parse_bind(spec)[1]
+        config.volumes = {**(config.volumes or {}), dest: {}}
+    if host.volumes_from:
+        config.volumes_from = ",".join(filter(None, [config.volumes_from, *host.volumes_from]))
+    return host
 
 
-def console_size(config: dict[str, Any], host: dict[str, Any]) -> tuple[int, int] | None:
+def console_size(config: ContainerConfig, host: HostConfig) -> tuple[int, int] | None:
     """The tty size a container starts with (``HostConfig.ConsoleSize``, which today's CLI sends
     from a terminal), or None: no tty, or no size given."""
-    size = host.get("ConsoleSize")
-    if not config["Tty"] or not size or not all(size):
+    size = host.console_size
+    if not config.tty or not size or not all(size):
         return None
     return size[0], size[1]
 
@@ -265,8 +214,8 @@ def check_supported_config(data: Any) -> None:
     carry out: today's CLI sends ``Labels``, ``StopSignal``, ``Healthcheck``... which would
     otherwise be dropped in silence. Zero values are not "given"; keys Docker does not know are
     ignored."""
-    given = _given_but_unsupported(data, (*CONFIG_FIELDS, "HostConfig", "NetworkingConfig"), DOCKER_CONFIG_KEYS,
-                                   "create")
+    given = _given_but_unsupported(data, (*ContainerConfig.go_names(), "HostConfig", "NetworkingConfig"),
+                                   DOCKER_CONFIG_KEYS, "create")
     if given:
         raise InvalidParameter(f"create: moorage does not support the Config field(s) {', '.join(given)} "
                                "that were given; remove the option(s) and try again")
@@ -302,107 +251,109 @@ def parse_port_spec(spec: str) -> tuple[str, str, str]:
     raise InvalidParameter(f"Bad parameter: invalid port specification {spec!r}")
 
 
-def merge_with_image(config: dict[str, Any], image_config: dict[str, Any] | None) -> list[str]:
+def merge_with_image(config: ContainerConfig, image_config: dict[str, Any] | None) -> list[str]:
     """Merge the image's config into a create config in place (reference §2.3 step 2).
     Returns the warnings to answer with."""
     warnings: list[str] = []
     image = normalize_config(image_config) if image_config else None
-    deprecated = any(":" in s for s in (config.get("PortSpecs") or []))
+    deprecated = any(":" in s for s in (config.port_specs or []))
+    specs: list[str] = []
     if image is not None:
-        for key in ("User", "Memory", "MemorySwap", "CpuShares", "WorkingDir", "VolumesFrom"):
-            if not config[key]:
-                config[key] = image[key]
-        for key in ("Tty", "OpenStdin", "StdinOnce"):
-            config[key] = bool(config[key] or image[key])
-        for key in ("Cmd", "Entrypoint"):
-            if not config[key]:
-                config[key] = image[key]
-        if not config["ExposedPorts"]:
-            config["ExposedPorts"] = copy.deepcopy(image["ExposedPorts"])
-        keys = {e.split("=", 1)[0] for e in config["Env"] or []}
-        extra = [e for e in image["Env"] or [] if e.split("=", 1)[0] not in keys]
+        config.user = config.user or image.user
+        config.memory = config.memory or image.memory
+        config.memory_swap = config.memory_swap or image.memory_swap
+        config.cpu_shares = config.cpu_shares or image.cpu_shares
+        config.working_dir = config.working_dir or image.working_dir
+        config.volumes_from = config.volumes_from or image.volumes_from
+        config.tty = bool(config.tty or image.tty)
+        config.open_stdin = bool(config.open_stdin or image.open_stdin)
+        config.stdin_once = bool(config.stdin_once or image.stdin_once)
+        config.cmd = config.cmd or image.cmd
+        config.entrypoint = config.entrypoint or image.entrypoint
+        if not config.exposed_ports:
+            config.exposed_ports = copy.deepcopy(image.exposed_ports)
+        keys = {e.split("=", 1)[0] for e in config.env or []}
+        extra = [e for e in image.env or [] if e.split("=", 1)[0] not in keys]
         if extra:
-            config["Env"] = (config["Env"] or []) + extra
-        if image["Dns"]:
-            config["Dns"] = (config["Dns"] or []) + image["Dns"]
-        if image["Volumes"]:
-            config["Volumes"] = {**image["Volumes"], **(config["Volumes"] or {})}
-        deprecated = deprecated or any(":" in s for s in (image["PortSpecs"] or []))
-        specs = (image["PortSpecs"] or [])
-    else:
-        specs = []
+            config.env = (config.env or []) + extra
+        if image.dns:
+            config.dns = (config.dns or []) + image.dns
+        if image.volumes:
+            config.volumes = {**image.volumes, **(config.volumes or {})}
+        deprecated = deprecated or any(":" in s for s in (image.port_specs or []))
+        specs = image.port_specs or []
     # PortSpecs become ExposedPorts (host parts dropped) and are then cleared
-    exposed = dict(config["ExposedPorts"] or {})
-    for spec in (config["PortSpecs"] or []) + specs:
+    exposed = dict(config.exposed_ports or {})
+    for spec in (config.port_specs or []) + specs:
         exposed[parse_port_spec(spec)[0]] = {}
     for key in list(exposed):
         normal = port_key(key)
         if normal != key:
             exposed[normal] = exposed.pop(key)
-    config["ExposedPorts"] = exposed or None
-    config["PortSpecs"] = None
+    config.exposed_ports = exposed or None
+    config.port_specs = None
     if deprecated:
         warnings.append("The mapping to public ports on your host has been deprecated. Use -p to publish the ports.")
     return warnings
 
 
-def validate(config: dict[str, Any]) -> None:
-    if config["Memory"] and config["Memory"] < MIN_MEMORY:
+def validate(config: ContainerConfig) -> None:
+    if config.memory and config.memory < MIN_MEMORY:
         raise InvalidParameter(f"Memory limit must be given in bytes (minimum {MIN_MEMORY} bytes)")
-    if config["MemorySwap"] < -1:
+    if config.memory_swap < -1:
         raise InvalidParameter("Bad parameter: MemorySwap must be -1, 0 or a number of bytes")
-    if config["CpuShares"] < 0:
+    if config.cpu_shares < 0:
         raise InvalidParameter("Bad parameter: CpuShares cannot be negative")
-    for entry in config["Env"] or []:
+    for entry in config.env or []:
         if not entry or entry.startswith("="):
             raise InvalidParameter(f"Bad parameter: invalid environment entry {shown(entry)}: a name must come "
                                    "before '='")
         check_text(entry, "Env entry")
-    for key in ("Cmd", "Entrypoint"):
-        for arg in config[key] or []:
+    for key, argv in (("Cmd", config.cmd), ("Entrypoint", config.entrypoint)):
+        for arg in argv or []:
             check_text(arg, f"{key} argument")
-    check_hostname(config["Hostname"])
-    for key in ("Domainname", "User", "VolumesFrom"):
-        check_text(config[key], key)
-    config["WorkingDir"] = clean_path(config["WorkingDir"], "WorkingDir")
+    check_hostname(config.hostname)
+    for key, text in (("Domainname", config.domainname), ("User", config.user), ("VolumesFrom", config.volumes_from)):
+        check_text(text, key)
+    config.working_dir = clean_path(config.working_dir, "WorkingDir")
     volumes = {}
-    for path, value in (config["Volumes"] or {}).items():
+    for path, value in (config.volumes or {}).items():
         path = clean_path(path, "volume path")
         if not path.startswith("/") or path == "/":
             raise InvalidParameter(f"Bad parameter: invalid volume path {shown(path)}: an absolute path other "
                                    "than / is needed")
         volumes[path] = value
-    if config["Volumes"] is not None:
-        config["Volumes"] = volumes
+    if config.volumes is not None:
+        config.volumes = volumes
 
 
-def validate_host_config(host: dict[str, Any]) -> None:
+def validate_host_config(host: HostConfig) -> None:
     """What a start's host config names: bind paths (``parse_bind``) and link specs, checked
     before anything of it is recorded."""
-    for spec in host["Binds"] or []:
+    for spec in host.binds or []:
         parse_bind(spec)
-    for spec in host["Links"] or []:
+    for spec in host.links or []:
         parse_link(spec)
 
 
-def command(config: dict[str, Any]) -> tuple[str, list[str]]:
+def command(config: ContainerConfig) -> tuple[str, list[str]]:
     """``(Path, Args)`` from Entrypoint and Cmd (reference §2.3 step 3)."""
-    entrypoint, cmd = config["Entrypoint"] or [], config["Cmd"]
+    entrypoint, cmd = config.entrypoint or [], config.cmd
     if entrypoint and cmd is None:
-        config["Cmd"] = cmd = []
+        config.cmd = cmd = []
     if not entrypoint and not cmd:
         raise InvalidParameter("No command specified")
     argv = list(entrypoint) + list(cmd or [])
     return argv[0], argv[1:]
 
 
-def environment(config: dict[str, Any], link_env: list[str] = ()) -> list[str]:
+def environment(config: ContainerConfig, link_env: list[str] = ()) -> list[str]:
     """The process environment in Docker's order; later entries win (reference §3.1)."""
-    env = ["HOME=/", f"PATH={DEFAULT_PATH}", "container=moorage", f"HOSTNAME={config['Hostname']}"]
-    if config["Tty"]:
+    env = ["HOME=/", f"PATH={DEFAULT_PATH}", "container=moorage", f"HOSTNAME={config.hostname}"]
+    if config.tty:
         env.append("TERM=xterm")
     env += list(link_env)
-    env += list(config["Env"] or [])
+    env += list(config.env or [])
     merged: dict[str, str] = {}
     for entry in env:
         key, _, value = entry.partition("=")
@@ -439,32 +390,50 @@ def parse_link(spec: str) -> tuple[str, str]:
     return parts[0], parts[1]
 
 
-def validate_host(host: dict[str, Any], what: str) -> None:
+def validate_host(host: HostConfig) -> None:
     """What a create or start host config must satisfy before anything is made."""
     validate_host_config(host)
-    if host["Memory"] and host["Memory"] < MIN_MEMORY:
+    if host.memory and host.memory < MIN_MEMORY:
         raise InvalidParameter(f"Memory limit must be given in bytes (minimum {MIN_MEMORY} bytes)")
-    if host["MemorySwap"] < -1:
+    if host.memory_swap < -1:
         raise InvalidParameter("Bad parameter: MemorySwap must be -1, 0 or a number of bytes")
-    if host["CpuShares"] < 0:
+    if host.cpu_shares < 0:
         raise InvalidParameter("Bad parameter: CpuShares cannot be negative")
 
 
-def resources(config: dict[str, Any], host: dict[str, Any]) -> tuple[int, int, int]:
+def resources(config: ContainerConfig, host: HostConfig) -> tuple[int, int, int]:
     """``(memory, memory_swap, cpu_shares)`` in force: the host config's (today's clients)
     over the config's (1.6 clients)."""
-    return (host["Memory"] or config["Memory"], host["MemorySwap"] or config["MemorySwap"],
-            host["CpuShares"] or config["CpuShares"])
+    return (host.memory or config.memory, host.memory_swap or config.memory_swap,
+            host.cpu_shares or config.cpu_shares)
 
 
-def effective_host_config(config: dict[str, Any], host: dict[str, Any]) -> dict[str, Any]:
+def effective_host_config(config: ContainerConfig, host: HostConfig) -> HostConfig:
     """The host config in force, as ``GET /containers/{id}/json`` shows it: the saved one with
     the 1.6 config's limits, DNS and ``VolumesFrom`` folded in, and the defaults spelled out."""
-    out = copy.deepcopy(host)
-    out["Memory"], out["MemorySwap"], out["CpuShares"] = resources(config, host)
-    out["Privileged"] = bool(host["Privileged"] or config["Privileged"])
-    out["Dns"] = host["Dns"] or config["Dns"]
-    out["VolumesFrom"] = [v for v in (config["VolumesFrom"] or "").split(",") if v] or None
-    out["NetworkMode"] = host["NetworkMode"] or ("none" if config["NetworkDisabled"] else "default")
-    out["RestartPolicy"] = host["RestartPolicy"] or {"Name": "no", "MaximumRetryCount": 0}
+    out = host.copy_deep()
+    out.memory, out.memory_swap, out.cpu_shares = resources(config, host)
+    out.privileged = bool(host.privileged or config.privileged)
+    out.dns = host.dns or config.dns
+    out.volumes_from = [v for v in (config.volumes_from or "").split(",") if v] or None
+    out.network_mode = host.network_mode or ("none" if config.network_disabled else "default")
+    out.restart_policy = host.restart_policy or RestartPolicy()
     return out
+
+
+def requested_ports(config: ContainerConfig, host: HostConfig) -> dict[str, list[PortBinding]]:
+    """Every exposed port, with the bindings asked for; PublishAllPorts gives unbound ones a
+    random port (reference §3.1)."""
+    ports: dict[str, list[PortBinding]] = {}
+    bindings = host.port_bindings or {}
+    for key in config.exposed_ports or {}:
+        made = []
+        for b in bindings.get(key) or []:
+            host_port = str((b or {}).get("HostPort") or "0")
+            if not host_port.isdigit() or int(host_port) > 65535:
+                raise InvalidParameter(f"Bad parameter: invalid host port {host_port!r} for {key}")
+            made.append(PortBinding(host_ip=(b or {}).get("HostIp") or "", host_port=int(host_port)))
+        if not made and host.publish_all_ports:
+            made = [PortBinding()]
+        ports[key] = made
+    return ports

@@ -20,139 +20,43 @@ only, and finishes interrupted removals at start.
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import os
 import shutil
-import subprocess
 import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from moorage.core.kernel.lifecycle import LifecycleHooks
 from moorage.core.kernel.pools import Executor
-from moorage.core.sdk.archive import Chunks, IterStream, tree_tar, tree_tar_in_root, write_file_in_root
-from moorage.core.sdk.errors import Impossible, InvalidParameter, NotFound, NotSupported, StateError
+from moorage.core.sdk.errors import Impossible, InvalidParameter, NotFound
 from moorage.core.sdk.hookspecs.exec import ExecDriver
 from moorage.core.sdk.hookspecs.graph import GraphDriver
 from moorage.core.sdk.hookspecs.network import NetworkDriver
-from moorage.core.sdk.humanize import human_duration
 from moorage.core.sdk.ids import PrefixIndex, new_id, short_id
-from moorage.core.sdk.layers import differ_for
 from moorage.core.sdk.store import atomic_write, ensure_dir, fsync_dir, read_json, replace_file, write_new
-from moorage.core.sdk.validation import check_container_path, clean_path
-from moorage.core.services import container_config as cc
+from moorage.core.services import container_config
+from moorage.core.services.container import Container
+from moorage.core.services.container_filesystem import ContainerFilesystem
+from moorage.core.services.container_model import ContainerConfig, HostConfig, InternalState
 from moorage.core.services.events import EventBus
-from moorage.core.services.images import ImageService, ImageUsers, format_time, parse_time
+from moorage.core.services.images import ImageService, ImageUsers, format_time
 from moorage.core.services.names import NameRegistry
-from moorage.core.services.tags import DEFAULT_TAG, validate_repo_name, validate_tag_name
+from moorage.core.services.volumes import remove_own_volumes
 
 log = logging.getLogger(__name__)
 
-ZERO_TIME = "0001-01-01T00:00:00Z"
-EMPTY_NETWORK = {"IPAddress": "", "IPPrefixLen": 0, "Gateway": "", "Bridge": "", "PortMapping": None, "Ports": None}
+@dataclass(frozen=True)
+class ContainerDrivers:
+    """The drivers containers are made and run with: the graph driver, and the selected
+    network and exec drivers (None when the daemon has none)."""
 
-
-@dataclass
-class State:
-    running: bool = False
-    pid: int = 0
-    exit_code: int = 0
-    started_at: str = ZERO_TIME
-    finished_at: str = ZERO_TIME
-    ghost: bool = False
-    #: frozen by ``pause`` (beyond 1.6: today's CLI shows it)
-    paused: bool = False
-
-    def to_api(self) -> dict:
-        return {"Running": self.running, "Pid": self.pid, "ExitCode": self.exit_code,
-                "StartedAt": self.started_at, "FinishedAt": self.finished_at, "Ghost": self.ghost,
-                "Paused": self.paused}
-
-    @classmethod
-    def from_api(cls, data: dict) -> State:
-        return cls(running=bool(data.get("Running")), pid=int(data.get("Pid") or 0),
-                   exit_code=int(data.get("ExitCode") or 0), started_at=data.get("StartedAt") or ZERO_TIME,
-                   finished_at=data.get("FinishedAt") or ZERO_TIME, ghost=bool(data.get("Ghost")),
-                   paused=bool(data.get("Paused")))
-
-
-@dataclass
-class Container:
-    id: str
-    created: str
-    path: str
-    args: list[str]
-    config: dict
-    image: str
-    name: str
-    directory: Path
-    state: State = field(default_factory=State)
-    network: dict = field(default_factory=lambda: dict(EMPTY_NETWORK))
-    volumes: dict[str, str] = field(default_factory=dict)
-    volumes_rw: dict[str, bool] = field(default_factory=dict)
-    #: what core needs beyond the inspect object: drivers used, the network endpoint
-    internal: dict = field(default_factory=dict)
-    host_config: dict = field(default_factory=lambda: dict(cc.HOST_CONFIG_FIELDS))
-    #: serialises start/stop/kill/remove of this container
-    lock: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
-    #: set once the current run's exit is recorded (also when never started): ``wait`` returns
-    exited: threading.Event = field(default_factory=threading.Event, repr=False, compare=False)
-    #: set once what the last run held (rootfs mount, network, exec driver state) is released
-    cleaned: threading.Event = field(default_factory=threading.Event, repr=False, compare=False)
-    #: set under ``lock`` when the container is removed: a start that raced with it must fail
-    removed: bool = field(default=False, repr=False, compare=False)
-    #: a client stopped or killed it: its restart policy does not start it again
-    stop_requested: bool = field(default=False, repr=False, compare=False)
-
-    @property
-    def init_layer(self) -> str:
-        """The layer below the container's own: its image's shared init layer (containers made
-        before init layers were shared have one of their own, ``<container id>-init``)."""
-        return self.internal.get("InitLayer") or f"{self.id}-init"
-
-    @property
-    def log_path(self) -> Path:
-        return self.directory / f"{self.id}-json.log"
-
-    def to_api(self, copied: bool = True, host_config: bool = True) -> dict:
-        """The inspect object, keys in Docker 0.6.5's order; ``copied=False`` shares the nested
-        config (for serializing it at once); ``host_config=False`` leaves the derived
-        ``HostConfig`` out (``config.json``, written at every start, keeps the saved one)."""
-        clone = copy.deepcopy if copied else (lambda value: value)
-        data = {
-            "ID": self.id, "Created": self.created, "Path": self.path, "Args": list(self.args),
-            "Config": clone(self.config), "State": self.state.to_api(), "Image": self.image,
-            "NetworkSettings": clone(self.network), "SysInitPath": "",
-            "ResolvConfPath": str(self.directory / "resolv.conf"),
-            "HostnamePath": str(self.directory / "hostname"), "HostsPath": str(self.directory / "hosts"),
-            "Name": self.name, "Volumes": dict(self.volumes), "VolumesRW": dict(self.volumes_rw),
-            "Driver": self.internal.get("GraphDriver", ""),
-        }
-        if host_config:  # beyond 1.6 (Docker 0.7 added it): today's `docker inspect` and `docker port` read it
-            data["HostConfig"] = cc.effective_host_config(self.config, self.host_config)
-        return data
-
-    def to_disk(self) -> dict:
-        """What ``config.json`` holds; shares nested values with the container (serialize it
-        at once)."""
-        data = self.to_api(copied=False, host_config=False)  # the saved one is ``Moorage.HostConfig``
-        data["Moorage"] = {**self.internal, "HostConfig": self.host_config}
-        return data
-
-    @classmethod
-    def from_disk(cls, data: dict, directory: Path) -> Container:
-        c = cls(id=data["ID"], created=data["Created"], path=data["Path"], args=list(data.get("Args") or []),
-                config=cc.normalize_config(data.get("Config")), image=data["Image"], name=data.get("Name", ""),
-                directory=directory, state=State.from_api(data.get("State") or {}),
-                network=data.get("NetworkSettings") or dict(EMPTY_NETWORK), volumes=data.get("Volumes") or {},
-                volumes_rw=data.get("VolumesRW") or {}, internal=dict(data.get("Moorage") or {}))
-        c.host_config = cc.normalize_host_config(c.internal.pop("HostConfig", None))
-        return c
+    graph: GraphDriver
+    network: NetworkDriver | None = None
+    exec: ExecDriver | None = None
 
 
 class ContainerService:
@@ -160,8 +64,7 @@ class ContainerService:
     ``kernel.run_blocking``)."""
 
     def __init__(self, root: Path, images: ImageService, image_users: ImageUsers, names: NameRegistry,
-                 graph: GraphDriver, network: NetworkDriver | None, exec_driver: ExecDriver | None,
-                 events: EventBus, hooks: LifecycleHooks, executor: Executor) -> None:
+                 drivers: ContainerDrivers, events: EventBus, hooks: LifecycleHooks, executor: Executor) -> None:
         self.root = Path(root)
         self.dir = ensure_dir(self.root / "containers")
         self.tmp = ensure_dir(self.dir / "_tmp")
@@ -169,10 +72,10 @@ class ContainerService:
         #: the images this service's containers are built on, which the image service reads
         self.image_users = image_users
         self.names = names
-        self.graph = graph
+        self.graph = drivers.graph
         #: the selected network and exec drivers (None when the daemon has none)
-        self.network = network
-        self.exec = exec_driver
+        self.network = drivers.network
+        self.exec = drivers.exec
         self.events = events
         self.hooks = hooks
         self.executor = executor
@@ -284,51 +187,31 @@ class ContainerService:
     # -- create ----------------------------------------------------------------------------
     def create(self, body: Any, name: str | None = None) -> tuple[Container, list[str]]:
         began = time.monotonic()
-        config = cc.normalize_config(body)
-        host_config = self._create_host_config(body, config)
-        if not config["Image"]:
+        config = container_config.normalize_config(body)
+        host_config = container_config.create_host_config(body, config)
+        if not config.image:
             raise InvalidParameter("Bad parameter: Image is required")
-        image = self.images.lookup(config["Image"])
+        image = self.images.lookup(config.image)
         if image is None:
-            repo, _, tag = config["Image"].rpartition(":") if ":" in config["Image"].split("/")[-1] else (
-                config["Image"], "", "")
-            raise NotFound(f"No such image: {repo or config['Image']} (tag: {tag or 'latest'})")
-        warnings = cc.merge_with_image(config, image.config)
-        cc.validate(config)
-        path, args = cc.command(config)
+            repo, _, tag = config.image.rpartition(":") if ":" in config.image.split("/")[-1] else (
+                config.image, "", "")
+            raise NotFound(f"No such image: {repo or config.image} (tag: {tag or 'latest'})")
+        warnings = container_config.merge_with_image(config, image.config)
+        container_config.validate(config)
+        path, args = container_config.command(config)
         cid = new_id()
-        if not config["Hostname"]:
-            config["Hostname"] = cid[:12]
+        if not config.hostname:
+            config.hostname = cid[:12]
         registered = self.names.reserve(name, cid) if name else self.names.generate(cid)
         staging = self.tmp / f"creating-{cid}"
         with self.images.pinned(image.id):  # the image and its init layer stay until it is registered
             container = self._create(cid, image.id, path, args, config, registered, staging, host_config)
         self.publish("create", container)
-        self.hooks.container_created(cid, config, container.created, time.monotonic() - began, self.graph.name)
+        self.hooks.container_created(cid, config.to_api(), container.created, time.monotonic() - began, self.graph.name)
         return container, warnings
 
-    @staticmethod
-    def _create_host_config(body: Any, config: dict) -> dict:
-        """The ``HostConfig`` today's clients send inside the create body (1.6 clients send it
-        to start instead): checked now, so a bad or unsupported option fails ``docker run``
-        before anything exists. Bind destinations become volumes and ``VolumesFrom`` moves
-        into the config, where start looks for them (as the 0.6 CLI put them there)."""
-        cc.check_supported_config(body)
-        raw = None
-        if isinstance(body, dict):
-            raw = next((v for k, v in body.items() if str(k).lower() == "hostconfig"), None)
-        cc.check_supported(raw, "create")
-        host = cc.normalize_host_config(raw)
-        cc.validate_host(host, "create")
-        for spec in host["Binds"] or []:
-            dest = cc.parse_bind(spec)[1]
-            config["Volumes"] = {**(config["Volumes"] or {}), dest: {}}
-        if host["VolumesFrom"]:
-            config["VolumesFrom"] = ",".join(filter(None, [config["VolumesFrom"], *host["VolumesFrom"]]))
-        return host
-
-    def _create(self, cid: str, image_id: str, path: str, args: list[str], config: dict, name: str,
-                staging: Path, host_config: dict | None = None) -> Container:
+    def _create(self, cid: str, image_id: str, path: str, args: list[str], config: ContainerConfig, name: str,
+                staging: Path, host_config: HostConfig) -> Container:
         """The layers and the directory of a new container, then its record; on failure nothing
         is left (the name reservation included)."""
         try:
@@ -336,10 +219,8 @@ class ContainerService:
             init = self.images.init_layers.ensure(image_id)
             self.graph.create(cid, init)
             container = Container(id=cid, created=format_time(), path=path, args=args, config=config, image=image_id,
-                                  name=name, directory=self.dir / cid)
-            container.internal = {"GraphDriver": self.graph.name, "InitLayer": init}
-            if host_config is not None:
-                container.host_config = host_config
+                                  name=name, directory=self.dir / cid, host_config=host_config,
+                                  internal=InternalState(graph_driver=self.graph.name, init_layer=init))
             container.exited.set()
             container.cleaned.set()
             container.directory = staging
@@ -410,7 +291,7 @@ class ContainerService:
     def _delete(self, container: Container, volumes: bool) -> None:
         try:
             if volumes:
-                self._remove_volumes(container)
+                remove_own_volumes(self.root / "volumes", container, self.all())
             shutil.rmtree(container.directory, ignore_errors=True)
         except Exception:
             log.exception("deleting the files of removed container %s", short_id(container.id))
@@ -429,183 +310,6 @@ class ContainerService:
         except Exception:
             log.exception("exec driver release of %s", container_id[:12])
 
-    def _remove_volumes(self, container: Container) -> None:
-        """Delete the container's own volumes (never bind sources, never volumes another
-        container still uses)."""
-        volumes_dir = (self.root / "volumes").resolve()
-        in_use = {p for c in self.all() for p in c.volumes.values()}
-        for host_path in container.volumes.values():
-            path = Path(host_path).resolve()
-            if path.parent.parent == volumes_dir and host_path not in in_use:
-                shutil.rmtree(path.parent, ignore_errors=True)
-
-    # -- inspect and list ------------------------------------------------------------------
-    def inspect(self, name: str) -> dict:
-        container = self.get(name)
-        data = container.to_api()
-        # links live in the name graph once started: shown as Docker did, "/child:/parent/alias"
-        links = [f"{self.names.name_of(child)}:{path}"
-                 for path, child in sorted(self.names.children(container.name).items())]
-        if links:
-            data["HostConfig"]["Links"] = links
-        return data
-
-    def status(self, container: Container) -> str:
-        if container.state.running:
-            if container.state.ghost:
-                return "Ghost"
-            up = "Up " + human_duration(time.time() - parse_time(container.state.started_at))
-            return up + " (Paused)" if container.state.paused else up
-        return f"Exit {container.state.exit_code}"
-
-    def list(self, all: bool = False, limit: int = -1, since: str = "", before: str = "",
-             size: bool = False) -> list[dict]:
-        """``GET /containers/json`` rows (reference §2.5), newest first."""
-        containers = self.all()
-        everything = all or limit > 0 or since or before
-        rows: list[dict] = []
-        found_before = not before
-        for container in containers:
-            cid12 = container.id[:12]
-            if not found_before:
-                if before in (cid12, container.id):
-                    found_before = True
-                continue
-            if since and since in (cid12, container.id):
-                break
-            if not everything and not container.state.running:
-                continue
-            if limit > 0 and len(rows) >= limit:
-                break
-            rows.append(self._row(container, size))
-        return [] if limit == 0 else rows
-
-    def _row(self, container: Container, size: bool) -> dict:
-        row = {
-            "Id": container.id,
-            "Image": self.image_name(container.image),
-            "Command": f"{container.path} {' '.join(container.args)}",
-            "Created": parse_time(container.created),
-            "Status": self.status(container),
-            "Ports": port_rows(container),
-            "SizeRw": 0,
-            "SizeRootFs": 0,
-            "Names": self.names_of(container),
-        }
-        if size:
-            row["SizeRw"] = self.size_rw(container)
-            row["SizeRootFs"] = row["SizeRw"] + self.images.virtual_size(self.images.get(container.image))
-        return row
-
-    def size_rw(self, container: Container) -> int:
-        try:
-            return int(differ_for(self.graph).diff_size(container.id, container.init_layer))
-        except Exception:
-            log.exception("size of %s", short_id(container.id))
-            return 0
-
-    # -- filesystem operations -------------------------------------------------------------
-    def changes(self, name: str) -> list[dict] | None:
-        container = self.get(name)
-        changes = differ_for(self.graph).changes(container.id, container.init_layer)
-        return [{"Path": c.path, "Kind": int(c.kind)} for c in changes] or None
-
-    def export(self, name: str) -> Iterator[bytes]:
-        """An uncompressed tar of the container's filesystem, entries under ``./``."""
-        container = self.get(name)
-        rootfs = self.graph.get(container.id)
-        self.publish("export", container)
-        return Chunks(tree_tar(rootfs, "."), lambda: self.graph.put(container.id))
-
-    def copy(self, name: str, resource: str) -> Iterator[bytes]:
-        """A tar of ``resource`` (and what is below it) named by its basename. The path is
-        resolved by the kernel inside the container's root (``..`` and absolute symlinks
-        stay in it), and the walk never follows a symlink."""
-        container = self.get(name)
-        if not resource:
-            raise InvalidParameter("Resource cannot be empty")
-        check_container_path(resource, "Resource")
-        rootfs = self.graph.get(container.id)
-        try:
-            return tree_tar_in_root(rootfs, resource, done=lambda: self.graph.put(container.id))
-        except (FileNotFoundError, NotADirectoryError):
-            raise NotFound(f"No such file or directory: {resource}") from None
-
-    def commit(self, name: str, repo: str = "", tag: str = "", comment: str = "", author: str = "",
-               config: Any = None, null_config: bool = False) -> str:
-        """A new image from the container's changes; ``config`` becomes the image config as sent
-        (an all-zero Config when absent: no merging, reference §6.4; ``null_config`` stores none,
-        as insert did). Returns the full id."""
-        container = self.get(name)
-        if repo:  # refused before anything is stored
-            validate_repo_name(repo)
-            validate_tag_name(tag or DEFAULT_TAG)
-        image_config = None if null_config else cc.normalize_config(config) if config else dict(cc.CONFIG_FIELDS)
-        image = self.images.new_image(parent=container.image, comment=comment, container=container.id,
-                                      container_config=copy.deepcopy(container.config), config=image_config,
-                                      author=author)
-        diff = differ_for(self.graph).diff(container.id, container.init_layer)
-        self.images.register(image, IterStream(diff))
-        if repo:
-            self.images.tag(repo, tag or "latest", image.id)
-        return image.id
-
     def insert(self, image_name: str, url: str, path: str, content: BinaryIO) -> str:
-        """``POST /images/{name}/insert``: a new image holding ``content`` at ``path`` on top of
-        the image, committed with no tag and a null config (reference §5.6). An existing path
-        is refused (0.6.6). Returns the full new id; nothing is left behind on failure."""
-        path = clean_path(path, "path")
-        if not path.startswith("/") or path == "/":
-            raise InvalidParameter(f"Bad parameter: path must be an absolute file path, not {path!r}")
-        container, _ = self.create({"Image": image_name, "Cmd": ["echo", "insert", url, path]})
-        try:
-            rootfs = self.graph.get(container.id)
-            try:
-                write_file_in_root(rootfs, path, content, 0o600)  # the mode Docker gave downloads
-            finally:
-                self.graph.put(container.id)
-            return self.commit(container.id, null_config=True)
-        finally:
-            self.remove(container.id)
-
-    def top(self, name: str, ps_args: str = "") -> dict:
-        """``ps`` on the host, limited to the container's processes (reference §3.5)."""
-        container = self.get(name)
-        if not container.state.running:
-            raise StateError(f"Container {short_id(container.id)} is not running")
-        if self.exec is None:
-            raise NotSupported("no exec driver is available in this daemon")
-        pids = {str(p) for p in self.exec.processes(container.id)}
-        args = ps_args.split() if ps_args else ["-ef"]
-        out = subprocess.run(["ps", *args], capture_output=True, text=True)
-        if out.returncode != 0:
-            raise InvalidParameter(f"Error running ps: {out.stderr.strip()}")
-        lines = out.stdout.splitlines()
-        titles = lines[0].split()
-        if "PID" not in titles:
-            raise InvalidParameter("Couldn't find PID field in ps output")
-        pid_column = titles.index("PID")
-        processes = []
-        for line in lines[1:]:
-            fields = line.split(None, len(titles) - 1)
-            if len(fields) > pid_column and fields[pid_column] in pids:
-                processes.append(fields)
-        return {"Titles": titles, "Processes": processes}
-
-
-def port_rows(container: Container) -> list[dict] | None:
-    """The list's ``Ports``: published bindings, and ``PrivatePort: 0`` rows for ports that are
-    only exposed (the 0.6 quirk); None when there are no ports."""
-    rows = []
-    ports = container.network.get("Ports") or {}
-    exposed = set(container.config.get("ExposedPorts") or {})
-    for key in sorted(exposed | set(ports)):
-        number, _, proto = key.partition("/")
-        bindings = ports.get(key)
-        if bindings:
-            for b in bindings:
-                rows.append({"PrivatePort": int(number), "PublicPort": int(b["HostPort"]), "Type": proto,
-                             "IP": b.get("HostIp", "")})
-        else:
-            rows.append({"PrivatePort": 0, "PublicPort": int(number), "Type": proto, "IP": ""})
-    return rows or None
+        """``POST /images/{name}/insert`` (``ContainerFilesystem.insert``), for its handler."""
+        return ContainerFilesystem(self).insert(image_name, url, path, content)

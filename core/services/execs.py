@@ -17,7 +17,7 @@ from typing import Any
 from moorage.core.sdk.errors import Conflict, InvalidParameter, NotFound, NotSupported, StateError
 from moorage.core.sdk.hookspecs.exec import ExecDriver, ExecProcess, ExecSpec
 from moorage.core.sdk.ids import new_id, short_id
-from moorage.core.services import container_config as cc
+from moorage.core.services.container_config import environment
 from moorage.core.services.containers import Container, ContainerService
 
 MAX_INSTANCES = 1024
@@ -76,17 +76,17 @@ class ExecService:
             raise InvalidParameter("No exec command specified")
         if not container.state.running:
             raise Conflict(f"Container {short_id(container.id)} is not running")
-        env = cc.environment(container.config)
+        env = environment(container.config)
         extra = _field(body, "Env", list, [])
         for entry in extra:
             if not entry or entry.startswith("="):
                 raise InvalidParameter(f"Bad parameter: invalid environment entry {entry!r}")
         merged = dict(e.split("=", 1) if "=" in e else (e, "") for e in env + extra)
-        privileged = bool(_field(body, "Privileged", bool, False) or container.config["Privileged"]
-                          or container.host_config["Privileged"])
+        privileged = bool(_field(body, "Privileged", bool, False) or container.config.privileged
+                          or container.host_config.privileged)
         spec = ExecSpec(args=cmd, env=[f"{k}={v}" for k, v in merged.items()],
-                        user=_field(body, "User", str, "") or container.config["User"],
-                        working_dir=_field(body, "WorkingDir", str, "") or container.config["WorkingDir"],
+                        user=_field(body, "User", str, "") or container.config.user,
+                        working_dir=_field(body, "WorkingDir", str, "") or container.config.working_dir,
                         tty=_field(body, "Tty", bool, False), open_stdin=_field(body, "AttachStdin", bool, False),
                         privileged=privileged)
         instance = ExecInstance(id=new_id(), container=container, spec=spec,

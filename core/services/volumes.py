@@ -10,15 +10,29 @@ that directory's content and its owner.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
+from collections.abc import Iterable
 from pathlib import Path
 
 from moorage.core.sdk.errors import InvalidParameter, NotFound
 from moorage.core.sdk.hookspecs.exec import Mount
 from moorage.core.sdk.ids import new_id
 from moorage.core.sdk.store import ensure_dir
-from moorage.core.services import container_config as cc
+from moorage.core.services.container_config import parse_bind
 from moorage.core.services.container_files import safe_join
+from moorage.core.services.container_model import HostConfig
+
+
+def remove_own_volumes(volumes_dir: Path, container, containers: Iterable) -> None:
+    """Delete the container's own volumes under ``volumes_dir`` (never bind sources, never
+    volumes one of ``containers`` still uses)."""
+    volumes_dir = volumes_dir.resolve()
+    in_use = {p for c in containers for p in c.volumes.values()}
+    for host_path in container.volumes.values():
+        path = Path(host_path).resolve()
+        if path.parent.parent == volumes_dir and host_path not in in_use:
+            shutil.rmtree(path.parent, ignore_errors=True)
 
 
 class VolumeManager:
@@ -26,17 +40,17 @@ class VolumeManager:
         self.dir = Path(root) / "volumes"
         self.containers = containers
 
-    def mounts(self, container, rootfs: Path, host_config: dict) -> list[Mount]:
+    def mounts(self, container, rootfs: Path, host_config: HostConfig) -> list[Mount]:
         """Resolve the container's volumes (recording them on the container) and return the
         mounts, creating their mount points in ``rootfs``."""
         binds: dict[str, tuple[str, bool]] = {}
-        for spec in host_config["Binds"] or []:
-            source, dest, readonly = cc.parse_bind(spec)
+        for spec in host_config.binds or []:
+            source, dest, readonly = parse_bind(spec)
             if not os.path.exists(source):
                 raise InvalidParameter(f"Invalid bind mount '{spec}' : source doesn't exist")
             binds[dest] = (source, readonly)
         self._volumes_from(container)
-        for path in container.config["Volumes"] or {}:
+        for path in container.config.volumes or {}:
             dest = os.path.normpath(path)
             if dest in binds:
                 source, readonly = binds[dest]
@@ -53,7 +67,7 @@ class VolumeManager:
         return mounts
 
     def _volumes_from(self, container) -> None:
-        for name in filter(None, (container.config["VolumesFrom"] or "").split(",")):
+        for name in filter(None, (container.config.volumes_from or "").split(",")):
             name, _, mode = name.strip().partition(":")
             other = self.containers.lookup(name)
             if other is None:

@@ -22,8 +22,10 @@ from pathlib import Path
 from moorage.core.sdk.errors import InvalidParameter, NotFound
 from moorage.core.sdk.ids import short_id
 from moorage.core.sdk.logs import LogPosition, follow_log
-from moorage.core.services import container_config as cc
+from moorage.core.services.container_config import DEFAULT_PATH, merge_with_image, normalize_config, parse_port_spec
 from moorage.core.services.container_files import safe_join
+from moorage.core.services.container_filesystem import ContainerFilesystem
+from moorage.core.services.container_model import ContainerConfig
 from moorage.core.services.containers import ContainerService
 from moorage.core.services.distribution import Distribution
 from moorage.core.services.images import ImageService
@@ -77,7 +79,7 @@ class Builder:
         #: FROM pulls an image it does not have through it; None: no registry driver
         self.distribution = distribution
         self.image = ""
-        self.config: dict = dict(cc.CONFIG_FIELDS)
+        self.config = ContainerConfig()
         self.maintainer = ""
         self.context = Path()
         #: set by ``build``: each intermediate container is noted there before it exists
@@ -134,21 +136,20 @@ class Builder:
         if not self.image:
             raise InvalidParameter(f"Please provide a source image with `from` prior to {what}")
 
-    def _step_config(self, cmd: list[str]) -> dict:
-        self.config["Image"] = self.image  # as Docker's: each image's config names its parent
-        config = copy.deepcopy(self.config)
-        config["Cmd"] = cmd
-        config["Image"] = self.image
+    def _step_config(self, cmd: list[str]) -> ContainerConfig:
+        self.config.image = self.image  # as Docker's: each image's config names its parent
+        config = self.config.copy_deep()
+        config.cmd = cmd
         return config
 
-    def _as_created(self, config: dict) -> dict:
+    def _as_created(self, config: ContainerConfig) -> dict:
         """The config a container made from ``config`` gets (merged with the image's), which is
         what its image records as ``container_config`` and what the cache compares."""
-        created = cc.normalize_config(copy.deepcopy(config))
-        cc.merge_with_image(created, self.images.get(self.image).config)
-        return created
+        created = config.copy_deep()
+        merge_with_image(created, self.images.get(self.image).config)
+        return created.to_api()
 
-    def _cached(self, config: dict, comment: str = "") -> bool:
+    def _cached(self, config: ContainerConfig, comment: str = "") -> bool:
         if self.options.nocache:
             return False
         hit = cache.find_cached(self.images, self.image, self._as_created(config), comment)
@@ -165,18 +166,18 @@ class Builder:
         if self._cached(config):
             return
         image = self.images.new_image(parent=self.image, container_config=self._as_created(config),
-                                      config=copy.deepcopy(self.config), author=self.maintainer)
+                                      config=self.config.to_api(), author=self.maintainer)
         self.images.register(image, io.BytesIO(EMPTY_LAYER))
         self.image = image.id
 
-    def _container(self, config: dict):
-        container = self.record.create(self.containers, config)
+    def _container(self, config: ContainerConfig):
+        container = self.record.create(self.containers, config.to_api())
         self.intermediate.append(container.id)
         return container
 
     def _commit(self, container, comment: str = "") -> None:
-        self.image = self.containers.commit(container.id, comment=comment, config=copy.deepcopy(self.config),
-                                            author=self.maintainer)
+        self.image = ContainerFilesystem(self.containers).commit(container.id, comment=comment,
+                                                                 config=self.config.to_api(), author=self.maintainer)
 
     def _follow_output(self, container) -> None:
         """Copy the container's output lines (from its log, rotated files included) into the
@@ -219,9 +220,9 @@ class Builder:
                 raise NotFound(f"No such image: {args}")
         self.image = image.id
         # Docker 0.7.0 inherits the base image's config (0.6.5 started from an empty one)
-        self.config = cc.normalize_config(copy.deepcopy(image.config)) if image.config else dict(cc.CONFIG_FIELDS)
-        if not self.config["Env"]:
-            self.config["Env"] = ["HOME=/", f"PATH={cc.DEFAULT_PATH}"]
+        self.config = normalize_config(copy.deepcopy(image.config)) if image.config else ContainerConfig()
+        if not self.config.env:
+            self.config.env = ["HOME=/", f"PATH={DEFAULT_PATH}"]
 
     def step_maintainer(self, args: str) -> None:
         self.maintainer = args
@@ -229,8 +230,8 @@ class Builder:
 
     def _env(self) -> list[str]:
         """The environment RUN and substitution see: ``ARG`` values under the config's ``Env``."""
-        set_by_env = {e.split("=", 1)[0] for e in self.config["Env"] or []}
-        return [f"{k}={v}" for k, v in self.args.items() if k not in set_by_env] + list(self.config["Env"] or [])
+        set_by_env = {e.split("=", 1)[0] for e in self.config.env or []}
+        return [f"{k}={v}" for k, v in self.args.items() if k not in set_by_env] + list(self.config.env or [])
 
     def step_arg(self, args: str) -> None:
         """``ARG name[=default]`` (Docker 1.9): the ``--build-arg`` value, else the default."""
@@ -250,7 +251,7 @@ class Builder:
         cmd = ["/bin/sh", "-c", args]
         config = self._step_config(cmd)
         if self.args:
-            config["Env"] = self._env()
+            config.env = self._env()
         if self._cached(config):
             return
         container = self._container(config)
@@ -269,21 +270,21 @@ class Builder:
         self._commit(container)
 
     def step_cmd(self, args: str) -> None:
-        self.config["Cmd"] = json_or_shell(args)
-        self._commit_metadata(f"CMD {go_list(self.config['Cmd'])}")
+        self.config.cmd = json_or_shell(args)
+        self._commit_metadata(f"CMD {go_list(self.config.cmd)}")
 
     def step_entrypoint(self, args: str) -> None:
         entrypoint = json_or_shell(args)
         if not entrypoint:
             raise InvalidParameter("Entrypoint cannot be empty")
-        self.config["Entrypoint"] = entrypoint
+        self.config.entrypoint = entrypoint
         self._commit_metadata(f"ENTRYPOINT {go_list(entrypoint)}")
 
     def step_expose(self, args: str) -> None:
         ports = args.split()
         for spec in ports:
-            cc.parse_port_spec(spec)  # refuse a bad port now rather than at the next container
-        self.config["PortSpecs"] = ports + (self.config["PortSpecs"] or [])
+            parse_port_spec(spec)  # refuse a bad port now rather than at the next container
+        self.config.port_specs = ports + (self.config.port_specs or [])
         self._commit_metadata(f"EXPOSE {go_list(ports)}")
 
     def step_env(self, args: str) -> None:
@@ -292,31 +293,31 @@ class Builder:
         if not sep or not key:
             raise InvalidParameter("Invalid ENV format")
         value = substitute(value, self._env())
-        env = list(self.config["Env"] or [])
+        env = list(self.config.env or [])
         for i, entry in enumerate(env):
             if entry.split("=", 1)[0] == key:
                 env[i] = f"{key}={value}"
                 break
         else:
             env.append(f"{key}={value}")
-        self.config["Env"] = env
+        self.config.env = env
         self._commit_metadata(f"ENV {key}={value}")
 
     def step_user(self, args: str) -> None:
-        self.config["User"] = args
+        self.config.user = args
         self._commit_metadata(f"USER {args}")
 
     def step_workdir(self, args: str) -> None:
-        self.config["WorkingDir"] = args
+        self.config.working_dir = args
         self._commit_metadata(f"WORKDIR {args}")
 
     def step_volume(self, args: str) -> None:
         volumes = json_or_single(args)
         if not volumes or not all(volumes):
             raise InvalidParameter("Volume cannot be empty")
-        merged = dict(self.config["Volumes"] or {})
+        merged = dict(self.config.volumes or {})
         merged.update({v: {} for v in volumes})
-        self.config["Volumes"] = merged
+        self.config.volumes = merged
         self._commit_metadata(f"VOLUME {args}")
 
     def step_insert(self, args: str) -> None:

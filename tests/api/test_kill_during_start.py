@@ -10,8 +10,8 @@ graph driver that is the overlay driver with a ``get`` that can wait after its o
 
 - ``mounted`` (the graph driver): the rootfs is mounted, and nothing is saved yet: the state
   does not say running, no process exists. No hook or network step is called in this window.
-  The restarted daemon must hand the mount back (the soak's first find, core/services/runner.py,
-  ``_release_rootfs_of_interrupted_start``); the test fails without that;
+  The restarted daemon must hand the mount back (the soak's first find,
+  core/services/container_restore.py, ``_release_rootfs_of_interrupted_start``); the test fails without that;
 
 - ``before-join``: the rootfs is mounted, the state saved as running without a pid, and the
   exec driver has made the container's namespaces and waits for the join before it runs the
@@ -21,7 +21,7 @@ graph driver that is the overlay driver with a ``get`` that can wait after its o
 - ``started`` (the started lifecycle hook): the command runs, but the start is not answered
   and the core's monitor of the run does not exist yet. Without a published port the start
   saves nothing after the join: the endpoint saved in the join is all a restarted daemon has.
-  That case fails without that save (core/services/runner.py, ``_start``'s ``on_namespace``): the
+  That case fails without that save (core/services/container_start.py, ``NamespaceJoin``): the
   container comes back running without its address, the bug the 200-kill soak found at kill
   78 (docs/reliability.md).
 

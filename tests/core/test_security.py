@@ -95,7 +95,7 @@ def test_policy_from_the_config_file(tmp_path):
 
 def test_host_config_cap_fields():
     host = cc.normalize_host_config({"capadd": ["NET_ADMIN"], "CapDrop": ["ALL"]})
-    assert host["CapAdd"] == ["NET_ADMIN"] and host["CapDrop"] == ["ALL"]
+    assert host.cap_add == ["NET_ADMIN"] and host.cap_drop == ["ALL"]
     with pytest.raises(InvalidParameter, match="CapAdd"):
         cc.normalize_host_config({"CapAdd": "NET_ADMIN"})
     with pytest.raises(InvalidParameter, match="SYS_FLY"):

@@ -6,7 +6,8 @@ import os
 
 import pytest
 
-from moorage.core.services.containers import Container
+from moorage.core.services.container import Container
+from moorage.core.services.container_model import ContainerConfig, InternalState
 from moorage.core.services.images import ImageService
 from moorage.core.services.init_layers import INIT_DIRS, INIT_FILES, InitLayers, init_layer_id
 
@@ -81,10 +82,10 @@ def test_a_failed_creation_leaves_no_layer(store, monkeypatch):
 
 
 def test_a_container_names_its_init_layer_and_older_ones_had_their_own(tmp_path):
-    shared = Container(id="c" * 64, created="", path="true", args=[], config={}, image="i" * 64, name="/a",
-                       directory=tmp_path, internal={"InitLayer": "i" * 64 + "-init"})
-    older = Container(id="d" * 64, created="", path="true", args=[], config={}, image="i" * 64, name="/b",
-                      directory=tmp_path)
+    shared = Container(id="c" * 64, created="", path="true", args=[], config=ContainerConfig(), image="i" * 64,
+                       name="/a", directory=tmp_path, internal=InternalState(init_layer="i" * 64 + "-init"))
+    older = Container(id="d" * 64, created="", path="true", args=[], config=ContainerConfig(), image="i" * 64,
+                      name="/b", directory=tmp_path)
     assert shared.init_layer == "i" * 64 + "-init" and older.init_layer == "d" * 64 + "-init"
 
 
