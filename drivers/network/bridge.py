@@ -32,12 +32,12 @@ import os
 import re
 import shutil
 import threading
-from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, field_validator
 from pyroute2 import IPRoute
 
+from moorage.core.sdk.driver import DriverContext, FamilySettings
 from moorage.core.sdk.errors import ConfigError, Conflict, DriverError, InvalidParameter, NotSupported
 from moorage.core.sdk.hookspecs import hookimpl
 from moorage.core.sdk.hookspecs.network import Endpoint, NetworkDriver, PortBinding
@@ -134,15 +134,14 @@ class BridgeDriver(NetworkDriver):
     priority = 10
     Options = BridgeOptions
 
-    def __init__(self, home: Path, options: BaseModel, context: dict[str, Any] | None = None) -> None:
-        super().__init__(home, options, context)
-        opts: BridgeOptions = self.options  # type: ignore[assignment]
+    def __init__(self, context: DriverContext[BridgeOptions, FamilySettings]) -> None:
+        super().__init__(context)
+        opts = context.options
         if os.geteuid() != 0:
             raise NotSupported("the bridge driver needs root (CAP_NET_ADMIN)")
         if shutil.which("nft") is None:
             raise NotSupported("the nft command (Debian package nftables) is not installed")
-        daemon = self.context.get("daemon")
-        self.default_ip: str = getattr(daemon, "default_ip", None) or "0.0.0.0"
+        self.default_ip = context.daemon.default_ip or "0.0.0.0"
         self.bridge = opts.name
         self.mtu = opts.mtu
         self._marker = self.home / "bridge.json"

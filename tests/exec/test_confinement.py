@@ -9,7 +9,7 @@ import os
 import pytest
 from conftest import exec_driver_unsupported
 
-from moorage.core.sdk.driver import DriverFamily, NoOptions
+from moorage.core.sdk.driver import DriverContext, DriverFamily
 from moorage.core.sdk.hookspecs.exec import ExecDriver
 from moorage.core.testing.confinement import ConfinementContract, probe_binary  # noqa: F401 - the fixture
 from moorage.core.testing.driver import DriverUnderTest
@@ -68,7 +68,7 @@ def test_confine_holds_the_calling_process_as_a_container(tmp_path):
 
     if platform.machine() != "x86_64":
         pytest.skip("the probe calls keyctl by its x86_64 number")
-    driver = NativeDriver(tmp_path, NoOptions(), {})
+    driver = NativeDriver(DriverContext.standalone(NativeDriver, tmp_path))
     spec = ProcessSpec(container_id="0" * 64, rootfs=tmp_path, args=["true"], env=[], hostname="h",
                        state_dir=tmp_path, log_path=tmp_path / "log")
     confinement = driver.confinement(spec)

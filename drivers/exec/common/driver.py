@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
+from moorage.core.sdk.driver import DriverContext, FamilySettings, NoOptions
 from moorage.core.sdk.errors import DriverError, InvalidParameter, NotFound, StateError
 from moorage.core.sdk.hookspecs.exec import Attachment, ExecDriver, ProcessSpec, Stream
 from moorage.core.sdk.store import ensure_dir, read_json
@@ -98,8 +99,8 @@ class MonitorDriver(ExecDriver):
     #: How long the driver waits for each message of the start handshake.
     start_timeout: ClassVar[float] = START_TIMEOUT
 
-    def __init__(self, home, options, context=None) -> None:
-        super().__init__(home, options, context)
+    def __init__(self, context: DriverContext[NoOptions, FamilySettings]) -> None:
+        super().__init__(context)
         self._lock = threading.Lock()
         self._zygote: subprocess.Popen | None = None
         self._control: socket.socket | None = None

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from moorage.core.sdk.driver import DriverContext, FamilySettings, NoOptions
 from moorage.core.sdk.errors import DriverError, NotSupported, StateError
 from moorage.core.sdk.hookspecs.exec import ExecProcess, ExecSpec, ProcessSpec, ResourceUsage
 from moorage.core.sdk.store import ensure_dir
@@ -65,8 +66,8 @@ class LxcDriver(MonitorDriver):
     zygote_module = "moorage.drivers.exec.lxc.zygote"
     start_timeout = START_TIMEOUT + 5  # the monitor's own start timeout, then its answer
 
-    def __init__(self, home, options, context=None) -> None:
-        super().__init__(home, options, context)
+    def __init__(self, context: DriverContext[NoOptions, FamilySettings]) -> None:
+        super().__init__(context)
         if os.geteuid() != 0:
             raise NotSupported("the lxc exec driver must run as root")
         try:

@@ -7,6 +7,7 @@ import os
 import threading
 from collections.abc import Callable
 
+from moorage.core.sdk.driver import DriverContext, FamilySettings, NoOptions
 from moorage.core.sdk.errors import NotSupported, StateError
 from moorage.core.sdk.hookspecs.exec import ExecProcess, ExecSpec, ProcessSpec, ResourceUsage
 from moorage.core.sdk.security import SeccompFilter
@@ -34,8 +35,8 @@ class NativeDriver(MonitorDriver):
     priority = 10
     zygote_module = "moorage.drivers.exec.native.zygote"
 
-    def __init__(self, home, options, context=None) -> None:
-        super().__init__(home, options, context)
+    def __init__(self, context: DriverContext[NoOptions, FamilySettings]) -> None:
+        super().__init__(context)
         if os.geteuid() != 0:
             raise NotSupported("the native exec driver must run as root")
         for ns in NAMESPACES:
