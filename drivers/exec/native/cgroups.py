@@ -35,9 +35,9 @@ from moorage.core.sdk.hookspecs.exec import Resources, ResourceUsage
 from moorage.drivers.exec.common.cgroupfs import (
     NO_LIMIT,
     V2Cgroup,
+    read_figure,
     read_int,
     read_keyed,
-    read_figure,
     read_pids,
     wait_until,
     write,
