@@ -13,7 +13,7 @@ import pytest
 from pyroute2 import IPRoute
 
 from moorage.core.sdk.driver import DaemonSettings, DriverContext, FamilySettings
-from moorage.drivers.network import links
+from moorage.drivers.network.bridge import links
 
 
 @dataclass

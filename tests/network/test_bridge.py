@@ -28,8 +28,7 @@ from moorage.core.testing.network import (
     spawn_netns_process,
     tcp_exchange,
 )
-from moorage.drivers.network import links
-from moorage.drivers.network.bridge import BridgeDriver
+from moorage.drivers.network.bridge import BridgeDriver, links
 
 from .conftest import free_test_subnet
 

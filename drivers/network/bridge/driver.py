@@ -39,14 +39,13 @@ from pyroute2 import IPRoute
 
 from moorage.core.sdk.driver import DriverContext, FamilySettings
 from moorage.core.sdk.errors import ConfigError, Conflict, DriverError, InvalidParameter, NotSupported
-from moorage.core.sdk.hookspecs import hookimpl
 from moorage.core.sdk.hookspecs.network import Endpoint, NetworkDriver, PortBinding
 from moorage.core.sdk.store import read_json, write_json
-from moorage.drivers.network import links
-from moorage.drivers.network.ipam import AddressPool
-from moorage.drivers.network.nft import NatTable
-from moorage.drivers.network.portmap import HostPorts, PortKey, parse_host_port, parse_port_key
-from moorage.drivers.network.proxy import Forward, ProxyServer
+from moorage.drivers.network.bridge import links
+from moorage.drivers.network.bridge.ipam import AddressPool
+from moorage.drivers.network.bridge.nft import NatTable
+from moorage.drivers.network.bridge.proxy import Forward, ProxyServer
+from moorage.drivers.network.common import HostPorts, PortKey, parse_host_port, parse_port_key
 
 log = logging.getLogger(__name__)
 
@@ -400,8 +399,3 @@ class BridgeDriver(NetworkDriver):
                 links.delete_link(ipr, self.bridge)
             with contextlib.suppress(FileNotFoundError):
                 self._marker.unlink()
-
-
-@hookimpl
-def moorage_network_register() -> list[type[NetworkDriver]]:
-    return [BridgeDriver]
