@@ -1,8 +1,10 @@
 """What every driver class shares, and the registry that selects drivers by name.
 
 A driver class names itself (``name``), declares its typed config section (``Options``, a
-pydantic model), and probes its prerequisites in ``__init__``: it raises ``NotSupported`` when
-this host cannot run it, which lets auto-selection move on; any other exception is a failure.
+pydantic model), is made with one ``DriverContext`` (its home, its parsed options, the daemon's
+settings it may read, its family's settings) and probes its prerequisites in ``__init__``: it
+raises ``NotSupported`` when this host cannot run it, which lets auto-selection move on; any
+other exception is a failure. ``DriverFamily`` builds every driver of every family this way.
 """
 
 from __future__ import annotations
