@@ -19,7 +19,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from moorage.core.sdk.driver import Bytes
+from moorage.core import __version__
+from moorage.core.sdk.driver import Bytes, DaemonSettings, DriverSettings
 from moorage.core.sdk.errors import ConfigError
 from moorage.core.sdk.hookspecs import DRIVER_FAMILIES
 from moorage.core.sdk.security import (
@@ -177,9 +178,12 @@ class DaemonConfig:
     def family(self, name: str) -> FamilySection:
         return self.families[name]
 
-    def driver_context(self, family: str, root: Path) -> dict[str, Any]:
-        """What the drivers of ``family`` get as ``context`` on daemon root ``root``."""
-        return {"root": root, "debug": self.daemon.debug, "daemon": self.daemon, **self.family(family).settings()}
+    def driver_settings(self, family: str, root: Path) -> DriverSettings:
+        """What every driver of ``family`` is given on daemon root ``root`` (``DriverFamily``
+        makes each driver's ``DriverContext`` of it)."""
+        daemon = DaemonSettings(root=root, debug=self.daemon.debug, default_ip=self.daemon.default_ip,
+                                version=__version__)
+        return DriverSettings(daemon, self.family(family).settings())
 
     def driver_section_error(self, family: str, driver: str) -> str:
         return self.where(f"{family}.{driver}", None)

@@ -15,13 +15,25 @@ import abc
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
+from moorage.core.kernel.pools import Executor
 from moorage.core.sdk.hookspecs import hookspec
+from moorage.core.services.containers import ContainerService
+from moorage.core.services.distribution import Distribution
+from moorage.core.services.images import ImageService
+from moorage.core.services.runner import Runner
 
-if TYPE_CHECKING:  # the services import the driver families; features only see their types
-    from moorage.core.kernel.pools import Executor
-    from moorage.core.kernel.wiring import Services
+
+@dataclass(frozen=True)
+class Services:
+    """The services the API's handlers and the feature plugins call (``kernel.wiring`` builds
+    them); a service is None when the driver it needs is missing."""
+
+    images: ImageService | None = None
+    distribution: Distribution | None = None
+    containers: ContainerService | None = None
+    runner: Runner | None = None
 
 
 @dataclass(frozen=True)

@@ -80,9 +80,9 @@ class Kernel:
         if not registered.names() and not section.driver:
             log.warning("no %s driver is registered; features that need one are unavailable", family)
             return None
-        context = self.config.driver_context(family, self.root)
+        settings = self.config.driver_settings(family, self.root)
         driver = registered.select(section.driver, section.priority, self.root, section.driver_sections(),
-                                   context, self.config.where(family, "driver"))
+                                   settings, self.config.where(family, "driver"))
         log.info("%s driver: %s", family, driver.name)
         return driver
 

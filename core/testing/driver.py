@@ -3,7 +3,7 @@
 ``DriverUnderTest`` names a driver (family and name) and the daemon config its options come
 from; ``DriverFactory`` instantiates it through ``DriverFamily.create``: the driver's config
 section is parsed by its ``Options`` model, its home is ``<root>/<family>/<name>`` and its
-context is the one the kernel gives it. The pytest plugin (``moorage.core.testing.plugin``)
+``DriverContext`` is the one the kernel gives it. The pytest plugin (``moorage.core.testing.plugin``)
 turns these into the ``moorage_driver``, ``driver_root`` and ``driver_factory`` fixtures.
 """
 
@@ -17,7 +17,7 @@ from typing import Any
 
 from moorage.core.kernel.config import DEFAULT_CONFIG_TOML, FAMILIES, DaemonConfig, deep_merge, load, parse_toml
 from moorage.core.kernel.plugins import PluginManager
-from moorage.core.sdk.driver import Driver, DriverFamily
+from moorage.core.sdk.driver import Driver, DriverFamily, DriverSettings
 from moorage.core.sdk.errors import NotSupported
 
 __all__ = ["DriverUnderTest", "DriverFactory", "installed_families"]
@@ -80,8 +80,9 @@ class DriverUnderTest:
 
     def create(self, root: Path, **settings: Any) -> Driver:
         """A new instance on ``root``; ``settings`` override family-wide config keys."""
-        context = {**self.config.driver_context(self.family, root), **settings}
-        return self.registered().create(self.name, Path(root), self.section, context,
+        given = self.config.driver_settings(self.family, Path(root))
+        family = {**given.family, **settings}
+        return self.registered().create(self.name, Path(root), self.section, DriverSettings(given.daemon, family),
                                         self.config.driver_section_error(self.family, self.name))
 
     def __str__(self) -> str:
@@ -121,9 +122,7 @@ class DriverFactory:
         """``driver.cleanup()``, as a daemon stopping; the finalizer then leaves it alone."""
         if id(driver) not in self._shut:
             self._shut.add(id(driver))
-            cleanup = getattr(driver, "cleanup", None)
-            if cleanup is not None:
-                cleanup()
+            driver.cleanup()
 
     def finish(self) -> None:
         errors = []

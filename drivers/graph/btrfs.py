@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from moorage.core.sdk.driver import DriverContext, FamilySettings, NoOptions
 from moorage.core.sdk.errors import Conflict, DriverError, NotFound, NotSupported
 from moorage.core.sdk.hookspecs import hookimpl
 from moorage.core.sdk.hookspecs.graph import GraphDriver
@@ -37,8 +38,8 @@ class BtrfsDriver(DirectoryLayers, GraphDriver):
     name = "btrfs"
     priority = 10
 
-    def __init__(self, home, options, context=None) -> None:
-        super().__init__(home, options, context)
+    def __init__(self, context: DriverContext[NoOptions, FamilySettings]) -> None:
+        super().__init__(context)
         try:
             import btrfsutil
         except ImportError as exc:

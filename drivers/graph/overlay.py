@@ -55,6 +55,7 @@ from moorage.core.sdk.archive import (
     whiteout_name,
 )
 from moorage.core.sdk.confined import DIR_FLAGS, ConfinedTree, at, open_dir
+from moorage.core.sdk.driver import DriverContext, FamilySettings, NoOptions
 from moorage.core.sdk.errors import Conflict, DriverError, InvalidParameter, NotFound, NotSupported
 from moorage.core.sdk.hookspecs import hookimpl
 from moorage.core.sdk.hookspecs.graph import Change, ChangeKind, Differ, GraphDriver
@@ -146,8 +147,8 @@ class OverlayDriver(GraphDriver, Differ):
     name = "overlay"
     priority = 20
 
-    def __init__(self, home, options, context=None) -> None:
-        super().__init__(home, options, context)
+    def __init__(self, context: DriverContext[NoOptions, FamilySettings]) -> None:
+        super().__init__(context)
         self.links = self.home / LINK_DIR
         self.links.mkdir(mode=0o700, exist_ok=True)
         self.refs = RefCounts()

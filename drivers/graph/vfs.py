@@ -12,6 +12,7 @@ import os
 import shutil
 from pathlib import Path
 
+from moorage.core.sdk.driver import DriverContext, FamilySettings, NoOptions
 from moorage.core.sdk.errors import Conflict, NotFound
 from moorage.core.sdk.hookspecs import hookimpl
 from moorage.core.sdk.hookspecs.graph import GraphDriver
@@ -22,8 +23,8 @@ class VfsDriver(DirectoryLayers, GraphDriver):
     name = "vfs"
     priority = 90
 
-    def __init__(self, home, options, context=None) -> None:
-        super().__init__(home, options, context)
+    def __init__(self, context: DriverContext[NoOptions, FamilySettings]) -> None:
+        super().__init__(context)
         self.dir = self.layers_dir = self.home / "dir"
         self.dir.mkdir(mode=0o700, exist_ok=True)
         self.refs = RefCounts()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from moorage.core.sdk.hookspecs import hookimpl
 from moorage.core.sdk.hookspecs.network import Endpoint, NetworkDriver, PortBinding
-from moorage.drivers.network.unmanaged import UnmanagedNetwork
+from moorage.drivers.network.common import UnmanagedNetwork
 
 
 class HostDriver(UnmanagedNetwork):

@@ -17,7 +17,7 @@ import os
 from moorage.core.sdk.errors import DriverError
 from moorage.core.sdk.hookspecs import hookimpl
 from moorage.core.sdk.hookspecs.network import Endpoint, NetworkDriver, PortBinding
-from moorage.drivers.network.unmanaged import UnmanagedNetwork
+from moorage.drivers.network.common import UnmanagedNetwork
 
 
 class NoneDriver(UnmanagedNetwork):

@@ -10,7 +10,7 @@ import pytest
 from conftest import make_distribution, network_module
 
 from moorage.core.kernel.plugins import PluginManager
-from moorage.core.sdk.driver import DriverFamily
+from moorage.core.sdk.driver import DaemonSettings, DriverFamily, DriverSettings
 from moorage.core.sdk.errors import ConfigError, NotFound, NotSupported, PluginError
 from moorage.core.sdk.hookspecs.network import NetworkDriver
 
@@ -152,16 +152,16 @@ def test_driver_family_select_and_errors(tmp_path):
     family = DriverFamily("network", NetworkDriver)
     family.register([_Good, _Unsupported], "test")
     assert family.names() == ["good", "unsupported"]
-    chosen = family.select(None, None, tmp_path, {}, {}, "cfg")
+    chosen = family.select(None, None, tmp_path, {}, DriverSettings(DaemonSettings(tmp_path), {}), "cfg")
     assert isinstance(chosen, _Good) and chosen.home == tmp_path / "network" / "good"
     with pytest.raises(NotFound, match=r"registered: good, unsupported"):
         family.get("nope")
     with pytest.raises(ConfigError, match="not supported on this host: missing thing"):
-        family.select("unsupported", None, tmp_path, {}, {}, "cfg")
+        family.select("unsupported", None, tmp_path, {}, DriverSettings(DaemonSettings(tmp_path), {}), "cfg")
     with pytest.raises(PluginError, match="not a subclass"):
         family.register([object], "test")
     with pytest.raises(ConfigError, match="key 'x': Extra inputs are not permitted"):
-        family.select("good", None, tmp_path, {"good": {"x": 1}}, {}, "cfg")
+        family.select("good", None, tmp_path, {"good": {"x": 1}}, DriverSettings(DaemonSettings(tmp_path), {}), "cfg")
 
 
 def test_plugin_manager_rejects_a_register_hook_returning_a_class():

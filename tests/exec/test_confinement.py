@@ -9,7 +9,7 @@ import os
 import pytest
 from conftest import exec_driver_unsupported
 
-from moorage.core.sdk.driver import DriverFamily, NoOptions
+from moorage.core.sdk.driver import DriverContext, DriverFamily
 from moorage.core.sdk.hookspecs.exec import ExecDriver
 from moorage.core.testing.confinement import ConfinementContract, probe_binary  # noqa: F401 - the fixture
 from moorage.core.testing.driver import DriverUnderTest
@@ -37,8 +37,7 @@ class FallbackNativeDriver(NativeDriver):
     """The native driver made to take the per-submount way to a recursive read-only bind, as on
     a kernel without ``mount_setattr`` (before 5.12)."""
 
-    def confinement(self, spec):
-        return {**super().confinement(spec), "readonly_fallback": True}
+    readonly_fallback = True
 
 
 class TestNativeReadOnlyBindFallback(ExecFixtures):
@@ -68,16 +67,16 @@ def test_confine_holds_the_calling_process_as_a_container(tmp_path):
 
     if platform.machine() != "x86_64":
         pytest.skip("the probe calls keyctl by its x86_64 number")
-    driver = NativeDriver(tmp_path, NoOptions(), {})
+    driver = NativeDriver(DriverContext.standalone(NativeDriver, tmp_path))
     spec = ProcessSpec(container_id="0" * 64, rootfs=tmp_path, args=["true"], env=[], hostname="h",
                        state_dir=tmp_path, log_path=tmp_path / "log")
     confinement = driver.confinement(spec)
-    program = base64.b64decode(confinement["seccomp_program"])
+    program = base64.b64decode(confinement.seccomp_program)
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child reports through the pipe
         try:
-            container.confine(confinement["capabilities"], program, uid=0, gid=0)
+            container.confine(confinement.capabilities, program, uid=0, gid=0)
             libc = ctypes.CDLL(None, use_errno=True)
             keyctl = libc.syscall(250, 0, -3, 0)  # SYS_keyctl, KEYCTL_GET_KEYRING_ID of the session keyring
             with open("/proc/self/status") as f:

@@ -12,7 +12,7 @@ import pytest
 from conftest import exec_driver_unsupported
 
 from moorage.core.kernel.plugins import PluginManager
-from moorage.core.sdk.driver import NoOptions
+from moorage.core.sdk.driver import DriverContext
 from moorage.core.sdk.errors import DriverError, NotSupported
 from moorage.core.sdk.hookspecs.exec import Mount, ProcessSpec, Resources
 from moorage.core.testing.driver import DriverUnderTest
@@ -59,7 +59,7 @@ def test_not_supported_without_liblxc(monkeypatch, tmp_path):
     if os.geteuid() != 0:
         pytest.skip("the root check comes first")
     with pytest.raises(NotSupported, match="liblxc"):
-        LxcDriver(tmp_path, NoOptions(), {})
+        LxcDriver(DriverContext.standalone(LxcDriver, tmp_path))
 
 
 @pytest.mark.parametrize(("status", "code"), [

@@ -116,12 +116,12 @@ class TestNativeSpecifics(ExecFixtures):
 DAEMON_SCRIPT = """
 import sys, time
 from pathlib import Path
-from moorage.core.sdk.driver import NoOptions
+from moorage.core.sdk.driver import DriverContext
 from moorage.core.sdk.hookspecs.exec import ProcessSpec
 from moorage.drivers.exec.native.driver import NativeDriver
 
 home, rootfs, state_dir, cid = map(Path, sys.argv[1:5])
-driver = NativeDriver(home, NoOptions(), {})
+driver = NativeDriver(DriverContext.standalone(NativeDriver, home))
 spec = ProcessSpec(container_id=str(cid), rootfs=rootfs, args=["sh", "-c", sys.argv[5]], env=["PATH=/bin"],
                    hostname="survivor", state_dir=state_dir, log_path=state_dir / "log.json", open_stdin=True)
 print(driver.start(spec), driver._zygote.pid, flush=True)

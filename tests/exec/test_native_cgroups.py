@@ -142,9 +142,9 @@ def test_daemon_moves_itself_into_a_leaf_when_its_cgroup_must_hold_children(tmp_
     base.mkdir()
     code = ("import os, sys; from pathlib import Path\n"
             f"open('{base}/cgroup.procs', 'w').write(str(os.getpid()))\n"
-            "from moorage.core.sdk.driver import NoOptions\n"
+            "from moorage.core.sdk.driver import DriverContext\n"
             "from moorage.drivers.exec.native.driver import NativeDriver\n"
-            f"d = NativeDriver(Path('{tmp_path}'), NoOptions(), {{}})\n"
+            f"d = NativeDriver(DriverContext.standalone(NativeDriver, Path('{tmp_path}')))\n"
             "print(open('/proc/self/cgroup').read().strip())\n"
             "d.cleanup()\n")
     try:

@@ -18,6 +18,7 @@ import uuid
 
 import pytest
 
+from moorage.core.sdk.driver import DriverContext
 from moorage.core.sdk.errors import NotSupported
 from moorage.core.sdk.layers import NaiveDiffer, differ_for
 from moorage.core.testing.graph import layer_tar
@@ -35,7 +36,7 @@ def driver(request, tmp_path):
     home.mkdir()
     cls = registered_graph_drivers()[request.param]
     try:
-        graph = cls(home, cls.Options(), {"root": home})
+        graph = cls(DriverContext.standalone(cls, home))
     except NotSupported as exc:
         pytest.skip(f"{request.param}: {exc}")
     yield graph

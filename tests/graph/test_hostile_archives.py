@@ -17,6 +17,7 @@ import uuid
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 
+from moorage.core.sdk.driver import DriverContext
 from moorage.core.sdk.errors import NotSupported
 from moorage.core.testing.archives import (
     ISSUE_CASES,
@@ -48,7 +49,7 @@ def target(request, tmp_path):
         cls = registered_graph_drivers()[request.param]
         (base / "home").mkdir()
         try:
-            driver = cls(base / "home", cls.Options(), {"root": base / "home"})
+            driver = cls(DriverContext.standalone(cls, base / "home"))
         except NotSupported as exc:
             pytest.skip(f"{request.param}: {exc}")
         sink = LayerSink(driver, victim)

@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from moorage.core.sdk.driver import NoOptions
+from moorage.core.sdk.driver import DriverContext
 from moorage.core.sdk.errors import DriverError
 from moorage.core.sdk.hookspecs.graph import Change, ChangeKind
 from moorage.core.testing.graph import layer_tar, mounts_below, unmount_below
@@ -30,7 +30,7 @@ def home(tmp_path):
 
 @pytest.fixture
 def driver(home):
-    d = OverlayDriver(home, NoOptions(), {"root": home})
+    d = OverlayDriver(DriverContext.standalone(OverlayDriver, home))
     yield d
     d.cleanup()
 
@@ -89,14 +89,14 @@ def test_removing_a_mounted_layer_leaves_the_unmount_to_the_reaper(driver, home)
 
 
 def test_a_removal_cut_short_by_a_crash_is_finished_at_the_next_start(home):
-    first = OverlayDriver(home, NoOptions())
+    first = OverlayDriver(DriverContext.standalone(OverlayDriver, home))
     first.create("base", None)
     first.create("child", "base")
     first.reaper.run(threading.Event().wait, 0.5)  # the "daemon dies" before the reaper's turn
     path = first.get("child")
     (path / "data").write_text("d")
     first.remove("child")
-    second = OverlayDriver(home, NoOptions())
+    second = OverlayDriver(DriverContext.standalone(OverlayDriver, home))
     assert mounts_below(home) == []
     assert [p.name for p in home.iterdir() if p.name.startswith(".tmp-")] == []
     assert second.exists("base") and not second.exists("child")
@@ -188,11 +188,11 @@ def test_deep_chains_mount_and_flatten(driver, home, depth):
 
 
 def test_a_new_instance_adopts_mounts_left_by_a_crash(home, tmp_path):
-    first = OverlayDriver(home, NoOptions())
+    first = OverlayDriver(DriverContext.standalone(OverlayDriver, home))
     first.create("base", None)
     first.create("child", "base")
     path = first.get("child")  # never put: the daemon "died"
-    second = OverlayDriver(home, NoOptions())
+    second = OverlayDriver(DriverContext.standalone(OverlayDriver, home))
     assert second.get("child") == path
     second.put("child")
     second.reaper.drain()
@@ -204,6 +204,6 @@ def test_interrupted_creations_are_swept(home):
     (home / ".tmp-half-made-1234").mkdir()
     (home / "l").mkdir()
     os.symlink("../nothing/diff", home / "l" / "dangling")
-    OverlayDriver(home, NoOptions())
+    OverlayDriver(DriverContext.standalone(OverlayDriver, home))
     assert not (home / ".tmp-half-made-1234").exists()
     assert not os.path.lexists(home / "l" / "dangling")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from moorage.core.sdk.driver import DriverFamily, NoOptions
+from moorage.core.sdk.driver import DaemonSettings, DriverContext, DriverFamily, DriverSettings
 from moorage.core.sdk.errors import NotSupported
 from moorage.core.sdk.hookspecs.graph import GraphDriver
 from moorage.core.sdk.layers import NaiveDiffer, differ_for
@@ -27,12 +27,12 @@ def test_documented_priority_order():
 
 def test_btrfs_is_not_supported_off_btrfs(tmp_path):
     with pytest.raises(NotSupported):
-        BtrfsDriver(tmp_path, NoOptions())
+        BtrfsDriver(DriverContext.standalone(BtrfsDriver, tmp_path))
 
 
 @pytest.mark.root
 def test_auto_selection_on_ext4_picks_overlay(tmp_path):
-    driver = family().select(None, None, tmp_path, {}, {}, "test")
+    driver = family().select(None, None, tmp_path, {}, DriverSettings(DaemonSettings(tmp_path), {}), "test")
     try:
         assert driver.name == "overlay" and driver.home == tmp_path / "graph" / "overlay"
     finally:
@@ -41,7 +41,7 @@ def test_auto_selection_on_ext4_picks_overlay(tmp_path):
 
 def test_auto_selection_on_btrfs_picks_btrfs(btrfs_home):
     btrfs_home.mkdir()
-    driver = family().select(None, None, btrfs_home, {}, {}, "test")
+    driver = family().select(None, None, btrfs_home, {}, DriverSettings(DaemonSettings(btrfs_home), {}), "test")
     assert driver.name == "btrfs"
 
 
@@ -49,7 +49,8 @@ def test_auto_selection_on_btrfs_picks_btrfs(btrfs_home):
 def test_differ_for(tmp_path):
     (tmp_path / "o").mkdir()
     (tmp_path / "v").mkdir()
-    overlay, vfs = OverlayDriver(tmp_path / "o", NoOptions()), VfsDriver(tmp_path / "v", NoOptions())
+    overlay, vfs = (OverlayDriver(DriverContext.standalone(OverlayDriver, tmp_path / "o")),
+                    VfsDriver(DriverContext.standalone(VfsDriver, tmp_path / "v")))
     assert differ_for(overlay) is overlay
     assert isinstance(differ_for(vfs), NaiveDiffer)
 

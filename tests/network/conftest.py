@@ -12,7 +12,8 @@ from dataclasses import dataclass
 import pytest
 from pyroute2 import IPRoute
 
-from moorage.drivers.network import links
+from moorage.core.sdk.driver import DaemonSettings, DriverContext, FamilySettings
+from moorage.drivers.network.bridge import links
 
 
 @dataclass
@@ -65,10 +66,11 @@ def bridge_factory(tmp_path, bridge_env):
 
     made = []
 
-    def make(home=None, context=None, **extra):
+    def make(home=None, default_ip="0.0.0.0", **extra):
         home = home or tmp_path / "bridge-home"
         home.mkdir(mode=0o700, parents=True, exist_ok=True)  # as DriverFamily.create does
-        driver = BridgeDriver(home, bridge_env.options(**extra), context or {})
+        daemon = DaemonSettings(tmp_path, default_ip=default_ip)
+        driver = BridgeDriver(DriverContext(home, bridge_env.options(**extra), daemon, FamilySettings()))
         made.append(driver)
         return driver
 

@@ -17,7 +17,7 @@ import pytest
 from pyroute2 import IPRoute
 
 from moorage.core.kernel.plugins import PluginManager
-from moorage.core.sdk.driver import DriverFamily
+from moorage.core.sdk.driver import DaemonSettings, DriverFamily, DriverSettings
 from moorage.core.sdk.errors import ConfigError, Conflict
 from moorage.core.sdk.hookspecs.network import NetworkDriver, PortBinding
 from moorage.core.testing.network import (
@@ -28,8 +28,7 @@ from moorage.core.testing.network import (
     spawn_netns_process,
     tcp_exchange,
 )
-from moorage.drivers.network import links
-from moorage.drivers.network.bridge import BridgeDriver
+from moorage.drivers.network.bridge import BridgeDriver, links
 
 from .conftest import free_test_subnet
 
@@ -238,7 +237,7 @@ def test_nft_table_holds_masquerade_and_port_mappings(bridge_factory, bridge_env
 
 
 def test_default_host_ip_comes_from_the_daemon(bridge_factory, container):
-    driver = bridge_factory(context={"daemon": SimpleNamespace(default_ip="127.0.0.1")})
+    driver = bridge_factory(default_ip="127.0.0.1")
     box = container()
     ep = driver.join(box.id, box.pid, {"80/tcp": [PortBinding("", 0), PortBinding("", 0)]})
     bindings = ep.ports["80/tcp"]
@@ -377,7 +376,8 @@ def test_auto_selection_picks_bridge_with_its_config_section(tmp_path, bridge_en
     manager.collect_drivers()
     family = manager.families["network"]
     sections = {"bridge": {"name": bridge_env.name, "table": bridge_env.table, "bip": bridge_env.bip}}
-    driver = family.select(None, None, tmp_path, sections, {}, "daemon.toml")
+    settings = DriverSettings(DaemonSettings(tmp_path), {})
+    driver = family.select(None, None, tmp_path, sections, settings, "daemon.toml")
     try:
         assert isinstance(driver, BridgeDriver)
         assert driver.home == tmp_path / "network" / "bridge"
@@ -385,7 +385,7 @@ def test_auto_selection_picks_bridge_with_its_config_section(tmp_path, bridge_en
     finally:
         driver.cleanup()
     assert bridge_link(bridge_env.name) is None
-    none = family.select("none", None, tmp_path, {}, {}, "daemon.toml")
+    none = family.select("none", None, tmp_path, {}, settings, "daemon.toml")
     assert none.name == "none" and none.isolates and not none.publishes
 
 

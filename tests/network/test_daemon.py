@@ -16,7 +16,7 @@ from conftest import Daemon, import_image, tracked_docker_py
 from pyroute2 import IPRoute
 
 from moorage.core.testing.network import host_links, new_links, settle
-from moorage.drivers.network import links
+from moorage.drivers.network.bridge import links
 
 from .conftest import free_test_subnet, remove_bridge_and_table
 

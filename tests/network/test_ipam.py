@@ -8,9 +8,9 @@ import json
 import pytest
 
 from moorage.core.sdk.errors import Conflict, DriverError, InvalidParameter
-from moorage.drivers.network.ipam import AddressPool
-from moorage.drivers.network.links import BRIDGE_CANDIDATES, choose_bridge_address
-from moorage.drivers.network.portmap import HostPorts, PortKey, parse_host_port, parse_port_key
+from moorage.drivers.network.bridge.ipam import AddressPool
+from moorage.drivers.network.bridge.links import BRIDGE_CANDIDATES, choose_bridge_address
+from moorage.drivers.network.common import HostPorts, PortKey, parse_host_port, parse_port_key
 
 
 def pool(tmp_path, cidr="172.17.42.1/16") -> AddressPool:

@@ -9,7 +9,7 @@ import pytest
 
 from moorage.core.sdk.errors import Conflict, DriverError
 from moorage.core.testing.network import settle
-from moorage.drivers.network.proxy import Forward, ProxyServer
+from moorage.drivers.network.bridge.proxy import Forward, ProxyServer
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ import pytest
 import zstandard
 from conftest import auth_header, stream_objects
 
+from moorage.core.sdk.driver import DriverContext
 from moorage.core.sdk.errors import InvalidParameter, NotFound, Unauthorized
 from moorage.core.sdk.hookspecs.registry import AuthConfig
 from moorage.core.testing.registry import DirStore, Progress, host_arch
@@ -124,7 +125,8 @@ def servers():
 def client(tmp_path):
     home = tmp_path / f"client-{uuid.uuid4().hex[:8]}"
     home.mkdir()
-    return V2Client(home, V2Options(backoff=0.01, retries=1, max_layer_size=LAYER_CAP), {})
+    options = V2Options(backoff=0.01, retries=1, max_layer_size=LAYER_CAP)
+    return V2Client(DriverContext.standalone(V2Client, home, options))
 
 
 def sent_to(server: ScriptedServer, path: str, timeout: float = 10) -> int:
@@ -192,7 +194,8 @@ def test_a_decompression_bomb_stops_at_the_cap_and_leaves_nothing(servers, clien
     assert target.added == [] and list(target.root.iterdir()) == []
     assert list(client.tmp.iterdir()) == []
     # the same image under a cap above its size is an ordinary image: the cap made the difference
-    roomy = V2Client(client.home, V2Options(retries=0, max_layer_size=2 * BOMB_SIZE), {})
+    roomy_options = V2Options(retries=0, max_layer_size=2 * BOMB_SIZE)
+    roomy = V2Client(DriverContext.standalone(V2Client, client.home, roomy_options))
     [top] = roomy.pull(f"{server.host}/{repo}", "latest", AuthConfig(), target, Progress())
     assert (target.root / top / "layer" / "zeros").stat().st_size == BOMB_SIZE
 

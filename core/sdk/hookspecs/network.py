@@ -72,8 +72,8 @@ class NetworkDriver(Driver, abc.ABC):
         publish ``ports`` (keys ``"<port>/<proto>"``; every exposed port is a key, with an
         empty list when it is not published).
 
-        A binding's empty ``host_ip`` becomes the daemon's default (``context["daemon"].default_ip``,
-        else ``0.0.0.0``) and ``host_port`` 0 a free port of 49153–65535; the returned
+        A binding's empty ``host_ip`` becomes the daemon's default (``context.daemon.default_ip``,
+        ``0.0.0.0`` unless configured) and ``host_port`` 0 a free port of 49153–65535; the returned
         ``Endpoint.ports`` holds the bindings actually made, and None for a port that is only
         exposed. A driver that keeps per-container state refuses a second ``join`` of a container
         that did not leave with ``Conflict``.

@@ -4,8 +4,8 @@ Vocabulary. A *reference* names an image in a registry: ``[host[:port]/]repo[:ta
 A first component containing ``.`` or ``:``, or equal to ``localhost``, is a registry host;
 a name without one goes to the *default registry*: the family-wide config key
 ``[registry] default`` (a URL such as ``http://127.0.0.1:5000``; the daemon flag
-``--registry-mirror URL`` sets it), which the driver receives as ``context["default"]``, and
-Docker Hub when it is unset. The client speaks the registry's protocol; core owns the local
+``--registry-mirror URL`` sets it), which the driver receives as ``context.family.default``
+(``RegistrySettings``), and Docker Hub when it is unset. The client speaks the registry's protocol; core owns the local
 image store. Pulling hands every layer, in order from the base, to a ``PullTarget`` that core
 provides; pushing reads local layers from a ``PushSource``. Progress goes to a ``Progress``
 callback as the v1.6 stream's messages (§5.4 of the behaviour reference).
@@ -45,10 +45,28 @@ import binascii
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import BinaryIO, Protocol
+from typing import Any, BinaryIO, ClassVar, Protocol
 
-from moorage.core.sdk.driver import Driver
+from moorage.core.sdk.driver import Driver, FamilySettings
 from moorage.core.sdk.hookspecs import hookspec
+
+#: The v1.6 ``Config`` (Docker 0.6.5's create Config, §2.3 of the behaviour reference), in Go's
+#: field order, with zero values: the shape of an image JSON's ``config`` and
+#: ``container_config`` (see ``PulledLayer``). Copy it before changing it.
+V16_CONFIG_FIELDS: dict[str, Any] = {
+    "Hostname": "", "Domainname": "", "User": "", "Memory": 0, "MemorySwap": 0, "CpuShares": 0,
+    "AttachStdin": False, "AttachStdout": False, "AttachStderr": False, "PortSpecs": None,
+    "ExposedPorts": None, "Tty": False, "OpenStdin": False, "StdinOnce": False, "Env": None, "Cmd": None,
+    "Dns": None, "Image": "", "Volumes": None, "VolumesFrom": "", "WorkingDir": "", "Entrypoint": None,
+    "NetworkDisabled": False, "Privileged": False,
+}
+
+
+class RegistrySettings(FamilySettings):
+    """The ``[registry]`` table's family-wide keys."""
+
+    #: the default registry's URL (``--registry-mirror``); empty: Docker Hub
+    default: str = ""
 
 
 @dataclass(frozen=True)
@@ -99,8 +117,8 @@ class PulledLayer:
 
     ``image_json`` has the v1.6 image keys (§5.1): ``id``, ``parent`` (absent for the base),
     ``created`` (RFC 3339), ``container_config`` and, on the top image, ``config`` (both in
-    the v1.6 Config shape with Go field names: ``Cmd``, ``Env``, ``Entrypoint``,
-    ``WorkingDir``, ``User``, ``ExposedPorts``, ``Volumes``...), ``docker_version``,
+    the v1.6 Config shape with Go field names, ``V16_CONFIG_FIELDS``: ``Cmd``, ``Env``,
+    ``Entrypoint``, ``WorkingDir``, ``User``, ``ExposedPorts``, ``Volumes``...), ``docker_version``,
     ``author``, ``architecture`` (``x86_64`` for amd64), ``os`` and ``Size`` (the
     uncompressed layer tar's size; the store may recompute it).
     """
@@ -149,13 +167,15 @@ class RegistryClient(Driver, abc.ABC):
     """Talks to registries. Methods block and are called from core's worker threads; a client
     may use threads of its own (concurrent downloads) and must be safe for concurrent calls.
 
-    ``context["default"]`` is the default registry URL (absent or empty: Docker Hub).
+    ``context.family.default`` is the default registry URL (empty: Docker Hub).
     Failures: network errors and 5xx answers (after the client's retries) and blobs that do
     not match their digest raise ``Unavailable``; refused or missing credentials
     ``Unauthorized``; a missing repository or tag ``NotFound``; a malformed name or an image
     the client cannot handle (unknown manifest type, no manifest for this platform)
     ``InvalidParameter``.
     """
+
+    Settings: ClassVar[type[FamilySettings]] = RegistrySettings
 
     @abc.abstractmethod
     def pull(self, name: str, tag: str | None, auth: AuthConfig, target: PullTarget,

@@ -19,12 +19,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
+from moorage.core.sdk.driver import DriverContext, FamilySettings, NoOptions
 from moorage.core.sdk.errors import DriverError, InvalidParameter, NotFound, StateError
 from moorage.core.sdk.hookspecs.exec import Attachment, ExecDriver, ProcessSpec, Stream
 from moorage.core.sdk.store import ensure_dir, read_json
 from moorage.drivers.exec.common import protocol
 from moorage.drivers.exec.common.monitor import EXIT_FILE, STATE_FILE
 from moorage.drivers.exec.common.policy import memory_limits, validate, validate_mounts
+from moorage.drivers.exec.common.requests import MonitorRequest
 from moorage.drivers.exec.common.users import Identity, resolve
 
 START_TIMEOUT = 30.0
@@ -98,8 +100,8 @@ class MonitorDriver(ExecDriver):
     #: How long the driver waits for each message of the start handshake.
     start_timeout: ClassVar[float] = START_TIMEOUT
 
-    def __init__(self, home, options, context=None) -> None:
-        super().__init__(home, options, context)
+    def __init__(self, context: DriverContext[NoOptions, FamilySettings]) -> None:
+        super().__init__(context)
         self._lock = threading.Lock()
         self._zygote: subprocess.Popen | None = None
         self._control: socket.socket | None = None
@@ -115,8 +117,8 @@ class MonitorDriver(ExecDriver):
                                             pass_fds=(fd,), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
         self._control = ours
 
-    def _fork_monitor(self, request: dict, chan: socket.socket) -> None:
-        payload = json.dumps(request).encode()
+    def _fork_monitor(self, request: MonitorRequest, chan: socket.socket) -> None:
+        payload = request.to_json()
         with self._lock:
             for attempt in (1, 2):
                 if self._control is None or self._zygote is None or self._zygote.poll() is not None:
@@ -182,12 +184,16 @@ class MonitorDriver(ExecDriver):
                 pass
         return identity, exec_dir
 
-    def _launch(self, spec: ProcessSpec, exec_dir: Path, request: dict,
+    def _launch(self, spec: ProcessSpec, exec_dir: Path, start: object,
                 on_namespace: Callable[[int], None] | None, undo: Callable[[], None]) -> int:
-        """Fork a monitor for ``request`` and run the start handshake; returns the container's
-        pid 1. On any failure ``undo`` removes what the driver set up, and the error is raised."""
+        """Fork a monitor for ``spec`` and the driver's own ``start`` (see ``requests``) and run
+        the start handshake; returns the container's pid 1. On any failure ``undo`` removes what
+        the driver set up, and the error is raised."""
         cid = spec.container_id
-        request["log_rotation"] = [spec.log_rotation.max_size, spec.log_rotation.max_files]
+        request = MonitorRequest(
+            exec_dir=str(exec_dir), log_path=str(spec.log_path),
+            log_rotation=(spec.log_rotation.max_size, spec.log_rotation.max_files), tty=spec.tty,
+            open_stdin=spec.open_stdin, handshake=on_namespace is not None and spec.isolate_network, start=start)
         chan, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             with theirs:

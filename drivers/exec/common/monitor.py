@@ -9,7 +9,7 @@ the process is gone and every client was told.
 
 How the container's first process comes to be is each driver's ``Monitor.spawn``. The start
 handshake with the driver runs on ``chan`` (a SOCK_SEQPACKET socket, one JSON document per
-message). With ``request["handshake"]`` (a network namespace the network driver must configure
+message). With ``request.handshake`` (a network namespace the network driver must configure
 first) ``spawn`` sends ``{"pid": n}`` once the namespaces exist and the driver answers ``go`` or
 ``abort``; without it the command runs at once. Then ``spawn`` confirms
 ``{"pid": n, "started": true}`` once the command was executed, or sends ``{"error": "..."}``.
@@ -33,8 +33,9 @@ from typing import Any
 from moorage.core.sdk import store
 from moorage.core.sdk.logs import LogRotation, LogWriter
 from moorage.drivers.exec.common import protocol
+from moorage.drivers.exec.common.clients import Client, Clients
+from moorage.drivers.exec.common.requests import MonitorRequest
 
-MAX_CLIENT_BACKLOG = 4 << 20  # bytes queued for a slow attach client before it is dropped
 #: Output kept from the start of a run for attachments that ask for it (``attach(replay=True)``:
 #: clients that attached before the container started); beyond this, it is no longer kept.
 REPLAY_LIMIT = 1 << 20
@@ -129,23 +130,14 @@ def enter_session(stdio: tuple[int, int, int], tty: bool, default_signals: tuple
             continue
 
 
-class Client:
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        self.parser = protocol.FrameParser()
-        self.out = bytearray()
-        self.attached = False
-        self.waiting = False
-
-
 class Monitor:
-    def __init__(self, request: dict[str, Any], chan: socket.socket) -> None:
+    def __init__(self, request: MonitorRequest, chan: socket.socket) -> None:
         self.request = request
         self.chan = chan
-        self.exec_dir = Path(request["exec_dir"])
-        self.tty: bool = request["tty"]
+        self.exec_dir = Path(request.exec_dir)
+        self.tty = request.tty
         self.sel = selectors.DefaultSelector()
-        self.clients: dict[int, Client] = {}
+        self.clients = Clients(self.sel)
         self.outputs: dict[int, str] = {}  # fd -> stream name
         self.stdin_fd = -1
         self.stdin_pending = bytearray()
@@ -172,14 +164,14 @@ class Monitor:
             os.close(dirfd)
         os.chmod(self.exec_dir / protocol.SOCKET_NAME, 0o600)
         self.listener.listen(64)
-        self.log = LogWriter(Path(request["log_path"]), LogRotation(*request.get("log_rotation") or ()))
+        self.log = LogWriter(Path(request.log_path), LogRotation(*request.log_rotation))
         if self.tty:
             stdio, child_fds = self.tty_stdio()
-            self.tty_stdin = bool(request["open_stdin"])
+            self.tty_stdin = request.open_stdin
         else:
             out_r, out_w = os.pipe()
             err_r, err_w = os.pipe()
-            if request["open_stdin"]:
+            if request.open_stdin:
                 in_r, self.stdin_fd = os.pipe()
             else:
                 in_r = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
@@ -252,7 +244,7 @@ class Monitor:
                 if kind == "output":
                     self._on_output(key.fd)
                 elif kind == "listen":
-                    self._accept()
+                    self.clients.accept(self.listener)
                 elif kind == "exit":
                     _, wait_status = os.waitpid(self.pid, 0)
                     self.status = exit_status(wait_status)
@@ -266,7 +258,7 @@ class Monitor:
                     try:
                         self._on_client(key.data, events)
                     except Exception:  # noqa: BLE001 - a bad client must not take the container's monitor down
-                        self._drop(key.data)
+                        self.clients.drop(key.data)
         self._finish()
 
     def _on_output(self, fd: int) -> None:
@@ -294,79 +286,25 @@ class Monitor:
             self.replay += out
             if len(self.replay) > REPLAY_LIMIT:
                 self.replay = None
-        for client in list(self.clients.values()):
+        for client in self.clients:
             if client.attached:
-                self._queue(client, out)
-
-    def _accept(self) -> None:
-        try:
-            sock, _ = self.listener.accept()
-        except BlockingIOError:
-            return
-        sock.setblocking(False)
-        client = Client(sock)
-        self.clients[sock.fileno()] = client
-        self.sel.register(sock, selectors.EVENT_READ, client)
-
-    def _queue(self, client: Client, data: bytes) -> None:
-        if client.sock.fileno() not in self.clients:
-            return  # dropped earlier in this round
-        if len(client.out) > MAX_CLIENT_BACKLOG:
-            self._drop(client)
-            return
-        was_empty = not client.out
-        client.out += data
-        if was_empty:
-            self._send_out(client)
-
-    def _send_out(self, client: Client) -> None:
-        try:
-            sent = client.sock.send(client.out)
-            del client.out[:sent]
-        except BlockingIOError:
-            pass
-        except OSError:
-            self._drop(client)
-            return
-        events = selectors.EVENT_READ | (selectors.EVENT_WRITE if client.out else 0)
-        self.sel.modify(client.sock, events, client)
-
-    def _drop(self, client: Client) -> None:
-        fd = client.sock.fileno()
-        if fd >= 0 and self.clients.pop(fd, None) is not None:
-            self.sel.unregister(client.sock)
-            client.sock.close()
+                self.clients.queue(client, out)
 
     def _on_client(self, client: Client, events: int) -> None:
-        if events & selectors.EVENT_WRITE:
-            self._send_out(client)
-            if client.sock.fileno() not in self.clients:
-                return
-        if not events & selectors.EVENT_READ:
-            return
-        try:
-            data = client.sock.recv(65536)
-        except BlockingIOError:
-            return
-        except OSError:
-            data = b""
-        if not data:
-            self._drop(client)
-            return
-        for kind, payload in client.parser.feed(data):
+        for kind, payload in self.clients.receive(client, events):
             self._on_frame(client, kind, payload)
 
     def _on_frame(self, client: Client, kind: int, payload: bytes) -> None:
         if kind == protocol.WAIT:
             client.waiting = True
             if self.status is not None and not self.outputs:
-                self._queue(client, protocol.frame(protocol.EXIT, str(self.status).encode()))
+                self.clients.queue(client, protocol.frame(protocol.EXIT, str(self.status).encode()))
         elif kind == protocol.ATTACH:
             client.attached = True
             client.waiting = True
-            self._queue(client, protocol.frame(protocol.ACK))
+            self.clients.queue(client, protocol.frame(protocol.ACK))
             if payload == protocol.REPLAY and self.replay:
-                self._queue(client, bytes(self.replay))
+                self.clients.queue(client, bytes(self.replay))
         elif kind == protocol.STDIN:
             if not (self.tty_stdin if self.tty else self.stdin_fd >= 0) or self.stdin_close_requested:
                 return
@@ -377,22 +315,22 @@ class Monitor:
             self._flush_stdin()
         elif kind == protocol.RESIZE:
             if self.master < 0:
-                self._queue(client, protocol.frame(protocol.ERROR, b"the container has no tty"))
+                self.clients.queue(client, protocol.frame(protocol.ERROR, b"the container has no tty"))
                 return
             height, width = struct.unpack("!HH", payload)
             try:
                 fcntl.ioctl(self.master, termios.TIOCSWINSZ, struct.pack("HHHH", height, width, 0, 0))
             except OSError as exc:
-                self._queue(client, protocol.frame(protocol.ERROR, str(exc).encode()))
+                self.clients.queue(client, protocol.frame(protocol.ERROR, str(exc).encode()))
                 return
-            self._queue(client, protocol.frame(protocol.ACK))
+            self.clients.queue(client, protocol.frame(protocol.ACK))
         elif kind == protocol.SIGNAL:
             if self.status is None:
                 try:
                     self._signal(int(payload))
                 except (ProcessLookupError, ValueError):
                     pass
-            self._queue(client, protocol.frame(protocol.ACK))
+            self.clients.queue(client, protocol.frame(protocol.ACK))
 
     def _signal(self, signum: int) -> None:
         """Signal the container's pid 1 as if it were an ordinary process.
@@ -461,21 +399,11 @@ class Monitor:
         replace_file(self.exec_dir / EXIT_FILE, json.dumps({"status": self.status}).encode())
         self._cleanup_socket()
         self.listener.close()
-        exit_frame = protocol.frame(protocol.EXIT, str(self.status).encode())
-        for client in list(self.clients.values()):
-            if client.waiting:
-                client.out += exit_frame
-            client.sock.setblocking(True)
-            client.sock.settimeout(5)
-            try:
-                client.sock.sendall(client.out)
-            except OSError:
-                pass
-            client.sock.close()
+        self.clients.close_all(protocol.frame(protocol.EXIT, str(self.status).encode()))
         os._exit(0)
 
 
-def main(monitor_class: type[Monitor], request: dict[str, Any], chan_fd: int) -> None:
+def main(monitor_class: type[Monitor], request: MonitorRequest, chan_fd: int) -> None:
     """The monitor process's whole life; never returns."""
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # the zygote ignores it; this process waits for its child
     chan = socket.socket(fileno=chan_fd)

@@ -9,25 +9,35 @@ import math
 import os
 import stat
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from moorage.core.sdk.errors import DriverError, InvalidParameter
 from moorage.core.sdk.hookspecs.exec import MIN_MEMORY, Mount, ProcessSpec, Resources
-from moorage.core.sdk.security import capability_mask
+from moorage.core.sdk.security import SeccompFilter, capability_mask
 
 #: The capability mask of a privileged container: every one the kernel has
 ALL_CAPABILITIES = (1 << 64) - 1
 
 
-def confinement_of(spec: ProcessSpec) -> dict:
-    """``spec.confinement`` for a driver's start request: ``capabilities`` (the bit mask),
-    ``seccomp`` (the ``SeccompFilter``, or None), ``masked_paths`` and ``readonly_paths``. A
-    privileged container gets every capability, no filter and no paths."""
+@dataclass(frozen=True)
+class Enforced:
+    """``spec.confinement`` as a driver enforces it: the capability bit mask, the seccomp filter
+    (None: none), the paths hidden and made read-only."""
+
+    capabilities: int
+    seccomp: SeccompFilter | None
+    masked_paths: tuple[str, ...]
+    readonly_paths: tuple[str, ...]
+
+
+def confinement_of(spec: ProcessSpec) -> Enforced:
+    """What ``spec`` is held to: ``spec.confinement``, or for a privileged container every
+    capability, no filter and no paths."""
     if spec.privileged:
-        return {"capabilities": ALL_CAPABILITIES, "seccomp": None, "masked_paths": [], "readonly_paths": []}
+        return Enforced(ALL_CAPABILITIES, None, (), ())
     c = spec.confinement
-    return {"capabilities": capability_mask(c.capabilities), "seccomp": c.seccomp_filter(),
-            "masked_paths": list(c.masked_paths), "readonly_paths": list(c.readonly_paths)}
+    return Enforced(capability_mask(c.capabilities), c.seccomp_filter(), tuple(c.masked_paths), tuple(c.readonly_paths))
 
 
 #: what a privileged container's /dev does not take from the host's: its own instances

@@ -4,10 +4,11 @@ Forking the daemon itself is hazardous (it is multi-threaded: a lock held by ano
 stays locked forever in the child) and starting a fresh interpreter per container costs
 30-60 ms. So each driver starts its ``zygote`` module once (``python -m``); that module imports
 everything its monitor needs and calls ``main`` here. Per container, the zygote receives a JSON
-request and the monitor's end of the start channel (SCM_RIGHTS) on its control socket and hands
-both to a forked monitor. A monitor calls ``setsid``, so it is in a session of its own and
-outlives both the zygote and the daemon (it is re-parented to init). The zygote exits when the
-driver's end of the control socket closes (the daemon stopped or died).
+request (``requests.MonitorRequest``) and the monitor's end of the start channel (SCM_RIGHTS)
+on its control socket and hands both to a forked monitor. A monitor calls ``setsid``, so it is
+in a session of its own and outlives both the zygote and the daemon (it is re-parented to
+init). The zygote exits when the driver's end of the control socket closes (the daemon stopped
+or died).
 
 With ``prefork`` the monitor is forked ahead of time (the "spare"), so that the fork and the
 page copies of the child's first steps (``warm_up``) happen while no start is waiting; the idle
@@ -17,17 +18,16 @@ spare exits with the zygote.
 from __future__ import annotations
 
 import gc
-import json
 import os
 import signal
 import socket
 import sys
 from collections.abc import Callable
-from typing import Any
 
 MAX_REQUEST = 1 << 20
 
-MonitorMain = Callable[[dict[str, Any], int], None]
+#: a monitor's life: the request as sent (JSON) and the start channel's fd
+MonitorMain = Callable[[bytes, int], None]
 WarmUp = Callable[[], None]
 
 
@@ -48,7 +48,7 @@ def fork_spare(control: socket.socket, monitor_main: MonitorMain, warm_up: WarmU
             msg, fds, _, _ = socket.recv_fds(theirs, MAX_REQUEST, 1)
             if msg and fds:
                 theirs.close()
-                monitor_main(json.loads(msg), fds[0])
+                monitor_main(msg, fds[0])
         finally:
             os._exit(0)
     theirs.close()
@@ -88,12 +88,11 @@ def serve(control: socket.socket, monitor_main: MonitorMain) -> None:
         msg, fds = receive(control)
         if not msg:
             return
-        request = json.loads(msg)
         if os.fork() == 0:
             try:
                 control.close()
                 os.setsid()
-                monitor_main(request, fds[0])
+                monitor_main(msg, fds[0])
             finally:
                 os._exit(0)
         for fd in fds:

@@ -8,8 +8,8 @@ the lxc driver's ``pause``, ``unpause`` and ``stats`` through them.
   trailing ``init.scope`` (where LXC 5 puts it without ``lxc.cgroup.relative``: ``/`` on a host
   without systemd, the root too under systemd). Pause writes ``cgroup.freeze`` there, as LXC's
   own ``lxc-freeze`` does on v2, and waits for ``frozen`` in ``cgroup.events``; the figures of
-  ``stats`` come from the v2 files. Both are the native driver's ``V2Cgroups`` applied to
-  LXC's directory, so that the two drivers read and freeze v2 cgroups the same way.
+  ``stats`` come from the v2 files. Both are ``common.cgroupfs.V2Cgroup`` applied to LXC's
+  directory, so that the two exec drivers read and freeze v2 cgroups the same way.
 """
 
 from __future__ import annotations
@@ -20,13 +20,9 @@ from pathlib import Path
 
 from moorage.core.sdk.errors import DriverError, NotSupported, StateError
 from moorage.core.sdk.hookspecs.exec import ResourceUsage
+from moorage.drivers.exec.common.cgroupfs import FREEZE_TIMEOUT, V2Cgroup, read_figure
 from moorage.drivers.exec.common.policy import CGROUP_ROOT, unified
-from moorage.drivers.exec.native.cgroups import V2Cgroups
-from moorage.drivers.exec.native.devices import AllowList
 
-FREEZE_TIMEOUT = 10.0
-#: cgroup v1 reports "no limit" as a huge number near 2^63
-_UNLIMITED = 1 << 62
 PAYLOAD = "lxc.payload."
 MONITOR = "lxc.monitor."
 #: the cgroup LXC makes, shared by its containers, while it moves a container's init into place
@@ -76,11 +72,11 @@ class Layout:
 
     # -- pause, unpause, stats ----------------------------------------------------------------
 
-    def _v2(self, container_id: str) -> V2Cgroups:
+    def _v2(self, container_id: str) -> V2Cgroup:
         path = self.payload(container_id)
         if not (path / "cgroup.procs").exists():
             raise StateError(f"container {container_id[:12]} is not running")
-        return V2Cgroups(container_id, path, AllowList(()))  # the filter is LXC's: never attached here
+        return V2Cgroup(container_id, path)
 
     def set_frozen(self, container_id: str, frozen: bool) -> None:
         """Freeze or thaw every process of the container; returns once the kernel reports it."""
@@ -113,20 +109,6 @@ def _v1_set_frozen(state: Path, container_id: str, frozen: bool) -> None:
         time.sleep(0.01)
 
 
-def _read_int(path: Path) -> int:
-    try:
-        text = path.read_text().strip()
-    except OSError:
-        return 0
-    if text == "max":
-        return 0
-    try:
-        value = int(text)
-    except ValueError:
-        return 0
-    return 0 if value >= _UNLIMITED else value
-
-
 def _v1_usage(layout: Layout, container_id: str) -> ResourceUsage:
     memory = layout.payload(container_id, "memory")
     pids = layout.payload(container_id, "pids")
@@ -142,9 +124,9 @@ def _v1_usage(layout: Layout, container_id: str) -> ResourceUsage:
         pass
     cpuacct = layout.payload(container_id, "cpuacct")
     # nanoseconds, so that user + system is the total (cpuacct.stat counts clock ticks)
-    user, system = _read_int(cpuacct / "cpuacct.usage_user"), _read_int(cpuacct / "cpuacct.usage_sys")
+    user, system = read_figure(cpuacct / "cpuacct.usage_user"), read_figure(cpuacct / "cpuacct.usage_sys")
     return ResourceUsage(
-        memory_usage=max(0, _read_int(memory / "memory.usage_in_bytes") - cache),
-        memory_limit=_read_int(memory / "memory.limit_in_bytes"),
+        memory_usage=max(0, read_figure(memory / "memory.usage_in_bytes") - cache),
+        memory_limit=read_figure(memory / "memory.limit_in_bytes"),
         cpu_total_ns=user + system, cpu_user_ns=user, cpu_system_ns=system,
-        pids=_read_int(pids / "pids.current"), pids_limit=_read_int(pids / "pids.max"))
+        pids=read_figure(pids / "pids.current"), pids_limit=read_figure(pids / "pids.max"))

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from moorage.core.sdk.driver import DriverContext, FamilySettings, NoOptions
 from moorage.core.sdk.errors import DriverError, NotSupported, StateError
 from moorage.core.sdk.hookspecs.exec import ExecProcess, ExecSpec, ProcessSpec, ResourceUsage
 from moorage.core.sdk.store import ensure_dir
@@ -25,6 +26,7 @@ from moorage.drivers.exec.common.policy import kill_pids, rmdir_cgroup
 from moorage.drivers.exec.lxc import config, liblxc
 from moorage.drivers.exec.lxc.cgroup_ops import Layout
 from moorage.drivers.exec.lxc.exec import exec_in
+from moorage.drivers.exec.lxc.monitor import LxcStart
 
 BUSYBOX_CANDIDATES = ("/bin/busybox", "/usr/bin/busybox")
 PT_INTERP = 3
@@ -65,8 +67,8 @@ class LxcDriver(MonitorDriver):
     zygote_module = "moorage.drivers.exec.lxc.zygote"
     start_timeout = START_TIMEOUT + 5  # the monitor's own start timeout, then its answer
 
-    def __init__(self, home, options, context=None) -> None:
-        super().__init__(home, options, context)
+    def __init__(self, context: DriverContext[NoOptions, FamilySettings]) -> None:
+        super().__init__(context)
         if os.geteuid() != 0:
             raise NotSupported("the lxc exec driver must run as root")
         try:
@@ -100,16 +102,12 @@ class LxcDriver(MonitorDriver):
         seccomp = None if spec.privileged else spec.confinement.seccomp_filter()
         if seccomp is not None:
             replace_file(exec_dir / config.SECCOMP, config.seccomp_profile(seccomp).encode())
-        request = {
-            "exec_dir": str(exec_dir), "log_path": str(spec.log_path), "tty": spec.tty,
-            "open_stdin": spec.open_stdin, "name": cid, "lxcpath": str(self.lxcpath),
-            "config": str(exec_dir / config.CONFIG), "argv": config.init_argv(spec),
-            "isolate_network": spec.isolate_network, "domainname": spec.domainname,
-            "options": [[k.strip(), v.strip()] for k, v in spec.driver_options],
-            "handshake": on_namespace is not None and spec.isolate_network,
-            "rootfs": os.path.realpath(spec.rootfs), "working_dir": spec.working_dir or "/",
-        }
-        pid = self._launch(spec, exec_dir, request, on_namespace, lambda: self._remove_cgroups(cid))
+        start = LxcStart(
+            name=cid, lxcpath=str(self.lxcpath), config=str(exec_dir / config.CONFIG),
+            argv=tuple(config.init_argv(spec)), options=tuple((k.strip(), v.strip()) for k, v in spec.driver_options),
+            rootfs=os.path.realpath(spec.rootfs), working_dir=spec.working_dir or "/",
+            isolate_network=spec.isolate_network, domainname=spec.domainname)
+        pid = self._launch(spec, exec_dir, start, on_namespace, lambda: self._remove_cgroups(cid))
         replace_file(exec_dir / STATE_FILE, json.dumps({"pid": pid}).encode())
         return pid
 

@@ -9,7 +9,7 @@ Its child, the *launcher*, runs the container through liblxc in the foreground (
 own monitor process: it keeps the container and its cgroups) and exits with the container's
 exit status (``128 + n`` for a signal). The start handshake on ``chan`` is the native one: the
 LXC ``start-host`` hook writes the init's host pid to ``start.fifo``; the monitor brings ``lo``
-up and sets the domain name in the container's namespaces; with ``request["handshake"]`` (the
+up and sets the domain name in the container's namespaces; with ``request.handshake`` (the
 network driver must configure the namespace first) it sends ``{"pid": n}`` and waits for ``go``
 or ``abort``; it answers the hook on ``go.fifo``, and once init has executed the command it
 confirms ``{"pid": n, "started": true}``, or sends ``{"error": ...}`` with LXC's log lines.
@@ -23,11 +23,13 @@ import signal
 import socket
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from moorage.drivers.exec.common import linux
 from moorage.drivers.exec.common import monitor as common
 from moorage.drivers.exec.common.monitor import Monitor, enter_session, send
+from moorage.drivers.exec.common.requests import MonitorRequest
 from moorage.drivers.exec.lxc import files as config
 from moorage.drivers.exec.lxc import liblxc
 
@@ -86,15 +88,36 @@ def make_working_dir(rootfs: str, working_dir: str) -> None:
         raise RuntimeError(f"cannot create the working directory {working_dir}: {message}")
 
 
-def _launch(request: dict[str, Any], stdio: tuple[int, int, int], tty: bool, report_fd: int) -> None:
+@dataclass(frozen=True)
+class LxcStart:
+    """What the lxc monitor starts a container with: LXC's name, lxcpath and config file for it,
+    the init's argv, the ``LxcConf`` options, and what the monitor prepares itself."""
+
+    name: str
+    lxcpath: str
+    config: str
+    argv: tuple[str, ...]
+    options: tuple[tuple[str, str], ...]
+    rootfs: str  # resolved
+    working_dir: str
+    isolate_network: bool
+    domainname: str
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LxcStart:
+        """From its JSON form (``dataclasses.asdict``)."""
+        return cls(**{**data, "argv": tuple(data["argv"]), "options": tuple(tuple(o) for o in data["options"])})
+
+
+def _launch(start: LxcStart, stdio: tuple[int, int, int], tty: bool, report_fd: int) -> None:
     """The launcher's life (never returns): LXC's monitor for the container."""
     try:
         enter_session(stdio, tty, (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM, signal.SIGCHLD))
         os.dup2(report_fd, 3)
         os.closerange(4, 1 << 16)  # the monitor's sockets and log must not live on in LXC's processes
         lib = liblxc.load()
-        status = liblxc.run_foreground(lib, request["name"], request["lxcpath"], request["config"], request["argv"],
-                                         [tuple(item) for item in request["options"]])
+        status = liblxc.run_foreground(lib, start.name, start.lxcpath, start.config, list(start.argv),
+                                         list(start.options))
     except BaseException as exc:  # noqa: BLE001 - reported to the monitor
         try:
             os.write(3, f"{exc}".encode(errors="replace"))
@@ -115,14 +138,14 @@ def exit_code(status: int) -> int:
 
 
 class LxcMonitor(Monitor):
-    def __init__(self, request: dict[str, Any], chan: socket.socket) -> None:
+    def __init__(self, request: MonitorRequest, chan: socket.socket) -> None:
         super().__init__(request, chan)
         self.report_r = -1
         self.pidfd = -1
 
     def spawn(self, stdio: tuple[int, int, int], child_fds: list[int]) -> None:
-        request = self.request
-        make_working_dir(request["rootfs"], request["working_dir"])
+        start: LxcStart = self.request.start
+        make_working_dir(start.rootfs, start.working_dir)
         fifos = {}
         for name in (config.START_FIFO, config.GO_FIFO):
             path = self.exec_dir / name
@@ -136,16 +159,16 @@ class LxcMonitor(Monitor):
         self.report_r, report_w = os.pipe()
         pid = os.fork()
         if pid == 0:
-            _launch(request, stdio, self.tty, report_w)
+            _launch(start, stdio, self.tty, report_w)
         self.pid = pid
         for fd in (*child_fds, report_w):
             os.close(fd)
         self.pidfd = os.pidfd_open(pid)
         self.init_pid = self._await_hook(fifos[config.START_FIFO])
-        problem = prepare_namespaces(self.init_pid, request["isolate_network"], request["domainname"])
+        problem = prepare_namespaces(self.init_pid, start.isolate_network, start.domainname)
         if problem:
             self._abort(fifos[config.GO_FIFO], f"cannot prepare the container's namespaces: {problem}")
-        if request["handshake"]:
+        if self.request.handshake:
             send(self.chan, {"pid": self.init_pid})
             if self.chan.recv(64) != b"go":
                 self._abort(fifos[config.GO_FIFO], None)
@@ -234,6 +257,6 @@ class LxcMonitor(Monitor):
         return f"{text}: {detail}" if detail else text
 
 
-def main(request: dict[str, Any], chan_fd: int) -> None:
+def main(request: bytes, chan_fd: int) -> None:
     """The monitor process's whole life (forked by the zygote, in a session of its own)."""
-    common.main(LxcMonitor, request, chan_fd)
+    common.main(LxcMonitor, MonitorRequest.from_json(request, LxcStart), chan_fd)

@@ -32,17 +32,25 @@ from pathlib import Path
 
 from moorage.core.sdk.errors import DriverError, InvalidParameter, NotSupported
 from moorage.core.sdk.hookspecs.exec import Resources, ResourceUsage
-from moorage.drivers.exec.common.policy import DEVICE_WHITELIST, cpu_weight, kill_pids, rmdir_cgroup
+from moorage.drivers.exec.common.cgroupfs import (
+    NO_LIMIT,
+    V2Cgroup,
+    read_figure,
+    read_int,
+    read_keyed,
+    read_pids,
+    wait_until,
+    write,
+    write_each,
+)
+from moorage.drivers.exec.common.policy import CGROUP_ROOT, DEVICE_WHITELIST, cpu_weight, kill_pids, rmdir_cgroup
 from moorage.drivers.exec.native import devices, systemd_scope
 
-CGROUP_ROOT = Path("/sys/fs/cgroup")
 CONTROLLERS = ("memory", "cpu", "devices", "pids", "freezer")  # v1: one hierarchy each
 V2_CONTROLLERS = ("memory", "cpu", "pids")  # v2: enabled in cgroup.subtree_control down the path
 PARENT = "moorage"
 #: v2: the leaf the daemon moves its own processes into when its cgroup must hold children only
 DAEMON_LEAF = "moorage.daemon"
-FREEZE_TIMEOUT = 10.0
-_NO_LIMIT = 1 << 62  # v1 files report "no limit" as a huge number
 
 
 class ContainerCgroups(abc.ABC):
@@ -205,32 +213,32 @@ class V1Cgroups(ContainerCgroups):
             swap = resources.memory_swap
             memsw = memory / "memory.memsw.limit_in_bytes"
             if swap != -1 and memsw.exists():
-                _write(memsw, swap if swap > 0 else 2 * resources.memory)
+                write(memsw, swap if swap > 0 else 2 * resources.memory)
         if resources.cpu_shares:
-            _write(self.paths["cpu"] / "cpu.shares", max(resources.cpu_shares, 2))
+            write(self.paths["cpu"] / "cpu.shares", max(resources.cpu_shares, 2))
         if resources.pids:
-            _write(self.paths["pids"] / "pids.max", resources.pids)
+            write(self.paths["pids"] / "pids.max", resources.pids)
         device_rules = self.paths["devices"]
         if privileged:
-            _write(device_rules / "devices.allow", "a")
+            write(device_rules / "devices.allow", "a")
         else:
-            _write(device_rules / "devices.deny", "a")
-            _write_each(device_rules / "devices.allow", DEVICE_WHITELIST)
+            write(device_rules / "devices.deny", "a")
+            write_each(device_rules / "devices.allow", DEVICE_WHITELIST)
 
     def pids(self) -> list[int]:
-        return _read_pids(self.paths["pids"] / "cgroup.procs")
+        return read_pids(self.paths["pids"] / "cgroup.procs")
 
     def _freezer(self) -> Path:
         return self.paths["freezer"] / "freezer.state"
 
     def freeze(self) -> None:
         state = self._freezer()
-        _write(state, "FROZEN")
+        write(state, "FROZEN")
         # FREEZING until every task stopped; reading the file makes the kernel check again
-        _wait_until(lambda: state.read_text().strip() == "FROZEN", f"container {self.container_id} to freeze")
+        wait_until(lambda: state.read_text().strip() == "FROZEN", f"container {self.container_id} to freeze")
 
     def thaw(self) -> None:
-        _write(self._freezer(), "THAWED")
+        write(self._freezer(), "THAWED")
 
     def usage(self) -> ResourceUsage:
         memory = self.paths["memory"]
@@ -238,13 +246,13 @@ class V1Cgroups(ContainerCgroups):
         user_ns, system_ns, rss = _proc_usage(pids)  # no cpuacct hierarchy is joined (start time)
         memory_usage, memory_limit = rss, 0
         if (memory / "memory.usage_in_bytes").exists():
-            stat = _read_keyed(memory / "memory.stat")
-            memory_usage = max(_read_int(memory / "memory.usage_in_bytes") - stat.get("total_inactive_file", 0), 0)
-            memory_limit = _read_int(memory / "memory.limit_in_bytes")
-            memory_limit = 0 if memory_limit >= _NO_LIMIT else memory_limit
+            stat = read_keyed(memory / "memory.stat")
+            memory_usage = max(read_int(memory / "memory.usage_in_bytes") - stat.get("total_inactive_file", 0), 0)
+            memory_limit = read_int(memory / "memory.limit_in_bytes")
+            memory_limit = 0 if memory_limit >= NO_LIMIT else memory_limit
         return ResourceUsage(memory_usage=memory_usage, memory_limit=memory_limit,
                              cpu_total_ns=user_ns + system_ns, cpu_user_ns=user_ns, cpu_system_ns=system_ns,
-                             pids=len(pids), pids_limit=_read_max(self.paths["pids"] / "pids.max"))
+                             pids=len(pids), pids_limit=read_figure(self.paths["pids"] / "pids.max"))
 
     def kill_all(self) -> None:
         """Freeze the container, SIGKILL every process in it and thaw: nothing escapes by forking."""
@@ -254,9 +262,9 @@ class V1Cgroups(ContainerCgroups):
         for _ in range(50):
             if not self.pids():
                 return
-            _write(freezer, "FROZEN")
+            write(freezer, "FROZEN")
             kill_pids(self.pids())
-            _write(freezer, "THAWED")
+            write(freezer, "THAWED")
             time.sleep(0.01)
 
 
@@ -307,7 +315,7 @@ class V2Hierarchy(Hierarchy):
         _make(self.leaf)
         for process in (pid, *systemd_scope.children(pid)):
             try:
-                _write(self.leaf / "cgroup.procs", process)
+                write(self.leaf / "cgroup.procs", process)
             except ProcessLookupError:
                 pass
         self._delegate_controllers()
@@ -346,12 +354,12 @@ class V2Hierarchy(Hierarchy):
         leaf = self.leaf
         _make(leaf)
         for _ in range(20):
-            pids = _read_pids(self.base / "cgroup.procs")
+            pids = read_pids(self.base / "cgroup.procs")
             if not pids:
                 return
             for pid in pids:
                 try:
-                    _write(leaf / "cgroup.procs", pid)
+                    write(leaf / "cgroup.procs", pid)
                 except ProcessLookupError:
                     pass
         raise NotSupported(f"processes keep appearing in {self.base}: cannot make it a cgroup without processes")
@@ -373,12 +381,12 @@ class V2Hierarchy(Hierarchy):
             pass  # still holding containers (or another daemon's)
 
 
-class V2Cgroups(ContainerCgroups):
-    """One cgroup v2 directory; the device rules are an eBPF program attached to it."""
+class V2Cgroups(V2Cgroup, ContainerCgroups):
+    """One cgroup v2 directory (``V2Cgroup`` freezes, reads and kills it); the device rules
+    are an eBPF program attached to it."""
 
     def __init__(self, container_id: str, path: Path, device_filter: devices.AllowList) -> None:
-        super().__init__(container_id)
-        self.path = path
+        V2Cgroup.__init__(self, container_id, path)
         self.device_filter = device_filter
 
     def join_files(self) -> list[str]:
@@ -386,9 +394,6 @@ class V2Cgroups(ContainerCgroups):
 
     def directories(self) -> list[Path]:
         return [self.path]
-
-    def exists(self) -> bool:
-        return self.path.exists()
 
     def create(self, resources: Resources, privileged: bool) -> None:
         with _undo_on_failure(self):
@@ -401,58 +406,13 @@ class V2Cgroups(ContainerCgroups):
                 # MemorySwap counts memory plus swap; memory.swap.max counts swap alone
                 swap = resources.memory_swap  # 0: twice Memory, so as much swap as memory
                 if swap_max.exists():
-                    _write(swap_max, "max" if swap == -1 else swap - resources.memory if swap > 0 else resources.memory)
+                    write(swap_max, "max" if swap == -1 else swap - resources.memory if swap > 0 else resources.memory)
             if resources.cpu_shares:
-                _write(self.path / "cpu.weight", cpu_weight(resources.cpu_shares))
+                write(self.path / "cpu.weight", cpu_weight(resources.cpu_shares))
             if resources.pids:
-                _write(self.path / "pids.max", resources.pids)
+                write(self.path / "pids.max", resources.pids)
             if not privileged:
                 self.device_filter.attach(self.path)
-
-    def pids(self) -> list[int]:
-        return _read_pids(self.path / "cgroup.procs")
-
-    def _set_frozen(self, frozen: bool) -> None:
-        value = "1" if frozen else "0"
-        _write(self.path / "cgroup.freeze", value)
-        events = self.path / "cgroup.events"
-        _wait_until(lambda: _read_keyed(events).get("frozen") == int(value),
-                    f"container {self.container_id} to {'freeze' if frozen else 'thaw'}")
-
-    def freeze(self) -> None:
-        self._set_frozen(True)
-
-    def thaw(self) -> None:
-        self._set_frozen(False)
-
-    def usage(self) -> ResourceUsage:
-        cpu = _read_keyed(self.path / "cpu.stat")
-        memory = _read_keyed(self.path / "memory.stat")
-        current = _read_int(self.path / "memory.current")
-        return ResourceUsage(memory_usage=max(current - memory.get("inactive_file", 0), 0),
-                             memory_limit=_read_max(self.path / "memory.max"),
-                             cpu_total_ns=cpu.get("usage_usec", 0) * 1000, cpu_user_ns=cpu.get("user_usec", 0) * 1000,
-                             cpu_system_ns=cpu.get("system_usec", 0) * 1000,
-                             pids=_read_int(self.path / "pids.current"), pids_limit=_read_max(self.path / "pids.max"))
-
-    def kill_all(self, kill_file: bool = True) -> None:
-        """``cgroup.kill`` (Linux 5.14) kills every process, forks in flight included, in one
-        write; older kernels (or ``kill_file=False``) get the freeze, kill, thaw loop."""
-        if not self.path.exists():
-            return
-        kill = self.path / "cgroup.kill"
-        for _ in range(500):
-            pids = self.pids()
-            if not pids:
-                return
-            if kill_file and kill.exists():
-                _write(kill, "1")
-            else:
-                _write(self.path / "cgroup.freeze", "1")
-                kill_pids(self.pids())
-                _write(self.path / "cgroup.freeze", "0")
-            time.sleep(0.002)
-        raise DriverError(f"the processes of container {self.container_id} do not die")
 
 
 # -- helpers -------------------------------------------------------------------------------------
@@ -479,58 +439,17 @@ def _enable(cgroup: Path, controllers: list[str] | tuple[str, ...]) -> None:
     enabled = (cgroup / "cgroup.subtree_control").read_text().split()
     wanted = [c for c in controllers if c not in enabled]
     if wanted:
-        _write(cgroup / "cgroup.subtree_control", " ".join(f"+{c}" for c in wanted))
+        write(cgroup / "cgroup.subtree_control", " ".join(f"+{c}" for c in wanted))
 
 
-def _wait_until(predicate, what: str, timeout: float = FREEZE_TIMEOUT) -> None:
-    deadline = time.monotonic() + timeout
-    delay = 0.0005
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise DriverError(f"timed out waiting for {what}")
-        time.sleep(delay)
-        delay = min(delay * 2, 0.05)
 
 
-def _read_pids(procs: Path) -> list[int]:
-    try:
-        with open(procs) as f:
-            return [int(line) for line in f if line.strip()]
-    except FileNotFoundError:
-        return []
 
 
-def _read_int(path: Path) -> int:
-    try:
-        return int(path.read_text().split()[0])
-    except (FileNotFoundError, ValueError, IndexError):
-        return 0
 
 
-def _read_max(path: Path) -> int:
-    """A limit file: ``max`` (v2) or a huge number (v1) is no limit, 0."""
-    try:
-        text = path.read_text().strip()
-    except FileNotFoundError:
-        return 0
-    if text == "max" or not text.isdigit():
-        return 0
-    value = int(text)
-    return 0 if value >= _NO_LIMIT else value
 
 
-def _read_keyed(path: Path) -> dict[str, int]:
-    """A flat keyed file (``memory.stat``, ``cpu.stat``, ``cgroup.events``): ``key value`` lines."""
-    values = {}
-    try:
-        with open(path) as f:
-            for line in f:
-                key, _, value = line.partition(" ")
-                if value.strip().isdigit():
-                    values[key] = int(value)
-    except FileNotFoundError:
-        pass
-    return values
 
 
 _CLOCK_TICK_NS = 1_000_000_000 // os.sysconf("SC_CLK_TCK")
@@ -568,23 +487,10 @@ def _make(path: Path) -> None:
 
 def _write_limit(path: Path, value: int, name: str) -> None:
     try:
-        _write(path, value)
+        write(path, value)
     except OSError as exc:
         if exc.errno in (errno.EINVAL, errno.EBUSY):
             raise InvalidParameter(f"{name} limit {value} is refused by the kernel") from None
         raise
 
 
-def _write(path: Path, value: object) -> None:
-    _write_each(path, [str(value)])
-
-
-def _write_each(path: Path, values: list[str] | tuple[str, ...]) -> None:
-    """One ``write`` per value on one open file: the kernel takes each write as one rule, and
-    opening the file once instead of per rule saves about 1 ms of a start."""
-    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
-    try:
-        for value in values:
-            os.write(fd, value.encode())
-    finally:
-        os.close(fd)

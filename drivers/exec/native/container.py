@@ -16,7 +16,7 @@ never the interpreter. In order, it:
    into the rootfs;
 4. with a tty, takes the slave of a pty of the container's own ``/dev/pts`` (opened in step 3,
    bind-mounted on ``/dev/console``) as its stdio and controlling terminal, owned by the
-   container's user, sized ``cfg["tty_size"]`` if given; reports ``R`` on ``sync_fd`` (a unix
+   container's user, sized ``Launch.tty_size`` if given; reports ``R`` on ``sync_fd`` (a unix
    socket: with a tty the pty's master comes with it, ``SCM_RIGHTS``) and waits for ``G`` on
    ``go_fd`` (the network driver's turn);
 5. joins the memory cgroup (late, so that the pages it touched are not charged to the
@@ -30,10 +30,10 @@ Unless the container is privileged, step 3 also hides ``masked_paths`` (``/dev/n
 file, an empty read-only tmpfs over a directory), makes ``readonly_paths`` read-only (all of
 ``/proc/sys``, ``/proc/sys/net`` included, as Docker) and mounts ``/sys`` read-only. A read-only
 bind is read-only with every mount below it (``mount_setattr(AT_RECURSIVE)``, else each
-submount: ``cfg["readonly_fallback"]`` forces that path, for its test). Privileged, ``/sys`` is
+submount: ``Launch.readonly_fallback`` forces that path, for its test). Privileged, ``/sys`` is
 writable, nothing is masked, every capability stays, there is no seccomp filter, and ``/dev``
-also gets a node for each of the host's devices (``cfg["devices"]``, ``policy.host_devices``).
-With ``cfg["readonly_rootfs"]`` (Docker's ``--read-only``), the last step of 3 before
+also gets a node for each of the host's devices (``Confinement.devices``, ``policy.host_devices``).
+With ``Launch.readonly_rootfs`` (Docker's ``--read-only``), the last step of 3 before
 ``pivot_root`` makes ``WorkingDir`` and remounts the root bind read-only, not recursively: the
 mounts below it keep their own modes.
 
@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import base64
 import os
+from dataclasses import dataclass
 from typing import Any
 
 from moorage.core.sdk.security import SeccompFilter
@@ -53,31 +54,77 @@ from moorage.drivers.exec.common import linux
 from moorage.drivers.exec.native import _nsinit  # type: ignore[attr-defined]  # built from _nsinit.c at install
 
 
-def spawn(cfg: dict[str, Any], stdio: tuple[int, int, int], tty: bool, sync_fd: int, go_fd: int,
-          cgroup_files: list[str]) -> int:
+@dataclass(frozen=True)
+class Confinement:
+    """What the container's processes are held to, ready for ``_nsinit``: the capability mask,
+    the compiled seccomp program (base64; None for none), the masked and read-only paths, and
+    for a privileged container the host's devices (``policy.host_devices``)."""
+
+    capabilities: int
+    seccomp_program: str | None
+    masked_paths: tuple[str, ...]
+    readonly_paths: tuple[str, ...]
+    devices: tuple[tuple[str, int, int, int, int, int], ...]
+
+
+@dataclass(frozen=True)
+class Launch:
+    """The container's first process as the native monitor's ``spawn`` starts it: the
+    ``ProcessSpec`` with its user resolved (``uid``, ``gid``, ``groups``), its confinement
+    compiled and its cgroups made (``cgroup_files``, see ``cgroups.ContainerCgroups.join_files``)."""
+
+    rootfs: str
+    args: tuple[str, ...]
+    env: tuple[str, ...]
+    hostname: str
+    domainname: str
+    working_dir: str
+    privileged: bool
+    isolate_network: bool
+    mounts: tuple[tuple[str, str, bool], ...]  # source, destination, read-only
+    readonly_rootfs: bool
+    tty_size: tuple[int, int] | None
+    uid: int
+    gid: int
+    groups: tuple[int, ...]
+    confinement: Confinement
+    cgroup_files: tuple[str, ...]
+    #: make a read-only bind read-only mount by mount, as on a kernel without ``mount_setattr``
+    readonly_fallback: bool = False
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Launch:
+        """From its JSON form (``dataclasses.asdict``)."""
+        confinement = data["confinement"]
+        return cls(**{**data, "confinement": Confinement(**{
+            **confinement, "devices": tuple(tuple(d) for d in confinement["devices"])})})
+
+
+def spawn(launch: Launch, stdio: tuple[int, int, int], tty: bool, sync_fd: int, go_fd: int) -> int:
     """Clone the container's first process; returns its pid (see the module for its steps)."""
     flags = linux.CLONE_NEWPID | linux.CLONE_NEWNS | linux.CLONE_NEWUTS | linux.CLONE_NEWIPC
-    if cfg["isolate_network"]:
+    if launch.isolate_network:
         flags |= linux.CLONE_NEWNET
-    late = [path for path in cgroup_files if "/memory/" in path]
+    late = [path for path in launch.cgroup_files if "/memory/" in path]
+    held = launch.confinement
     return _nsinit.spawn(
         flags=flags, stdio=stdio, tty=tty, sync_fd=sync_fd, go_fd=go_fd,
-        cgroups=[path for path in cgroup_files if path not in late], late_cgroups=late,
-        rootfs=os.path.realpath(cfg["rootfs"]), hostname=cfg["hostname"], domainname=cfg["domainname"],
-        loopback=cfg["isolate_network"],
+        cgroups=[path for path in launch.cgroup_files if path not in late], late_cgroups=late,
+        rootfs=os.path.realpath(launch.rootfs), hostname=launch.hostname, domainname=launch.domainname,
+        loopback=launch.isolate_network,
         # normalised here: the C side resolves symlinks but refuses `..`
         mounts=[(source, os.path.normpath("/" + destination), readonly)
-                for source, destination, readonly in cfg["mounts"]],
-        workdir=os.path.normpath("/" + (cfg["working_dir"] or "/")),
-        uid=cfg["uid"], gid=cfg["gid"], groups=cfg["groups"],
-        capabilities=cfg["capabilities"],
-        seccomp=base64.b64decode(cfg["seccomp_program"]) if cfg["seccomp_program"] else None,
-        masked_paths=cfg["masked_paths"], readonly_paths=cfg["readonly_paths"],
-        sys_writable=cfg["privileged"], readonly_fallback=cfg.get("readonly_fallback", False),
-        devices=[tuple(d) for d in cfg.get("devices", ())],
-        readonly_rootfs=cfg.get("readonly_rootfs", False),
-        tty_size=tuple(cfg.get("tty_size") or (0, 0)),
-        args=cfg["args"], env=cfg["env"])
+                for source, destination, readonly in launch.mounts],
+        workdir=os.path.normpath("/" + (launch.working_dir or "/")),
+        uid=launch.uid, gid=launch.gid, groups=list(launch.groups),
+        capabilities=held.capabilities,
+        seccomp=base64.b64decode(held.seccomp_program) if held.seccomp_program else None,
+        masked_paths=list(held.masked_paths), readonly_paths=list(held.readonly_paths),
+        sys_writable=launch.privileged, readonly_fallback=launch.readonly_fallback,
+        devices=[tuple(d) for d in held.devices],
+        readonly_rootfs=launch.readonly_rootfs,
+        tty_size=tuple(launch.tty_size or (0, 0)),
+        args=list(launch.args), env=list(launch.env))
 
 
 def seccomp_argument(data: dict) -> tuple:

@@ -6,7 +6,9 @@ import base64
 import os
 import threading
 from collections.abc import Callable
+from typing import ClassVar
 
+from moorage.core.sdk.driver import DriverContext, FamilySettings, NoOptions
 from moorage.core.sdk.errors import NotSupported, StateError
 from moorage.core.sdk.hookspecs.exec import ExecProcess, ExecSpec, ProcessSpec, ResourceUsage
 from moorage.core.sdk.security import SeccompFilter
@@ -33,9 +35,11 @@ class NativeDriver(MonitorDriver):
     name = "native"
     priority = 10
     zygote_module = "moorage.drivers.exec.native.zygote"
+    #: read-only binds made read-only mount by mount (``container.Launch``), for its test
+    readonly_fallback: ClassVar[bool] = False
 
-    def __init__(self, home, options, context=None) -> None:
-        super().__init__(home, options, context)
+    def __init__(self, context: DriverContext[NoOptions, FamilySettings]) -> None:
+        super().__init__(context)
         if os.geteuid() != 0:
             raise NotSupported("the native exec driver must run as root")
         for ns in NAMESPACES:
@@ -49,7 +53,7 @@ class NativeDriver(MonitorDriver):
         self._programs: dict[SeccompFilter, str] = {}
         self._programs_lock = threading.Lock()
         #: each running container's confinement (``confinement``), for ``exec``
-        self._confinements: dict[str, dict] = {}
+        self._confinements: dict[str, container.Confinement] = {}
 
     def _spawn_zygote(self) -> None:
         super()._spawn_zygote()
@@ -64,26 +68,17 @@ class NativeDriver(MonitorDriver):
         identity, exec_dir = self._prepare(spec)
         cgroups = self.cgroups.container(spec.container_id)
         cgroups.create(spec.resources, spec.privileged)
-        request = {
-            "exec_dir": str(exec_dir),
-            "log_path": str(spec.log_path),
-            "tty": spec.tty,
-            "open_stdin": spec.open_stdin,
-            "handshake": on_namespace is not None and spec.isolate_network,
-            "cgroup_files": cgroups.join_files(),
-            "cfg": {
-                "rootfs": str(spec.rootfs), "args": list(spec.args), "env": list(spec.env),
-                "hostname": spec.hostname, "domainname": spec.domainname, "working_dir": spec.working_dir,
-                "privileged": spec.privileged, "isolate_network": spec.isolate_network,
-                "mounts": [[str(m.source), m.destination, m.readonly] for m in spec.mounts],
-                "readonly_rootfs": spec.readonly_rootfs,
-                "tty_size": list(spec.tty_size) if spec.tty and spec.tty_size else None,
-                "uid": identity.uid, "gid": identity.gid, "groups": list(identity.groups),
-                **self.confinement(spec),
-            },
-        }
-        self._confinements[spec.container_id] = request["cfg"]
-        return self._launch(spec, exec_dir, request, on_namespace, cgroups.remove)
+        confinement = self.confinement(spec)
+        launch = container.Launch(
+            rootfs=str(spec.rootfs), args=tuple(spec.args), env=tuple(spec.env), hostname=spec.hostname,
+            domainname=spec.domainname, working_dir=spec.working_dir, privileged=spec.privileged,
+            isolate_network=spec.isolate_network,
+            mounts=tuple((str(m.source), m.destination, m.readonly) for m in spec.mounts),
+            readonly_rootfs=spec.readonly_rootfs, tty_size=spec.tty_size if spec.tty and spec.tty_size else None,
+            uid=identity.uid, gid=identity.gid, groups=tuple(identity.groups), confinement=confinement,
+            cgroup_files=tuple(cgroups.join_files()), readonly_fallback=self.readonly_fallback)
+        self._confinements[spec.container_id] = confinement
+        return self._launch(spec, exec_dir, launch, on_namespace, cgroups.remove)
 
     def restore(self, spec: ProcessSpec) -> bool:
         running = super().restore(spec)
@@ -91,24 +86,24 @@ class NativeDriver(MonitorDriver):
             self._confinements[spec.container_id] = self.confinement(spec)
         return running
 
-    def confinement(self, spec: ProcessSpec) -> dict:
-        """``policy.confinement_of(spec)`` as plain JSON, the seccomp filter compiled (base64,
-        under ``seccomp_program``; None without a filter): once per distinct filter, then from
-        ``self._programs``. What ``container.confine`` takes, for ``docker exec`` too."""
-        confinement = confinement_of(spec)
-        seccomp = confinement.pop("seccomp")
+    def confinement(self, spec: ProcessSpec) -> container.Confinement:
+        """``policy.confinement_of(spec)`` with the seccomp filter compiled: once per distinct
+        filter, then from ``self._programs``. What ``container.confine`` takes, for ``docker
+        exec`` too."""
+        enforced = confinement_of(spec)
         program = None
-        if seccomp is not None:
+        if enforced.seccomp is not None:
             with self._programs_lock:
-                program = self._programs.pop(seccomp, None)
+                program = self._programs.pop(enforced.seccomp, None)
             if program is None:
-                program = base64.b64encode(container.compile_filter(seccomp.to_json())).decode()
+                program = base64.b64encode(container.compile_filter(enforced.seccomp.to_json())).decode()
             with self._programs_lock:
-                self._programs[seccomp] = program  # most recent last
+                self._programs[enforced.seccomp] = program  # most recent last
                 while len(self._programs) > MAX_PROGRAMS:
                     self._programs.pop(next(iter(self._programs)))
-        devices = [list(d) for d in host_devices()] if spec.privileged else []
-        return {**confinement, "seccomp_program": program, "devices": devices}
+        devices = tuple(host_devices()) if spec.privileged else ()
+        return container.Confinement(enforced.capabilities, program, enforced.masked_paths, enforced.readonly_paths,
+                                     devices)
 
     def processes(self, container_id: str) -> list[int]:
         return self._pid_first(container_id, self.cgroups.container(container_id).pids())
@@ -118,11 +113,13 @@ class NativeDriver(MonitorDriver):
 
     def exec(self, container_id: str, spec: ExecSpec) -> ExecProcess:
         pids = self.processes(container_id)
-        confinement = self._confinements.get(container_id) or {}
+        confinement = self._confinements.get(container_id)
         if spec.privileged:  # exec --privileged: as a privileged container's processes
             capabilities, program = ALL_CAPABILITIES, None
+        elif confinement is None:
+            capabilities, program = 0, None
         else:
-            capabilities, program = confinement.get("capabilities", 0), confinement.get("seccomp_program")
+            capabilities, program = confinement.capabilities, confinement.seccomp_program
         return exec_in(pids[0] if pids else 0, self.cgroups.container(container_id).join_files(), spec,
                        capabilities, program)
 

@@ -3,8 +3,8 @@
 
 The container's first process is cloned in new namespaces by ``container.spawn`` and sets up
 its own isolation (in C); it reports on a unix socket once its namespaces exist and waits on a
-pipe for the go (after the network driver's turn, with ``request["handshake"]``). It joins its
-cgroups itself (``request["cgroup_files"]``, see ``cgroups.ContainerCgroups.join_files``); the monitor
+pipe for the go (after the network driver's turn, with ``request.handshake``). It joins its
+cgroups itself (``Launch.cgroup_files``, see ``cgroups.ContainerCgroups.join_files``); the monitor
 records ``state.json`` (its pid) once it started. With a tty, the pty is one of the container's
 own devpts, opened by that process: its master comes with the report (``tty_stdio``).
 """
@@ -15,11 +15,11 @@ import json
 import os
 import signal
 import socket
-from typing import Any
 
 from moorage.drivers.exec.common import monitor as common
 from moorage.drivers.exec.common import terminal
 from moorage.drivers.exec.common.monitor import STATE_FILE, Monitor, remove_cgroups, replace_file, send
+from moorage.drivers.exec.common.requests import MonitorRequest
 from moorage.drivers.exec.native import container
 
 
@@ -53,11 +53,12 @@ class NativeMonitor(Monitor):
         # a unix socket rather than a pipe: a tty's master comes with the report
         sync_r, sync_w = (end.detach() for end in socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM))
         go_r, go_w = os.pipe()
-        pid = container.spawn(request["cfg"], stdio, self.tty, sync_w, go_r, request["cgroup_files"])
+        launch: container.Launch = request.start
+        pid = container.spawn(launch, stdio, self.tty, sync_w, go_r)
         self.pid = self.init_pid = pid
         for fd in (*child_fds, sync_w, go_r):
             os.close(fd)
-        handshake = request["handshake"]
+        handshake = request.handshake
         if not handshake:  # nobody needs the namespace before the command runs: no round trip
             os.write(go_w, b"G")
         ready = self._ready(sync_r)
@@ -72,7 +73,7 @@ class NativeMonitor(Monitor):
                 os.waitpid(pid, 0)
                 self._cleanup_socket()
                 if not answer:  # the daemon died mid-start: nobody else will remove the cgroups
-                    remove_cgroups(request["cgroup_files"])
+                    remove_cgroups(list(launch.cgroup_files))
                 os._exit(0)
             os.write(go_w, b"G")
         os.close(go_w)
@@ -88,6 +89,6 @@ class NativeMonitor(Monitor):
         replace_file(self.exec_dir / STATE_FILE, json.dumps({"pid": pid}).encode())
 
 
-def main(request: dict[str, Any], chan_fd: int) -> None:
+def main(request: bytes, chan_fd: int) -> None:
     """The monitor process's whole life; never returns."""
-    common.main(NativeMonitor, request, chan_fd)
+    common.main(NativeMonitor, MonitorRequest.from_json(request, container.Launch), chan_fd)

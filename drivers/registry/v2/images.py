@@ -9,8 +9,7 @@ import platform
 from typing import Any
 
 from moorage.core.sdk.errors import InvalidParameter
-from moorage.core.sdk.hookspecs.registry import PulledLayer
-from moorage.core.services.container_config import CONFIG_FIELDS
+from moorage.core.sdk.hookspecs.registry import V16_CONFIG_FIELDS, PulledLayer
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -26,8 +25,6 @@ MANIFEST_TYPES = (OCI_MANIFEST, DOCKER_MANIFEST)
 _ARCHES = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386", "ppc64le": "ppc64le",
            "s390x": "s390x", "riscv64": "riscv64"}
 
-#: The v1.6 Config (§2.3 of the behaviour reference), Go field names, zero values.
-V16_CONFIG_DEFAULTS = CONFIG_FIELDS
 #: Keys of the OCI/Docker image config's ``config`` that have a v1.6 counterpart of the same name.
 _SHARED_KEYS = ("Hostname", "Domainname", "User", "AttachStdin", "AttachStdout", "AttachStderr",
                 "ExposedPorts", "Tty", "OpenStdin", "StdinOnce", "Env", "Cmd", "Image", "Volumes",
@@ -73,7 +70,7 @@ def chain_ids(diff_ids: list[str], config_digest: str) -> list[str]:
 
 def v16_config(config: dict | None) -> dict:
     """A full v1.6 Config from an image config's ``config`` object."""
-    out = copy.deepcopy(V16_CONFIG_DEFAULTS)
+    out = copy.deepcopy(V16_CONFIG_FIELDS)
     for key in _SHARED_KEYS:
         value = (config or {}).get(key)
         if value is not None:
@@ -95,7 +92,7 @@ def image_jsons(config: dict, ids: list[str], sizes: list[int]) -> list[PulledLa
     for n, image_id in enumerate(ids):
         top = n == len(ids) - 1
         parent = ids[n - 1] if n else None
-        container_config = copy.deepcopy(V16_CONFIG_DEFAULTS)
+        container_config = copy.deepcopy(V16_CONFIG_FIELDS)
         if history[n].get("created_by"):
             container_config["Cmd"] = ["/bin/sh", "-c", history[n]["created_by"]]
         data: dict[str, Any] = {"id": image_id}

@@ -31,7 +31,6 @@ from urllib.parse import urljoin, urlsplit
 
 import httpx
 
-from moorage.core import __version__
 from moorage.core.sdk.errors import Forbidden, InvalidParameter, NotFound, Unauthorized, Unavailable, storage_full
 from moorage.core.sdk.hookspecs.registry import AuthConfig
 from moorage.drivers.registry.v2.reference import Registry, is_local
@@ -39,7 +38,12 @@ from moorage.drivers.registry.v2.reference import Registry, is_local
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-USER_AGENT = f"moorage/{__version__} (docker-api/1.6)"
+
+def user_agent(version: str) -> str:
+    """What the client calls itself: the daemon's version, and the API it speaks."""
+    return f"moorage/{version} (docker-api/1.6)"
+
+
 WRONG_LOGIN = "Wrong login/password, please try again"
 _PARAM = re.compile(r'(\w+)\s*=\s*"([^"]*)"')
 #: The largest manifest, config, token answer, error body or list page read into memory
@@ -145,8 +149,10 @@ class Session:
     """Requests to one registry with one set of credentials, for one pull, push, login or search."""
 
     def __init__(self, registry: Registry, auth: AuthConfig, retries: int = 4, backoff: float = 0.25,
-                 timeout: float = 60.0, insecure: tuple[str, ...] = (), token_realms: tuple[str, ...] = ()) -> None:
+                 timeout: float = 60.0, insecure: tuple[str, ...] = (), token_realms: tuple[str, ...] = (),
+                 agent: str = "moorage") -> None:
         self.registry = registry
+        self.agent = agent
         self._auth = auth
         self.policy = CredentialPolicy(registry, insecure, token_realms)
         self.retries = retries
@@ -156,7 +162,7 @@ class Session:
         # redirects are followed by ``send``, which decides where credentials go
         self.client = httpx.Client(timeout=httpx.Timeout(timeout, connect=min(timeout, 15.0)),
                                    follow_redirects=False,
-                                   headers={"User-Agent": USER_AGENT, "Accept-Encoding": "identity"})
+                                   headers={"User-Agent": agent, "Accept-Encoding": "identity"})
         #: resource ("repository:library/busybox") -> actions granted or wanted
         self._scopes: dict[str, set[str]] = {}
         self._token_scopes: dict[str, set[str]] | None = None
@@ -265,7 +271,7 @@ class Session:
         challenges_answered = 0
         while True:
             parts = urlsplit(url)
-            headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
+            headers = {"User-Agent": self.agent, "Accept-Encoding": "identity"}
             sent_authorization = self._authorization
             if sent_authorization and self.policy.to_registry(url):
                 headers["Authorization"] = sent_authorization

@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, model_validator
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
+from moorage.core.sdk.driver import DriverContext, FamilySettings
 from moorage.core.sdk.errors import Conflict, DriverError, InvalidParameter, NotSupported
 from moorage.core.sdk.hookspecs import hookimpl
 from moorage.core.sdk.hookspecs.network import Endpoint, NetworkDriver
@@ -60,18 +61,18 @@ class MacvlanDriver(NetworkDriver):
     publishes = False
 
     @classmethod
-    def probe(cls, options, context) -> None:
+    def probe(cls, context: DriverContext[MacvlanOptions, FamilySettings]) -> None:
         """Root, and the parent NIC (which only the host's own network namespace shows)."""
         if os.geteuid() != 0:
             raise NotSupported("the macvlan driver needs root (CAP_NET_ADMIN)")
         with IPRoute() as ipr:
-            if not ipr.link_lookup(ifname=options.parent):
-                raise NotSupported(f"the parent NIC {options.parent!r} does not exist on this host")
+            if not ipr.link_lookup(ifname=context.options.parent):
+                raise NotSupported(f"the parent NIC {context.options.parent!r} does not exist on this host")
 
-    def __init__(self, home, options, context=None) -> None:
-        super().__init__(home, options, context)
-        self.probe(options, self.context)
-        self.opts: MacvlanOptions = options
+    def __init__(self, context: DriverContext[MacvlanOptions, FamilySettings]) -> None:
+        super().__init__(context)
+        self.probe(context)
+        self.opts = context.options
         with IPRoute() as ipr:
             self.parent_index = ipr.link_lookup(ifname=self.opts.parent)[0]
         self._lock = threading.Lock()

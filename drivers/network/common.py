@@ -1,4 +1,5 @@
-"""Port keys (``"80/tcp"``) and the host ports handed out for ``HostPort`` 0.
+"""What the network drivers share: port keys (``"80/tcp"``), the host ports handed out for
+``HostPort`` 0, and ``UnmanagedNetwork``, the base of the drivers that keep nothing on the host.
 
 Random host ports come from Docker's range, per protocol, in rotating order (reference §7.3):
 the allocator remembers where it stopped and goes on from there, so a port just given back is
@@ -12,6 +13,7 @@ import threading
 from dataclasses import dataclass
 
 from moorage.core.sdk.errors import Conflict, InvalidParameter
+from moorage.core.sdk.hookspecs.network import Endpoint, NetworkDriver, PortBinding
 
 PORT_RANGE_START = 49153
 PORT_RANGE_END = 65535
@@ -91,3 +93,27 @@ class HostPorts:
     def held(self, proto: str) -> set[int]:
         with self._lock:
             return set(self._held[proto])
+
+
+class UnmanagedNetwork(NetworkDriver):
+    """What the ``host`` and ``none`` drivers share: nothing on the host side. Neither
+    publishes ports (every requested port is shown as exposed only) nor keeps anything on disk,
+    so ``leave``, ``release``, ``restore`` and ``cleanup`` have nothing to undo."""
+
+    publishes = False
+
+    @staticmethod
+    def exposed_only(ports: dict[str, list[PortBinding]]) -> Endpoint:
+        return Endpoint(ports={str(parse_port_key(key)): None for key in ports or {}})
+
+    def leave(self, container_id: str) -> None:
+        pass
+
+    def release(self, container_id: str) -> None:
+        pass
+
+    def restore(self, container_id: str, endpoint: Endpoint) -> None:
+        pass
+
+    def cleanup(self) -> None:
+        pass

@@ -32,21 +32,20 @@ import os
 import re
 import shutil
 import threading
-from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, field_validator
 from pyroute2 import IPRoute
 
+from moorage.core.sdk.driver import DriverContext, FamilySettings
 from moorage.core.sdk.errors import ConfigError, Conflict, DriverError, InvalidParameter, NotSupported
-from moorage.core.sdk.hookspecs import hookimpl
 from moorage.core.sdk.hookspecs.network import Endpoint, NetworkDriver, PortBinding
 from moorage.core.sdk.store import read_json, write_json
-from moorage.drivers.network import links
-from moorage.drivers.network.ipam import AddressPool
-from moorage.drivers.network.nft import NatTable
-from moorage.drivers.network.portmap import HostPorts, PortKey, parse_host_port, parse_port_key
-from moorage.drivers.network.proxy import Forward, ProxyServer
+from moorage.drivers.network.bridge import links
+from moorage.drivers.network.bridge.ipam import AddressPool
+from moorage.drivers.network.bridge.nft import NatTable
+from moorage.drivers.network.bridge.proxy import Forward, ProxyServer
+from moorage.drivers.network.common import HostPorts, PortKey, parse_host_port, parse_port_key
 
 log = logging.getLogger(__name__)
 
@@ -134,15 +133,14 @@ class BridgeDriver(NetworkDriver):
     priority = 10
     Options = BridgeOptions
 
-    def __init__(self, home: Path, options: BaseModel, context: dict[str, Any] | None = None) -> None:
-        super().__init__(home, options, context)
-        opts: BridgeOptions = self.options  # type: ignore[assignment]
+    def __init__(self, context: DriverContext[BridgeOptions, FamilySettings]) -> None:
+        super().__init__(context)
+        opts = context.options
         if os.geteuid() != 0:
             raise NotSupported("the bridge driver needs root (CAP_NET_ADMIN)")
         if shutil.which("nft") is None:
             raise NotSupported("the nft command (Debian package nftables) is not installed")
-        daemon = self.context.get("daemon")
-        self.default_ip: str = getattr(daemon, "default_ip", None) or "0.0.0.0"
+        self.default_ip = context.daemon.default_ip or "0.0.0.0"
         self.bridge = opts.name
         self.mtu = opts.mtu
         self._marker = self.home / "bridge.json"
@@ -401,8 +399,3 @@ class BridgeDriver(NetworkDriver):
                 links.delete_link(ipr, self.bridge)
             with contextlib.suppress(FileNotFoundError):
                 self._marker.unlink()
-
-
-@hookimpl
-def moorage_network_register() -> list[type[NetworkDriver]]:
-    return [BridgeDriver]
