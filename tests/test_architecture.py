@@ -42,22 +42,16 @@ KNOWN_IMPORT_EXCEPTIONS = {
     ("moorage.core.testing.archives", "moorage.plugins.builder"),
     # `moorage bench` still runs on the contract suites' helpers
     ("moorage.api.cli.bench", "moorage.core.testing"),
-    # the builder takes the Services type from the wiring; kernel.features now declares it
-    ("moorage.plugins.builder.plugin", "moorage.core.kernel.wiring"),
 }
 #: Modules over MAX_MODULE_LINES that are being split.
 KNOWN_LONG_MODULES = {
     "moorage.core.sdk.archive",
-    "moorage.core.services.containers",
     "moorage.core.services.images",
-    "moorage.core.services.runner",
     "moorage.core.testing.exec",
 }
 #: Classes over MAX_CLASS_LINES that are being split ("module.Class").
 KNOWN_LONG_CLASSES = {
-    "moorage.core.services.containers.ContainerService",
     "moorage.core.services.images.ImageService",
-    "moorage.core.services.runner.Runner",
     "moorage.core.testing.exec.ExecDriverContract",
     "moorage.core.testing.graph.GraphDriverContract",
 }

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from moorage.core.kernel.config import DaemonConfig
-from moorage.core.kernel.features import Feature
+from moorage.core.kernel.features import Feature, Services
 from moorage.core.kernel.lifecycle import LifecycleHooks
 from moorage.core.kernel.pools import Executor
 from moorage.core.sdk.driver import Driver
@@ -64,16 +64,6 @@ class Drivers:
         """Family name -> driver, in ``DRIVER_FAMILIES`` order (``/info``'s ``Drivers``)."""
         selected = {"graph": self.graph, "exec": self.exec, "network": self.network, "registry": self.registry}
         return {family: selected[family] for family in DRIVER_FAMILIES}
-
-
-@dataclass(frozen=True)
-class Services:
-    """The services the API's handlers and the feature plugins call."""
-
-    images: ImageService | None = None
-    distribution: Distribution | None = None
-    containers: ContainerService | None = None
-    runner: Runner | None = None
 
 
 def start_services(root: Path, version: str, config: DaemonConfig, drivers: Drivers, names: NameRegistry,

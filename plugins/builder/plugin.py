@@ -20,9 +20,8 @@ from fastapi import Request, Response
 
 from moorage.api.http.params import ApiVersion, query_bool
 from moorage.api.http.streams import BodyReader, error_text, stream_job
-from moorage.core.kernel.features import Feature, FeatureRoute
+from moorage.core.kernel.features import Feature, FeatureRoute, Services
 from moorage.core.kernel.pools import Executor
-from moorage.core.kernel.wiring import Services
 from moorage.core.sdk.errors import InvalidParameter, JobFailed, MoorageError, NotSupported, storage_full
 from moorage.core.sdk.hookspecs import hookimpl
 from moorage.core.services.tags import DEFAULT_TAG, parse_repository_tag, validate_repo_name, validate_tag_name
