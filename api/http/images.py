@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from moorage.api.http.params import ContainersDep, ImagesDep, KernelDep, get_distribution, query_bool
 from moorage.api.http.streams import BodyReader, ProgressReader, json_stream
 from moorage.core.sdk.errors import Conflict, InvalidParameter
+from moorage.core.services.container_filesystem import ContainerFilesystem
 from moorage.core.services.download import download
 from moorage.core.services.tags import DEFAULT_TAG, validate_repo_name, validate_tag_name
 
@@ -86,7 +87,7 @@ async def insert(name: str, request: Request, kernel: KernelDep, images: ImagesD
             download_with_progress(url, "Downloading", progress,
                                    lambda stream: shutil.copyfileobj(stream, spool, 1 << 20))
             spool.seek(0)
-            return {"status": containers.insert(name, url, path, spool)}
+            return {"status": ContainerFilesystem(containers).insert(name, url, path, spool)}
 
     return await json_stream(kernel.executor, job)
 

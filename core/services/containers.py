@@ -28,7 +28,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from moorage.core.kernel.lifecycle import LifecycleHooks
 from moorage.core.kernel.pools import Executor
@@ -40,7 +40,6 @@ from moorage.core.sdk.ids import PrefixIndex, new_id, short_id
 from moorage.core.sdk.store import atomic_write, ensure_dir, fsync_dir, read_json, replace_file, write_new
 from moorage.core.services import container_config
 from moorage.core.services.container import Container
-from moorage.core.services.container_filesystem import ContainerFilesystem
 from moorage.core.services.container_model import ContainerConfig, HostConfig, InternalState
 from moorage.core.services.events import EventBus
 from moorage.core.services.images import ImageService, ImageUsers, format_time
@@ -309,7 +308,3 @@ class ContainerService:
             self.exec.release(container_id)
         except Exception:
             log.exception("exec driver release of %s", container_id[:12])
-
-    def insert(self, image_name: str, url: str, path: str, content: BinaryIO) -> str:
-        """``POST /images/{name}/insert`` (``ContainerFilesystem.insert``), for its handler."""
-        return ContainerFilesystem(self).insert(image_name, url, path, content)
