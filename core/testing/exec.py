@@ -31,11 +31,10 @@ from moorage.core.sdk.errors import InvalidParameter, NotFound, StateError
 from moorage.core.sdk.hookspecs.exec import ExecDriver, Mount, ProcessSpec, Resources, Stream
 from moorage.core.sdk.logs import read_log
 from moorage.core.testing.driver import DriverFactory
-from moorage.core.testing.mounts import mounts_below
+from moorage.core.sdk.mounts import CGROUP_ROOT, mounts_below, unified
 
 ENV = ["HOME=/", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "container=lxc",
        "HOSTNAME=contract"]
-CGROUP_ROOT = Path("/sys/fs/cgroup")
 RFC3339NANO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z$")
 CAP_SYS_ADMIN = 21
 CAP_MKNOD = 27
@@ -438,7 +437,7 @@ class ExecDriverContract(ExecFixtures):
     # -- resources ---------------------------------------------------------------------------
 
     def test_resources_in_cgroups(self, runner, make_spec):
-        if (CGROUP_ROOT / "cgroup.controllers").exists():
+        if unified():
             pytest.skip("cgroup v1 files: exec_cgroups.ExecCgroupsContract checks the v2 ones")
         spec = make_spec(["sh", "-c", "echo ready; exec sleep 1000"],
                          resources=Resources(memory=64 << 20, memory_swap=0, cpu_shares=512, pids=64))

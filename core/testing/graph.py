@@ -26,7 +26,7 @@ import pytest
 from moorage.core.sdk.errors import Conflict, InvalidParameter, NotFound
 from moorage.core.sdk.hookspecs.graph import Change, ChangeKind, GraphDriver
 from moorage.core.sdk.layers import NaiveDiffer, differ_for
-from moorage.core.testing.mounts import mounts_below, unmount_below  # noqa: F401  (re-exported for drivers' own tests)
+from moorage.core.sdk.mounts import mounts_below, unmount_below  # noqa: F401  (re-exported for drivers' own tests)
 
 OLD = 1_000_000_000  # a fixed mtime, so copies that reset times are caught
 K = ChangeKind
