@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 from moorage.api.cli.bench.apicycle import UnixConnection  # the one lean client, shared with `moorage bench`
-from moorage.core.testing.rootfs import make_busybox_rootfs, tar_directory
+from moorage.core.sdk.rootfs import make_busybox_rootfs, tar_directory
 
 CONFIG = '[graph]\ndriver = "{graph}"\n[exec]\ndriver = "{exec}"\n[network]\ndriver = "{network}"\n'
 CREATE = {"Image": "busybox", "Cmd": ["/bin/true"]}

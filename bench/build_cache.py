@@ -22,7 +22,7 @@ from pathlib import Path
 
 import httpx
 
-from moorage.core.testing.rootfs import make_busybox_rootfs, tar_directory
+from moorage.core.sdk.rootfs import make_busybox_rootfs, tar_directory
 
 CONFIG = '[graph]\ndriver = "{graph}"\n[exec]\ndriver = "{exec}"\n[network]\ndriver = "none"\n'
 DOCKERFILE = """FROM busybox

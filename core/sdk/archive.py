@@ -27,7 +27,7 @@ kernel through ``moorage.core.sdk.confined`` (no path is checked as a string and
   xattrs never.
 """
 
-from moorage.core.sdk.confined import resolve_in_root  # noqa: F401  (the lxc driver resolves mount targets with it)
+from moorage.core.sdk.confined import open_in_root, resolve_in_root  # noqa: F401  (drivers import them from here)
 from moorage.core.sdk.extract import (  # noqa: F401
     DeleteWhiteouts,
     OverlayWhiteouts,

@@ -13,7 +13,7 @@ from moorage.api.cli.bench import Bench, Timer, sh
 from moorage.api.cli.bench.apicycle import api_cycles
 from moorage.core.sdk.hookspecs.exec import ProcessSpec
 from moorage.core.testing.driver import DriverUnderTest
-from moorage.core.testing.rootfs import make_busybox_rootfs, tar_directory
+from moorage.core.sdk.rootfs import make_busybox_rootfs, tar_directory
 
 ENV = ["HOME=/", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOSTNAME=bench"]
 UNSHARE = ("unshare", "--fork", "--pid", "--mount", "--uts", "--ipc", "--net", "chroot")

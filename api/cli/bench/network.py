@@ -17,7 +17,7 @@ from moorage.api.cli.bench import Bench, Timer, sh
 from moorage.api.cli.bench.apicycle import api_cycles
 from moorage.api.cli.bench.exec import UNSHARE
 from moorage.core.testing.driver import DriverUnderTest
-from moorage.core.testing.rootfs import make_busybox_rootfs, tar_directory
+from moorage.core.sdk.rootfs import make_busybox_rootfs, tar_directory
 
 
 def namespace_process(stack: ExitStack) -> int:
