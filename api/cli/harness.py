@@ -25,11 +25,18 @@ from typing import Self
 import httpx
 
 from moorage.core.sdk.mounts import unmount_below
+from moorage.core.sdk.rootfs import make_busybox_rootfs, tar_directory
 
 #: The ``moorage`` program, run by this interpreter.
 MOORAGE = [sys.executable, "-m", "moorage.api.cli"]
 NO_NETWORK = '\n[network]\ndriver = "none"\n'
 NO_REGISTRY = '\n[registry]\ndefault = "http://127.0.0.1:1"\n'
+
+
+def drivers_config(graph: str = "overlay", exec_driver: str = "native", registry: str | None = None) -> str:
+    """The config of a daemon with these graph and exec drivers (and default registry)."""
+    text = f'[graph]\ndriver = "{graph}"\n[exec]\ndriver = "{exec_driver}"\n'
+    return text + (f'[registry]\ndefault = "{registry}"\n' if registry else "")
 
 
 class DaemonFailed(RuntimeError):
@@ -73,8 +80,8 @@ def progress_objects(text: str) -> list[dict]:
 class DaemonProcess:
     """A ``moorage daemon`` subprocess below ``base``; ``tcp``: it listens on a loopback port too."""
 
-    #: seconds ``start`` waits for ``/_ping``
-    ready_timeout: float = 60
+    #: seconds ``start`` waits for ``/_ping`` (a root with many containers restores slowly)
+    ready_timeout: float = 120
 
     def __init__(self, base: Path, config: str = "", flags: list[str] | None = None,
                  env: dict[str, str] | None = None, tcp: bool = True) -> None:
@@ -149,6 +156,10 @@ class DaemonProcess:
         except FileNotFoundError:
             return ""
 
+    def tracebacks(self) -> int:
+        """Tracebacks in its log: each one a bug, whatever the client was answered."""
+        return self.log().count("Traceback (most recent call last)")
+
     def client(self, tcp: bool = False, timeout: float = 60) -> httpx.Client:
         if tcp:
             return httpx.Client(base_url=self.url, timeout=timeout)
@@ -164,6 +175,11 @@ class DaemonProcess:
         if "status" not in last or "error" in last:
             raise DaemonFailed(f"importing {tar} failed: {response.text}")
         return last["status"]
+
+    def import_busybox(self) -> str:
+        """Import a busybox rootfs (``moorage.core.sdk.rootfs``) as ``busybox``; its short id."""
+        rootfs = make_busybox_rootfs(self.base / "busybox")
+        return self.import_image(tar_directory(rootfs, self.base / "busybox.tar"))
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> int | None:
         """Signal the daemon and wait for it (SIGKILL after ``timeout`` seconds); its exit status."""
@@ -182,7 +198,7 @@ class DaemonProcess:
             self.proc.kill()
             self.proc.wait(10)
 
-    def remove_all_containers(self, timeout: float = 30) -> list[str]:
+    def remove_all_containers(self, timeout: float = 60) -> list[str]:
         """Kill and remove every container (containers outlive the daemon by design); the ids
         of those still there after (all of them, unasked, if the daemon is not running)."""
         if not self.running():
@@ -199,11 +215,21 @@ class DaemonProcess:
         except (httpx.HTTPError, ValueError) as exc:
             return [f"(the container list: {exc})"]
 
-    def dispose(self, mounts_below: Path | None = None, remove: bool = True) -> list[str]:
+    def dispose(self, mounts_below: Path | None = None, remove: bool = True, restart_dead: bool = False) -> list[str]:
         """The end: its containers removed, the daemon stopped, whatever is mounted below
         ``mounts_below`` (its directory by default) unmounted, and with ``remove`` the directory
-        removed. Returns the containers that could not be removed (``remove_all_containers``)."""
+        removed. Returns the containers that could not be removed (``remove_all_containers``).
+        ``restart_dead``: a daemon found dead is started again first, to remove its containers
+        (they outlive it: live restore)."""
+        if restart_dead and self.proc is not None and not self.running():
+            try:
+                self.start(timeout=300)  # a root with hundreds of containers restores slowly
+            except DaemonFailed as exc:
+                print(f"the daemon was not restarted to remove its containers: {exc}"[:2000], file=sys.stderr)
         left = self.remove_all_containers()
+        if left:
+            print(f"{len(left)} container(s) of the daemon in {self.base} could not be removed and may still run: "
+                  f"{', '.join(left[:5])}", file=sys.stderr)
         self.stop()
         unmount_below(mounts_below or self.base)
         if remove:

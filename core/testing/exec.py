@@ -30,8 +30,8 @@ import pytest
 from moorage.core.sdk.errors import InvalidParameter, NotFound, StateError
 from moorage.core.sdk.hookspecs.exec import ExecDriver, Mount, ProcessSpec, Resources, Stream
 from moorage.core.sdk.logs import read_log
-from moorage.core.testing.driver import DriverFactory
 from moorage.core.sdk.mounts import CGROUP_ROOT, mounts_below, unified
+from moorage.core.testing.driver import DriverFactory
 
 ENV = ["HOME=/", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "container=lxc",
        "HOSTNAME=contract"]
