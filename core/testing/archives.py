@@ -22,6 +22,7 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from hypothesis import example
 from hypothesis import strategies as st
 
 VICTIM = "{victim}"
@@ -142,6 +143,14 @@ ISSUE_CASES: list[list[Entry]] = [
 
 
 # -- canaries ------------------------------------------------------------------------------------
+def with_issue_examples(test):
+    """``test`` (a hypothesis test taking ``entries``) with every case of ``ISSUE_CASES`` as an
+    explicit example."""
+    for case in ISSUE_CASES:
+        test = example(entries=case)(test)
+    return test
+
+
 def plant_canaries(victim: Path) -> None:
     """A victim directory with files and directories the archives aim at."""
     (victim / "etc").mkdir(parents=True)

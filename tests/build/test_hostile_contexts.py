@@ -12,9 +12,9 @@ import os
 import shutil
 
 import pytest
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import HealthCheck, given, settings
 
-from moorage.core.testing.archives import ISSUE_CASES, check_hostile, hostile_archives, plant_canaries
+from moorage.core.testing.archives import check_hostile, hostile_archives, plant_canaries, with_issue_examples
 
 from .hostile_sinks import AddSink, ContextSink
 
@@ -34,12 +34,6 @@ def target(request, tmp_path):
         sink = AddSink(base / "add", "/" if request.param == "add" else "/link/y")
     yield sink, base
     shutil.rmtree(base, ignore_errors=True)
-
-
-def with_issue_examples(test):
-    for case in ISSUE_CASES:
-        test = example(entries=case)(test)
-    return test
 
 
 @settings(max_examples=EXAMPLES, deadline=None, database=None,
