@@ -16,29 +16,23 @@ this machine, four per cycle; the Go docker CLI adds less than either.)
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
+from dataclasses import astuple
 from pathlib import Path
 
-from moorage.api.cli.bench.apicycle import UnixConnection  # the one lean client, shared with `moorage bench`
-from moorage.core.testing.rootfs import make_busybox_rootfs, tar_directory
+from moorage.api.cli.bench.apicycle import PHASES, Cycle  # the one API cycle, shared with `moorage bench`
+from moorage.api.cli.bench.apicycle import api_cycles as run_api_cycles
+from moorage.api.cli.harness import drivers_config
+from moorage.core.sdk.errors import ConfigError
+from moorage.core.sdk.mounts import unmount_below
+from moorage.core.sdk.rootfs import make_busybox_rootfs, tar_directory
 
-CONFIG = '[graph]\ndriver = "{graph}"\n[exec]\ndriver = "{exec}"\n[network]\ndriver = "{network}"\n'
-CREATE = {"Image": "busybox", "Cmd": ["/bin/true"]}
 BRIDGE = '[network.bridge]\nname = "{name}"\ntable = "{table}"\n'
-
-def unmount_below(path: Path) -> None:
-    prefix = str(path.resolve())
-    points = [line.split()[1] for line in open("/proc/self/mounts")]
-    for point in sorted((p for p in points if p.startswith(prefix)), key=len, reverse=True):
-        subprocess.run(["umount", "-l", point], check=False)
-
 
 def figures(samples: list[float]) -> str:
     ms = sorted(s * 1000 for s in samples)
@@ -47,55 +41,19 @@ def figures(samples: list[float]) -> str:
 
 
 def api_cycles(base: Path, graph: str, exec_driver: str, network: str, cycles: int, tar: Path) -> list[float]:
-    sock = base / "bench.sock"
-    config = CONFIG.format(graph=graph, exec=exec_driver, network=network)
+    config = drivers_config(graph, exec_driver) + f'[network]\ndriver = "{network}"\n'
     suffix = base.name[-6:].replace("-", "")
     if network == "bridge":
         config += BRIDGE.format(name=f"mbench{suffix}"[:15], table=f"moorage-bench-{suffix}")
-    (base / "daemon.toml").write_text(config)
-    proc = subprocess.Popen([sys.executable, "-m", "moorage.api.cli", "daemon", "--config", str(base / "daemon.toml"),
-                             "-g", str(base / "root"), "-H", f"unix://{sock}", "-p", str(base / "pid")],
-                            stdout=subprocess.DEVNULL, stderr=open(base / "daemon.log", "wb"), start_new_session=True)
+    measured: list[Cycle] = []
     try:
-        client = UnixConnection(sock)
-        for _ in range(300):
-            try:
-                if client.call("GET", "/_ping")[0] == 200:
-                    break
-            except OSError:
-                client.close()
-                if proc.poll() is not None:  # say why, not a connection error further on
-                    raise SystemExit(f"the {graph} + {exec_driver} + {network} daemon exited with {proc.returncode}:\n"
-                                     + (base / "daemon.log").read_text(errors="replace")[-2000:]) from None
-                time.sleep(0.05)
-        status, _ = client.call("POST", "/images/create?fromSrc=-&repo=busybox", body=tar.read_bytes())
-        assert status == 200, status
-        samples = []
-        phases: dict[str, list[float]] = {"create": [], "start": [], "wait": [], "remove": []}
-        for i in range(cycles + 3):
-            t0 = time.perf_counter()
-            status, body = client.call("POST", "/containers/create", json_body=CREATE)
-            cid = json.loads(body)["Id"]
-            t1 = time.perf_counter()
-            answers = [status, client.call("POST", f"/containers/{cid}/start")[0]]
-            t2 = time.perf_counter()
-            answers.append(client.call("POST", f"/containers/{cid}/wait")[0])
-            t3 = time.perf_counter()
-            answers.append(client.call("DELETE", f"/containers/{cid}")[0])
-            t4 = time.perf_counter()
-            if answers != [201, 204, 200, 204]:
-                raise SystemExit(f"cycle {i}: unexpected answers {answers}")
-            if i >= 3:  # warm-up cycles are left out
-                samples.append(t4 - t0)
-                for name, a, b in (("create", t0, t1), ("start", t1, t2), ("wait", t2, t3), ("remove", t3, t4)):
-                    phases[name].append(b - a)
-        print(f"  {graph} + {exec_driver} + {network}, median per request: "
-              + ", ".join(f"{name} {statistics.median(v) * 1000:.1f} ms" for name, v in phases.items()))
-        return samples
-    finally:
-        proc.terminate()
-        proc.wait(20)
-        unmount_below(base)
+        run_api_cycles(base, config, tar, cycles, measured.append)
+    except (ConfigError, RuntimeError) as exc:
+        raise SystemExit(f"{graph} + {exec_driver} + {network}: {exc}") from None
+    print(f"  {graph} + {exec_driver} + {network}, median per request: "
+          + ", ".join(f"{phase} {statistics.median(seconds) * 1000:.1f} ms"
+                      for phase, seconds in zip(PHASES, zip(*map(astuple, measured), strict=True), strict=True)))
+    return [c.total for c in measured]
 
 
 def unshare_cycles(rootfs: Path, cycles: int) -> list[float]:

@@ -13,18 +13,14 @@ import argparse
 import io
 import shutil
 import statistics
-import subprocess
 import sys
 import tarfile
 import tempfile
 import time
 from pathlib import Path
 
-import httpx
+from moorage.api.cli.harness import DaemonProcess, drivers_config
 
-from moorage.core.testing.rootfs import make_busybox_rootfs, tar_directory
-
-CONFIG = '[graph]\ndriver = "{graph}"\n[exec]\ndriver = "{exec}"\n[network]\ndriver = "none"\n'
 DOCKERFILE = """FROM busybox
 MAINTAINER bench
 ENV GREETING hello
@@ -48,13 +44,6 @@ def context() -> bytes:
     return buffer.getvalue()
 
 
-def unmount_below(path: Path) -> None:
-    prefix = str(path.resolve())
-    points = [line.split()[1] for line in open("/proc/self/mounts")]
-    for point in sorted((p for p in points if p.startswith(prefix)), key=len, reverse=True):
-        subprocess.run(["umount", "-l", point], check=False)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=10)
@@ -62,24 +51,11 @@ def main() -> None:
     parser.add_argument("--exec", dest="exec_driver", default="native")
     args = parser.parse_args()
     base = Path(tempfile.mkdtemp(prefix="moorage-bench-build-"))
-    proc = None
+    daemon = DaemonProcess(base / "daemon", drivers_config(args.graph, args.exec_driver), tcp=False)
     try:
-        rootfs = make_busybox_rootfs(base / "rootfs")
-        tar = tar_directory(rootfs, base / "busybox.tar")
-        sock = base / "bench.sock"
-        (base / "daemon.toml").write_text(CONFIG.format(graph=args.graph, exec=args.exec_driver))
-        proc = subprocess.Popen([sys.executable, "-m", "moorage.api.cli", "daemon", "--config",
-                                 str(base / "daemon.toml"), "-g", str(base / "root"), "-H", f"unix://{sock}",
-                                 "-p", str(base / "pid")],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        client = httpx.Client(transport=httpx.HTTPTransport(uds=str(sock)), base_url="http://moorage", timeout=120)
-        for _ in range(300):
-            try:
-                if client.get("/_ping").status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.05)
-        client.post("/images/create", params={"fromSrc": "-", "repo": "busybox"}, content=tar.read_bytes())
+        daemon.start()
+        daemon.import_busybox()
+        client = daemon.client(timeout=120)
         body = context()
         t0 = time.perf_counter()
         first = client.post("/build", params={"rm": 1}, content=body).text
@@ -98,13 +74,7 @@ def main() -> None:
         print(f"cached rebuild, {args.rounds} rounds: median {statistics.median(ms):.1f} ms   "
               f"max {ms[-1]:.1f} ms   min {ms[0]:.1f} ms")
     finally:
-        if proc is not None:
-            proc.terminate()
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        unmount_below(base)
+        daemon.dispose()
         shutil.rmtree(base, ignore_errors=True)
 
 

@@ -30,10 +30,10 @@ sys.path.insert(0, str(ROOT / ".venv" / "fuzz"))
 
 import requests  # noqa: E402
 import schemathesis  # noqa: E402
-from bench_daemon import BenchDaemon, free_port  # noqa: E402
 from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
 from hypothesis.errors import Unsatisfiable  # noqa: E402
 
+from moorage.api.cli.harness import DaemonProcess, drivers_config  # noqa: E402
 from moorage.api.http.models import openapi_schema  # noqa: E402
 from moorage.core.testing.registry.servers import RegistryServer  # noqa: E402
 
@@ -42,21 +42,20 @@ from moorage.core.testing.registry.servers import RegistryServer  # noqa: E402
 UPSTREAM = re.compile(r"^(GET|HEAD|POST|PUT|PATCH|DELETE) \S+ failed at \S+: |^Error downloading ")
 
 
-def fuzz_daemon(base: Path, graph: str) -> tuple[BenchDaemon, RegistryServer, str]:
+def fuzz_daemon(base: Path, graph: str) -> tuple[DaemonProcess, RegistryServer, str]:
     """A daemon with busybox, also on a loopback port (its URL is returned), whose registry is
     a real one on loopback: search, auth and pull answer as they would in use (an unreachable
     registry is a 500 by design, not an answer to malformed input)."""
     registry = RegistryServer(base / "registry")
-    port = free_port()
-    daemon = BenchDaemon(base, registry.url, ["-H", f"tcp://127.0.0.1:{port}"], graph)
+    daemon = DaemonProcess(base, drivers_config(graph, registry=registry.url))
     try:
         daemon.start()
         daemon.import_busybox()
     except BaseException:
-        daemon.stop()
+        daemon.dispose(remove=False)
         registry.stop()
         raise
-    return daemon, registry, f"http://127.0.0.1:{port}"
+    return daemon, registry, daemon.url
 
 
 def fuzz(url: str, examples: int, seed: int | None, log=print) -> dict:
@@ -122,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         alive = daemon.proc.poll() is None
         log = daemon.log()
     finally:
-        daemon.stop()
+        daemon.dispose(remove=False, restart_dead=True)
         registry.stop()
         shutil.rmtree(base, ignore_errors=True)
     tracebacks = log.count("Traceback (most recent call last)")

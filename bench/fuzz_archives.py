@@ -17,21 +17,20 @@ import sys
 import tempfile
 import time
 import traceback
+from contextlib import ExitStack
 from pathlib import Path
 
-from graph import DRIVERS, btrfs_home
 from hypothesis import HealthCheck, given, settings
 
+from moorage.api.cli.bench.graph import loop_btrfs
+from moorage.api.cli.inventory import plugin_manager
+from moorage.core.kernel.config import load
 from moorage.core.sdk.driver import NoOptions
-from moorage.core.testing.archives import (
-    ISSUE_CASES,
-    AddSink,
-    ContextSink,
-    LayerSink,
-    check_hostile,
-    hostile_archives,
-    plant_canaries,
-)
+from moorage.core.testing.archives import ISSUE_CASES, LayerSink, check_hostile, hostile_archives, plant_canaries
+
+# the builder's sinks are the builder tests' (core/testing knows drivers only)
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "build"))
+from hostile_sinks import AddSink, ContextSink  # noqa: E402
 
 PATHS = ["vfs", "overlay", "btrfs", "context", "add", "add-below-symlink"]
 
@@ -50,9 +49,10 @@ def fuzz(path: str, base: Path, examples: int) -> tuple[Tally, str | None]:
     base.mkdir(parents=True)
     plant_canaries(base / "victim")
     driver = None
-    if path in DRIVERS:
+    graph_drivers = plugin_manager(load(None)).families["graph"]
+    if path in graph_drivers.names():
         (base / "home").mkdir()
-        driver = DRIVERS[path](base / "home", NoOptions(), {"root": base / "home"})
+        driver = graph_drivers.get(path)(base / "home", NoOptions(), {"root": base / "home"})
         sink = LayerSink(driver, base / "victim")
     elif path == "context":
         sink = ContextSink(base / "root")
@@ -88,17 +88,12 @@ def main() -> int:
     print(f"{'path':<20}{'tried':>8}{'refused':>9}{'seconds':>9}  result")
     with tempfile.TemporaryDirectory(prefix="moorage-fuzz-") as tmp:
         for path in args.paths.split(","):
-            undo = None
             base = Path(tmp) / path
-            if path == "btrfs":
-                home, undo = btrfs_home(Path(tmp))
-                base = home.parent / "fuzz"
             start = time.monotonic()
-            try:
+            with ExitStack() as stack:
+                if path == "btrfs":
+                    base = loop_btrfs(Path(tmp), stack) / "fuzz"
                 tally, failure = fuzz(path, base, args.examples)
-            finally:
-                if undo is not None:
-                    undo()
             result = "ok" if failure is None else "FAILED"
             print(f"{path:<20}{tally.tried:>8}{tally.refused:>9}{time.monotonic() - start:>9.1f}  {result}", flush=True)
             if failure is not None:

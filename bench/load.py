@@ -23,7 +23,8 @@ import time
 from pathlib import Path
 
 import httpx
-from bench_daemon import BenchDaemon
+
+from moorage.api.cli.harness import DaemonProcess, drivers_config
 
 
 def rss_mb(pid: int) -> float:
@@ -35,7 +36,7 @@ def rss_mb(pid: int) -> float:
 
 class Load:
     def __init__(self, base: Path) -> None:
-        self.daemon = BenchDaemon(base)
+        self.daemon = DaemonProcess(base, drivers_config(), tcp=False)
         self.daemon.start()
         self.sock = self.daemon.sock
         self.latencies: dict[str, list[float]] = {}
@@ -120,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         after = rss_mb(load.daemon.proc.pid)
         tracebacks = load.daemon.tracebacks()
     finally:
-        load.daemon.stop()
+        load.daemon.dispose(remove=False, restart_dead=True)
         shutil.rmtree(base, ignore_errors=True)
     total = sum(len(v) for v in load.latencies.values())
     print(f"{args.clients} clients, {elapsed:.0f} s: {total} requests ({total / elapsed:.0f}/s), "

@@ -23,8 +23,8 @@ from pathlib import Path
 
 from moorage.core.sdk.driver import NoOptions
 from moorage.core.sdk.hookspecs.exec import ProcessSpec
+from moorage.core.sdk.rootfs import make_busybox_rootfs
 from moorage.core.sdk.security import Confinement
-from moorage.core.testing.rootfs import make_busybox_rootfs
 from moorage.drivers.exec.common.policy import ALL_CAPABILITIES as ALL_CAPABILITIES_MASK
 from moorage.drivers.exec.native import container
 from moorage.drivers.exec.native.driver import NativeDriver

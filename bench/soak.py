@@ -47,9 +47,9 @@ import time
 from pathlib import Path
 
 import httpx
-from bench_daemon import BenchDaemon
 from pyroute2 import IPRoute
 
+from moorage.api.cli.harness import DaemonProcess, drivers_config
 from moorage.core.testing.network import quiet_host_port
 from moorage.core.testing.registry.servers import RegistryServer
 from moorage.drivers.network import links
@@ -178,7 +178,7 @@ class Soak:
         self.bridge, self.table = f"msoak{suffix}", f"moorage-soak-{suffix}"
         network = (f'[network]\ndriver = "bridge"\n[network.bridge]\nname = "{self.bridge}"\n'
                    f'table = "{self.table}"\nip_forward = false\n')
-        self.daemon = BenchDaemon(base, self.registry.url, ["-r=false"], network=network)
+        self.daemon = DaemonProcess(base, drivers_config(registry=self.registry.url) + network, ["-r=false"], tcp=False)
         self.root = self.daemon.root
         #: the rules of the table a fresh daemon makes: more after a restart is a leak
         self.table_rules = 0
@@ -220,7 +220,7 @@ class Soak:
         self.killed_daemons.add(self.daemon.proc.pid)
 
     def client(self, timeout: float = 60) -> httpx.Client:
-        return self.daemon.client(timeout)
+        return self.daemon.client(timeout=timeout)
 
     def setup(self) -> None:
         self.start_daemon()
@@ -228,8 +228,9 @@ class Soak:
         if items is None:
             raise Violation(f"the bridge driver made no nft table {self.table}")
         self.table_rules = nft_rules(items)
-        self.images["busybox:latest"] = self.daemon.import_busybox()
+        self.daemon.import_busybox()
         with self.client(120) as api:
+            self.images["busybox:latest"] = api.get("/images/busybox/json").json()["id"]
             api.post(f"/images/{self.images['busybox:latest']}/tag", params={"repo": "soakbase"}).raise_for_status()
             pushed = api.post("/images/soakbase/push", headers={"X-Registry-Auth": "e30="})
             assert stream_ok(pushed), pushed.text
@@ -622,7 +623,7 @@ class Soak:
 
     def cleanup(self) -> None:
         try:
-            self.daemon.stop()
+            self.daemon.dispose(remove=False, restart_dead=True)
         finally:
             self.registry.stop()
             self.remove_network()

@@ -5,157 +5,24 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
-import socket
 import subprocess
-import sys
 import textwrap
 import time
 import uuid
 from pathlib import Path
 
-import httpx
 import leftovers
 import pytest
 
-from moorage.core.sdk.mounts import mounts_below
-
-MOORAGE = [sys.executable, "-m", "moorage.api.cli"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from moorage.api.cli.harness import MOORAGE, DaemonProcess, free_port, progress_objects  # noqa: F401
+from moorage.core.sdk.mounts import unmount_below  # noqa: F401  (the tests import it from here)
 
 
-def unmount_below(path: Path) -> None:
-    """Lazily unmount every mount at or below ``path`` (deepest first)."""
-    for point in mounts_below(path):
-        subprocess.run(["umount", "-l", point], check=False, capture_output=True)
+class Daemon(DaemonProcess):
+    """A test's ``moorage daemon`` (``moorage.api.cli.harness``), listening on a TCP port too."""
 
-
-class Daemon:
-    """A ``moorage daemon`` subprocess with its own root, socket, TCP port and config file."""
-
-    def __init__(self, base: Path, config: str = "", flags: list[str] | None = None,
-                 env: dict[str, str] | None = None) -> None:
-        self.base = base
-        self.root = base / "root"
-        self.sock = base / "moorage.sock"
-        self.port = free_port()
-        self.pidfile = base / "moorage.pid"
-        self.config_path = base / "daemon.toml"
-        if "[network" not in config and "-b" not in (flags or []):
-            # test daemons run side by side: none of them may take the host's default bridge
-            # unless its test configures a bridge of its own
-            config += '\n[network]\ndriver = "none"\n'
-        if "[registry" not in config:
-            # no test reaches beyond this machine: a name without a registry host goes to a
-            # closed port on loopback, not to Docker Hub
-            config += '\n[registry]\ndefault = "http://127.0.0.1:1"\n'
-        self.config_path.write_text(config)
-        self.log_path = base / "daemon.log"
-        self.flags = flags or []
-        self.env = {**os.environ, **(env or {})}
-        self.proc: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def unix_url(self) -> str:
-        return f"unix://{self.sock}"
-
-    def argv(self) -> list[str]:
-        return [*MOORAGE, "daemon", "--config", str(self.config_path), "-g", str(self.root),
-                "-H", f"unix://{self.sock}", "-H", f"tcp://127.0.0.1:{self.port}", "-p", str(self.pidfile),
-                *self.flags]
-
-    def start(self, wait: bool = True) -> Daemon:
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(self.argv(), stdout=log, stderr=subprocess.STDOUT,
-                                     start_new_session=True, env=self.env)
-        log.close()
-        if wait:
-            try:
-                self.wait_ready()
-            except BaseException:  # a timeout, or an interrupted run: no daemon left without a fixture to stop it
-                self.kill()
-                raise
-        return self
-
-    def wait_ready(self, timeout: float | None = None) -> None:
-        # the test VM (tests/vm, qemu TCG) starts a daemon in minutes, not seconds: it sets more
-        timeout = timeout or float(os.environ.get("MOORAGE_TEST_DAEMON_READY", "30"))
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"daemon exited with {self.proc.returncode}:\n{self.log()}")
-            try:
-                if self.client().get("/_ping").status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError(f"daemon did not answer /_ping within {timeout}s:\n{self.log()}")
-
-    def log(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-
-    def client(self, tcp: bool = False, timeout: float = 60) -> httpx.Client:
-        if tcp:
-            return httpx.Client(base_url=self.url, timeout=timeout)
-        return httpx.Client(transport=httpx.HTTPTransport(uds=str(self.sock)), base_url="http://moorage",
-                            timeout=timeout)
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> int | None:
-        if self.proc is None or self.proc.poll() is not None:
-            return self.proc.returncode if self.proc else None
-        self.proc.send_signal(sig)
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return self.proc.wait(10)
-
-    def remove_all_containers(self) -> None:
-        """Kill and remove every container (containers outlive the daemon by design, so each
-        test daemon's finalizer calls this before stopping it)."""
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        try:
-            with self.client(timeout=30) as client:
-                for row in client.get("/containers/json", params={"all": 1}).json():
-                    client.post(f"/containers/{row['Id']}/kill")
-                    client.delete(f"/containers/{row['Id']}", params={"v": 1})
-        except (httpx.HTTPError, ValueError):
-            pass
-
-    def kill(self) -> None:
-        """SIGKILL: the daemon gets no chance to clean up (containers keep running)."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-
-    def dispose(self, mounts_below: Path | None = None) -> None:
-        """A test's end: its containers removed (they outlive the daemon by design), the daemon
-        stopped, whatever is mounted below ``mounts_below`` (its directory by default)
-        unmounted, and the directory removed."""
-        self.remove_all_containers()
-        self.stop()
-        unmount_below(mounts_below or self.base)
-        shutil.rmtree(self.base, ignore_errors=True)
-
-    def __enter__(self) -> Daemon:
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self.dispose()
+    # the test VM (tests/vm, qemu TCG) starts a daemon in minutes, not seconds: it sets more
+    ready_timeout = float(os.environ.get("MOORAGE_TEST_DAEMON_READY", "30"))
 
 
 NETWORK_DRIVER = '''
@@ -431,31 +298,11 @@ def pytest_xdist_make_scheduler(config, log):
 
 def import_image(daemon: Daemon, tar_path: Path, repo: str = "busybox") -> str:
     """Import a tar through the API; returns the new image's short id."""
-    with daemon.client() as client, open(tar_path, "rb") as f:
-        response = client.post("/images/create", params={"fromSrc": "-", "repo": repo}, content=f.read())
-    response.raise_for_status()
-    import json as _json
-
-    last = None
-    decoder, text = _json.JSONDecoder(), response.text
-    while text.strip():
-        last, end = decoder.raw_decode(text.lstrip())
-        text = text.lstrip()[end:]
-    assert last and "status" in last and "error" not in last, response.text
-    return last["status"]
+    return daemon.import_image(tar_path, repo)
 
 
-def stream_objects(text: str) -> list[dict]:
-    """The JSON objects of a v1.6 progress stream (concatenated, as Docker sends them)."""
-    import json as _json
-
-    decoder, out = _json.JSONDecoder(), []
-    text = text.strip()
-    while text:
-        obj, end = decoder.raw_decode(text)
-        out.append(obj)
-        text = text[end:].lstrip()
-    return out
+#: The JSON objects of a v1.6 progress stream.
+stream_objects = progress_objects
 
 
 def auth_header(username: str = "", password: str = "") -> dict[str, str]:

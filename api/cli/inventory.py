@@ -18,7 +18,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,7 @@ from pydantic import BaseModel
 from moorage.core.kernel.config import DEFAULT_CONFIG_PATH, FAMILIES, DaemonConfig, load
 from moorage.core.kernel.plugins import FAMILIES as HOOKS
 from moorage.core.kernel.plugins import PluginManager
-from moorage.core.sdk.driver import Driver, describe
+from moorage.core.sdk.driver import Driver, DriverFamily, describe
 from moorage.core.sdk.errors import ConfigError, MoorageError, NotSupported
 
 #: family-wide settings (plain keys of ``[family]``) the family contracts define
@@ -107,6 +106,15 @@ def plugin_manager(config: DaemonConfig) -> PluginManager:
     return pm
 
 
+def create_driver(registered: DriverFamily, config: DaemonConfig, family: str, name: str, root: Path) -> Driver:
+    """Driver ``name`` of ``family`` on daemon root ``root``, built as the daemon builds it: its
+    ``[family.name]`` section parsed by its ``Options``, its context the config's. A
+    ``ConfigError`` names the section; ``NotSupported`` says why it cannot run here."""
+    section = config.family(family).driver_sections().get(name, {})
+    return registered.create(name, root, section, config.driver_context(family, root),
+                             config.driver_section_error(family, name))
+
+
 def origins(pm: PluginManager) -> dict[tuple[str, str], tuple[str, str, str]]:
     """(family, driver name) -> (distribution, version, entry point) of the plugin registering it."""
     loaded = {p.name: p for p in pm.loaded}
@@ -173,12 +181,11 @@ def probe_all(config: DaemonConfig, own_probe: bool) -> dict[str, dict[str, str 
     results: dict[str, dict[str, str | None]] = {}
     try:
         for family in FAMILIES:
-            section = config.family(family)
             results[family] = {}
             for name in pm.families[family].names():
                 if pm.families[family].get(name).has_probe() != own_probe:
                     continue
-                reason = _probe_one(pm, config, family, name, section.driver_sections().get(name, {}), scratch)
+                reason = _probe_one(pm, config, family, name, scratch)
                 # say it of the root the daemon would use, not of the scratch copy
                 results[family][name] = reason.replace(str(scratch), str(config.daemon.root)) if reason else None
     finally:
@@ -186,15 +193,16 @@ def probe_all(config: DaemonConfig, own_probe: bool) -> dict[str, dict[str, str 
     return results
 
 
-def _probe_one(pm: PluginManager, config: DaemonConfig, family: str, name: str, section: Mapping, scratch: Path):
-    registered, where = pm.families[family], config.driver_section_error(family, name)
-    context = config.driver_context(family, scratch)
+def _probe_one(pm: PluginManager, config: DaemonConfig, family: str, name: str, scratch: Path):
+    registered = pm.families[family]
     try:
         cls = registered.get(name)
         if cls.has_probe():
-            cls.probe(registered.parse_options(cls, section, where), context)
+            section = config.family(family).driver_sections().get(name, {})
+            cls.probe(registered.parse_options(cls, section, config.driver_section_error(family, name)),
+                      config.driver_context(family, scratch))
             return None
-        driver: Driver = registered.create(name, scratch, section, context, where)
+        driver = create_driver(registered, config, family, name, scratch)
     except NotSupported as exc:
         return str(exc)
     except ConfigError as exc:

@@ -5,18 +5,16 @@ Output is framed as attach frames it: a container without a tty gets the 8-byte 
 header on each entry, one with a tty the raw bytes. ``follow`` keeps the answer open and sends
 new entries as they are logged, until the container's run ends (or the client goes).
 
-Reading the log is ``log_entries`` alone: the one place that knows how the log is stored.
+The log is read through ``moorage.core.sdk.logs``, the one module that knows how it is stored.
 """
 
 from __future__ import annotations
 
 import calendar
-import json
 import struct
 import time
 from collections import deque
 from collections.abc import Iterator
-from pathlib import Path
 
 from fastapi import Request
 from fastapi.responses import StreamingResponse
@@ -24,56 +22,35 @@ from fastapi.responses import StreamingResponse
 from moorage.api.http.containers import ContainersDep, stream_chunks
 from moorage.api.http.params import KernelDep, query_bool
 from moorage.core.sdk.errors import InvalidParameter
-from moorage.core.sdk.logs import LogEntry
+from moorage.core.sdk.logs import LogEntry, LogPosition, follow_log
 from moorage.core.services.containers import Container
 
 FOLLOW_POLL = 0.1  # seconds between looks at a followed log that has nothing new
 
 
 def log_entries(container: Container, follow: bool) -> Iterator[LogEntry | None]:
-    """The container's log entries in order, then None (the end of what was logged when it was
+    """The container's log entries in order (``moorage.core.sdk.logs.follow_log``: rotated
+    files first, under the writer's lock), then None (the end of what was logged when it was
     called); with ``follow``, then the entries written later, until its run has ended and
     everything it wrote is read."""
-    path: Path = container.log_path
-    f = None
-    pending = b""
+    position: LogPosition | None = None
     marked = False
-    try:
-        while True:
-            if f is None:
-                try:
-                    f = open(path, "rb")
-                except FileNotFoundError:
-                    if not marked:
-                        marked = True
-                        yield None
-                    if not follow or container.exited.is_set():
-                        return
-                    time.sleep(FOLLOW_POLL)
-                    continue
-            # the exit is recorded only after the whole output is logged: read once more after it
-            ended = not follow or container.exited.is_set()
-            chunk = f.read(1 << 16)
-            while chunk:
-                pending += chunk
-                *lines, pending = pending.split(b"\n")
-                for raw in lines:
-                    try:
-                        obj = json.loads(raw)
-                    except ValueError:
-                        continue
-                    if obj.get("stream") in ("stdout", "stderr"):
-                        yield LogEntry(obj.get("log", ""), obj["stream"], obj.get("time", ""))
-                chunk = f.read(1 << 16)
-            if not marked:
-                marked = True
-                yield None
-            if ended:
-                return
-            time.sleep(FOLLOW_POLL)
-    finally:
-        if f is not None:
-            f.close()
+    while True:
+        # the exit is recorded only after the whole output is logged: read once more after it
+        ended = not follow or container.exited.is_set()
+        reader = follow_log(container.log_path, position)
+        try:
+            for entry, after in reader:
+                position = after
+                yield entry
+        finally:
+            reader.close()
+        if not marked:
+            marked = True
+            yield None
+        if ended:
+            return
+        time.sleep(FOLLOW_POLL)
 
 
 def parse_since(value: str) -> float:

@@ -24,17 +24,12 @@ from __future__ import annotations
 import logging
 import os
 import platform
-import re
 import shutil
 import threading
-import time
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 from moorage.core.kernel.lifecycle import LifecycleHooks, no_hooks
 from moorage.core.sdk.archive import open_decompressed
@@ -42,8 +37,18 @@ from moorage.core.sdk.errors import Conflict, InvalidParameter, MoorageError, No
 from moorage.core.sdk.hookspecs.registry import PulledLayer
 from moorage.core.sdk.ids import is_id, new_id, short_id, validate_id
 from moorage.core.sdk.store import ensure_dir, fsync_dir, read_json, write_json
-from moorage.core.services.container_config import CONFIG_FIELDS
 from moorage.core.services.events import EventBus
+from moorage.core.services.image_model import (  # noqa: F401  (importable from here, as before)
+    EMPTY_CONFIG,
+    TMP,
+    Image,
+    ImageUsers,
+    _differ,
+    format_time,
+    parse_time,
+)
+from moorage.core.services.image_removal import ImageRemoval
+from moorage.core.services.image_views import ImageViews, glob_match  # noqa: F401
 from moorage.core.services.init_layers import InitLayers
 from moorage.core.services.tags import (
     DEFAULT_TAG,
@@ -55,127 +60,8 @@ from moorage.core.services.tags import (
 
 log = logging.getLogger(__name__)
 
-TMP = "_tmp"
 
-#: The zero value of Docker 0.6.5's container ``Config`` (field order as Go serialized it).
-EMPTY_CONFIG: dict[str, Any] = CONFIG_FIELDS
-
-
-def format_time(ns: int | None = None) -> str:
-    """RFC 3339 in UTC with Go's RFC3339Nano fraction (trailing zeros trimmed)."""
-    ns = time.time_ns() if ns is None else ns
-    seconds, frac = divmod(ns, 1_000_000_000)
-    base = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-    fraction = f"{frac:09d}".rstrip("0")
-    return f"{base}.{fraction}Z" if fraction else f"{base}Z"
-
-
-def parse_time(value: str) -> int:
-    """Unix seconds of an RFC 3339 time (any fraction length, ``Z`` or an offset); 0 if unreadable."""
-    if not value:
-        return 0
-    text = value.strip().replace("Z", "+00:00")
-    if "." in text:
-        head, _, rest = text.partition(".")
-        digits = "".join(c for c in rest if c.isdigit())
-        text = head + ("." + digits[:6] if digits else "") + rest[len(digits):]
-    try:
-        return int(datetime.fromisoformat(text).timestamp())
-    except ValueError:
-        return 0
-
-
-@dataclass
-class Image:
-    """One image's metadata (reference §5.1). ``size`` is the layer's own size in bytes."""
-
-    id: str
-    created: str
-    parent: str = ""
-    comment: str = ""
-    container: str = ""
-    container_config: dict = field(default_factory=lambda: dict(EMPTY_CONFIG))
-    docker_version: str = ""
-    author: str = ""
-    config: dict | None = None
-    architecture: str = ""
-    size: int = 0
-
-    @property
-    def short_id(self) -> str:
-        return short_id(self.id)
-
-    @property
-    def created_unix(self) -> int:
-        return parse_time(self.created)
-
-    def to_json(self, size: int | None = None) -> dict:
-        """The image JSON with Docker's omit-when-empty rules; ``Size`` as given (stored: 0)."""
-        out: dict[str, Any] = {"id": self.id}
-        if self.parent:
-            out["parent"] = self.parent
-        if self.comment:
-            out["comment"] = self.comment
-        out["created"] = self.created
-        if self.container:
-            out["container"] = self.container
-        out["container_config"] = self.container_config
-        if self.docker_version:
-            out["docker_version"] = self.docker_version
-        if self.author:
-            out["author"] = self.author
-        if self.config is not None:
-            out["config"] = self.config
-        if self.architecture:
-            out["architecture"] = self.architecture
-        out["Size"] = self.size if size is None else size
-        return out
-
-    @classmethod
-    def from_json(cls, data: dict, size: int = 0) -> Image:
-        image_id = validate_id(str(data.get("id", "")))
-        parent = data.get("parent") or ""
-        if parent:
-            validate_id(parent)
-        return cls(id=image_id, created=str(data.get("created") or format_time()), parent=parent,
-                   comment=data.get("comment") or "", container=data.get("container") or "",
-                   container_config=data.get("container_config") or dict(EMPTY_CONFIG),
-                   docker_version=data.get("docker_version") or "", author=data.get("author") or "",
-                   config=data.get("config"), architecture=data.get("architecture") or "", size=size)
-
-
-def _differ(driver):
-    # core.layers picks the driver's native Differ or the generic tree-comparing one
-    from moorage.core.sdk.layers import differ_for
-
-    return differ_for(driver)
-
-
-class ImageUsers:
-    """Which images containers are built on: all the image service knows of containers (an
-    image in use is untagged but not deleted). The container service adds and discards its
-    containers' images; both services are given the same instance at start."""
-
-    def __init__(self) -> None:
-        self._counts: Counter[str] = Counter()
-        self._lock = threading.Lock()
-
-    def add(self, image_id: str) -> None:
-        with self._lock:
-            self._counts[image_id] += 1
-
-    def discard(self, image_id: str) -> None:
-        with self._lock:
-            self._counts[image_id] -= 1
-            if self._counts[image_id] <= 0:
-                del self._counts[image_id]
-
-    def __contains__(self, image_id: str) -> bool:
-        with self._lock:
-            return image_id in self._counts
-
-
-class ImageService:
+class ImageService(ImageViews, ImageRemoval):
     """Images of one daemon root with one graph driver. Thread-safe; methods block.
 
     ``len(service)`` is the image count shown by ``/info``.
@@ -436,192 +322,3 @@ class ImageService:
     def layer_tar(self, image_id: str) -> Iterator[bytes]:
         image = self.get(image_id)
         return _differ(self.driver).diff(image.id, image.parent or None)
-
-    # -- listing ------------------------------------------------------------------------------
-    def heads(self) -> list[Image]:
-        """Images that are nobody's parent."""
-        parents = {i.parent for i in self.all() if i.parent}
-        return [i for i in self.all() if i.id not in parents]
-
-    def list_rows(self, all: bool = False, filter: str = "") -> list[dict]:
-        """``GET /images/json`` rows (1.6): one per repo:tag, then untagged images. Each row also
-        carries ``RepoTags`` (its own ``repo:tag``, or ``<none>:<none>``), which 1.7+ clients such
-        as today's docker CLI read and a 1.6 client ignores."""
-        untagged = {i.id: i for i in (self.all() if all else self.heads())}
-        rows = []
-        for repo, tags in self.tags.repositories().items():
-            if filter and not glob_match(filter, repo):
-                continue
-            for tag, image_id in tags.items():
-                image = self._images.get(image_id)
-                if image is None:
-                    continue
-                untagged.pop(image_id, None)
-                rows.append({"Repository": repo, "Tag": tag, **self._row(image), "RepoTags": [f"{repo}:{tag}"]})
-        if not filter:
-            tagged = set(self.tags.by_id())
-            rows.extend({**self._row(i), "RepoTags": ["<none>:<none>"]} for i in untagged.values()
-                        if i.id not in tagged)
-        rows.sort(key=lambda r: (-r["Created"], r.get("Tag", ""), r.get("Repository", ""), r["Id"]))
-        return rows
-
-    def _row(self, image: Image) -> dict:
-        return {"Id": image.id, "Created": image.created_unix, "Size": image.size,
-                "VirtualSize": self.virtual_size(image)}
-
-    def history(self, name: str) -> list[dict]:
-        image = self.resolve(name, "Image does not exist: {name}")
-        by_id = self.tags.by_id()
-        rows = []
-        for item in self.ancestry(image.id):
-            row: dict[str, Any] = {"Id": item.short_id}
-            if by_id.get(item.id):
-                row["Tags"] = by_id[item.id]
-            row["Created"] = item.created_unix
-            cmd = (item.container_config or {}).get("Cmd") or []
-            if cmd:
-                row["CreatedBy"] = " ".join(cmd)
-            rows.append(row)
-        return rows
-
-    def viz(self) -> str:
-        """Graphviz dot of the image tree (reference §5.3)."""
-        images = sorted(self.all(), key=lambda i: (i.created_unix, i.id))
-        lines = ["digraph docker {"]
-        for image in images:
-            if image.parent:
-                lines.append(f' "{short_id(image.parent)}" -> "{image.short_id}"')
-            else:
-                lines.append(f' base -> "{image.short_id}" [style=invis]')
-        for image_id, names in sorted(self.tags.by_id().items()):
-            label = "\\n".join([short_id(image_id), *names])
-            lines.append(f' "{short_id(image_id)}" [label="{label}",shape=box,fillcolor="paleturquoise",'
-                         f'style="filled,rounded"];')
-        lines.append(" base [style=invisible]")
-        lines.append("}")
-        return "\n".join(lines) + "\n"
-
-    @contextmanager
-    def pinned(self, image_id: str) -> Iterator[None]:
-        """Keep ``image_id`` from being deleted meanwhile (a container being made on it is not
-        in ``users`` yet)."""
-        with self._lock:
-            self._pinned[image_id] += 1
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._pinned[image_id] -= 1
-                if self._pinned[image_id] <= 0:
-                    del self._pinned[image_id]
-
-    # -- deleting -----------------------------------------------------------------------------
-    def delete(self, name: str) -> list[dict]:
-        """``DELETE /images/{name}`` (reference §5.6): untag, then delete what is left untagged.
-
-        Returns ``[{"Untagged": short}, {"Deleted": short}, ...]``; an empty list means nothing
-        was removed (the caller answers 409).
-        """
-        image = self.resolve(name)
-        out: list[dict] = []
-        with self._lock:
-            repo, tag = "", ""
-            if name not in image.id:
-                repo, tag = parse_repository_tag(name)
-            tags: list[str] = []
-            if not repo:
-                for tag_repo, tag_name in self.tags.tags_of(image.id):
-                    if repo and tag_repo != repo:
-                        return []  # tagged in several repositories: refuse (409)
-                    repo = tag_repo
-                    tags.append(tag_name)
-            else:
-                tags.append(tag)
-            for tag_name in tags:
-                if self.tags.delete(repo, tag_name):
-                    out.append({"Untagged": image.short_id})
-                    self._publish("untag", image.short_id)
-            if not self.tags.tags_of(image.id):
-                if self._delete_with_children(image.id, out):
-                    self._delete_parents(image, out)
-        return out
-
-    def _delete_with_children(self, image_id: str, out: list[dict]) -> bool:
-        """Delete ``image_id`` and its untagged descendants; False if a tag (or a registration
-        in progress) keeps it."""
-        if self.tags.tags_of(image_id) or self._pinned.get(image_id) or image_id in self.users:
-            return False
-        kept = False
-        for child in self.children().get(image_id, []):
-            if not self._delete_with_children(child, out):
-                kept = True
-        if kept:
-            return False
-        self._remove(image_id)
-        out.append({"Deleted": short_id(image_id)})
-        self._publish("delete", short_id(image_id))
-        return True
-
-    def _delete_parents(self, image: Image, out: list[dict]) -> None:
-        parent = self._images.get(image.parent) if image.parent else None
-        while parent is not None:
-            if not self._delete_with_children(parent.id, out):
-                return
-            parent = self._images.get(parent.parent) if parent.parent else None
-
-    def _remove(self, image_id: str) -> None:
-        """Remove one childless image: metadata first (atomically), then its layer."""
-        self.tags.delete_all(image_id)
-        trash = self.tmp_dir / f"deleting-{image_id}"
-        os.rename(self.graph_dir / image_id, trash)
-        fsync_dir(self.graph_dir)
-        image = self._images.pop(image_id)
-        try:
-            self.init_layers.remove(image_id)  # no container uses it (``users``)
-            if self.driver.exists(image_id):
-                self.driver.remove(image_id)
-        except BaseException:  # the driver refused (a layer still built upon): the image stays
-            os.rename(trash, self.graph_dir / image_id)
-            fsync_dir(self.graph_dir)
-            self._images[image_id] = image
-            raise
-        shutil.rmtree(trash, ignore_errors=True)
-        self.hooks.image_deleted(image_id)
-
-    def _publish(self, status: str, image_id: str) -> None:
-        if self.events is not None:
-            self.events.publish(status, image_id, type="image")
-
-
-def glob_match(pattern: str, name: str) -> bool:
-    """Go's ``path.Match``: ``*`` and ``?`` never match ``/``; a bad pattern matches nothing."""
-    regex = []
-    i = 0
-    while i < len(pattern):
-        c = pattern[i]
-        if c == "*":
-            regex.append("[^/]*")
-        elif c == "?":
-            regex.append("[^/]")
-        elif c == "\\" and i + 1 < len(pattern):
-            i += 1
-            regex.append(re.escape(pattern[i]))
-        elif c == "[":
-            end = pattern.find("]", i + 2 if pattern[i + 1:i + 2] == "^" else i + 1)
-            if end < 0:
-                return False
-            body = pattern[i + 1:end]
-            negate = body.startswith("^")
-            body = body[1:] if negate else body
-            if not body:
-                return False
-            body = body.replace("\\", "\\\\").replace("[", "\\[")
-            regex.append(f"[{'^/' if negate else ''}{body}]")
-            i = end
-        else:
-            regex.append(re.escape(c))
-        i += 1
-    try:
-        return re.fullmatch("".join(regex), name) is not None
-    except re.error:
-        return False

@@ -7,9 +7,9 @@ An archive aims at a *victim* directory beside the target tree (never at the hos
 path without its leading ``/``, so ``/{victim}/etc/passwd`` is the absolute path of a canary
 file and ``x/y/{victim}/etc/passwd`` reaches it through a symlink ``x/y -> /``.
 
-Used by moorage's tests (``tests/graph/test_hostile_archives.py``) and by
-``bench/fuzz_archives.py``; a third-party graph driver can apply ``hostile_archives()`` to its
-own layers the same way.
+Used by moorage's tests (``tests/graph/test_hostile_archives.py``; the builder's paths, which
+are no driver's, in ``tests/build/hostile_sinks.py``) and by ``bench/fuzz_archives.py``; a
+third-party graph driver can apply ``hostile_archives()`` to its own layers the same way.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from hypothesis import example
 from hypothesis import strategies as st
 
 VICTIM = "{victim}"
@@ -142,6 +143,14 @@ ISSUE_CASES: list[list[Entry]] = [
 
 
 # -- canaries ------------------------------------------------------------------------------------
+def with_issue_examples(test):
+    """``test`` (a hypothesis test taking ``entries``) with every case of ``ISSUE_CASES`` as an
+    explicit example."""
+    for case in ISSUE_CASES:
+        test = example(entries=case)(test)
+    return test
+
+
 def plant_canaries(victim: Path) -> None:
     """A victim directory with files and directories the archives aim at."""
     (victim / "etc").mkdir(parents=True)
@@ -211,49 +220,6 @@ class LayerSink:
 
     def check(self) -> None:
         assert self.parent_view() == self.parent_state, "the parent layer changed"
-
-
-class ContextSink:
-    """Applies archives as a ``POST /build`` context (``plugins.builder.context``)."""
-
-    def __init__(self, root: Path) -> None:
-        self.home = root / "builder"  # the builder feature's own directory under the daemon root
-        self.home.mkdir(parents=True, exist_ok=True)  # made once, before the canaries are counted
-
-    def apply(self, data: bytes) -> None:
-        from moorage.plugins.builder.context import build_context
-
-        with build_context(self.home, io.BytesIO(data)):
-            pass
-
-    def check(self) -> None:
-        pass
-
-
-class AddSink:
-    """Applies archives as ``ADD x.tar /`` (and ``ADD x.tar /x/y``) into a container root."""
-
-    def __init__(self, base: Path, dest: str = "/") -> None:
-        self.base = base
-        self.dest = dest
-        base.mkdir(parents=True, exist_ok=True)
-
-    def apply(self, data: bytes) -> None:
-        import shutil
-
-        from moorage.plugins.builder.add import add_local
-
-        rootfs = self.base / "rootfs"
-        shutil.rmtree(rootfs, ignore_errors=True)
-        rootfs.mkdir()
-        (rootfs / "x" / "y").mkdir(parents=True)
-        os.symlink("/x", rootfs / "link")  # absolute: the container's own /x
-        source = self.base / "x.tar"
-        source.write_bytes(data)
-        add_local(source, rootfs, "x.tar", self.dest)
-
-    def check(self) -> None:
-        pass
 
 
 def check_hostile(sink, base: Path, entries: list[Entry]) -> bool:

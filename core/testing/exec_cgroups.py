@@ -26,14 +26,10 @@ import pytest
 
 from moorage.core.sdk.errors import NotFound, NotSupported, StateError
 from moorage.core.sdk.hookspecs.exec import ExecDriver, Resources
-from moorage.core.testing.exec import CGROUP_ROOT, ExecFixtures, alive, log_text, wait_for
+from moorage.core.sdk.mounts import CGROUP_ROOT, unified
+from moorage.core.testing.exec_fixtures import ExecFixtures, alive, log_text, wait_for
 
 COUNTER = ["sh", "-c", "i=0; echo ready; while true; do i=$((i+1)); echo $i > /tmp/count; sleep 0.02; done"]
-
-
-def unified() -> bool:
-    """Whether this host's ``/sys/fs/cgroup`` is the cgroup v2 (unified) hierarchy."""
-    return (CGROUP_ROOT / "cgroup.controllers").exists()
 
 
 def v2_cgroup(pid: int) -> Path:

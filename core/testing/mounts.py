@@ -1,14 +1,8 @@
-"""Mount helpers the suites share: what is mounted below a path, and lazy unmounting."""
+"""The mount helpers the suites use; they live in the SDK (``moorage.core.sdk.mounts``).
 
-from __future__ import annotations
+Kept as a re-export for ``moorage.core.testing.plugin`` until it imports the SDK directly.
+"""
 
-import subprocess
-from pathlib import Path
+from moorage.core.sdk.mounts import mounts_below, unmount_below
 
-from moorage.core.sdk.mounts import mounts_below
-
-
-def unmount_below(path: Path) -> None:
-    """Lazily unmount every mount at or below ``path``, deepest first."""
-    for point in mounts_below(path):
-        subprocess.run(["umount", "-l", point], check=False, capture_output=True)
+__all__ = ["mounts_below", "unmount_below"]

@@ -28,9 +28,10 @@ from pathlib import Path
 
 from pyroute2 import IPRoute
 
+from moorage.api.cli.inventory import create_driver, plugin_manager
 from moorage.core.kernel.config import DaemonConfig, load
-from moorage.core.testing.driver import DriverUnderTest, installed_families
-from moorage.core.testing.mounts import unmount_below
+from moorage.core.sdk.driver import Driver, DriverFamily
+from moorage.core.sdk.mounts import unmount_below
 
 FLOOR = "floor"
 ISOLATED_ENV = "MOORAGE_BENCH_ISOLATED"
@@ -82,6 +83,20 @@ class Report:
                 "results": [s.as_json() for s in self.series]}
 
 
+@dataclass(frozen=True)
+class NamedDriver:
+    """Driver ``name`` of ``family``, built on a root as the daemon builds it, with the options
+    ``config`` gives it."""
+
+    family: str
+    name: str
+    config: DaemonConfig
+    registered: DriverFamily
+
+    def create(self, root: Path) -> Driver:
+        return create_driver(self.registered, self.config, self.family, self.name, root)
+
+
 class Timer:
     """Records samples into a report and advances a driver's progress bar."""
 
@@ -128,7 +143,7 @@ class Bench(abc.ABC):
         """Make what every driver's run shares (an image, a rootfs) below ``scratch``; undo with ``stack``."""
 
     @abc.abstractmethod
-    def run(self, under_test: DriverUnderTest, root: Path, timer: Timer, args: argparse.Namespace) -> None:
+    def run(self, under_test: NamedDriver, root: Path, timer: Timer, args: argparse.Namespace) -> None:
         """Build the driver on daemon root ``root`` and time the workload; NotSupported skips it."""
 
     @abc.abstractmethod
@@ -164,7 +179,7 @@ def run_bench(args: argparse.Namespace) -> int:
         with IPRoute() as ipr:
             ipr.link("set", index=ipr.link_lookup(ifname="lo")[0], state="up")
     config: DaemonConfig = load(args.config, required=args.config is not None) if args.config else load(None)
-    registered = installed_families(tuple(config.plugins.blocked), tuple(config.plugins.enable))[args.family]
+    registered = plugin_manager(config).families[args.family]
     names = args.drivers.split(",") if args.drivers else [c.name for c in registered.by_priority()]
     for name in names:
         registered.get(name)  # an unknown name: NotFound listing the registered ones
@@ -186,7 +201,7 @@ def run_bench(args: argparse.Namespace) -> int:
                     report.floors = bench.floor(timer, args)
                     progress.update(task, completed=bench.steps(args))
                     continue
-                under_test = DriverUnderTest(args.family, name, config)
+                under_test = NamedDriver(args.family, name, config, registered)
                 root = scratch / name
                 try:
                     bench.run(under_test, root, timer, args)

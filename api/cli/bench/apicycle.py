@@ -1,4 +1,5 @@
-"""The API cycle of a daemon: create + start + wait + remove of ``/bin/true`` over its unix socket.
+"""The API cycle of a daemon: create + start + wait + remove of ``/bin/true`` over its unix socket,
+measured by ``moorage bench exec|network`` and by bench/api_cycle.py.
 
 The client is the standard library's ``http.client`` on one keep-alive connection, the leanest
 Python client: the figures are the daemon's.
@@ -9,14 +10,16 @@ from __future__ import annotations
 import http.client
 import json
 import socket
-import subprocess
-import sys
-import time
+from collections.abc import Callable
+from dataclasses import dataclass, fields
 from pathlib import Path
+from time import perf_counter
 
+from moorage.api.cli.harness import DaemonFailed, DaemonProcess
 from moorage.core.sdk.errors import ConfigError
 
 CREATE = {"Image": "busybox", "Cmd": ["/bin/true"]}
+WARM_UP = 3  # cycles run first and left out of the figures
 
 
 class UnixConnection(http.client.HTTPConnection):
@@ -48,68 +51,61 @@ class UnixConnection(http.client.HTTPConnection):
         raise AssertionError("unreachable")
 
 
-def toml_text(data: dict) -> str:
-    """A config dict as TOML (tables of scalars, lists and sub-tables: what a daemon config holds)."""
-    lines: list[str] = []
+@dataclass(frozen=True)
+class Cycle:
+    """The seconds each request of one cycle took."""
 
-    def table(prefix: str, values: dict) -> None:
-        lines.append(f"[{prefix}]")
-        lines.extend(f"{k} = {json.dumps(v)}" for k, v in values.items() if not isinstance(v, dict))
-        for k, v in values.items():
-            if isinstance(v, dict):
-                table(f"{prefix}.{k}", v)
+    create: float
+    start: float
+    wait: float
+    remove: float
 
-    for name, values in data.items():
-        table(name, values)
-    return "\n".join(lines) + "\n"
+    @property
+    def total(self) -> float:
+        return self.create + self.start + self.wait + self.remove
 
 
-def api_cycles(base: Path, config: dict, tar: Path, cycles: int, record) -> None:
-    """Start a daemon with ``config`` below ``base``, import ``tar`` as busybox, and call
-    ``record(seconds)`` for each of ``cycles`` cycles (after three warm-up cycles)."""
-    sock = base / "bench.sock"
-    (base / "daemon.toml").write_text(toml_text(config))
-    log = open(base / "daemon.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "moorage.api.cli", "daemon", "--config", str(base / "daemon.toml"),
-                             "-g", str(base / "root"), "-H", f"unix://{sock}", "-p", str(base / "pid")],
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    log.close()
+#: the phases of a cycle, in order
+PHASES = tuple(f.name for f in fields(Cycle))
+
+
+def run_cycles(client: UnixConnection, cycles: int, record: Callable[[Cycle], None]) -> None:
+    """``cycles`` cycles through ``client`` (after the warm-up), each handed to ``record``."""
+    for i in range(cycles + WARM_UP):
+        t0 = perf_counter()
+        status, body = client.call("POST", "/containers/create", json_body=CREATE)
+        cid = json.loads(body)["Id"]
+        t1 = perf_counter()
+        answers = [status, client.call("POST", f"/containers/{cid}/start")[0]]
+        t2 = perf_counter()
+        answers.append(client.call("POST", f"/containers/{cid}/wait")[0])
+        t3 = perf_counter()
+        answers.append(client.call("DELETE", f"/containers/{cid}")[0])
+        t4 = perf_counter()
+        if answers != [201, 204, 200, 204]:
+            raise RuntimeError(f"API cycle {i}: unexpected answers {answers}")
+        if i >= WARM_UP:
+            record(Cycle(t1 - t0, t2 - t1, t3 - t2, t4 - t3))
+
+
+def api_cycles(base: Path, config: str, tar: Path, cycles: int, record: Callable[[Cycle], None]) -> None:
+    """Start a daemon with config text ``config`` below ``base``, import ``tar`` as busybox, and
+    call ``record`` with each of ``cycles`` cycles. A daemon that does not start is a
+    ``ConfigError`` (its drivers cannot run here); a failed cycle a ``RuntimeError``, both
+    ending with the daemon's log."""
+    daemon = DaemonProcess(base, config, tcp=False)
     try:
-        client = UnixConnection(sock)
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise ConfigError(f"the daemon did not start: {(base / 'daemon.log').read_text()[-800:]}")
-            try:
-                if client.call("GET", "/_ping")[0] == 200:
-                    break
-            except OSError:
-                client.close()
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-        status, _ = client.call("POST", "/images/create?fromSrc=-&repo=busybox", body=tar.read_bytes())
-        assert status == 200, status
-        for i in range(cycles + 3):
-            t0 = time.perf_counter()
-            status, body = client.call("POST", "/containers/create", json_body=CREATE)
-            cid = json.loads(body)["Id"]
-            answers = [status, client.call("POST", f"/containers/{cid}/start")[0],
-                       client.call("POST", f"/containers/{cid}/wait")[0],
-                       client.call("DELETE", f"/containers/{cid}")[0]]
-            seconds = time.perf_counter() - t0
-            if answers != [201, 204, 200, 204]:
-                raise RuntimeError(f"API cycle {i}: unexpected answers {answers}")
-            if i >= 3:
-                record(seconds)
-        client.close()
-    except (OSError, RuntimeError, AssertionError) as exc:
-        log_tail = (base / "daemon.log").read_text(errors="replace")[-1500:]
-        raise RuntimeError(f"API cycle failed: {exc}; the daemon's log ends with:\n{log_tail}") from exc
-    finally:
-        proc.terminate()
         try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+            daemon.start()
+        except DaemonFailed as exc:
+            raise ConfigError(f"the daemon did not start: {str(exc)[-800:]}") from None
+        client = UnixConnection(daemon.sock)
+        status, _ = client.call("POST", "/images/create?fromSrc=-&repo=busybox", body=tar.read_bytes())
+        if status != 200:
+            raise RuntimeError(f"importing busybox answered {status}")
+        run_cycles(client, cycles, record)
+        client.close()
+    except (OSError, RuntimeError) as exc:
+        raise RuntimeError(f"API cycle failed: {exc}; the daemon's log ends with:\n{daemon.log()[-1500:]}") from exc
+    finally:
+        daemon.dispose(remove=False)

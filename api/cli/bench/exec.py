@@ -9,11 +9,11 @@ import uuid
 from contextlib import ExitStack
 from pathlib import Path
 
-from moorage.api.cli.bench import Bench, Timer, sh
+from moorage.api.cli.bench import Bench, NamedDriver, Timer, sh
 from moorage.api.cli.bench.apicycle import api_cycles
+from moorage.api.cli.harness import config_text
 from moorage.core.sdk.hookspecs.exec import ProcessSpec
-from moorage.core.testing.driver import DriverUnderTest
-from moorage.core.testing.rootfs import make_busybox_rootfs, tar_directory
+from moorage.core.sdk.rootfs import make_busybox_rootfs, tar_directory
 
 ENV = ["HOME=/", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOSTNAME=bench"]
 UNSHARE = ("unshare", "--fork", "--pid", "--mount", "--uts", "--ipc", "--net", "chroot")
@@ -59,7 +59,7 @@ class ExecBench(Bench):
         self.rootfs = make_busybox_rootfs(scratch / "rootfs")
         self.tar = tar_directory(self.rootfs, scratch / "busybox.tar")
 
-    def run(self, under_test: DriverUnderTest, root: Path, timer: Timer, args: argparse.Namespace) -> None:
+    def run(self, under_test: NamedDriver, root: Path, timer: Timer, args: argparse.Namespace) -> None:
         driver = under_test.create(root)
         try:
             for _ in range(3):
@@ -74,7 +74,8 @@ class ExecBench(Bench):
             network = config.setdefault("network", {})
             network["driver"] = network.get("driver") or "none"
             (root / "api").mkdir()
-            api_cycles(root / "api", config, self.tar, args.api_cycles, lambda s: timer.record("API cycle", s))
+            api_cycles(root / "api", config_text(config), self.tar, args.api_cycles,
+                       lambda cycle: timer.record("API cycle", cycle.total))
 
     def floor(self, timer: Timer, args: argparse.Namespace) -> dict[str, str]:
         for _ in range(args.cycles):

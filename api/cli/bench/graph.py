@@ -9,11 +9,10 @@ import tempfile
 from contextlib import ExitStack
 from pathlib import Path
 
-from moorage.api.cli.bench import Bench, Timer, sh
+from moorage.api.cli.bench import Bench, NamedDriver, Timer, sh
 from moorage.core.sdk.archive import tree_tar
 from moorage.core.sdk.errors import NotSupported
 from moorage.core.sdk.layers import differ_for
-from moorage.core.testing.driver import DriverUnderTest
 
 
 def make_tree(root: Path, size_mb: int, files: int) -> None:
@@ -73,7 +72,7 @@ class GraphBench(Bench):
         self.big = tar_file(scratch / "big-tree", scratch / "big.tar")
         self.many = tar_file(scratch / "many-tree", scratch / "many.tar")
 
-    def build(self, under_test: DriverUnderTest, root: Path, args: argparse.Namespace):
+    def build(self, under_test: NamedDriver, root: Path, args: argparse.Namespace):
         try:
             return under_test.create(root)
         except NotSupported:
@@ -87,7 +86,7 @@ class GraphBench(Bench):
                 pass
             raise
 
-    def run(self, under_test: DriverUnderTest, root: Path, timer: Timer, args: argparse.Namespace) -> None:
+    def run(self, under_test: NamedDriver, root: Path, timer: Timer, args: argparse.Namespace) -> None:
         driver = self.build(under_test, root, args)
         differ = differ_for(driver)
         try:

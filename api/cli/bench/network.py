@@ -13,11 +13,11 @@ from pathlib import Path
 
 from pyroute2 import IPRoute
 
-from moorage.api.cli.bench import Bench, Timer, sh
+from moorage.api.cli.bench import Bench, NamedDriver, Timer, sh
 from moorage.api.cli.bench.apicycle import api_cycles
 from moorage.api.cli.bench.exec import UNSHARE
-from moorage.core.testing.driver import DriverUnderTest
-from moorage.core.testing.rootfs import make_busybox_rootfs, tar_directory
+from moorage.api.cli.harness import config_text
+from moorage.core.sdk.rootfs import make_busybox_rootfs, tar_directory
 
 
 def namespace_process(stack: ExitStack) -> int:
@@ -68,7 +68,7 @@ class NetworkBench(Bench):
         self.rootfs = make_busybox_rootfs(scratch / "rootfs")
         self.tar = tar_directory(self.rootfs, scratch / "busybox.tar")
 
-    def run(self, under_test: DriverUnderTest, root: Path, timer: Timer, args: argparse.Namespace) -> None:
+    def run(self, under_test: NamedDriver, root: Path, timer: Timer, args: argparse.Namespace) -> None:
         driver = under_test.create(root)
         try:
             for n in range(args.cycles + 3):
@@ -89,7 +89,8 @@ class NetworkBench(Bench):
             config = copy.deepcopy(under_test.config.data)
             config.setdefault("network", {})["driver"] = under_test.name
             (root / "api").mkdir()
-            api_cycles(root / "api", config, self.tar, args.api_cycles, lambda s: timer.record("API cycle", s))
+            api_cycles(root / "api", config_text(config), self.tar, args.api_cycles,
+                       lambda cycle: timer.record("API cycle", cycle.total))
 
     def floor(self, timer: Timer, args: argparse.Namespace) -> dict[str, str]:
         for _ in range(args.cycles):
