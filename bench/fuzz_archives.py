@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from moorage.api.cli.bench.graph import loop_btrfs
 from moorage.api.cli.inventory import plugin_manager
 from moorage.core.kernel.config import load
-from moorage.core.sdk.driver import NoOptions
+from moorage.core.sdk.driver import DriverContext
 from moorage.core.testing.archives import ISSUE_CASES, LayerSink, check_hostile, hostile_archives, plant_canaries
 
 # the builder's sinks are the builder tests' (core/testing knows drivers only)
@@ -52,7 +52,8 @@ def fuzz(path: str, base: Path, examples: int) -> tuple[Tally, str | None]:
     graph_drivers = plugin_manager(load(None)).families["graph"]
     if path in graph_drivers.names():
         (base / "home").mkdir()
-        driver = graph_drivers.get(path)(base / "home", NoOptions(), {"root": base / "home"})
+        cls = graph_drivers.get(path)
+        driver = cls(DriverContext.standalone(cls, base / "home"))
         sink = LayerSink(driver, base / "victim")
     elif path == "context":
         sink = ContextSink(base / "root")

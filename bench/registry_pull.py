@@ -26,6 +26,7 @@ from pathlib import Path
 
 import httpx
 
+from moorage.core.sdk.driver import DriverContext
 from moorage.core.sdk.hookspecs.registry import AuthConfig
 from moorage.core.testing.registry.servers import RegistryServer
 from moorage.drivers.registry.v2 import V2Client, V2Options
@@ -98,7 +99,7 @@ def main() -> None:
             for run in range(args.runs):
                 home = base / f"client-{run}"
                 home.mkdir()
-                client = V2Client(home, V2Options(), {})
+                client = V2Client(DriverContext.standalone(V2Client, home, V2Options()))
                 store = ExtractingStore(base / f"store-{run}")
                 start = time.perf_counter()
                 client.pull(f"{registry.host}/bench/big", "latest", AuthConfig(), store, lambda m: None)

@@ -21,7 +21,7 @@ import uuid
 from dataclasses import replace
 from pathlib import Path
 
-from moorage.core.sdk.driver import NoOptions
+from moorage.core.sdk.driver import DriverContext
 from moorage.core.sdk.hookspecs.exec import ProcessSpec
 from moorage.core.sdk.rootfs import make_busybox_rootfs
 from moorage.core.sdk.security import Confinement
@@ -65,7 +65,7 @@ def time_starts(runs: int, base: Path) -> tuple[list[float], list[float]]:
     without a filter (alternating: the machine's load changes under a long run)."""
     home = base / "home"
     home.mkdir()
-    driver = NativeDriver(home, NoOptions(), {})
+    driver = NativeDriver(DriverContext.standalone(NativeDriver, home))
     rootfs = make_busybox_rootfs(base / "rootfs")
     samples: dict[bool, list[float]] = {True: [], False: []}
     unconfined = Confinement(seccomp=None)

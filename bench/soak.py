@@ -52,8 +52,7 @@ from pyroute2 import IPRoute
 from moorage.api.cli.harness import DaemonProcess, drivers_config
 from moorage.core.testing.network import quiet_host_port
 from moorage.core.testing.registry.servers import RegistryServer
-from moorage.drivers.network import links
-from moorage.drivers.network.bridge import host_veth_name
+from moorage.drivers.network.bridge import host_veth_name, links
 
 LONG = ["sleep", "100000"]
 #: a container with a published port: answers its own name on 80/tcp

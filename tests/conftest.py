@@ -38,8 +38,8 @@ class {cls}(NetworkDriver):
     isolates = True
     configures = {configures}
 
-    def __init__(self, home, options, context=None):
-        super().__init__(home, options, context)
+    def __init__(self, context):
+        super().__init__(context)
         {init}
 
     def join(self, container_id, pid, ports, hostname=""):
@@ -428,14 +428,15 @@ def docker_py_client(busybox_daemon):
 def exec_driver_unsupported(name: str) -> str | None:
     """Why exec driver ``name`` cannot run here, or None: its own probe says."""
     from moorage.core.kernel.plugins import PluginManager
-    from moorage.core.sdk.driver import NoOptions
+    from moorage.core.sdk.driver import DriverContext
     from moorage.core.sdk.errors import NotSupported
 
     pm = PluginManager()
     pm.load_entry_points()
     pm.collect_drivers()
     try:
-        pm.families["exec"].get(name)(Path("/nonexistent"), NoOptions(), {})
+        driver = pm.families["exec"].get(name)
+        driver(DriverContext.standalone(driver, Path("/nonexistent")))
     except NotSupported as exc:
         return str(exc)
     except Exception:

@@ -35,27 +35,6 @@ ROOTS = ("moorage.core", "moorage.api", "moorage.drivers", "moorage.plugins")
 MAX_MODULE_LINES = 600
 MAX_CLASS_LINES = 300
 
-#: Known exceptions, each being removed by another part of issue #24; the lead deletes an entry
-#: when the branch that fixes it is merged. (importer, imported package)
-KNOWN_IMPORT_EXCEPTIONS = {
-    # core/testing/archives.py builds a POST /build context with the builder plugin's code
-    ("moorage.core.testing.archives", "moorage.plugins.builder"),
-    # `moorage bench` still runs on the contract suites' helpers
-    ("moorage.api.cli.bench", "moorage.core.testing"),
-}
-#: Modules over MAX_MODULE_LINES that are being split.
-KNOWN_LONG_MODULES = {
-    "moorage.core.sdk.archive",
-    "moorage.core.services.images",
-    "moorage.core.testing.exec",
-}
-#: Classes over MAX_CLASS_LINES that are being split ("module.Class").
-KNOWN_LONG_CLASSES = {
-    "moorage.core.services.images.ImageService",
-    "moorage.core.testing.exec.ExecDriverContract",
-    "moorage.core.testing.graph.GraphDriverContract",
-}
-
 
 @dataclass(frozen=True)
 class Module:
@@ -156,10 +135,6 @@ def allowed(importer: str, imported: str) -> str | None:
     return None
 
 
-def known_import_exception(importer: str, imported: str) -> bool:
-    return any(within(importer, who) and within(imported, what) for who, what in KNOWN_IMPORT_EXCEPTIONS)
-
-
 def where(module: Module, line: int) -> str:
     return f"{module.path}:{line}"
 
@@ -173,7 +148,7 @@ def test_imports_follow_the_architecture():
     for module in MODULES.values():
         for line, imported in imports(module):
             rule = allowed(module.name, imported)
-            if rule is not None and not known_import_exception(module.name, imported):
+            if rule is not None:
                 broken.append(f"{where(module, line)}: {module.name} imports {imported}: {rule}")
     assert not broken, "\n".join(broken)
 
@@ -195,39 +170,16 @@ def test_no_module_or_class_is_too_long():
     for module in MODULES.values():
         text = module.path.read_text()
         lines = len(text.splitlines())
-        if lines > MAX_MODULE_LINES and module.name not in KNOWN_LONG_MODULES:
+        if lines > MAX_MODULE_LINES:
             broken.append(f"{module.path}:1: {module.name} has {lines} lines: no module over {MAX_MODULE_LINES}")
         for node in ast.walk(ast.parse(text, str(module.path))):
             if isinstance(node, ast.ClassDef):
                 length = node.end_lineno - node.lineno + 1
                 qualified = f"{module.name}.{node.name}"
-                if length > MAX_CLASS_LINES and qualified not in KNOWN_LONG_CLASSES:
+                if length > MAX_CLASS_LINES:
                     broken.append(f"{where(module, node.lineno)}: class {qualified} has {length} lines: "
                                   f"no class over {MAX_CLASS_LINES}")
     assert not broken, "\n".join(broken)
-
-
-def test_the_known_exceptions_are_still_needed():
-    """An exception that no longer applies is removed from its list (so that it cannot hide a
-    new offender later)."""
-    stale = []
-    for who, what in KNOWN_IMPORT_EXCEPTIONS:
-        found = any(within(m.name, who) and within(imported, what)
-                    for m in MODULES.values() for _, imported in imports(m))
-        if not found:
-            stale.append(f"KNOWN_IMPORT_EXCEPTIONS: {who} no longer imports {what}")
-    for name in KNOWN_LONG_MODULES:
-        module = MODULES.get(name)
-        if module is None or len(module.path.read_text().splitlines()) <= MAX_MODULE_LINES:
-            stale.append(f"KNOWN_LONG_MODULES: {name} is no longer over {MAX_MODULE_LINES} lines")
-    for qualified in KNOWN_LONG_CLASSES:
-        name, _, cls = qualified.rpartition(".")
-        module = MODULES.get(name)
-        nodes = [] if module is None else [n for n in ast.walk(ast.parse(module.path.read_text()))
-                                          if isinstance(n, ast.ClassDef) and n.name == cls]
-        if not any(n.end_lineno - n.lineno + 1 > MAX_CLASS_LINES for n in nodes):
-            stale.append(f"KNOWN_LONG_CLASSES: {qualified} is no longer over {MAX_CLASS_LINES} lines")
-    assert not stale, "\n".join(stale)
 
 
 def test_a_crossing_is_reported_with_its_rule():

@@ -26,8 +26,8 @@ from pydantic import BaseModel
 
 from moorage.core.kernel.config import DEFAULT_CONFIG_PATH, FAMILIES, DaemonConfig, load
 from moorage.core.kernel.plugins import FAMILIES as HOOKS
-from moorage.core.kernel.plugins import PluginManager
-from moorage.core.sdk.driver import Driver, DriverFamily, describe
+from moorage.core.kernel.plugins import PluginManager, build_driver, driver_context, installed_plugins
+from moorage.core.sdk.driver import describe
 from moorage.core.sdk.errors import ConfigError, MoorageError, NotSupported
 
 #: family-wide settings (plain keys of ``[family]``) the family contracts define
@@ -100,19 +100,8 @@ def option_infos(model: type[BaseModel]) -> list[OptionInfo]:
 
 
 def plugin_manager(config: DaemonConfig) -> PluginManager:
-    pm = PluginManager()
-    pm.load_entry_points(config.plugins.blocked, config.plugins.enable)
-    pm.collect_drivers()
-    return pm
-
-
-def create_driver(registered: DriverFamily, config: DaemonConfig, family: str, name: str, root: Path) -> Driver:
-    """Driver ``name`` of ``family`` on daemon root ``root``, built as the daemon builds it: its
-    ``[family.name]`` section parsed by its ``Options``, its context the config's. A
-    ``ConfigError`` names the section; ``NotSupported`` says why it cannot run here."""
-    section = config.family(family).driver_sections().get(name, {})
-    return registered.create(name, root, section, config.driver_context(family, root),
-                             config.driver_section_error(family, name))
+    """The plugins the daemon with ``config`` loads."""
+    return installed_plugins(config.plugins.blocked, config.plugins.enable)
 
 
 def origins(pm: PluginManager) -> dict[tuple[str, str], tuple[str, str, str]]:
@@ -198,11 +187,9 @@ def _probe_one(pm: PluginManager, config: DaemonConfig, family: str, name: str, 
     try:
         cls = registered.get(name)
         if cls.has_probe():
-            section = config.family(family).driver_sections().get(name, {})
-            cls.probe(registered.parse_options(cls, section, config.driver_section_error(family, name)),
-                      config.driver_context(family, scratch))
+            cls.probe(driver_context(registered, config, name, scratch))
             return None
-        driver = create_driver(registered, config, family, name, scratch)
+        driver = build_driver(registered, config, name, scratch)
     except NotSupported as exc:
         return str(exc)
     except ConfigError as exc:
@@ -210,9 +197,7 @@ def _probe_one(pm: PluginManager, config: DaemonConfig, family: str, name: str, 
     except Exception as exc:  # a broken driver: say so, keep listing the others
         return f"broken: {type(exc).__name__}: {exc}"
     try:
-        cleanup = getattr(driver, "cleanup", None)
-        if cleanup is not None:
-            cleanup()
+        driver.cleanup()
     except Exception:
         pass  # the scratch root and the namespaces go away anyway
     return None

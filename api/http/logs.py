@@ -114,8 +114,8 @@ async def logs(name: str, request: Request, kernel: KernelDep, containers: Conta
         raise InvalidParameter("Bad parameter: you must choose at least one stream (stdout=1 or stderr=1)")
     q = request.query_params
     follow = query_bool(request, "follow")
-    body = frames(log_entries(container, follow), streams, bool(container.config["Tty"]),
+    body = frames(log_entries(container, follow), streams, bool(container.config.tty),
                   query_bool(request, "timestamps"), parse_since(q.get("since", "")), parse_tail(q.get("tail", "")))
-    media = "application/vnd.docker.raw-stream" if container.config["Tty"] else \
+    media = "application/vnd.docker.raw-stream" if container.config.tty else \
         "application/vnd.docker.multiplexed-stream"
     return StreamingResponse(stream_chunks(kernel, body), media_type=media)

@@ -15,11 +15,14 @@ import logging
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import pluggy
 
+from moorage.core.kernel.config import DaemonConfig
 from moorage.core.kernel.features import Feature
-from moorage.core.sdk.driver import DriverFamily, NamedClasses, describe
+from moorage.core.sdk.driver import Driver, DriverContext, DriverFamily, DriverSettings, NamedClasses, describe
 from moorage.core.sdk.errors import PluginError
 from moorage.core.sdk.hookspecs import DRIVER_FAMILIES, FAMILY_MODULES, PROJECT
 from moorage.core.sdk.hookspecs.exec import ExecDriver
@@ -142,3 +145,39 @@ class PluginManager:
 
 def _canonical(name: str) -> str:
     return name.lower().replace("_", "-").replace(".", "-")
+
+
+# -- drivers by name, as the daemon builds them (`moorage drivers`, `moorage bench`, the suites) --
+def installed_plugins(blocked: Iterable[str] = (), enable: Iterable[str] = ()) -> PluginManager:
+    """The plugins a daemon with ``[plugins] blocked`` and ``enable`` loads, drivers collected."""
+    pm = PluginManager()
+    pm.load_entry_points(blocked, enable)
+    pm.collect_drivers()
+    return pm
+
+
+def _driver_inputs(registered: DriverFamily, config: DaemonConfig, name: str, root: Path,
+                   family_settings: dict[str, Any]) -> tuple[dict[str, Any], DriverSettings, str]:
+    """Driver ``name``'s ``[family.name]`` table, the settings the config gives its family
+    (``family_settings`` override family-wide keys), and where the table is, for errors."""
+    family = registered.family
+    given = config.driver_settings(family, Path(root))
+    settings = DriverSettings(given.daemon, {**given.family, **family_settings})
+    return (config.family(family).driver_sections().get(name, {}), settings,
+            config.driver_section_error(family, name))
+
+
+def driver_context(registered: DriverFamily, config: DaemonConfig, name: str, root: Path,
+                   **family_settings: Any) -> DriverContext:
+    """The context driver ``name`` gets on daemon root ``root`` (its table parsed by its
+    ``Options``: a ``ConfigError`` names the table), without building it (``probe``)."""
+    section, settings, where = _driver_inputs(registered, config, name, root, family_settings)
+    return registered.context(registered.get(name), Path(root), section, settings, where)
+
+
+def build_driver(registered: DriverFamily, config: DaemonConfig, name: str, root: Path,
+                 **family_settings: Any) -> Driver:
+    """Driver ``name`` on daemon root ``root``, built as the daemon builds it; ``NotSupported``
+    says why it cannot run here."""
+    section, settings, where = _driver_inputs(registered, config, name, root, family_settings)
+    return registered.create(name, Path(root), section, settings, where)

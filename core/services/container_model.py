@@ -133,10 +133,6 @@ class ContainerConfig(GoModel):
     network_disabled: bool = Field(False, alias="NetworkDisabled")
     privileged: bool = Field(False, alias="Privileged")
 
-    def __getitem__(self, go_name: str) -> Any:
-        """Transitional, for ``api/http/logs.py``'s ``config["Tty"]``: read ``.tty`` instead."""
-        return self.to_api()[go_name]
-
 
 class RestartPolicy(GoModel):
     name: str = Field("no", alias="Name")

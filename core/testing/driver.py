@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from moorage.core.kernel.config import DEFAULT_CONFIG_TOML, FAMILIES, DaemonConfig, deep_merge, load, parse_toml
-from moorage.core.kernel.plugins import PluginManager
-from moorage.core.sdk.driver import Driver, DriverFamily, DriverSettings
+from moorage.core.kernel.plugins import build_driver, installed_plugins
+from moorage.core.sdk.driver import Driver, DriverFamily
 from moorage.core.sdk.errors import NotSupported
 
 __all__ = ["DriverUnderTest", "DriverFactory", "installed_families"]
@@ -26,10 +26,7 @@ __all__ = ["DriverUnderTest", "DriverFactory", "installed_families"]
 @functools.lru_cache(maxsize=8)
 def installed_families(blocked: tuple[str, ...] = (), enable: tuple[str, ...] = ()) -> dict[str, DriverFamily]:
     """Every family's registered drivers, loaded from the entry points as the daemon loads them."""
-    pm = PluginManager()
-    pm.load_entry_points(blocked, enable)
-    pm.collect_drivers()
-    return pm.families
+    return installed_plugins(blocked, enable).families
 
 
 @dataclass(frozen=True)
@@ -80,10 +77,7 @@ class DriverUnderTest:
 
     def create(self, root: Path, **settings: Any) -> Driver:
         """A new instance on ``root``; ``settings`` override family-wide config keys."""
-        given = self.config.driver_settings(self.family, Path(root))
-        family = {**given.family, **settings}
-        return self.registered().create(self.name, Path(root), self.section, DriverSettings(given.daemon, family),
-                                        self.config.driver_section_error(self.family, self.name))
+        return build_driver(self.registered(), self.config, self.name, Path(root), **settings)
 
     def __str__(self) -> str:
         return f"{self.family}={self.name}"

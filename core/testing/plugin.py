@@ -27,9 +27,9 @@ import pytest
 
 from moorage.core.kernel.config import FAMILIES
 from moorage.core.sdk.errors import MoorageError
+from moorage.core.sdk.mounts import unmount_below
+from moorage.core.sdk.rootfs import busybox_available, make_busybox_rootfs
 from moorage.core.testing.driver import DriverFactory, DriverUnderTest
-from moorage.core.testing.mounts import unmount_below
-from moorage.core.testing.rootfs import busybox_available, make_busybox_rootfs
 
 #: the module ``--pyargs moorage.core.testing`` collects: one class per family's suite
 BY_NAME_MODULE = "test_by_name.py"
@@ -150,7 +150,7 @@ def busybox_rootfs(tmp_path_factory):
 @pytest.fixture(scope="session")
 def busybox_tar(busybox_rootfs, tmp_path_factory):
     """The busybox rootfs as an uncompressed tar file (an importable image)."""
-    from moorage.core.testing.rootfs import tar_directory
+    from moorage.core.sdk.rootfs import tar_directory
 
     return tar_directory(busybox_rootfs, tmp_path_factory.mktemp("busybox-tar") / "busybox.tar")
 

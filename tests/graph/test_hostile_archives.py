@@ -1,6 +1,6 @@
 """Hostile archives (property-based, hypothesis) through every path that applies archives: layers
-on every graph driver (image import, registry pulls and commits apply them with ``apply_diff``),
-build contexts, and ``ADD x.tar`` into a container root. The invariant: nothing outside the
+on every graph driver (image import, registry pulls and commits apply them with ``apply_diff``);
+the builder's paths are tests/build/test_hostile_contexts.py. The invariant: nothing outside the
 target tree changes (a victim directory beside it, which the archives aim at by absolute and
 relative paths, and the parent layer). Every case of issue 13 is an explicit example.
 
@@ -15,24 +15,22 @@ import shutil
 import uuid
 
 import pytest
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import HealthCheck, given, settings
 
 from moorage.core.sdk.driver import DriverContext
 from moorage.core.sdk.errors import NotSupported
 from moorage.core.testing.archives import (
-    ISSUE_CASES,
-    AddSink,
-    ContextSink,
     LayerSink,
     check_hostile,
     hostile_archives,
     plant_canaries,
+    with_issue_examples,
 )
 
 from .conftest import registered_graph_drivers
 
 EXAMPLES = int(os.environ.get("MOORAGE_HOSTILE_EXAMPLES", "40"))
-PATHS = ["vfs", "overlay", "btrfs", "context", "add", "add-below-symlink"]
+PATHS = ["vfs", "overlay", "btrfs"]
 
 
 @pytest.fixture(params=PATHS)
@@ -44,29 +42,15 @@ def target(request, tmp_path):
     base.mkdir()
     victim = base / "victim"
     plant_canaries(victim)
-    driver = None
-    if request.param in ("vfs", "overlay", "btrfs"):
-        cls = registered_graph_drivers()[request.param]
-        (base / "home").mkdir()
-        try:
-            driver = cls(DriverContext.standalone(cls, base / "home"))
-        except NotSupported as exc:
-            pytest.skip(f"{request.param}: {exc}")
-        sink = LayerSink(driver, victim)
-    elif request.param == "context":
-        sink = ContextSink(base / "root")
-    else:
-        sink = AddSink(base / "add", "/" if request.param == "add" else "/link/y")
-    yield sink, base
-    if driver is not None:
-        driver.cleanup()
+    cls = registered_graph_drivers()[request.param]
+    (base / "home").mkdir()
+    try:
+        driver = cls(DriverContext.standalone(cls, base / "home"))
+    except NotSupported as exc:
+        pytest.skip(f"{request.param}: {exc}")
+    yield LayerSink(driver, victim), base
+    driver.cleanup()
     shutil.rmtree(base, ignore_errors=True)
-
-
-def with_issue_examples(test):
-    for case in ISSUE_CASES:
-        test = example(entries=case)(test)
-    return test
 
 
 @settings(max_examples=EXAMPLES, deadline=None, database=None,

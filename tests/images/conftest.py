@@ -8,6 +8,7 @@ import pytest
 
 from moorage.core.kernel.lifecycle import LifecycleHooks
 from moorage.core.kernel.plugins import PluginManager
+from moorage.core.sdk.driver import DaemonSettings, DriverSettings
 from moorage.core.sdk.errors import NotSupported
 from moorage.core.services.events import EventBus
 from moorage.core.services.images import ImageService
@@ -33,7 +34,7 @@ def graph_driver(request, tmp_path):
     if request.param == "btrfs":
         root = request.getfixturevalue("btrfs_mount") / f"root-{uuid.uuid4().hex[:8]}"
     try:
-        driver = family.create(request.param, root, {}, {"root": root}, "test")
+        driver = family.create(request.param, root, {}, DriverSettings(DaemonSettings(root), {}), "test")
     except NotSupported as exc:
         pytest.skip(f"graph driver {request.param} is not supported here: {exc}")
     yield driver
@@ -54,5 +55,5 @@ class Hooks(LifecycleHooks):
 @pytest.fixture
 def store(graph_driver):
     """An ``ImageService`` on the driver's root, with an event bus and a recording hook relay."""
-    root = graph_driver.context["root"]
+    root = graph_driver.context.root
     return ImageService(root, graph_driver, version="test", hooks=Hooks(), events=EventBus())

@@ -15,6 +15,7 @@ from conftest import make_tar
 
 from moorage.core.kernel.lifecycle import LifecycleHooks
 from moorage.core.kernel.plugins import PluginManager
+from moorage.core.sdk.driver import DriverContext
 from moorage.core.sdk.errors import Conflict, InvalidParameter, MoorageError, NotFound
 from moorage.core.sdk.hookspecs import hookimpl
 from moorage.core.sdk.hookspecs.registry import PulledLayer
@@ -256,10 +257,10 @@ def test_pull_target_and_push_source_round_trip(store, graph_driver):
     child = add(store, parent=base.id, files={"etc": None, "etc/conf": b"k=v\n"})
     chain = store.chain(child.id)
     assert [c.id for c in chain] == [base.id, child.id] and chain[1].parent == base.id
-    second_root = graph_driver.context["root"].parent / f"second-{new_id()[:8]}"  # on the same filesystem
+    second_root = graph_driver.context.root.parent / f"second-{new_id()[:8]}"  # on the same filesystem
     (second_root / "graph" / graph_driver.name).mkdir(parents=True)
-    driver2 = type(graph_driver)(second_root / "graph" / graph_driver.name, graph_driver.options,
-                                 {"root": second_root})
+    driver2 = type(graph_driver)(DriverContext.standalone(type(graph_driver), second_root / "graph" / graph_driver.name,
+                                                          graph_driver.options, root=second_root))
     target = ImageService(second_root, driver2)
     for layer in chain:
         assert not target.has_image(layer.id)
@@ -288,7 +289,7 @@ def test_hook_moorage_image_deleted(graph_driver):
 
     pm = PluginManager()
     pm.register(Plugin(), name="recorder")
-    store = ImageService(graph_driver.context["root"], graph_driver, hooks=LifecycleHooks(pm.hook), events=EventBus())
+    store = ImageService(graph_driver.context.root, graph_driver, hooks=LifecycleHooks(pm.hook), events=EventBus())
     image = add(store)
     assert store.delete(image.id) == [{"Deleted": image.short_id}]
     assert seen == [image.id]

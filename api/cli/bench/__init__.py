@@ -28,8 +28,9 @@ from pathlib import Path
 
 from pyroute2 import IPRoute
 
-from moorage.api.cli.inventory import create_driver, plugin_manager
+from moorage.api.cli.inventory import plugin_manager
 from moorage.core.kernel.config import DaemonConfig, load
+from moorage.core.kernel.plugins import build_driver
 from moorage.core.sdk.driver import Driver, DriverFamily
 from moorage.core.sdk.mounts import unmount_below
 
@@ -94,7 +95,7 @@ class NamedDriver:
     registered: DriverFamily
 
     def create(self, root: Path) -> Driver:
-        return create_driver(self.registered, self.config, self.family, self.name, root)
+        return build_driver(self.registered, self.config, self.name, root)
 
 
 class Timer:

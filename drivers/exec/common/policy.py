@@ -14,6 +14,7 @@ from pathlib import Path
 
 from moorage.core.sdk.errors import DriverError, InvalidParameter
 from moorage.core.sdk.hookspecs.exec import MIN_MEMORY, Mount, ProcessSpec, Resources
+from moorage.core.sdk.mounts import CGROUP_ROOT, unified
 from moorage.core.sdk.security import SeccompFilter, capability_mask
 
 #: The capability mask of a privileged container: every one the kernel has
@@ -97,13 +98,7 @@ DEVICE_WHITELIST = (
 )
 
 
-CGROUP_ROOT = Path("/sys/fs/cgroup")
 MEMORY_CGROUP = CGROUP_ROOT / "memory"
-
-
-def unified() -> bool:
-    """Whether ``/sys/fs/cgroup`` is the cgroup v2 (unified) hierarchy."""
-    return (CGROUP_ROOT / "cgroup.controllers").exists()
 
 
 def memory_limits() -> tuple[bool, bool]:

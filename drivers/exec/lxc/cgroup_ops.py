@@ -20,8 +20,8 @@ from pathlib import Path
 
 from moorage.core.sdk.errors import DriverError, NotSupported, StateError
 from moorage.core.sdk.hookspecs.exec import ResourceUsage
+from moorage.core.sdk.mounts import CGROUP_ROOT, unified
 from moorage.drivers.exec.common.cgroupfs import FREEZE_TIMEOUT, V2Cgroup, read_figure
-from moorage.drivers.exec.common.policy import CGROUP_ROOT, unified
 
 PAYLOAD = "lxc.payload."
 MONITOR = "lxc.monitor."

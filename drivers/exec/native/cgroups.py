@@ -32,6 +32,7 @@ from pathlib import Path
 
 from moorage.core.sdk.errors import DriverError, InvalidParameter, NotSupported
 from moorage.core.sdk.hookspecs.exec import Resources, ResourceUsage
+from moorage.core.sdk.mounts import CGROUP_ROOT, unified
 from moorage.drivers.exec.common.cgroupfs import (
     NO_LIMIT,
     V2Cgroup,
@@ -43,7 +44,7 @@ from moorage.drivers.exec.common.cgroupfs import (
     write,
     write_each,
 )
-from moorage.drivers.exec.common.policy import CGROUP_ROOT, DEVICE_WHITELIST, cpu_weight, kill_pids, rmdir_cgroup
+from moorage.drivers.exec.common.policy import DEVICE_WHITELIST, cpu_weight, kill_pids, rmdir_cgroup
 from moorage.drivers.exec.native import devices, systemd_scope
 
 CONTROLLERS = ("memory", "cpu", "devices", "pids", "freezer")  # v1: one hierarchy each
@@ -137,7 +138,7 @@ def probe() -> Hierarchy:
     """The host's layout: v2 where ``/sys/fs/cgroup`` is the unified hierarchy, v1 where every
     controller the driver needs is a v1 hierarchy (legacy and hybrid hosts); ``NotSupported``
     otherwise, saying what is missing."""
-    if (CGROUP_ROOT / "cgroup.controllers").exists():
+    if unified():
         own = own_cgroup()
         return V2Hierarchy(CGROUP_ROOT, own, systemd_scope.this_daemons_scope(own))
     for controller in CONTROLLERS:
