@@ -12,8 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import NamedTuple
 
-from moorage.api.http import archive, attach, containers, images, logs, registry, stats, system
-from moorage.api.http import execs as exec
+from moorage.api.http import archive, attach, containers, exec_instances, images, logs, registry, stats, system
 
 
 class Route(NamedTuple):
@@ -59,14 +58,14 @@ ROUTES: list[Route] = [
     Route("HEAD", "/containers/{name:path}/archive", archive.head),
     Route("GET", "/containers/{name:path}/archive", archive.get),
     Route("PUT", "/containers/{name:path}/archive", archive.put),
-    Route("POST", "/containers/{name:path}/exec", exec.create),
+    Route("POST", "/containers/{name:path}/exec", exec_instances.create),
     Route("POST", "/containers/{name:path}/rename", containers.rename),
     Route("POST", "/containers/{name:path}/pause", containers.pause),
     Route("POST", "/containers/{name:path}/unpause", containers.unpause),
     Route("GET", "/containers/{name:path}/stats", stats.stats),
-    Route("POST", "/exec/{exec_id}/start", exec.start),
-    Route("GET", "/exec/{exec_id}/json", exec.inspect),
-    Route("POST", "/exec/{exec_id}/resize", exec.resize),
+    Route("POST", "/exec/{exec_id}/start", exec_instances.start),
+    Route("GET", "/exec/{exec_id}/json", exec_instances.inspect),
+    Route("POST", "/exec/{exec_id}/resize", exec_instances.resize),
     Route("DELETE", "/containers/{name:path}", containers.remove),
     Route("POST", "/commit", containers.commit),
 ]

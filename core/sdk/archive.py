@@ -15,7 +15,7 @@ change list, ``tree_tar`` a whole directory (export) and ``tree_tar_in_root`` on
 path (copy). Every tree is walked by directory descriptors that never follow a symlink.
 
 Safety rules of extraction (hostile archives raise ``InvalidParameter``), all enforced by the
-kernel through ``moorage.core.sdk.confined`` (no path is checked as a string and then used):
+kernel through ``moorage.core.sdk.untrusted_tree`` (no path is checked as a string and then used):
 
 - a leading ``/`` is dropped; ``..`` may not climb above the target; no NUL in a name;
 - every entry is created relative to its parent directory's descriptor, reached by an
@@ -27,7 +27,6 @@ kernel through ``moorage.core.sdk.confined`` (no path is checked as a string and
   xattrs never.
 """
 
-from moorage.core.sdk.confined import open_in_root, resolve_in_root  # noqa: F401  (drivers import them from here)
 from moorage.core.sdk.extract import (  # noqa: F401
     DeleteWhiteouts,
     OverlayWhiteouts,
@@ -52,3 +51,4 @@ from moorage.core.sdk.tarformat import (  # noqa: F401
     whiteout_name,
 )
 from moorage.core.sdk.tarstream import Chunks, TarWriter, layer_tar, tree_tar, tree_tar_at, tree_tar_in_root  # noqa: F401
+from moorage.core.sdk.untrusted_tree import open_in_root, resolve_in_root  # noqa: F401  (drivers import them from here)

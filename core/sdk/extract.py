@@ -15,15 +15,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
-from moorage.core.sdk.confined import (
-    DIR_FLAGS,
-    ConfinedTree,
-    at,
-    entry_parts,
-    open_dir,
-    open_dir_in_root,
-    remove_at,
-)
 from moorage.core.sdk.errors import Conflict, InvalidParameter, NotFound
 from moorage.core.sdk.tarformat import (
     BLOCK,
@@ -35,6 +26,15 @@ from moorage.core.sdk.tarformat import (
     WHITEOUT_PREFIX,
     XATTR_PAX_PREFIX,
     open_decompressed,
+)
+from moorage.core.sdk.untrusted_tree import (
+    DIR_FLAGS,
+    ConfinedTree,
+    at,
+    entry_parts,
+    open_dir,
+    open_dir_in_root,
+    remove_at,
 )
 
 _SPARSE_BLOCK = 64 << 10

@@ -23,8 +23,8 @@ from contextlib import contextmanager
 from typing import BinaryIO
 
 from moorage.core.sdk.archive import DeleteWhiteouts, extract_layer, layer_tar
-from moorage.core.sdk.confined import DIR_FLAGS, open_dir
 from moorage.core.sdk.hookspecs.graph import Change, ChangeKind, Differ, GraphDriver
+from moorage.core.sdk.untrusted_tree import DIR_FLAGS, open_dir
 
 
 def differ_for(driver: GraphDriver) -> Differ:

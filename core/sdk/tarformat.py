@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import BinaryIO
 
-from moorage.core.sdk.confined import entry_parts, remove_at
+from moorage.core.sdk.untrusted_tree import entry_parts, remove_at
 
 WHITEOUT_PREFIX = ".wh."
 WHITEOUT_META_PREFIX = ".wh..wh."

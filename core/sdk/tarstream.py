@@ -12,15 +12,15 @@ import weakref
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
-from moorage.core.sdk.confined import (
+from moorage.core.sdk.errors import InvalidParameter
+from moorage.core.sdk.tarformat import BLOCK, CHUNK, XATTR_PAX_PREFIX, whiteout_name
+from moorage.core.sdk.untrusted_tree import (
     ConfinedTree,
     at,
     entry_parts,
     open_dir,
     open_in_root,
 )
-from moorage.core.sdk.errors import InvalidParameter
-from moorage.core.sdk.tarformat import BLOCK, CHUNK, XATTR_PAX_PREFIX, whiteout_name
 
 
 def _xattrs(path: str) -> dict[str, str]:

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from moorage.core.sdk.archive import clean_name, extract_in_root, tree_tar_in_root
-from moorage.core.sdk.confined import open_dir_in_root, open_in_root
 from moorage.core.sdk.errors import Forbidden, InvalidParameter, NotFound
+from moorage.core.sdk.untrusted_tree import open_dir_in_root, open_in_root
 from moorage.core.services.containers import ContainerService
 
 #: Go's ``os.FileMode`` type bits, which the stat header carries

@@ -24,7 +24,7 @@ from moorage.core.services.container_restore import Restorer
 from moorage.core.services.container_start import Starter
 from moorage.core.services.container_streams import AttachStreams, LogAttachment, PendingAttach, StreamSource
 from moorage.core.services.containers import ContainerService
-from moorage.core.services.execs import ExecService
+from moorage.core.services.exec_instances import ExecService
 from moorage.core.services.links import register_links
 from moorage.core.services.run_environment import RunEnvironment
 from moorage.core.services.volumes import VolumeManager
@@ -43,7 +43,7 @@ class Runner:
         #: the daemon's settings this service reads: ``dns`` and ``restart``
         self.daemon = daemon
         self.volumes = VolumeManager(containers.root, containers)
-        #: ``docker exec`` instances (``core/services/execs.py``)
+        #: ``docker exec`` instances (``core/services/exec_instances.py``)
         self.execs = ExecService(containers, exec_driver)
         self.streams = AttachStreams(self.env)
         self.exits = ExitHandler(self.env, executor, restart=self._start_linked)

@@ -54,12 +54,12 @@ from moorage.core.sdk.archive import (
     extract_layer,
     whiteout_name,
 )
-from moorage.core.sdk.confined import DIR_FLAGS, ConfinedTree, at, open_dir
 from moorage.core.sdk.driver import DriverContext, FamilySettings, NoOptions
 from moorage.core.sdk.errors import Conflict, DriverError, InvalidParameter, NotFound, NotSupported
 from moorage.core.sdk.hookspecs import hookimpl
 from moorage.core.sdk.hookspecs.graph import Change, ChangeKind, Differ, GraphDriver
 from moorage.core.sdk.layers import metadata_differs, walk_tree
+from moorage.core.sdk.untrusted_tree import DIR_FLAGS, ConfinedTree, at, open_dir
 from moorage.drivers.graph.common import Reaper, RefCounts, check_id, copy_tree, mount, mounts_below, temp_name, unmount
 
 #: The kernel copies at most one page of mount data; keep a margin for the fd number.

@@ -21,8 +21,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from moorage.core.sdk.archive import extract_in_root, open_decompressed
-from moorage.core.sdk.confined import DIR_FLAGS, entry_parts, open_dir_in_root, remove_at
 from moorage.core.sdk.errors import InvalidParameter, NotFound
+from moorage.core.sdk.untrusted_tree import DIR_FLAGS, entry_parts, open_dir_in_root, remove_at
 from moorage.core.services.container_files import safe_join
 
 #: Docker never treated files this small as archives.

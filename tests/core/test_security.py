@@ -18,7 +18,7 @@ from moorage.core.sdk.security import (
     default_profile,
     tweak_capabilities,
 )
-from moorage.core.services import container_config as cc
+from moorage.core.services import container_config
 
 
 def test_docker_default_mask():
@@ -94,16 +94,16 @@ def test_policy_from_the_config_file(tmp_path):
 
 
 def test_host_config_cap_fields():
-    host = cc.normalize_host_config({"capadd": ["NET_ADMIN"], "CapDrop": ["ALL"]})
+    host = container_config.normalize_host_config({"capadd": ["NET_ADMIN"], "CapDrop": ["ALL"]})
     assert host.cap_add == ["NET_ADMIN"] and host.cap_drop == ["ALL"]
     with pytest.raises(InvalidParameter, match="CapAdd"):
-        cc.normalize_host_config({"CapAdd": "NET_ADMIN"})
+        container_config.normalize_host_config({"CapAdd": "NET_ADMIN"})
     with pytest.raises(InvalidParameter, match="SYS_FLY"):
-        cc.normalize_host_config({"CapDrop": ["SYS_FLY"]})
+        container_config.normalize_host_config({"CapDrop": ["SYS_FLY"]})
 
 
 @pytest.mark.parametrize("source", ["/", "//", "/./", "///", "/../", "/.//."])
 def test_bind_source_root_in_any_spelling(source):
     # "/../" is refused earlier, for its "..", by the path rule every request path meets
     with pytest.raises(InvalidParameter, match="can't be '/'|must not contain '..'"):
-        cc.parse_bind(f"{source}:/host")
+        container_config.parse_bind(f"{source}:/host")

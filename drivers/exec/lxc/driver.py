@@ -25,7 +25,7 @@ from moorage.drivers.exec.common.monitor import STATE_FILE, replace_file
 from moorage.drivers.exec.common.policy import kill_pids, rmdir_cgroup
 from moorage.drivers.exec.lxc import config, liblxc
 from moorage.drivers.exec.lxc.cgroup_ops import Layout
-from moorage.drivers.exec.lxc.exec import exec_in
+from moorage.drivers.exec.lxc.docker_exec import exec_in
 from moorage.drivers.exec.lxc.monitor import LxcStart
 
 BUSYBOX_CANDIDATES = ("/bin/busybox", "/usr/bin/busybox")

@@ -16,7 +16,7 @@ from moorage.drivers.exec.common.driver import MonitorDriver
 from moorage.drivers.exec.common.policy import ALL_CAPABILITIES, confinement_of, host_devices
 from moorage.drivers.exec.native import container
 from moorage.drivers.exec.native.cgroups import ContainerCgroups, probe
-from moorage.drivers.exec.native.exec import exec_in
+from moorage.drivers.exec.native.docker_exec import exec_in
 
 NAMESPACES = ("mnt", "pid", "uts", "ipc", "net")
 #: compiled seccomp programs kept (one per distinct filter: CapAdd/CapDrop change it)

@@ -12,7 +12,7 @@ from pathlib import Path
 from moorage.core.sdk.archive import open_in_root
 from moorage.core.sdk.errors import InvalidParameter, NotSupported, StateError
 from moorage.core.sdk.hookspecs.exec import ExecProcess, ExecSpec
-from moorage.drivers.exec.common.execproc import ChildProcess, failed_process
+from moorage.drivers.exec.common.exec_child import ChildProcess, failed_process
 from moorage.drivers.exec.common.users import Identity, resolve
 
 #: the most of /etc/passwd or /etc/group read to resolve a user

@@ -9,7 +9,7 @@ import sys
 from moorage.core.sdk.errors import InvalidParameter, StateError
 from moorage.core.sdk.hookspecs.exec import ExecProcess, ExecSpec
 from moorage.drivers.exec.common import terminal
-from moorage.drivers.exec.common.execproc import ChildProcess
+from moorage.drivers.exec.common.exec_child import ChildProcess
 
 HELPER = "moorage.drivers.exec.native.nsexec"
 
