@@ -10,7 +10,7 @@ from fastapi import Depends, Request, Response
 from fastapi.responses import JSONResponse
 
 from moorage.api.http.containers import json_body
-from moorage.api.http.params import KernelDep, query_bool
+from moorage.api.http.params import ApiVersion, KernelDep, query_bool
 from moorage.api.http.system import parse_filters
 from moorage.core.sdk.errors import InvalidParameter, NotSupported
 from moorage.core.services.named_volumes import NamedVolumes, volume_json
@@ -79,7 +79,15 @@ async def delete(name: str, request: Request, kernel: KernelDep, volumes: Volume
     return Response(status_code=204)
 
 
-async def prune(request: Request, kernel: KernelDep, volumes: VolumesDep) -> JSONResponse:
+#: the API versions whose prune removes every unused volume, not only anonymous ones (Docker
+#: 1.42 changed it). The version is a float today (the versioning middleware's): 1.21 to 1.41
+#: are the versions with volumes before the change.
+PRUNES_ALL = (1.21, 1.42)
+
+
+async def prune(request: Request, kernel: KernelDep, volumes: VolumesDep, version: ApiVersion) -> JSONResponse:
     filters = parse_filters(request.query_params.get("filters", ""))
+    if PRUNES_ALL[0] <= version < PRUNES_ALL[1] and "all" not in filters:
+        filters["all"] = ["true"]
     pruned = await kernel.run_blocking(volumes.prune, filters)
     return JSONResponse({"VolumesDeleted": pruned.names, "SpaceReclaimed": pruned.space})
