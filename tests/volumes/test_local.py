@@ -118,3 +118,15 @@ def test_options_are_checked_as_docker_checks_them(local, options, message):
 def test_names_are_checked_as_docker_checks_them(local, name):
     with pytest.raises(InvalidParameter):
         local.create(name, {}, {})
+
+
+def test_the_suite_runs_by_name(tmp_path):
+    """What a volume driver's author runs: ``pytest --pyargs moorage.core.testing --moorage-driver volume=NAME``."""
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "--pyargs",
+                             "moorage.core.testing", "--moorage-driver", "volume=local"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    summary = result.stdout.strip().splitlines()[-1]
+    assert " passed" in summary and "deselected" in summary and "failed" not in summary and "skipped" not in summary
