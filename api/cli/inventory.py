@@ -31,7 +31,8 @@ from moorage.core.sdk.driver import describe
 from moorage.core.sdk.errors import ConfigError, MoorageError, NotSupported
 
 #: family-wide settings (plain keys of ``[family]``) the family contracts define
-FAMILY_SETTINGS: dict[str, set[str]] = {"graph": set(), "exec": set(), "network": set(), "registry": {"default"}}
+FAMILY_SETTINGS: dict[str, set[str]] = {"graph": set(), "exec": set(), "network": set(), "registry": {"default"},
+                                     "volume": set()}
 FAMILY_KEYS = {"driver", "priority"}
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import NamedTuple
 
-from moorage.api.http import archive, attach, containers, exec_instances, images, logs, registry, stats, system
+from moorage.api.http import archive, attach, containers, exec_instances, images, logs, registry, stats, system, volumes
 
 
 class Route(NamedTuple):
@@ -68,4 +68,9 @@ ROUTES: list[Route] = [
     Route("POST", "/exec/{exec_id}/resize", exec_instances.resize),
     Route("DELETE", "/containers/{name:path}", containers.remove),
     Route("POST", "/commit", containers.commit),
+    Route("GET", "/volumes", volumes.list_volumes),
+    Route("POST", "/volumes/create", volumes.create),
+    Route("POST", "/volumes/prune", volumes.prune),
+    Route("GET", "/volumes/{name}", volumes.inspect),
+    Route("DELETE", "/volumes/{name}", volumes.delete),
 ]

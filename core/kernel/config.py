@@ -2,7 +2,7 @@
 
 The file has a ``[daemon]`` table, a ``[plugins]`` table, a ``[security]`` table (the default
 confinement of containers, ``core.security``), and one table per driver family
-(``[graph]``, ``[exec]``, ``[network]``, ``[registry]``) holding the family's ``driver`` and
+(``[graph]``, ``[exec]``, ``[network]``, ``[registry]``, ``[volume]``) holding the family's ``driver`` and
 ``priority`` keys, family-wide keys the drivers read (``default`` registry...), and one
 sub-table per driver (``[graph.overlay]``) validated by that driver's ``Options`` model when it
 is selected. A wrong file is refused with its path, line and key.
@@ -77,6 +77,8 @@ enable = []             # entry points to load even with MOORAGE_DISABLE_PLUGIN_
 # driver = "bridge"
 [registry]
 # driver = "v2"
+[volume]
+# driver = "local"    # the default Driver of POST /volumes/create; every working volume driver serves
 
 [logs]                  # every container's JSON log (docs/config.md)
 max-size = "100m"       # a log file is rotated when it would grow beyond this

@@ -22,12 +22,21 @@ from moorage.core.kernel.features import Feature
 from moorage.core.kernel.lifecycle import LifecycleHooks
 from moorage.core.kernel.plugins import PluginManager
 from moorage.core.kernel.pools import Executor
-from moorage.core.kernel.wiring import Drivers, Services, start_features, start_services, stop_features
+from moorage.core.kernel.wiring import (
+    Drivers,
+    Services,
+    start_features,
+    start_services,
+    start_volumes,
+    stop_features,
+)
 from moorage.core.sdk.driver import Driver
-from moorage.core.sdk.errors import ConfigError
+from moorage.core.sdk.errors import ConfigError, NotSupported
 from moorage.core.sdk.hookspecs import DRIVER_FAMILIES
+from moorage.core.sdk.hookspecs.volume import VolumeDriver
 from moorage.core.sdk.store import DaemonLock, ensure_dir
 from moorage.core.services.events import EventBus
+from moorage.core.services.named_volumes import NamedVolumes
 from moorage.core.services.names import NameRegistry
 
 log = logging.getLogger(__name__)
@@ -46,6 +55,10 @@ class Kernel:
         self.drivers = Drivers()
         self.names: NameRegistry | None = None
         self.services = Services()
+        #: the volume drivers besides the default one (``drivers.volume``) that serve
+        self.volume_drivers: list[VolumeDriver] = []
+        #: ``/volumes``: None without a volume driver
+        self.volumes: NamedVolumes | None = None
         self.features: tuple[Feature, ...] = ()
         self._lock = DaemonLock(self.root)
         self._started = False
@@ -61,6 +74,8 @@ class Kernel:
             self.plugins.collect_drivers()
             self.drivers = Drivers(**{family: self._select(family) for family in DRIVER_FAMILIES})
             self.names = NameRegistry(self.root / "linkgraph.db")
+            self.volume_drivers = self._other_volume_drivers()
+            self.volumes = start_volumes(self.drivers.volume, self.volume_drivers, self.events)
             self.services = start_services(self.root, self.version, self.config, self.drivers, self.names,
                                            self.events, self.hooks, self.executor)
             self.features = start_features(self.plugins.collect_features(), self.services, self.root,
@@ -86,12 +101,34 @@ class Kernel:
         log.info("%s driver: %s", family, driver.name)
         return driver
 
+    def _other_volume_drivers(self) -> list[VolumeDriver]:
+        """Every registered volume driver but the default that works here: one that cannot
+        (``NotSupported``) or fails to start is left out and logged, never fatal."""
+        if self.drivers.volume is None:
+            return []
+        section = self.config.family("volume")
+        registered = self.plugins.families["volume"]
+        settings = self.config.driver_settings("volume", self.root)
+        others = []
+        for name in registered.names():
+            if name == self.drivers.volume.name:
+                continue
+            try:
+                others.append(registered.create(name, self.root, section.driver_sections().get(name, {}), settings,
+                                                self.config.driver_section_error("volume", name)))
+            except NotSupported as exc:
+                log.info("volume driver %s not supported here: %s", name, exc)
+            except Exception:
+                log.exception("volume driver %s failed to start; its volumes are unavailable", name)
+        return others
+
     def shutdown(self) -> None:
         if not self._started:
             return
         self._started = False
         stop_features(self.features)
-        for family, driver in self.drivers.by_family().items():
+        volume = [("volume", d) for d in ([self.drivers.volume] if self.drivers.volume else []) + self.volume_drivers]
+        for family, driver in [*self.drivers.by_family().items(), *volume]:
             if driver is None:
                 continue
             try:

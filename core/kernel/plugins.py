@@ -29,6 +29,7 @@ from moorage.core.sdk.hookspecs.exec import ExecDriver
 from moorage.core.sdk.hookspecs.graph import GraphDriver
 from moorage.core.sdk.hookspecs.network import NetworkDriver
 from moorage.core.sdk.hookspecs.registry import RegistryClient
+from moorage.core.sdk.hookspecs.volume import VolumeDriver
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,8 @@ OWN_DISTRIBUTION = "moorage"
 #: family name -> (base class, register hook name), in ``DRIVER_FAMILIES`` order
 FAMILIES: dict[str, tuple[type, str]] = {
     family: (base, f"moorage_{family}_register")
-    for family, base in zip(DRIVER_FAMILIES, (GraphDriver, ExecDriver, NetworkDriver, RegistryClient), strict=True)
+    for family, base in zip(DRIVER_FAMILIES, (GraphDriver, ExecDriver, NetworkDriver, RegistryClient, VolumeDriver),
+                            strict=True)
 }
 
 

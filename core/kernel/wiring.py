@@ -5,17 +5,19 @@
 1. take the root directory's lock (``moorage.lock``);
 2. load the plugins of the ``moorage`` entry-point group; a ``moorage_*`` hookimpl that no
    hookspec declares (a misspelling) stops the daemon here, naming the plugin and the hook;
-3. select one driver per family (``Drivers``): graph, exec, network, registry;
+3. select one driver per family (``Drivers``): graph, exec, network, registry, volume (the
+   default volume driver; every other registered volume driver that works here serves too);
 4. open the name registry (``linkgraph.db``);
 5. ``start_services``: the image service, the distribution service (pull, push), the
    container service, the runner, which re-adopts the containers that outlived the last
    daemon. Each is built from exactly the drivers, stores and hook callers it uses;
 6. ``start_features``: the feature plugins (``moorage_feature_register``: the builder), each
    given the services; they contribute API routes;
+6b. ``start_volumes``: the named volumes (``/volumes``) over the volume drivers;
 7. tell plugins the configuration is final (``moorage_daemon_configured``).
 
 Then the API listens. ``Kernel.shutdown`` undoes it in reverse: ``stop_features``, each driver's
-``cleanup``, the name registry, the thread pools, the lock. Containers keep running.
+``cleanup`` (every volume driver's), the name registry, the thread pools, the lock. Containers keep running.
 
 Without a graph driver there are no images, containers or runner (their endpoints answer that
 no graph driver is available); without a registry driver there is no distribution service;
@@ -39,12 +41,14 @@ from moorage.core.sdk.hookspecs.exec import ExecDriver
 from moorage.core.sdk.hookspecs.graph import GraphDriver
 from moorage.core.sdk.hookspecs.network import NetworkDriver
 from moorage.core.sdk.hookspecs.registry import RegistryClient
+from moorage.core.sdk.hookspecs.volume import VolumeDriver
 from moorage.core.sdk.logs import LogRotation
 from moorage.core.sdk.security import SecurityPolicy
 from moorage.core.services.containers import ContainerDrivers, ContainerService
 from moorage.core.services.distribution import Distribution
 from moorage.core.services.events import EventBus
 from moorage.core.services.images import ImageService, ImageUsers
+from moorage.core.services.named_volumes import NamedVolumes
 from moorage.core.services.names import NameRegistry
 from moorage.core.services.runner import Runner
 
@@ -59,11 +63,14 @@ class Drivers:
     exec: ExecDriver | None = None
     network: NetworkDriver | None = None
     registry: RegistryClient | None = None
+    #: the default volume driver (the others that serve are ``NamedVolumes.drivers``)
+    volume: VolumeDriver | None = None
 
     def by_family(self) -> dict[str, Driver | None]:
-        """Family name -> driver, in ``DRIVER_FAMILIES`` order (``/info``'s ``Drivers``)."""
+        """Family name -> driver, in ``DRIVER_FAMILIES`` order, for the families that select one
+        driver (``/info``'s ``Drivers``): every volume driver serves, so that family is not here."""
         selected = {"graph": self.graph, "exec": self.exec, "network": self.network, "registry": self.registry}
-        return {family: selected[family] for family in DRIVER_FAMILIES}
+        return {family: selected[family] for family in DRIVER_FAMILIES if family in selected}
 
 
 def start_services(root: Path, version: str, config: DaemonConfig, drivers: Drivers, names: NameRegistry,
@@ -86,6 +93,15 @@ def start_services(root: Path, version: str, config: DaemonConfig, drivers: Driv
     if drivers.exec is not None:
         runner.restore_all()
     return Services(images=images, distribution=distribution, containers=containers, runner=runner)
+
+
+def start_volumes(default: VolumeDriver | None, others: list[VolumeDriver], events: EventBus) -> NamedVolumes | None:
+    """The named volumes over the default volume driver and the ``others`` that work here;
+    None without a default (``/volumes`` then answers that no volume driver is available)."""
+    if default is None:
+        log.warning("no volume driver: volumes are unavailable")
+        return None
+    return NamedVolumes({d.name: d for d in [default, *others]}, default.name, events)
 
 
 def start_features(classes: list[type[Feature]], services: Services, root: Path,

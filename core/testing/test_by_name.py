@@ -8,6 +8,7 @@ from moorage.core.testing.exec_cgroups import ExecCgroupsContract
 from moorage.core.testing.graph import GraphDriverContract
 from moorage.core.testing.network import NetworkDriverContract
 from moorage.core.testing.registry import RegistryClientContract
+from moorage.core.testing.volume import VolumeDriverContract
 
 
 class TestGraphDriver(GraphDriverContract):
@@ -31,4 +32,8 @@ class TestNetworkDriver(NetworkDriverContract):
 
 
 class TestRegistryClient(RegistryClientContract):
+    pass
+
+
+class TestVolumeDriver(VolumeDriverContract):
     pass

@@ -30,7 +30,9 @@ def test_lists_every_family_with_origin_support_options_and_selection(tmp_path):
     config.write_text(f'[daemon]\nroot = "{tmp_path / "root"}"\n[graph]\ndriver = "vfs"\n'
                       f'[network.bridge]\nname = "{bridge}"\ntable = "t{bridge}"\n')
     found = drivers_json("--config", str(config))
-    assert set(found) == {"graph", "exec", "network", "registry"}
+    assert set(found) == {"graph", "exec", "network", "registry", "volume"}
+    local = found["volume"]["local"]
+    assert (local["entry_point"], local["supported"]) == ("local = moorage.drivers.volume.local", True)
     vfs, btrfs = found["graph"]["vfs"], found["graph"]["btrfs"]
     assert (vfs["distribution"], vfs["entry_point"]) == ("moorage", "vfs = moorage.drivers.graph.vfs")
     assert vfs["supported"] is True and vfs["selected"] is True

@@ -4,6 +4,7 @@
 - ``exec``: running a container's process (``moorage_exec_register``)
 - ``network``: a container's network namespace and published ports (``moorage_network_register``)
 - ``registry``: talking to image registries (``moorage_registry_register``)
+- ``volume``: named volumes, storage for data that outlives containers (``moorage_volume_register``)
 - ``lifecycle``: observing container and image events (``moorage_container_*``, ``moorage_image_*``)
 - ``features``: feature plugins built on the services, contributing API routes (``moorage_feature_register``)
 
@@ -19,7 +20,7 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 
 #: The driver families, in the order the daemon selects them and the docs list them: the one
 #: list of them (the config's sections, the plugin manager's families and ``Drivers`` follow it).
-DRIVER_FAMILIES = ("graph", "exec", "network", "registry")
+DRIVER_FAMILIES = ("graph", "exec", "network", "registry", "volume")
 
 #: The hookspec modules, in the order the docs list them.
 FAMILY_MODULES = (
