@@ -2,8 +2,9 @@
 
 One pattern per line; empty lines and lines starting with ``#`` are skipped; a pattern is
 trimmed, cleaned like a path, and a leading ``/`` is dropped. ``*`` matches any run of
-characters but ``/``, ``?`` one character but ``/``, ``[...]`` a class, ``**`` any number of
-directories (none included), and ``\\`` escapes. A pattern also excludes what is below a
+characters but ``/``, ``?`` one character but ``/``, ``[...]`` a class, and ``\\`` escapes
+(Go's ``path.Match`` per path component); a ``**`` component stands for any number of
+directories (none included). A pattern also excludes what is below a
 directory it matches. ``!pattern`` is an exception: it brings back what it matches. The last
 pattern that matches a path decides.
 
@@ -21,6 +22,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from moorage.core.services.image_views import glob_match
+
 FILE = ".dockerignore"
 MAX_SIZE = 1 << 20
 
@@ -29,43 +32,19 @@ MAX_SIZE = 1 << 20
 class Pattern:
     text: str
     exclusion: bool
-    regex: re.Pattern
+
+    def matches(self, path: str) -> bool:
+        return _match(self.text.split("/"), path.split("/"))
 
 
-def _regex(pattern: str) -> re.Pattern:
-    out, i = ["^"], 0
-    while i < len(pattern):
-        ch = pattern[i]
-        if ch == "*" and pattern[i + 1:i + 2] == "*":
-            i += 2
-            if pattern[i:i + 1] == "/":
-                i += 1
-            out.append(".*" if i >= len(pattern) else "(.*/)?")
-            continue
-        if ch == "*":
-            out.append("[^/]*")
-        elif ch == "?":
-            out.append("[^/]")
-        elif ch == "\\" and i + 1 < len(pattern):
-            i += 1
-            out.append(re.escape(pattern[i]))
-        elif ch == "[":
-            end = pattern.find("]", i + 1)
-            if end < 0:
-                out.append(re.escape(ch))
-            else:
-                body = pattern[i + 1:end]
-                body = "^" + body[1:] if body.startswith("!") else body
-                out.append("[" + body.replace("\\", "\\\\") + "]")
-                i = end
-        else:
-            out.append(re.escape(ch))
-        i += 1
-    out.append("$")
-    try:
-        return re.compile("".join(out), re.S)
-    except re.error:
-        return re.compile(re.escape(pattern))  # a class Python cannot read: matched literally
+def _match(parts: list[str], path: list[str]) -> bool:
+    """Whether the path components match the pattern components: ``**`` stands for any number
+    of components (none included), any other component is Go's ``path.Match`` pattern."""
+    if not parts:
+        return not path
+    if parts[0] == "**":
+        return any(_match(parts[1:], path[i:]) for i in range(len(path) + 1))
+    return bool(path) and glob_match(parts[0].replace("**", "*"), path[0]) and _match(parts[1:], path[1:])
 
 
 def parse_patterns(text: str) -> list[Pattern]:
@@ -82,7 +61,7 @@ def parse_patterns(text: str) -> list[Pattern]:
             cleaned = cleaned.lstrip("/") or "/"
         if not cleaned or cleaned == ".":
             continue
-        patterns.append(Pattern(cleaned, exclusion, _regex(cleaned)))
+        patterns.append(Pattern(cleaned, exclusion))
     return patterns
 
 
@@ -94,7 +73,7 @@ def excluded(patterns: list[Pattern], path: str) -> bool:
     for pattern in patterns:
         if pattern.exclusion != matched:
             continue  # an exclusion only matters once matched; an inclusion only before
-        hit = bool(pattern.regex.match(path)) or any(pattern.regex.match(p) for p in parents)
+        hit = pattern.matches(path) or any(pattern.matches(p) for p in parents)
         if hit:
             matched = not pattern.exclusion
     return matched

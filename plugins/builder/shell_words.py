@@ -56,14 +56,7 @@ class _Lexer:
                     current, started = [], False
                 continue
             started = True
-            if ch == self.escape:
-                escaped = self.next()
-                current.append(escaped)
-            elif ch == "'":
-                current.append(self.single_quoted())
-            elif ch == '"':
-                current.append(self.double_quoted())
-            elif ch == "$" and split:  # an unquoted expansion is split into words too
+            if ch == "$" and split:  # an unquoted expansion is split into words too
                 pieces = self.dollar().split()
                 if not pieces:
                     continue
@@ -71,10 +64,8 @@ class _Lexer:
                 for piece in pieces[1:]:
                     words.append("".join(current))
                     current = [piece]
-            elif ch == "$":
-                current.append(self.dollar())
             else:
-                current.append(ch)
+                current.append(self.unquoted(ch))
         if started or not split:
             words.append("".join(current))
         return words
@@ -137,16 +128,19 @@ class _Lexer:
                 raise WordError("missing '}' in a variable substitution")
             if ch == "}":
                 return "".join(out)
-            if ch == self.escape and self.peek():
-                out.append(self.next())
-            elif ch == "'":
-                out.append(self.single_quoted())
-            elif ch == '"':
-                out.append(self.double_quoted())
-            elif ch == "$":
-                out.append(self.dollar())
-            else:
-                out.append(ch)
+            out.append(self.unquoted(ch))
+
+    def unquoted(self, ch: str) -> str:
+        """What ``ch`` (just read, outside quotes) and what it starts stand for."""
+        if ch == self.escape:
+            return self.next()
+        if ch == "'":
+            return self.single_quoted()
+        if ch == '"':
+            return self.double_quoted()
+        if ch == "$":
+            return self.dollar()
+        return ch
 
     def name(self) -> str:
         start = self.pos
