@@ -63,16 +63,24 @@ def is_archive(path: Path) -> bool:
     return True
 
 
-def _copy_metadata(fd: int, st: os.stat_result, mode: int | None) -> None:
+#: ``(uid, gid)`` that COPY/ADD ``--chown`` gives what they copy; None keeps root
+Owner = tuple[int, int] | None
+
+
+def _copy_metadata(fd: int, st: os.stat_result, mode: int | None, owner: Owner = None) -> None:
+    if owner is not None:
+        os.fchown(fd, *owner)
     os.fchmod(fd, mode if mode is not None else stat.S_IMODE(st.st_mode))
     os.utime(fd, ns=(st.st_atime_ns, st.st_mtime_ns))
 
 
-def _copy_at(source: Path, rootfs: Path, path: str, dir_fd: int, name: str, mode: int | None = None) -> None:
+def _copy_at(source: Path, rootfs: Path, path: str, dir_fd: int, name: str, mode: int | None = None,
+             owner: Owner = None) -> None:
     """Copy ``source`` as ``name`` into the container directory open as ``dir_fd`` (whose
     container path is ``path``): a directory merges into an existing directory (a symlink to
     one is resolved inside the container's root), anything else there is replaced (removed by
-    descriptor, never written through)."""
+    descriptor, never written through). ``mode`` and ``owner``, when given, apply to every
+    file and directory copied."""
     st = os.lstat(source)
     try:
         existing = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
@@ -91,8 +99,8 @@ def _copy_at(source: Path, rootfs: Path, path: str, dir_fd: int, name: str, mode
             fd = os.open(name, DIR_FLAGS, dir_fd=dir_fd)
         try:
             for child in sorted(os.listdir(source)):
-                _copy_at(source / child, rootfs, here, fd, child)
-            _copy_metadata(fd, st, None)
+                _copy_at(source / child, rootfs, here, fd, child, mode, owner)
+            _copy_metadata(fd, st, mode, owner)
         finally:
             os.close(fd)
         return
@@ -100,17 +108,19 @@ def _copy_at(source: Path, rootfs: Path, path: str, dir_fd: int, name: str, mode
         remove_at(dir_fd, name)
     if stat.S_ISLNK(st.st_mode):
         os.symlink(os.readlink(source), name, dir_fd=dir_fd)
+        if owner is not None:
+            os.chown(name, *owner, dir_fd=dir_fd, follow_symlinks=False)
         os.utime(name, ns=(st.st_atime_ns, st.st_mtime_ns), dir_fd=dir_fd, follow_symlinks=False)
     elif stat.S_ISREG(st.st_mode):
         fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dir_fd)
         with os.fdopen(fd, "wb") as out, open(source, "rb") as f:
             shutil.copyfileobj(f, out, 1 << 20)
             out.flush()
-            _copy_metadata(fd, st, mode)
+            _copy_metadata(fd, st, mode, owner)
     # sockets, fifos and devices of the context are not copied
 
 
-def copy_entry(source: Path, rootfs: Path, dest: str, mode: int | None = None) -> None:
+def copy_entry(source: Path, rootfs: Path, dest: str, mode: int | None = None, owner: Owner = None) -> None:
     """Copy the file, link or tree ``source`` to the container path ``dest`` (a directory's
     contents merge into an existing directory; anything else there is replaced). ``mode``
     overrides a file's permission bits. Everything is written by descriptor below the
@@ -118,36 +128,37 @@ def copy_entry(source: Path, rootfs: Path, dest: str, mode: int | None = None) -
     name = posixpath.basename(dest.rstrip("/"))
     if not name:
         if stat.S_ISDIR(os.lstat(source).st_mode):
-            _merge_into(source, rootfs, "/")
+            _merge_into(source, rootfs, "/", mode, owner)
             return
         raise InvalidParameter(f"{dest}: cannot replace the container's root directory")
     parent_path = posixpath.dirname(dest.rstrip("/")) or "/"
     parent = container_dir(rootfs, parent_path)
     try:
-        _copy_at(source, rootfs, parent_path, parent, name, mode)
+        _copy_at(source, rootfs, parent_path, parent, name, mode, owner)
     finally:
         os.close(parent)
 
 
-def _merge_into(source: Path, rootfs: Path, dest: str) -> None:
+def _merge_into(source: Path, rootfs: Path, dest: str, mode: int | None = None, owner: Owner = None) -> None:
     """The contents of the context directory ``source`` into the container directory ``dest``."""
     fd = container_dir(rootfs, dest)
     try:
         for child in sorted(os.listdir(source)):
-            _copy_at(source / child, rootfs, dest, fd, child)
+            _copy_at(source / child, rootfs, dest, fd, child, mode, owner)
     finally:
         os.close(fd)
 
 
-def add_local(source: Path, rootfs: Path, src: str, dest: str) -> None:
+def add_local(source: Path, rootfs: Path, src: str, dest: str, mode: int | None = None, owner: Owner = None,
+              extract: bool = True) -> None:
     """ADD of a context path: a directory's contents go into ``dest``; an archive is unpacked
-    when ``dest`` is an existing directory; any other file is copied (into ``dest/`` when
-    ``dest`` ends in ``/``)."""
+    when ``dest`` is an existing directory (unless not ``extract``: COPY); any other file is
+    copied (into ``dest/`` when ``dest`` ends in ``/``)."""
     if source.is_dir() and not source.is_symlink():
-        _merge_into(source, rootfs, dest)
+        _merge_into(source, rootfs, dest, mode, owner)
         return
     existing = safe_join(rootfs, dest, follow_last=True)
-    if existing.is_dir() and not existing.is_symlink() and is_archive(source):
+    if extract and existing.is_dir() and not existing.is_symlink() and is_archive(source):
         with open(source, "rb") as f:
             extract_in_root(f, rootfs, dest, allow_devices=False)  # confined to dest, by fd
         return
@@ -155,7 +166,7 @@ def add_local(source: Path, rootfs: Path, src: str, dest: str) -> None:
         dest = posixpath.join(dest, posixpath.basename(src.rstrip("/")))
     elif existing.is_dir() and not existing.is_symlink():
         dest = posixpath.join(dest, posixpath.basename(src.rstrip("/")))  # as cp does
-    copy_entry(source, rootfs, dest)
+    copy_entry(source, rootfs, dest, mode, owner)
 
 
 def url_file_name(url: str) -> str:
@@ -166,9 +177,10 @@ def url_file_name(url: str) -> str:
     return name
 
 
-def add_download(downloaded: Path, rootfs: Path, url: str, dest: str) -> None:
+def add_download(downloaded: Path, rootfs: Path, url: str, dest: str, mode: int | None = None,
+                 owner: Owner = None) -> None:
     """ADD of a URL: the file as downloaded, never unpacked, mode 0600 as Docker wrote it."""
     existing = safe_join(rootfs, dest, follow_last=True)
     if dest.endswith("/") or (existing.is_dir() and not existing.is_symlink()):
         dest = posixpath.join(dest, url_file_name(url))
-    copy_entry(downloaded, rootfs, dest, mode=0o600)
+    copy_entry(downloaded, rootfs, dest, mode=0o600 if mode is None else mode, owner=owner)

@@ -6,7 +6,10 @@ returns the final image id; a failure raises (the API turns it into ``Error buil
 runner, so they use the daemon's configured graph, exec and network drivers. Metadata steps
 (MAINTAINER, CMD, ENTRYPOINT, ENV, EXPOSE, USER, WORKDIR, VOLUME) run nothing: their image is
 registered directly with an empty layer, its ``container_config`` being the config a container
-for the step would have had (Cmd ``/bin/sh -c #(nop) ...``).
+for the step would have had (Cmd ``/bin/sh -c #(nop) ...``). ADD and COPY are in ``file_steps.py``.
+
+Several ``FROM`` make several stages; the image of the last one built (or of ``target``'s) is
+the result. ``ARG`` before the first ``FROM`` declares values ``FROM`` lines may use.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from __future__ import annotations
 import copy
 import io
 import logging
-import tempfile
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +25,7 @@ from pathlib import Path
 from moorage.core.sdk.errors import InvalidParameter, NotFound
 from moorage.core.sdk.ids import short_id
 from moorage.core.sdk.logs import LogPosition, follow_log
-from moorage.core.services.container_config import DEFAULT_PATH, merge_with_image, normalize_config, parse_port_spec
+from moorage.core.services.container_config import DEFAULT_PATH, merge_with_image, normalize_config
 from moorage.core.services.container_files import safe_join
 from moorage.core.services.container_filesystem import ContainerFilesystem
 from moorage.core.services.container_model import ContainerConfig
@@ -31,10 +34,12 @@ from moorage.core.services.distribution import Distribution
 from moorage.core.services.images import ImageService
 from moorage.core.services.runner import Runner
 from moorage.core.services.tags import DEFAULT_TAG, parse_repository_tag
-from moorage.plugins.builder import add, cache
-from moorage.plugins.builder.context import download
-from moorage.plugins.builder.dockerfile import json_or_shell, json_or_single, parse, substitute
+from moorage.plugins.builder import cache, dockerignore
+from moorage.plugins.builder.dockerfile import Instruction, env_map, json_or_shell, line_error, parse, quoted_words
+from moorage.plugins.builder.file_steps import FileSteps
 from moorage.plugins.builder.interrupted import IntermediateRecord
+from moorage.plugins.builder.metadata import NOT_YET, MetadataSteps, go_list
+from moorage.plugins.builder.shell_words import WordError, process_word
 
 log = logging.getLogger(__name__)
 
@@ -58,14 +63,27 @@ class BuildOptions:
     pull: bool = False
     #: ``--build-arg`` values, for the Dockerfile's ``ARG`` instructions
     build_args: dict[str, str] = field(default_factory=dict)
+    #: the stage to stop after (``--target``); the last stage when empty
+    target: str = ""
 
 
-def go_list(values: list[str]) -> str:
-    """A string list as Go's ``%v`` printed it: ``[a b c]``."""
-    return "[" + " ".join(values) + "]"
+#: the args every build knows without an ``ARG`` (RUN sees them when given; never warned)
+PREDEFINED_ARGS = ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY", "ftp_proxy",
+                   "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy")
+_STAGE_NAME = re.compile(r"^[a-z][a-z0-9-_.]*$")
 
 
-class Builder:
+def stage_names(instructions: list[Instruction]) -> list[str]:
+    """The name of each stage (``FROM image AS name``; "" for an unnamed one), in order."""
+    names = []
+    for instruction in instructions:
+        if instruction.name == "from" and not instruction.error:
+            words = instruction.args.split()
+            names.append(words[2].lower() if len(words) == 3 and words[1].lower() == "as" else "")
+    return names
+
+
+class Builder(MetadataSteps, FileSteps):
     """One build. ``write(text)`` receives output as it is produced (whole lines)."""
 
     def __init__(self, images: ImageService, containers: ContainerService, runner: Runner,
@@ -89,6 +107,11 @@ class Builder:
         #: the ``ARG`` values in force: seen by RUN and by substitution, not kept in the image
         self.args: dict[str, str] = {}
         self.declared_args: set[str] = set()
+        #: the values of the ARGs before the first FROM, for FROM lines and for ARG in a stage
+        self.meta_args: dict[str, str] = {}
+        #: ``(name, image id)`` of each stage finished, for ``COPY --from`` and ``FROM <stage>``
+        self.stages: list[tuple[str, str]] = []
+        self.stage_name = ""
 
     # -- the build ---------------------------------------------------------------------------
     def build(self, context: Path) -> str:
@@ -102,21 +125,36 @@ class Builder:
             if (self.options.dockerfile or "Dockerfile") != "Dockerfile":
                 raise InvalidParameter(f"Cannot locate specified Dockerfile: {self.options.dockerfile}")
             raise InvalidParameter("Can't build a directory with no Dockerfile")
+        instructions = parse(dockerfile.read_text(errors="replace"))
+        dockerignore.apply(context)  # after the Dockerfile was read: it may be excluded too
+        names = stage_names(instructions)
+        target = self.options.target.lower()
+        if target and target not in names:
+            raise InvalidParameter(f"failed to reach build target {self.options.target} in Dockerfile")
         step = 0
-        for instruction in parse(dockerfile.read_text(errors="replace")):
+        for instruction in instructions:
             if instruction.error:
                 raise InvalidParameter(instruction.error)
-            method = getattr(self, f"step_{instruction.name}", None) if instruction.name.isalpha() else None
+            if instruction.name == "from" and target and self.stage_name == target:
+                break  # the target stage is built: the stages after it are not
+            if instruction.name in NOT_YET:
+                method = self.not_yet
+            else:
+                method = getattr(self, f"step_{instruction.name}", None) if instruction.name.isalpha() else None
             if method is None:
                 self.write(f"# Skipping unknown instruction {instruction.name.upper()}\n")
                 continue
             step += 1
-            self.write(f"Step {step} : {instruction.name.upper()} {instruction.args}\n")
-            method(instruction.args)
-            self.write(f" ---> {short_id(self.image)}\n")
+            self.write(f"Step {step} : {instruction.name.upper()} {instruction.original or instruction.args}\n")
+            try:
+                method(instruction)
+            except WordError as exc:
+                raise InvalidParameter(line_error(instruction.line, str(exc))) from None
+            if self.image:  # not an ARG before the first FROM
+                self.write(f" ---> {short_id(self.image)}\n")
         if not self.image:
             raise InvalidParameter("An error occurred during the build")
-        unused = sorted(set(self.options.build_args) - self.declared_args)
+        unused = sorted(set(self.options.build_args) - self.declared_args - set(PREDEFINED_ARGS))
         if unused:
             self.write(f"[Warning] One or more build-args [{' '.join(unused)}] were not consumed\n")
         self.write(f"Successfully built {short_id(self.image)}\n")
@@ -211,51 +249,93 @@ class Builder:
         self.distribution.pull(repo, tag or DEFAULT_TAG, self.options.auth, progress)
 
     # -- instructions ------------------------------------------------------------------------
-    def step_from(self, args: str) -> None:
-        image = self.images.lookup(args)
-        if image is None or self.options.pull:
-            self._pull(args)
-            image = self.images.lookup(args)
-            if image is None:
-                raise NotFound(f"No such image: {args}")
+    def stage_image(self, name: str) -> str | None:
+        """The image of the finished stage ``name`` (or index), None when there is none."""
+        if name.isdigit():
+            index = int(name)
+            return self.stages[index][1] if index < len(self.stages) else None
+        for stage, image_id in self.stages:
+            if stage and stage == name.lower():
+                return image_id
+        return None
+
+    def step_from(self, instruction: Instruction) -> None:
+        words = instruction.args.split()
+        if len(words) == 3 and words[1].lower() == "as":
+            if not _STAGE_NAME.match(words[2].lower()):
+                raise InvalidParameter(f"invalid name for build stage: {words[2]!r}, name can't start with a number "
+                                       "or contain symbols")
+        elif len(words) != 1:
+            raise InvalidParameter("FROM requires either one or three arguments")
+        if self.image:
+            self.stages.append((self.stage_name, self.image))
+        self.stage_name = words[2].lower() if len(words) == 3 else ""
+        name = process_word(words[0], self.meta_args, instruction.escape)
+        if not name:
+            raise InvalidParameter(f"base name ({words[0]}) should not be blank")
+        stage = self.stage_image(name) if not name.isdigit() else None
+        if stage is not None:
+            image = self.images.get(stage)
+        else:
+            image = self.images.lookup(name)
+            if image is None or self.options.pull:
+                self._pull(name)
+                image = self.images.lookup(name)
+                if image is None:
+                    raise NotFound(f"No such image: {name}")
         self.image = image.id
+        self.args = {}  # a stage sees only the ARGs it declares
         # Docker 0.7.0 inherits the base image's config (0.6.5 started from an empty one)
         self.config = normalize_config(copy.deepcopy(image.config)) if image.config else ContainerConfig()
         if not self.config.env:
             self.config.env = ["HOME=/", f"PATH={DEFAULT_PATH}"]
-
-    def step_maintainer(self, args: str) -> None:
-        self.maintainer = args
-        self._commit_metadata(f"MAINTAINER {args}")
 
     def _env(self) -> list[str]:
         """The environment RUN and substitution see: ``ARG`` values under the config's ``Env``."""
         set_by_env = {e.split("=", 1)[0] for e in self.config.env or []}
         return [f"{k}={v}" for k, v in self.args.items() if k not in set_by_env] + list(self.config.env or [])
 
-    def step_arg(self, args: str) -> None:
-        """``ARG name[=default]`` (Docker 1.9): the ``--build-arg`` value, else the default."""
-        self._need_image("arg")
-        name, has_default, default = args.strip().partition("=")
-        if not name or any(c.isspace() for c in name):
-            raise InvalidParameter(f"ARG requires a name, with an optional =default: {args!r}")
-        self.declared_args.add(name)
-        if name in self.options.build_args:
-            self.args[name] = self.options.build_args[name]
-        elif has_default:
-            self.args[name] = substitute(default, self._env())
-        self._commit_metadata(f"ARG {args.strip()}")
+    def _env_map(self) -> dict[str, str]:
+        return env_map(self._env())
 
-    def step_run(self, args: str) -> None:
+    def step_arg(self, instruction: Instruction) -> None:
+        """``ARG name[=default] ...`` (Docker 1.9): the ``--build-arg`` value, else the default,
+        else (in a stage) the value of the ARG of that name before the first FROM."""
+        in_stage = bool(self.image)
+        known = self._env_map() if in_stage else self.meta_args
+        for word in quoted_words(instruction.args, instruction.escape):
+            name, has_default, default = word.partition("=")
+            name = process_word(name, known, instruction.escape)
+            if not name:
+                raise InvalidParameter(f"ARG requires a name, with an optional =default: {instruction.args!r}")
+            self.declared_args.add(name)
+            values = self.args if in_stage else self.meta_args
+            if name in self.options.build_args:
+                values[name] = self.options.build_args[name]
+            elif has_default:
+                values[name] = process_word(default, known, instruction.escape)
+            elif in_stage and name in self.meta_args:
+                values[name] = self.meta_args[name]
+            known = self._env_map() if in_stage else self.meta_args
+        if in_stage:
+            self._commit_metadata(f"ARG {instruction.args.strip()}")
+
+    def step_run(self, instruction: Instruction) -> None:
         self._need_image("run")
-        cmd = ["/bin/sh", "-c", args]
+        cmd = json_or_shell(instruction.args)
+        if not cmd:
+            raise InvalidParameter("RUN requires at least one argument")
+        if instruction.flags:
+            raise InvalidParameter(f"the --{instruction.flags[0][0]} option requires BuildKit, which moorage's "
+                                   "classic builder is not")
         config = self._step_config(cmd)
-        if self.args:
-            config.env = self._env()
+        proxies = {k: v for k, v in self.options.build_args.items() if k in PREDEFINED_ARGS and k not in self.args}
+        if self.args or proxies:
+            config.env = [f"{k}={v}" for k, v in proxies.items()] + self._env()
         if self._cached(config):
             return
         container = self._container(config)
-        # RUN ignores the image's entrypoint: the process is the shell command alone
+        # RUN ignores the image's entrypoint: the process is the command alone
         container.path, container.args = cmd[0], cmd[1:]
         self.containers.save(container)
         self.write(f" ---> Running in {short_id(container.id)}\n")
@@ -268,92 +348,3 @@ class Builder:
         if code != 0:
             raise InvalidParameter(f"The command {go_list(cmd)} returned a non-zero code: {code}")
         self._commit(container)
-
-    def step_cmd(self, args: str) -> None:
-        self.config.cmd = json_or_shell(args)
-        self._commit_metadata(f"CMD {go_list(self.config.cmd)}")
-
-    def step_entrypoint(self, args: str) -> None:
-        entrypoint = json_or_shell(args)
-        if not entrypoint:
-            raise InvalidParameter("Entrypoint cannot be empty")
-        self.config.entrypoint = entrypoint
-        self._commit_metadata(f"ENTRYPOINT {go_list(entrypoint)}")
-
-    def step_expose(self, args: str) -> None:
-        ports = args.split()
-        for spec in ports:
-            parse_port_spec(spec)  # refuse a bad port now rather than at the next container
-        self.config.port_specs = ports + (self.config.port_specs or [])
-        self._commit_metadata(f"EXPOSE {go_list(ports)}")
-
-    def step_env(self, args: str) -> None:
-        key, sep, value = args.partition(" ")
-        key, value = key.strip(" \t"), value.strip(" \t")
-        if not sep or not key:
-            raise InvalidParameter("Invalid ENV format")
-        value = substitute(value, self._env())
-        env = list(self.config.env or [])
-        for i, entry in enumerate(env):
-            if entry.split("=", 1)[0] == key:
-                env[i] = f"{key}={value}"
-                break
-        else:
-            env.append(f"{key}={value}")
-        self.config.env = env
-        self._commit_metadata(f"ENV {key}={value}")
-
-    def step_user(self, args: str) -> None:
-        self.config.user = args
-        self._commit_metadata(f"USER {args}")
-
-    def step_workdir(self, args: str) -> None:
-        self.config.working_dir = args
-        self._commit_metadata(f"WORKDIR {args}")
-
-    def step_volume(self, args: str) -> None:
-        volumes = json_or_single(args)
-        if not volumes or not all(volumes):
-            raise InvalidParameter("Volume cannot be empty")
-        merged = dict(self.config.volumes or {})
-        merged.update({v: {} for v in volumes})
-        self.config.volumes = merged
-        self._commit_metadata(f"VOLUME {args}")
-
-    def step_insert(self, args: str) -> None:
-        raise InvalidParameter("INSERT has been deprecated. Please use ADD instead")
-
-    def step_copy(self, args: str) -> None:
-        raise InvalidParameter("COPY has been deprecated. Please use ADD instead")
-
-    def step_add(self, args: str) -> None:
-        self._need_image("add")
-        src, sep, dest = args.partition(" ")
-        src, dest = substitute(src.strip(" \t"), self._env()), substitute(dest.strip(" \t"), self._env())
-        if not sep or not src or not dest:
-            raise InvalidParameter("Invalid ADD format")
-        config = self._step_config(["/bin/sh", "-c", f"#(nop) ADD {src} in {dest}"])
-        # next to the context: inside the build's own (locked) directory
-        with tempfile.TemporaryDirectory(prefix="add-", dir=self.context.parent) as scratch:
-            is_url = src.startswith(("http://", "https://"))
-            if is_url:
-                source = Path(scratch) / "download"
-                download(src, source)
-                digest = cache.content_hash(source, "url", src)
-            else:
-                source = add.context_source(self.context, src)
-                digest = cache.content_hash(source, "context", src)
-            comment = cache.ADD_COMMENT.format(digest=digest)
-            if self._cached(config, comment):
-                return
-            container = self._container(config)
-            graph = self.containers.graph
-            rootfs = graph.get(container.id)
-            try:
-                if is_url:
-                    add.add_download(source, rootfs, src, dest)
-                else:
-                    add.add_local(source, rootfs, src, dest)
-            finally:
-                graph.put(container.id)
-        self._commit(container, comment)

@@ -52,10 +52,15 @@ class BuilderFeature(Feature):
         if version < 1.3:  # a float: see api.versioning
             raise NotSupported("Multipart upload for build is no longer supported. Please upgrade your docker client.")
         query = request.query_params
+        builder_version = query.get("version", "1")
+        if builder_version not in ("", "1"):
+            raise InvalidParameter(f"Bad parameter: version={builder_version}: moorage has only the classic builder "
+                                   "(version=1); BuildKit is not available, build with DOCKER_BUILDKIT=0")
         options = BuildOptions(tag=query.get("t", ""), quiet=query_bool(request, "q"),
                                nocache=query_bool(request, "nocache"), rm=query_bool(request, "rm"),
                                dockerfile=query.get("dockerfile", "") or "Dockerfile", pull=query_bool(request, "pull"))
         # beyond 1.6: --build-arg values (null: the client had no value to send) ...
+        options.target = query.get("target", "")
         options.build_args = {str(k): str(v) for k, v in _json_object(query.get("buildargs", ""), "buildargs").items()
                               if v is not None}
         labels = _json_object(query.get("labels", ""), "labels")

@@ -199,8 +199,8 @@ def test_errors_after_output_use_the_stream(busybox_daemon):
         # pulled from the test daemon's registry, a closed port on loopback
         "FROM no-such-image-here": "failed at 127.0.0.1:1: [Errno 111] Connection refused\n",
         "FROM busybox\nINSERT http://x /y": "Error build: INSERT has been deprecated. Please use ADD instead\n",
-        "FROM busybox\nCOPY a /b": "Error build: COPY has been deprecated. Please use ADD instead\n",
-        "FROM busybox\nBROKENLINE": "Error build: Invalid Dockerfile format\n",
+        "FROM busybox\nCOPY a /b": "Error build: a: no such file or directory\n",
+        "FROM busybox\nBROKENLINE": "Error build: Dockerfile parse error line 2: Invalid Dockerfile format\n",
         "FROM busybox\nADD missing.txt /x": "Error build: missing.txt: no such file or directory\n",
         "FROM busybox\nENTRYPOINT []": "Error build: Entrypoint cannot be empty\n",
         "FROM busybox\nVOLUME []": "Error build: Volume cannot be empty\n",

@@ -19,7 +19,7 @@ def test_parse_joins_continuations_skips_comments_and_lowercases():
         Instruction("from", "busybox"),
         Instruction("run", "echo a   b"),
         Instruction("run", "ls"),
-        Instruction("", "", error="Invalid Dockerfile format"),
+        Instruction("", "", error="Dockerfile parse error line 7: Invalid Dockerfile format"),
     ]
 
 
