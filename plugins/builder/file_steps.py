@@ -64,6 +64,10 @@ class FileSteps:
         srcs, dest = words[:-1], words[-1]
         if not dest.startswith("/"):  # relative to WORKDIR, a trailing / kept
             dest = posixpath.join(self.config.working_dir or "/", dest)
+        for changes_the_result in ("exclude", "parents", "checksum"):  # ignoring one would copy the wrong files
+            if instruction.flag(changes_the_result) is not None:
+                raise InvalidParameter(f"the --{changes_the_result} option requires BuildKit, which moorage's "
+                                       "classic builder is not")
         chown, chmod, origin = instruction.flag("chown"), instruction.flag("chmod"), instruction.flag("from")
         mode = parse_chmod(chmod)
         if origin is not None and is_add:

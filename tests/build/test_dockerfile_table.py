@@ -66,6 +66,10 @@ def test_dockerfile_gives_the_image_config(busybox_daemon, lines, args, expected
     ("FROM busybox\nHEALTHCHECK CMD true\n", "HEALTHCHECK is not yet supported by moorage"),
     ("FROM busybox\nRUN --mount=type=cache,target=/x true\n", "requires BuildKit"),
     ("FROM busybox\nCOPY a b c\n", "a: no such file or directory"),
+    # ignoring these would copy what the Dockerfile leaves out, or skip the check it asks for
+    ("FROM busybox\nCOPY --exclude=*.log Dockerfile /d\n", "the --exclude option requires BuildKit"),
+    ("FROM busybox\nCOPY --parents Dockerfile /d\n", "the --parents option requires BuildKit"),
+    ("FROM busybox\nADD --checksum=sha256:00 Dockerfile /d\n", "the --checksum option requires BuildKit"),
 ])
 def test_dockerfile_errors(busybox_daemon, text, error):
     answer = build(busybox_daemon, context_tar({"Dockerfile": text}))
@@ -130,3 +134,4 @@ def test_copy_cache_follows_content_and_flags(busybox_daemon):
     assert run("one", "600").count("Using cache") == 2
     assert run("two", "600").count("Using cache") == 0
     assert run("one", "644").count("Using cache") == 0
+
