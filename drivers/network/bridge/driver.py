@@ -295,9 +295,8 @@ class BridgeDriver(NetworkDriver):
                 undo.callback(self.pool.release, container_id)
             address = self.pool.allocate(container_id)
             interface = ipaddress.IPv4Interface(f"{address}/{self.address.network.prefixlen}")
-            with IPRoute() as ipr:
-                links.delete_link(ipr, veth)  # a leftover of a container killed along with the daemon
-                links.attach_container(ipr, pid, veth, self.bridge, interface, str(self.address.ip), self.mtu)
+            # a leftover veth of a container killed along with the daemon is replaced
+            links.attach_container(pid, veth, self.bridge, interface, str(self.address.ip), self.mtu)
             undo.callback(self._delete_veth, veth)
             forwards = self._publish_all(requested, address, undo)
             self._remember(container_id, address, forwards)
@@ -307,8 +306,7 @@ class BridgeDriver(NetworkDriver):
                         ports=self._endpoint_ports(requested, forwards))
 
     def _delete_veth(self, veth: str) -> None:
-        with IPRoute() as ipr:
-            links.delete_link(ipr, veth)
+        links.remove_link(veth)
 
     def _delete_veth_later(self, veth: str) -> None:
         """Delete a veth in a thread. The kernel takes 10-25 ms to tear an interface down, and
