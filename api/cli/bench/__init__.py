@@ -226,15 +226,18 @@ def print_table(report: Report) -> None:
     from rich.table import Table
 
     measured = [d for d in report.drivers if d not in report.skipped]
-    table = Table(title=f"moorage bench {report.family}: median / p90, ms", title_justify="left")
+    table = Table(title=f"moorage bench {report.family}: median / p90, ms (the median's ratio to the floor's)",
+                  title_justify="left")
     table.add_column("operation")
     for driver in [*measured, FLOOR]:
         table.add_column(driver, justify="right")
     for operation in report.operations():
         cells = []
+        floor = report.get(FLOOR, operation)
         for driver in [*measured, FLOOR]:
             s = report.get(driver, operation)
-            cells.append(f"{s.median:.1f} / {s.p90:.1f}" if s else "-")
+            ratio = f" ({s.median / floor.median:.1f}x)" if s and floor and driver != FLOOR and floor.median else ""
+            cells.append(f"{s.median:.1f} / {s.p90:.1f}{ratio}" if s else "-")
         table.add_row(operation, *cells)
     console = Console(width=None if sys.stdout.isatty() else 160)
     console.print(table)
