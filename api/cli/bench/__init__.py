@@ -2,9 +2,10 @@
 
 Each driver is built by name, as the daemon builds it (``DriverFamily.create``, options from
 ``--config``), so a third-party driver is measured exactly like a built-in one. Each run shows
-a progress bar per driver, then a table of medians and p90 per operation beside a *floor*: the
-same work done by the plainest host tool (``unshare`` + ``chroot`` for a container cycle,
-``tar`` for an import). ``--json`` writes every sample; ``--plot`` draws their distributions
+a progress bar per driver, then a table of medians and p90 per operation beside a *floor*
+(each median with its ratio to the floor's, where the floor has the operation): the same work
+done by the plainest host tool (``unshare`` + ``chroot`` for a container cycle, ``tar`` for an
+import). ``--json`` writes every sample; ``--plot`` draws their distributions
 (matplotlib, the ``moorage[plot]`` extra). Needs root.
 """
 
