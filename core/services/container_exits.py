@@ -5,6 +5,7 @@ records the exit (state, network, rootfs, events, hooks); then the host config's
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable
@@ -29,6 +30,49 @@ def policy_restarts(container: Container, exit_code: int) -> bool:
         and (not policy.maximum_retry_count or count < policy.maximum_retry_count))
 
 
+class Watchers:
+    """Runs each call in a thread of its own, reusing a thread whose call has returned.
+
+    A running container's watch holds a thread for its whole run, so no pool of fixed size
+    fits; but starting a thread waits for it to run, which cost every start 0.5-1 ms
+    (docs/benchmarks.md). A thread that finished a watch waits ``IDLE_SECONDS`` for the next
+    one, then ends.
+    """
+
+    IDLE_SECONDS = 30.0
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        #: the inboxes of the threads waiting for a call
+        self._idle: list[queue.SimpleQueue] = []
+
+    def run(self, call: Callable[[], None], name: str) -> None:
+        with self._lock:
+            inbox = self._idle.pop() if self._idle else None
+        if inbox is None:
+            inbox = queue.SimpleQueue()
+            threading.Thread(target=self._serve, args=(inbox,), name=name, daemon=True).start()
+        inbox.put((call, name))
+
+    def _serve(self, inbox: queue.SimpleQueue) -> None:
+        while True:
+            try:
+                call, name = inbox.get(timeout=self.IDLE_SECONDS)
+            except queue.Empty:
+                with self._lock:
+                    if inbox in self._idle:
+                        self._idle.remove(inbox)
+                        return
+                continue  # taken from the idle list just now: its call is on the way
+            threading.current_thread().name = name
+            try:
+                call()
+            except Exception:
+                log.exception("%s failed", name)
+            with self._lock:
+                self._idle.append(inbox)
+
+
 class ExitHandler:
     def __init__(self, env: RunEnvironment, executor: Executor, restart: Callable[[Container], None]) -> None:
         self.env = env
@@ -36,11 +80,11 @@ class ExitHandler:
         self.executor = executor
         #: starts a container again, its links registered; the caller holds its lock
         self.restart = restart
+        #: the threads that watch running containers
+        self.watchers = Watchers()
 
     def monitor(self, container: Container) -> None:
-        thread = threading.Thread(target=self._watch, args=(container,), name=f"monitor-{container.id[:12]}",
-                                  daemon=True)
-        thread.start()
+        self.watchers.run(lambda: self._watch(container), f"monitor-{container.id[:12]}")
 
     def _watch(self, container: Container) -> None:
         exit_code = None

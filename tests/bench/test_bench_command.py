@@ -60,8 +60,13 @@ def test_an_unsupported_driver_is_skipped_with_its_reason(tmp_path):
 
 
 def test_exec_cycles_and_the_api_cycle_beside_unshare_chroot(tmp_path):
-    _, report = bench(tmp_path, "exec", "--drivers", "native", "--cycles", "3", "--api-cycles", "2")
+    done, report = bench(tmp_path, "exec", "--drivers", "native", "--cycles", "3", "--api-cycles", "2")
     found = series(report)
+    # each driver's median beside its ratio to the floor's, for the operations the floor has
+    ratio = found[("native", "API cycle")]["median"] / found[("floor", "API cycle")]["median"]
+    shown = re.search(r"API cycle +│ +[\d.]+ / [\d.]+ \(([\d.]+)x\)", done.stdout)
+    assert shown and abs(float(shown[1]) - ratio) <= 0.11, done.stdout  # the JSON's medians are rounded
+    assert not re.search(r"│ start +│ +[\d.]+ / [\d.]+ \(", done.stdout)  # the floor has no start alone
     assert {op for d, op in found if d == "native"} == {"start", "wait", "release", "start+wait+release",
                                                         "API cycle"}
     assert found[("native", "API cycle")]["n"] == 2

@@ -11,8 +11,8 @@ import sys
 import pytest
 
 from moorage.core.kernel.plugins import PluginManager
-from moorage.core.sdk.errors import InvalidParameter
-from moorage.core.sdk.hookspecs.exec import Resources, Stream
+from moorage.core.sdk.errors import DriverError, InvalidParameter
+from moorage.core.sdk.hookspecs.exec import Mount, Resources, Stream
 from moorage.core.testing.driver import DriverUnderTest
 from moorage.core.testing.exec import ExecDriverContract, ExecFixtures, alive, log_text, wait_for
 from moorage.drivers.exec.common import protocol
@@ -72,6 +72,28 @@ class TestNativeSpecifics(ExecFixtures):
         wait_for(lambda: "ready" in log_text(spec), what="the container")
         runner.driver.release(spec.container_id)
         assert not alive(pid)
+        assert not probe().container(spec.container_id).exists()
+
+    def test_the_network_turn_runs_beside_the_setup_whose_failure_is_the_starts_error(self, runner, make_spec,
+                                                                                       tmp_path):
+        """The monitor hands the network driver the pid as soon as the clone returns; a setup
+        that fails meanwhile (a bind mount below a file) is what the start reports, not the
+        network driver's failure in a namespace that went with the process."""
+        source = tmp_path / "source"
+        source.mkdir()
+        spec = make_spec(["true"], mounts=[Mount(source, "/afile/below")])
+        (spec.rootfs / "afile").write_text("a file, not a directory\n")
+        turns = []
+
+        def join(pid: int) -> None:
+            turns.append(pid)
+            wait_for(lambda: not alive(pid), what="the failed setup's process to be gone")
+            raise DriverError(f"process {pid} does not exist: cannot join its network namespace")
+
+        with pytest.raises(DriverError, match="afile") as failed:
+            runner.driver.start(spec, join)
+        assert turns, "the network driver's turn came before the setup's end"
+        assert "cannot join" not in str(failed.value)
         assert not probe().container(spec.container_id).exists()
 
     def test_memory_swap_below_memory_is_refused(self, runner, make_spec):

@@ -18,7 +18,7 @@ from pyroute2 import IPRoute
 
 from moorage.core.kernel.plugins import PluginManager
 from moorage.core.sdk.driver import DaemonSettings, DriverFamily, DriverSettings
-from moorage.core.sdk.errors import ConfigError, Conflict
+from moorage.core.sdk.errors import ConfigError, Conflict, DriverError
 from moorage.core.sdk.hookspecs.network import NetworkDriver, PortBinding
 from moorage.core.testing.network import (
     host_links,
@@ -416,3 +416,37 @@ def test_a_failed_start_leaves_no_bridge(bridge_factory, bridge_env, tmp_path):
         bridge_factory(home=home)
     assert bridge_link(bridge_env.name) is None
     assert subprocess.run(["nft", "list", "table", "ip", bridge_env.table], capture_output=True).returncode != 0
+
+
+def test_a_leftover_host_veth_of_the_same_name_is_replaced(bridge_factory, bridge_env, container):
+    """A container killed along with the daemon leaves its host veth; the next join of that
+    container makes the pair again (the netlink request's EEXIST, then a deletion)."""
+    driver = bridge_factory()
+    box = container()
+    veth = driver._veth_name(box.id)
+    with IPRoute() as ipr:
+        ipr.link("add", ifname=veth, kind="veth", peer={"ifname": f"mtsl{uuid.uuid4().hex[:8]}"})
+    try:
+        ep = driver.join(box.id, box.pid, {})
+        state = namespace_state(box.pid)
+        assert state["links"]["eth0"] == {"up": True, "addresses": [f"{ep.ip_address}/{ep.ip_prefix_len}"]}
+        with IPRoute() as ipr:
+            link = ipr.get_links(links.link_index(ipr, veth))[0]
+            assert link.get("IFLA_MASTER") == links.link_index(ipr, bridge_env.name)
+    finally:
+        driver.release(box.id)
+        driver._wait_deleted()
+        with IPRoute() as ipr:
+            links.delete_link(ipr, veth)
+    driver.cleanup()
+
+
+def test_a_join_into_a_missing_bridge_fails_and_leaves_nothing(bridge_factory, bridge_env, container):
+    driver = bridge_factory()
+    box = container()
+    before = host_links()
+    with pytest.raises(DriverError, match="does not exist"):
+        links.attach_container(box.pid, driver._veth_name(box.id), "mtsnobridge0",
+                               ipaddress.IPv4Interface("10.99.0.2/24"), "10.99.0.1", 1500)
+    assert new_links(before, box) == set()
+    driver.cleanup()

@@ -2,9 +2,10 @@
 
 Each driver is built by name, as the daemon builds it (``DriverFamily.create``, options from
 ``--config``), so a third-party driver is measured exactly like a built-in one. Each run shows
-a progress bar per driver, then a table of medians and p90 per operation beside a *floor*: the
-same work done by the plainest host tool (``unshare`` + ``chroot`` for a container cycle,
-``tar`` for an import). ``--json`` writes every sample; ``--plot`` draws their distributions
+a progress bar per driver, then a table of medians and p90 per operation beside a *floor*
+(each median with its ratio to the floor's, where the floor has the operation): the same work
+done by the plainest host tool (``unshare`` + ``chroot`` for a container cycle, ``tar`` for an
+import). ``--json`` writes every sample; ``--plot`` draws their distributions
 (matplotlib, the ``moorage[plot]`` extra). Needs root.
 """
 
@@ -226,15 +227,18 @@ def print_table(report: Report) -> None:
     from rich.table import Table
 
     measured = [d for d in report.drivers if d not in report.skipped]
-    table = Table(title=f"moorage bench {report.family}: median / p90, ms", title_justify="left")
+    table = Table(title=f"moorage bench {report.family}: median / p90, ms (the median's ratio to the floor's)",
+                  title_justify="left")
     table.add_column("operation")
     for driver in [*measured, FLOOR]:
         table.add_column(driver, justify="right")
     for operation in report.operations():
         cells = []
+        floor = report.get(FLOOR, operation)
         for driver in [*measured, FLOOR]:
             s = report.get(driver, operation)
-            cells.append(f"{s.median:.1f} / {s.p90:.1f}" if s else "-")
+            ratio = f" ({s.median / floor.median:.1f}x)" if s and floor and driver != FLOOR and floor.median else ""
+            cells.append(f"{s.median:.1f} / {s.p90:.1f}{ratio}" if s else "-")
         table.add_row(operation, *cells)
     console = Console(width=None if sys.stdout.isatty() else 160)
     console.print(table)

@@ -10,7 +10,8 @@ from __future__ import annotations
 import http.client
 import json
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, fields
 from pathlib import Path
 from time import perf_counter
@@ -69,30 +70,36 @@ class Cycle:
 PHASES = tuple(f.name for f in fields(Cycle))
 
 
+def one_cycle(client: UnixConnection, n: int = 0) -> Cycle:
+    """One create + start + wait + remove through ``client`` (``n`` names it in an error)."""
+    t0 = perf_counter()
+    status, body = client.call("POST", "/containers/create", json_body=CREATE)
+    cid = json.loads(body)["Id"]
+    t1 = perf_counter()
+    answers = [status, client.call("POST", f"/containers/{cid}/start")[0]]
+    t2 = perf_counter()
+    answers.append(client.call("POST", f"/containers/{cid}/wait")[0])
+    t3 = perf_counter()
+    answers.append(client.call("DELETE", f"/containers/{cid}")[0])
+    t4 = perf_counter()
+    if answers != [201, 204, 200, 204]:
+        raise RuntimeError(f"API cycle {n}: unexpected answers {answers}")
+    return Cycle(t1 - t0, t2 - t1, t3 - t2, t4 - t3)
+
+
 def run_cycles(client: UnixConnection, cycles: int, record: Callable[[Cycle], None]) -> None:
     """``cycles`` cycles through ``client`` (after the warm-up), each handed to ``record``."""
     for i in range(cycles + WARM_UP):
-        t0 = perf_counter()
-        status, body = client.call("POST", "/containers/create", json_body=CREATE)
-        cid = json.loads(body)["Id"]
-        t1 = perf_counter()
-        answers = [status, client.call("POST", f"/containers/{cid}/start")[0]]
-        t2 = perf_counter()
-        answers.append(client.call("POST", f"/containers/{cid}/wait")[0])
-        t3 = perf_counter()
-        answers.append(client.call("DELETE", f"/containers/{cid}")[0])
-        t4 = perf_counter()
-        if answers != [201, 204, 200, 204]:
-            raise RuntimeError(f"API cycle {i}: unexpected answers {answers}")
+        cycle = one_cycle(client, i)
         if i >= WARM_UP:
-            record(Cycle(t1 - t0, t2 - t1, t3 - t2, t4 - t3))
+            record(cycle)
 
 
-def api_cycles(base: Path, config: str, tar: Path, cycles: int, record: Callable[[Cycle], None]) -> None:
-    """Start a daemon with config text ``config`` below ``base``, import ``tar`` as busybox, and
-    call ``record`` with each of ``cycles`` cycles. A daemon that does not start is a
-    ``ConfigError`` (its drivers cannot run here); a failed cycle a ``RuntimeError``, both
-    ending with the daemon's log."""
+@contextmanager
+def cycle_daemon(base: Path, config: str, tar: Path) -> Iterator[tuple[UnixConnection, int]]:
+    """A daemon with config text ``config`` below ``base``, ``tar`` imported as busybox: its
+    client and pid. A daemon that does not start is a ``ConfigError`` (its drivers cannot run
+    here); a failure inside the block a ``RuntimeError``, both ending with the daemon's log."""
     daemon = DaemonProcess(base, config, tcp=False)
     try:
         try:
@@ -103,9 +110,17 @@ def api_cycles(base: Path, config: str, tar: Path, cycles: int, record: Callable
         status, _ = client.call("POST", "/images/create?fromSrc=-&repo=busybox", body=tar.read_bytes())
         if status != 200:
             raise RuntimeError(f"importing busybox answered {status}")
-        run_cycles(client, cycles, record)
+        yield client, daemon.proc.pid
         client.close()
     except (OSError, RuntimeError) as exc:
         raise RuntimeError(f"API cycle failed: {exc}; the daemon's log ends with:\n{daemon.log()[-1500:]}") from exc
     finally:
         daemon.dispose(remove=False)
+
+
+def api_cycles(base: Path, config: str, tar: Path, cycles: int, record: Callable[[Cycle], None],
+               observe: Callable[[int], AbstractContextManager[object]] | None = None) -> None:
+    """Call ``record`` with each of ``cycles`` cycles of a ``cycle_daemon``. ``observe``, given
+    the daemon's pid, is entered around the cycles (a profiler attached to the daemon)."""
+    with cycle_daemon(base, config, tar) as (client, pid), (observe or (lambda _: nullcontext()))(pid):
+        run_cycles(client, cycles, record)

@@ -9,6 +9,7 @@ monitor), the start request (``start``, with ``_prepare`` and ``_launch``), ``pr
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import subprocess
@@ -229,11 +230,18 @@ class MonitorDriver(ExecDriver):
             assert on_namespace is not None
             try:
                 on_namespace(message["pid"])
-            except BaseException:
-                chan.send(b"abort")
-                _drain(chan)
+            except BaseException as exc:
+                # the process may have failed its setup meanwhile (the turn can run beside it),
+                # which then explains the failure better: a join into a namespace that is gone
+                with contextlib.suppress(OSError):
+                    chan.send(b"abort")
+                reported = _drain(chan)
+                if reported is not None and isinstance(exc, Exception):
+                    raise DriverError(f"cannot start container {cid}: {reported}") from exc
                 raise
-            chan.send(b"go")
+            # a monitor that failed meanwhile has already sent its error, which receive raises
+            with contextlib.suppress(OSError):
+                chan.send(b"go")
             message = receive()
         return int(message["pid"])
 
@@ -355,10 +363,16 @@ class MonitorDriver(ExecDriver):
                 pass
 
 
-def _drain(chan: socket.socket) -> None:
-    """Read the start channel until the monitor closes it: it has cleaned up by then."""
+def _drain(chan: socket.socket) -> str | None:
+    """Read the start channel until the monitor closes it: it has cleaned up by then. The
+    error it reported on the way, if any."""
+    reported = None
     try:
-        while chan.recv(65536):
-            pass
+        while raw := chan.recv(65536):
+            with contextlib.suppress(ValueError):
+                message = json.loads(raw)
+                if isinstance(message, dict) and "error" in message and reported is None:
+                    reported = str(message["error"])
     except OSError:
         pass
+    return reported

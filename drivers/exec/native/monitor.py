@@ -3,7 +3,8 @@
 
 The container's first process is cloned in new namespaces by ``container.spawn`` and sets up
 its own isolation (in C); it reports on a unix socket once its namespaces exist and waits on a
-pipe for the go (after the network driver's turn, with ``request.handshake``). It joins its
+pipe for the go (after the network driver's turn, with ``request.handshake``, which runs
+while the process sets up its mounts: the monitor sends the pid as soon as the clone returns). It joins its
 cgroups itself (``Launch.cgroup_files``, see ``cgroups.ContainerCgroups.join_files``); the monitor
 records ``state.json`` (its pid) once it started. With a tty, the pty is one of the container's
 own devpts, opened by that process: its master comes with the report (``tty_stdio``).
@@ -59,14 +60,18 @@ class NativeMonitor(Monitor):
         for fd in (*child_fds, sync_w, go_r):
             os.close(fd)
         handshake = request.handshake
-        if not handshake:  # nobody needs the namespace before the command runs: no round trip
+        if handshake:
+            # the namespaces exist from the clone on: the network driver's turn runs while the
+            # process sets up its mounts, and the go waits for both (a failed setup is reported
+            # as the start's error, and the driver's answer is then not read)
+            send(self.chan, {"pid": pid})
+        else:  # nobody needs the namespace before the command runs: no round trip
             os.write(go_w, b"G")
         ready = self._ready(sync_r)
         if not ready.startswith(b"R"):
             self._fail(ready[1:].decode(errors="replace") or "the container process died during setup")
         early = ready[1:]  # without the handshake, an "E..." may follow "R" in the same read
         if handshake:
-            send(self.chan, {"pid": pid})
             answer = self.chan.recv(64)
             if answer != b"go":
                 os.kill(pid, signal.SIGKILL)

@@ -45,6 +45,7 @@ from moorage.drivers.network.bridge import links
 from moorage.drivers.network.bridge.ipam import AddressPool
 from moorage.drivers.network.bridge.nft import NatTable
 from moorage.drivers.network.bridge.proxy import Forward, ProxyServer
+from moorage.drivers.network.bridge.reaper import LinkReaper
 from moorage.drivers.network.common import HostPorts, PortKey, parse_host_port, parse_port_key
 
 log = logging.getLogger(__name__)
@@ -167,8 +168,8 @@ class BridgeDriver(NetworkDriver):
         #: containers whose ``leave`` this instance completed (their exit), so that ``release``
         #: (their removal) need not look for the veth again: a netlink round trip or two
         self._left: set[str] = set()
-        #: host veth name -> the thread deleting it (see ``_delete_veth_later``)
-        self._deleting: dict[str, threading.Thread] = {}
+        #: deletes host veths in the background (see ``_delete_veth_later``)
+        self._reaper = LinkReaper(self._delete_veth, f"bridge-rm-{self.bridge}")
 
     # -- the bridge ------------------------------------------------------------------------
     def _set_up_bridge(self, opts: BridgeOptions) -> tuple[ipaddress.IPv4Interface, bool]:
@@ -295,9 +296,8 @@ class BridgeDriver(NetworkDriver):
                 undo.callback(self.pool.release, container_id)
             address = self.pool.allocate(container_id)
             interface = ipaddress.IPv4Interface(f"{address}/{self.address.network.prefixlen}")
-            with IPRoute() as ipr:
-                links.delete_link(ipr, veth)  # a leftover of a container killed along with the daemon
-                links.attach_container(ipr, pid, veth, self.bridge, interface, str(self.address.ip), self.mtu)
+            # a leftover veth of a container killed along with the daemon is replaced
+            links.attach_container(pid, veth, self.bridge, interface, str(self.address.ip), self.mtu)
             undo.callback(self._delete_veth, veth)
             forwards = self._publish_all(requested, address, undo)
             self._remember(container_id, address, forwards)
@@ -307,35 +307,17 @@ class BridgeDriver(NetworkDriver):
                         ports=self._endpoint_ports(requested, forwards))
 
     def _delete_veth(self, veth: str) -> None:
-        with IPRoute() as ipr:
-            links.delete_link(ipr, veth)
+        links.remove_link(veth)
 
     def _delete_veth_later(self, veth: str) -> None:
-        """Delete a veth in a thread. The kernel takes 10-25 ms to tear an interface down, and
-        ``leave`` runs when the container exits, which its removal waits for; a ``join`` that
-        needs the same name waits for the deletion (``_wait_deleted``), ``cleanup`` for all."""
-        def run() -> None:
-            try:
-                self._delete_veth(veth)
-            except Exception:  # noqa: BLE001 - a thread has nobody to raise to
-                log.exception("deleting the host interface %s", veth)
-            finally:
-                with self._lock:
-                    if self._deleting.get(veth) is thread:
-                        del self._deleting[veth]
-
-        thread = threading.Thread(target=run, name=f"bridge-rm-{veth}", daemon=True)
-        with self._lock:
-            self._deleting[veth] = thread
-        thread.start()
+        """Delete a veth in the background (``reaper.py``): ``leave`` runs when the container
+        exits, which its removal waits for; a ``join`` that needs the same name waits for the
+        deletion (``_wait_deleted``), ``cleanup`` for all."""
+        self._reaper.delete_later(veth)
 
     def _wait_deleted(self, veth: str | None = None) -> None:
         """Wait for the deletion of ``veth`` (of every veth being deleted, with None)."""
-        with self._lock:
-            pending = list(self._deleting.values()) if veth is None else [self._deleting.get(veth)]
-        for thread in pending:
-            if thread is not None:
-                thread.join()
+        self._reaper.wait(veth)
 
     def leave(self, container_id: str) -> None:
         # after a daemon restart nothing is remembered, and nothing needs to be: the proxies
