@@ -31,9 +31,10 @@ class NoneDriver(UnmanagedNetwork):
              hostname: str = "") -> Endpoint:
         try:
             own = os.stat(f"/proc/{pid}/ns/net").st_ino != os.stat("/proc/self/ns/net").st_ino
-        except (FileNotFoundError, PermissionError):
-            # called after the start: a short command may be gone already, or exiting (the
-            # kernel then refuses even root its namespaces: EACCES once its memory is released)
+        except (FileNotFoundError, PermissionError, ProcessLookupError):
+            # called after the start: a short command may be gone already (ENOENT, or ESRCH while
+            # it is being reaped), or exiting (the kernel then refuses even root its namespaces:
+            # EACCES once its memory is released)
             own = True
         if not own:
             raise DriverError(f"process {pid} shares the daemon's network namespace; it needs its own")
