@@ -4,11 +4,12 @@ the lifecycle endpoints today's API added (``wait?condition=``, prune)."""
 
 from __future__ import annotations
 
+import json
 import signal as signals
 import time
 
 from fastapi import Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 
 from moorage.api.http.params import ContainersDep, KernelDep, RunnerDep, query_bool
 from moorage.api.http.system import parse_filters
@@ -52,9 +53,10 @@ async def inspect(name: str, request: Request, kernel: Kernel, containers: Conta
 def _wait_for(runner: Runner, containers: ContainerService, name: str, condition: str) -> int:
     """Blocks (in a waiting thread) until ``condition`` holds; the exit code then."""
     container = containers.get(name)
-    if condition == "next-exit":
-        while container.exited.is_set() and not container.removed:
-            time.sleep(_POLL)  # until a new run begins
+    if condition == "next-exit" and container.exited.is_set():
+        began = container.state.started_at  # a new run sets it (after clearing ``exited``)
+        while container.state.started_at == began and not container.removed:
+            time.sleep(_POLL)
     code = runner.wait(container.id)
     if condition == "removed":
         while containers.lookup(container.id) is not None:
@@ -63,16 +65,22 @@ def _wait_for(runner: Runner, containers: ContainerService, name: str, condition
 
 
 async def wait(name: str, request: Request, kernel: Kernel, containers: ContainerService,
-               runner: Runner) -> JSONResponse:
+               runner: Runner) -> StreamingResponse:
+    """The headers go out at once and the body when the condition holds, as Docker answers:
+    today's clients wait for the headers before they start the container they wait for."""
     condition = request.query_params.get("condition", "") or "not-running"
     if condition not in WAIT_CONDITIONS:
         raise InvalidParameter(f"invalid condition: {condition!r}")
     container = containers.get(name)
-    if condition == "not-running" and container.exited.is_set():
-        code = container.state.exit_code
-    else:
-        code = await kernel.run_waiting(_wait_for, runner, containers, container.id, condition)
-    return JSONResponse({"StatusCode": code, "Error": None})
+
+    async def body():
+        if condition == "not-running" and container.exited.is_set():
+            code = container.state.exit_code
+        else:
+            code = await kernel.run_waiting(_wait_for, runner, containers, container.id, condition)
+        yield json.dumps({"StatusCode": code, "Error": None}).encode() + b"\n"
+
+    return StreamingResponse(body(), media_type="application/json")
 
 
 async def kill(name: str, signum: int, kernel: Kernel, containers: ContainerService, runner: Runner) -> Response:
