@@ -10,4 +10,4 @@ MODERN_MIN = (1, 24)
 MODERN_MAX = (1, 47)
 #: What ``/_ping`` and ``/version`` advertise, from which today's clients negotiate
 #: (docs/api.md says why it is not yet ``1.47``).
-ADVERTISED_VERSION_STR = "1.6"
+ADVERTISED_VERSION_STR = "1.47"

@@ -50,16 +50,19 @@ async def inspect(name: str, request: Request, kernel: Kernel, containers: Conta
     return JSONResponse(data)
 
 
-def _wait_for(runner: Runner, containers: ContainerService, name: str, condition: str) -> int:
-    """Blocks (in a waiting thread) until ``condition`` holds; the exit code then."""
+def _wait_for(containers: ContainerService, name: str, condition: str) -> int:
+    """Blocks (in a waiting thread) until ``condition`` holds; the exit code then. ``next-exit``
+    and ``removed`` on a container that is not running wait for its next run (today's CLI asks
+    before it starts the container), ``removed`` ends too when it is removed without one."""
     container = containers.get(name)
-    if condition == "next-exit" and container.exited.is_set():
+    if condition != "not-running" and container.exited.is_set():
         began = container.state.started_at  # a new run sets it (after clearing ``exited``)
         while container.state.started_at == began and not container.removed:
             time.sleep(_POLL)
-    code = runner.wait(container.id)
+    container.exited.wait()
+    code = container.state.exit_code
     if condition == "removed":
-        while containers.lookup(container.id) is not None:
+        while not container.removed and containers.lookup(container.id) is not None:
             time.sleep(_POLL)
     return code
 
@@ -77,7 +80,7 @@ async def wait(name: str, request: Request, kernel: Kernel, containers: Containe
         if condition == "not-running" and container.exited.is_set():
             code = container.state.exit_code
         else:
-            code = await kernel.run_waiting(_wait_for, runner, containers, container.id, condition)
+            code = await kernel.run_waiting(_wait_for, containers, container.id, condition)
         yield json.dumps({"StatusCode": code, "Error": None}).encode() + b"\n"
 
     return StreamingResponse(body(), media_type="application/json")

@@ -3,8 +3,9 @@
 docker-py's code is not in this repository: its ``tests/`` are taken at run time from a git
 checkout of docker/docker-py at tag 7.1.0 (``MOORAGE_DOCKER_PY``, default the mirror this
 project's machines keep; the package's sdist carries no tests), and the SDK itself from
-``.venv/sdk7`` (``bash bootstrap test``: ``pip install --target .venv/sdk7 docker==7.1.0 pytest
-pytest-timeout``), a directory of its own so that its pins move nothing of the project's.
+``.venv/sdk7`` (``bash bootstrap test`` installs ``docker[ssh,websockets]==7.1.0``, pytest and
+pytest-timeout there: the extras are what its tests import), a directory of its own so that
+its pins move nothing of the project's.
 
 The selected files run against a busybox daemon with busybox tagged ``alpine:3.10``,
 ``busybox`` and ``hello-world`` (the names the suite uses), each test capped by pytest-timeout.
@@ -77,7 +78,8 @@ def test_docker_sdk_7_integration_suite(busybox_daemon, tmp_path):
     tag_images(busybox_daemon)
     report = tmp_path / "report.xml"
     env = {**os.environ, "PYTHONPATH": f"{SDK}:{tmp_path}", "DOCKER_HOST": f"unix://{busybox_daemon.sock}",
-           "DOCKER_TEST_API_VERSION": "1.47", "HOME": str(tmp_path)}
+           "DOCKER_TEST_API_VERSION": "1.47", "HOME": str(tmp_path),
+           "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}  # the project's own plugins stay out
     env.pop("DOCKER_CERT_PATH", None)
     env.pop("DOCKER_TLS_VERIFY", None)
     files = [f"tests/integration/{name}" for name in FLOORS]
