@@ -139,7 +139,9 @@ class ModernViews:
         host = self.host_config(container)
         row = {
             "Id": container.id, "Names": self.containers.names_of(container),
-            "Image": self.containers.image_name(container.image), "ImageID": container.image,
+            # the name the client created it from, as Docker shows it, while that name is here
+            "Image": container.config.image if self.containers.images.lookup(container.config.image or "-")
+            else self.containers.image_name(container.image), "ImageID": container.image,
             "Command": " ".join([container.path, *container.args]),
             "Created": int(parse_time(container.created)), "Ports": ports,
             "Labels": dict(container.config.labels or {}), "State": state_status(container),
