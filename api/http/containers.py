@@ -9,11 +9,13 @@ from typing import Any
 from fastapi import Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from moorage.api.http import containers_modern as modern
 from moorage.api.http.crosssite import refuse_non_json
 from moorage.api.http.params import ApiVersion, ContainersDep, KernelDep, RunnerDep, query_bool, query_int
 from moorage.core.kernel.kernel import Kernel
 from moorage.core.sdk.errors import Conflict, InvalidParameter, NotSupported
 from moorage.core.sdk.ids import short_id
+from moorage.core.services.container_config import check_legacy_config
 from moorage.core.services.container_filesystem import ContainerFilesystem
 from moorage.core.services.container_views import ContainerViews
 
@@ -36,10 +38,14 @@ def is_json(request: Request) -> bool:
     return media == "application/json"
 
 
-async def create(request: Request, kernel: KernelDep, containers: ContainersDep) -> JSONResponse:
+async def create(request: Request, kernel: KernelDep, containers: ContainersDep, version: ApiVersion) -> JSONResponse:
     body = await json_body(request, required=True)
+    if not version.modern:
+        check_legacy_config(body)
     name = request.query_params.get("name") or None
     container, warnings = await kernel.run_blocking(containers.create, body, name)
+    if version.modern:
+        return JSONResponse({"Id": container.id, "Warnings": warnings or []}, status_code=201)
     answer: dict = {"Id": short_id(container.id)}
     if warnings:
         answer["Warnings"] = warnings
@@ -48,6 +54,8 @@ async def create(request: Request, kernel: KernelDep, containers: ContainersDep)
 
 async def list_containers(request: Request, kernel: KernelDep, containers: ContainersDep,
                           version: ApiVersion) -> JSONResponse:
+    if version.modern:
+        return await modern.list_containers(request, kernel, containers)
     q = request.query_params
     limit_raw = q.get("limit", "")
     try:
@@ -74,7 +82,10 @@ def legacy_ports(rows: list[dict] | None) -> str:
     return ", ".join(sorted(parts))
 
 
-async def inspect(name: str, kernel: KernelDep, containers: ContainersDep) -> JSONResponse:
+async def inspect(name: str, request: Request, kernel: KernelDep, containers: ContainersDep,
+                  version: ApiVersion) -> JSONResponse:
+    if version.modern:
+        return await modern.inspect(name, request, kernel, containers)
     data = await kernel.run_blocking(ContainerViews(containers).inspect, name)
     if await kernel.run_blocking(containers.images.lookup, name) is not None:
         raise Conflict("Conflict between containers and images")
@@ -96,18 +107,28 @@ def stop_timeout(request: Request) -> int:
     return value if value >= 0 else 10
 
 
-async def stop(name: str, request: Request, kernel: KernelDep, runner: RunnerDep) -> Response:
+async def stop(name: str, request: Request, kernel: KernelDep, containers: ContainersDep, runner: RunnerDep,
+               version: ApiVersion) -> Response:
+    if version.modern:
+        return await modern.stop(name, request, kernel, containers, runner)
     await kernel.run_waiting(runner.stop, name, stop_timeout(request))
     return Response(status_code=204)
 
 
-async def restart(name: str, request: Request, kernel: KernelDep, runner: RunnerDep) -> Response:
+async def restart(name: str, request: Request, kernel: KernelDep, containers: ContainersDep, runner: RunnerDep,
+                  version: ApiVersion) -> Response:
+    if version.modern:
+        return await modern.restart(name, request, kernel, containers, runner)
     await kernel.run_waiting(runner.restart, name, stop_timeout(request))
     return Response(status_code=204)
 
 
-async def kill(name: str, request: Request, kernel: KernelDep, runner: RunnerDep) -> Response:
-    await kernel.run_waiting(runner.kill, name, parse_signal(request.query_params.get("signal", "")))
+async def kill(name: str, request: Request, kernel: KernelDep, containers: ContainersDep, runner: RunnerDep,
+               version: ApiVersion) -> Response:
+    signum = parse_signal(request.query_params.get("signal", ""))
+    if version.modern:
+        return await modern.kill(name, signum, kernel, containers, runner)
+    await kernel.run_waiting(runner.kill, name, signum)
     return Response(status_code=204)
 
 
@@ -129,7 +150,10 @@ def parse_signal(value: str) -> int:
     return number
 
 
-async def wait(name: str, kernel: KernelDep, runner: RunnerDep) -> JSONResponse:
+async def wait(name: str, request: Request, kernel: KernelDep, containers: ContainersDep, runner: RunnerDep,
+               version: ApiVersion) -> JSONResponse:
+    if version.modern:
+        return await modern.wait(name, request, kernel, containers, runner)
     code = runner.exit_code_if_exited(name)
     if code is None:
         code = await kernel.run_waiting(runner.wait, name)

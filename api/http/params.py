@@ -8,6 +8,7 @@ from typing import Annotated, TypeVar
 
 from fastapi import Depends, Request
 
+from moorage.api.http.versioning import LEGACY, Version
 from moorage.core.kernel.kernel import Kernel
 from moorage.core.sdk.errors import InvalidParameter, NotSupported
 from moorage.core.services.containers import ContainerService
@@ -61,9 +62,9 @@ async def get_kernel(request: Request) -> Kernel:
     return request.app.state.kernel
 
 
-async def get_api_version(request: Request) -> float:
-    """The request's API version as a float, compared as Docker compared it (1.10 == 1.1)."""
-    return request.scope.get("moorage.api_version", 1.6)
+async def get_api_version(request: Request) -> Version:
+    """The request's API version (``api/http/versioning.py``: 1.6 for an unversioned path)."""
+    return request.scope.get("moorage.api_version", LEGACY)
 
 
 def _available(service: T | None, missing: str) -> T:
@@ -93,7 +94,7 @@ async def get_distribution(request: Request) -> Distribution:
 
 
 KernelDep = Annotated[Kernel, Depends(get_kernel)]
-ApiVersion = Annotated[float, Depends(get_api_version)]
+ApiVersion = Annotated[Version, Depends(get_api_version)]
 ImagesDep = Annotated[ImageService, Depends(get_images)]
 ContainersDep = Annotated[ContainerService, Depends(get_containers)]
 RunnerDep = Annotated[Runner, Depends(get_runner)]

@@ -12,7 +12,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import NamedTuple
 
-from moorage.api.http import archive, attach, containers, exec_instances, images, logs, registry, stats, system, volumes
+from moorage.api.http import (
+    archive,
+    attach,
+    containers,
+    containers_modern,
+    exec_instances,
+    images,
+    logs,
+    registry,
+    stats,
+    system,
+    volumes,
+)
 
 
 class Route(NamedTuple):
@@ -40,6 +52,7 @@ ROUTES: list[Route] = [
     Route("DELETE", "/images/{name:path}", images.delete),
     Route("POST", "/containers/create", containers.create),
     Route("GET", "/containers/json", containers.list_containers),
+    Route("POST", "/containers/prune", containers_modern.prune),
     Route("GET", "/containers/ps", containers.list_containers),
     Route("GET", "/containers/{name:path}/json", containers.inspect),
     Route("GET", "/containers/{name:path}/changes", containers.changes),

@@ -58,6 +58,11 @@ def host_memory() -> int:
     return 0
 
 
+BLKIO_KEYS = ("io_service_bytes_recursive", "io_serviced_recursive", "io_queue_recursive",
+              "io_service_time_recursive", "io_wait_time_recursive", "io_merged_recursive", "io_time_recursive",
+              "sectors_recursive")
+
+
 def stats_object(container: Container, usage: ResourceUsage, previous: dict | None) -> dict:
     cpu = {"cpu_usage": {"total_usage": usage.cpu_total_ns, "usage_in_kernelmode": usage.cpu_system_ns,
                          "usage_in_usermode": usage.cpu_user_ns},
@@ -69,6 +74,10 @@ def stats_object(container: Container, usage: ResourceUsage, previous: dict | No
         "cpu_stats": cpu,
         "precpu_stats": previous["cpu_stats"] if previous else {"cpu_usage": {"total_usage": 0}, "throttling_data": {}},
         "memory_stats": {"usage": usage.memory_usage, "limit": usage.memory_limit or host_memory(), "stats": {}},
+        # the exec drivers report no block I/O yet: Docker's keys, each null as it shows them
+        # for a cgroup without the counters
+        "blkio_stats": {key: None for key in BLKIO_KEYS},
+        "num_procs": 0, "storage_stats": {},
         "networks": interface_counters(container.state.pid),
         "name": container.name, "id": container.id,
     }

@@ -13,16 +13,20 @@ from pathlib import Path
 from fastapi import Request
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 
-from moorage.api import API_VERSION_STR
-from moorage.api.http.params import KernelDep, query_int
+from moorage.api import ADVERTISED_VERSION_STR
+from moorage.api.http.params import ApiVersion, KernelDep, query_int
+from moorage.api.http.system_modern import modern_info, modern_version
 from moorage.core import __version__
 from moorage.core.kernel.kernel import Kernel
 from moorage.core.sdk.errors import InvalidParameter
 
 
 async def ping(request: Request) -> PlainTextResponse:
-    """``OK`` with ``Api-Version: 1.6``: today's docker CLI negotiates down to 1.6 from this."""
-    return PlainTextResponse("OK", headers={"Api-Version": API_VERSION_STR, "Cache-Control": "no-cache"})
+    """``OK`` with ``Api-Version``: the version today's clients negotiate (``ADVERTISED_VERSION_STR``),
+    and the headers today's Docker adds."""
+    return PlainTextResponse("OK", headers={"Api-Version": ADVERTISED_VERSION_STR, "Cache-Control": "no-cache",
+                                            "Docker-Experimental": "false", "Ostype": "linux",
+                                            "Pragma": "no-cache"})
 
 
 def _git_commit() -> str:
@@ -40,16 +44,18 @@ def _git_commit() -> str:
 _GIT_COMMIT = _git_commit()
 
 
-async def version(kernel: KernelDep) -> JSONResponse:
+async def version(kernel: KernelDep, api: ApiVersion) -> JSONResponse:
     """``Version`` is moorage's own; ``GitCommit`` the source commit when known; ``GoVersion``
-    names the Python that runs the daemon (docs/api.md)."""
+    names the Python that runs the daemon (docs/api.md). Today's shape at 1.24 and above."""
+    if api.modern:
+        return JSONResponse(modern_version(_GIT_COMMIT))
     body = {"Version": __version__}
     if _GIT_COMMIT:
         body["GitCommit"] = _GIT_COMMIT
     body["GoVersion"] = f"{platform.python_implementation()} {platform.python_version()}"
     # Not in 1.6 (Docker 0.8 and later added them); today's docker CLI prints them, and a
     # 1.6 client ignores keys it does not know.
-    body.update(ApiVersion=API_VERSION_STR, MinAPIVersion="1.0", Os="linux",
+    body.update(ApiVersion=ADVERTISED_VERSION_STR, MinAPIVersion="1.0", Os="linux",
                 Arch={"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine()),
                 KernelVersion=platform.release())
     return JSONResponse(body)
@@ -88,8 +94,11 @@ def collect_info(kernel: Kernel) -> dict:
     return {k: v for k, v in info.items() if k in keep or v}
 
 
-async def info(kernel: KernelDep) -> JSONResponse:
-    return JSONResponse(await kernel.run_blocking(collect_info, kernel))
+async def info(kernel: KernelDep, api: ApiVersion) -> JSONResponse:
+    legacy = await kernel.run_blocking(collect_info, kernel)
+    if api.modern:
+        return JSONResponse(await kernel.run_blocking(modern_info, kernel, legacy))
+    return JSONResponse(legacy)
 
 
 def parse_filters(raw: str) -> dict[str, list[str]]:

@@ -100,6 +100,7 @@ class Container:
     def to_disk(self) -> dict:
         """What ``config.json`` holds."""
         data = self.to_api(host_config=False)  # the saved one is ``Moorage.HostConfig``
+        data["Config"] = self.config.to_disk()  # every field, today's too
         data["Moorage"] = {**self.internal.to_disk(), "HostConfig": self.host_config.to_api()}
         return data
 

@@ -17,7 +17,7 @@ from moorage.core.sdk.errors import InvalidParameter
 from moorage.core.sdk.hookspecs.network import PortBinding
 from moorage.core.sdk.security import capability_name
 from moorage.core.sdk.validation import check_host_path, check_hostname, check_link_alias, check_text, clean_path, shown
-from moorage.core.services.container_model import ContainerConfig, HostConfig, RestartPolicy
+from moorage.core.services.container_model import LEGACY_VIEW, ContainerConfig, HostConfig, RestartPolicy
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,50 @@ def normalize_config(data: Any) -> ContainerConfig:
     """A Config from a request body: known keys matched case-insensitively, types checked."""
     values = ContainerConfig.fold(data, "container config")
     ContainerConfig.check_types(values)
+    _check_modern_config(values)
     return ContainerConfig.from_values(values)
+
+
+_HEALTH_DURATIONS = ("Interval", "Timeout", "StartPeriod", "StartInterval")
+
+
+def _check_modern_config(values: dict[str, Any]) -> None:
+    """The types of today's ``Config`` fields beyond ``check_types``: ``Labels`` a map of
+    strings, ``StopTimeout`` an integer or null, ``Healthcheck`` Docker's object (durations in
+    nanoseconds, none negative, as Docker's create checks them)."""
+    labels = values.get("labels")
+    if labels and not all(isinstance(v, str) for v in labels.values()):
+        raise InvalidParameter("Bad parameter: Labels must be an object of strings")
+    timeout = values.get("stop_timeout")
+    if timeout is not None and (not isinstance(timeout, int) or isinstance(timeout, bool)):
+        raise InvalidParameter("Bad parameter: StopTimeout must be an integer")
+    health = values.get("healthcheck")
+    if not health:
+        return
+    test = health.get("Test")
+    if test is not None and not (isinstance(test, list) and all(isinstance(t, str) for t in test)):
+        raise InvalidParameter("Bad parameter: Healthcheck.Test must be a list of strings")
+    for key in (*_HEALTH_DURATIONS, "Retries"):
+        value = health.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise InvalidParameter(f"Bad parameter: Healthcheck.{key} must be an integer")
+        if value < 0:
+            what = "Retries" if key == "Retries" else key
+            raise InvalidParameter(f"{what} in Healthcheck cannot be negative")
+
+
+def check_legacy_config(body: Any) -> None:
+    """400 naming the given ``Config`` fields the v1.0–v1.6 API does not have (``Labels``,
+    ``StopSignal``...): a 1.6 request cannot show them, so it may not set them either."""
+    legacy = ContainerConfig.fields_for(LEGACY_VIEW)
+    values = ContainerConfig.fold(body, "container config")
+    given = sorted(ContainerConfig.model_fields[n].alias for n, v in values.items()
+                   if n not in legacy and not _is_unset(v))
+    if given:
+        raise InvalidParameter(f"create: moorage does not support the Config field(s) {', '.join(given)} "
+                               "that were given at API 1.6; they are served from API 1.24 on")
 
 
 def normalize_host_config(data: Any) -> HostConfig:
@@ -270,6 +313,11 @@ def merge_with_image(config: ContainerConfig, image_config: dict[str, Any] | Non
         config.stdin_once = bool(config.stdin_once or image.stdin_once)
         config.cmd = config.cmd or image.cmd
         config.entrypoint = config.entrypoint or image.entrypoint
+        if image.labels:
+            config.labels = {**image.labels, **(config.labels or {})}
+        config.stop_signal = config.stop_signal or image.stop_signal
+        if image.healthcheck:
+            config.healthcheck = {**image.healthcheck, **(config.healthcheck or {})}
         if not config.exposed_ports:
             config.exposed_ports = copy.deepcopy(image.exposed_ports)
         keys = {e.split("=", 1)[0] for e in config.env or []}

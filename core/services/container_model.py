@@ -15,6 +15,7 @@ here; a view for one API version is a ``to_api`` that leaves fields out at the A
 
 from __future__ import annotations
 
+import functools
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_serializer
@@ -26,6 +27,12 @@ from moorage.core.sdk.hookspecs.network import Endpoint, PortBinding
 #: Fields of any other annotation have rules of their own (``container_config``).
 _STRINGS = list[str] | None
 _OBJECT = dict[str, Any] | None
+#: The view a ``to_api()`` without a version gives (the v1.6 one), and the first of today's.
+LEGACY_VIEW = (1, 6)
+MODERN_VIEW = (1, 24)
+#: ``json_schema_extra`` of a field that today's API added, and of one it no longer shows.
+MODERN_ONLY = {"since": MODERN_VIEW}
+LEGACY_ONLY = {"until": MODERN_VIEW}
 _KINDS: tuple[tuple[Any, str], ...] = (
     (_STRINGS, "a list of strings"), (int, "an integer"), (bool, "a boolean"), (str, "a string"),
     (_OBJECT, "an object"))
@@ -41,6 +48,16 @@ def _is_kind(value: Any, annotation: Any) -> bool:
     return isinstance(value, annotation)
 
 
+@functools.cache
+def _fields_for(cls: type[BaseModel], key: tuple[int, ...]) -> frozenset[str]:
+    shown = set()
+    for name, info in cls.model_fields.items():
+        extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+        if tuple(extra.get("since", (0, 0))) <= key and ("until" not in extra or key < tuple(extra["until"])):
+            shown.add(name)
+    return frozenset(shown)
+
+
 class GoModel(BaseModel):
     """A Go struct of the Docker API: fields aliased to their Go names, in Go's order."""
 
@@ -50,6 +67,8 @@ class GoModel(BaseModel):
     _by_lower: ClassVar[dict[str, str]]
     #: Go name -> field name
     _by_alias: ClassVar[dict[str, str]]
+    #: Go's field order in today's API, when it differs from the model's (whose order is 1.6's)
+    modern_order: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
@@ -97,8 +116,26 @@ class GoModel(BaseModel):
         by_alias = cls._by_alias
         return cls.model_construct(**{by_alias[k]: v for k, v in (data or {}).items() if k in by_alias})
 
-    def to_api(self) -> dict[str, Any]:
-        """The JSON object, keys in Go's order; a new structure, nothing shared."""
+    @classmethod
+    def fields_for(cls, version: tuple[int, int]) -> frozenset[str]:
+        """The field names an API ``version`` shows: those whose ``api`` range (a field's
+        ``json_schema_extra``, ``{"since": (1, 24)}`` or ``{"until": (1, 24)}``) holds it."""
+        return _fields_for(cls, tuple(version))
+
+    def to_api(self, version: tuple[int, int] = LEGACY_VIEW) -> dict[str, Any]:
+        """The JSON object an API ``version`` shows (by default the v1.6 one, which
+        ``config.json`` held before newer fields existed), keys in Go's order (``modern_order``
+        when the class gives one for today's versions); a new structure, nothing shared."""
+        shown = self.fields_for(version)
+        data = self.model_dump(by_alias=True, include=set(shown)) if len(shown) < len(type(self).model_fields) else \
+            self.model_dump(by_alias=True)
+        order = self.modern_order if tuple(version) >= MODERN_VIEW else ()
+        if order:
+            data = {k: data[k] for k in order if k in data} | {k: v for k, v in data.items() if k not in order}
+        return data
+
+    def to_disk(self) -> dict[str, Any]:
+        """Every field, whatever the version that shows it (``config.json``)."""
         return self.model_dump(by_alias=True)
 
     def copy_deep(self):
@@ -106,32 +143,46 @@ class GoModel(BaseModel):
 
 
 class ContainerConfig(GoModel):
-    """The create ``Config`` of Docker 0.6.5 (also an image's ``config``)."""
+    """The create ``Config`` of Docker 0.6.5 (also an image's ``config``), and the fields today's
+    API added (shown from 1.24 on; the 1.6 view never shows them). From 1.24 on, the fields that
+    moved to ``HostConfig`` are no longer shown here."""
 
     hostname: str = Field("", alias="Hostname")
     domainname: str = Field("", alias="Domainname")
     user: str = Field("", alias="User")
-    memory: int = Field(0, alias="Memory")
-    memory_swap: int = Field(0, alias="MemorySwap")
-    cpu_shares: int = Field(0, alias="CpuShares")
+    memory: int = Field(0, alias="Memory", json_schema_extra=LEGACY_ONLY)
+    memory_swap: int = Field(0, alias="MemorySwap", json_schema_extra=LEGACY_ONLY)
+    cpu_shares: int = Field(0, alias="CpuShares", json_schema_extra=LEGACY_ONLY)
     attach_stdin: bool = Field(False, alias="AttachStdin")
     attach_stdout: bool = Field(False, alias="AttachStdout")
     attach_stderr: bool = Field(False, alias="AttachStderr")
-    port_specs: list[str] | None = Field(None, alias="PortSpecs")
+    port_specs: list[str] | None = Field(None, alias="PortSpecs", json_schema_extra=LEGACY_ONLY)
     exposed_ports: dict[str, Any] | None = Field(None, alias="ExposedPorts")
     tty: bool = Field(False, alias="Tty")
     open_stdin: bool = Field(False, alias="OpenStdin")
     stdin_once: bool = Field(False, alias="StdinOnce")
     env: list[str] | None = Field(None, alias="Env")
     cmd: list[str] | None = Field(None, alias="Cmd")
-    dns: list[str] | None = Field(None, alias="Dns")
+    dns: list[str] | None = Field(None, alias="Dns", json_schema_extra=LEGACY_ONLY)
     image: str = Field("", alias="Image")
     volumes: dict[str, Any] | None = Field(None, alias="Volumes")
-    volumes_from: str = Field("", alias="VolumesFrom")
+    volumes_from: str = Field("", alias="VolumesFrom", json_schema_extra=LEGACY_ONLY)
     working_dir: str = Field("", alias="WorkingDir")
     entrypoint: list[str] | None = Field(None, alias="Entrypoint")
     network_disabled: bool = Field(False, alias="NetworkDisabled")
-    privileged: bool = Field(False, alias="Privileged")
+    privileged: bool = Field(False, alias="Privileged", json_schema_extra=LEGACY_ONLY)
+    #: ``{"Test": [...], "Interval": ns, "Timeout": ns, "StartPeriod": ns, "StartInterval": ns,
+    #: "Retries": n}`` (stored and shown; moorage does not run the probe yet: docs/api.md)
+    healthcheck: dict[str, Any] | None = Field(None, alias="Healthcheck", json_schema_extra=MODERN_ONLY)
+    on_build: list[str] | None = Field(None, alias="OnBuild", json_schema_extra=MODERN_ONLY)
+    labels: dict[str, Any] | None = Field(None, alias="Labels", json_schema_extra=MODERN_ONLY)
+    stop_signal: str = Field("", alias="StopSignal", json_schema_extra=MODERN_ONLY)
+    stop_timeout: Any = Field(None, alias="StopTimeout", json_schema_extra=MODERN_ONLY)
+
+    modern_order: ClassVar[tuple[str, ...]] = (
+        "Hostname", "Domainname", "User", "AttachStdin", "AttachStdout", "AttachStderr", "ExposedPorts", "Tty",
+        "OpenStdin", "StdinOnce", "Env", "Cmd", "Healthcheck", "Image", "Volumes", "WorkingDir", "Entrypoint",
+        "NetworkDisabled", "OnBuild", "Labels", "StopSignal", "StopTimeout")
 
 
 class RestartPolicy(GoModel):

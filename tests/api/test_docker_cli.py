@@ -1,4 +1,5 @@
-"""Today's docker CLI negotiates down to API 1.6 through ``/_ping`` and works unchanged."""
+"""Today's docker CLI negotiates API 1.47 through ``/_ping`` and works; forced to 1.6
+(``DOCKER_API_VERSION=1.6``) it works as it did."""
 
 from __future__ import annotations
 
@@ -14,10 +15,12 @@ pytestmark = pytest.mark.skipif(shutil.which("docker") is None,
 
 @pytest.fixture
 def docker(busybox_daemon):
-    env = {**os.environ, "DOCKER_HOST": f"unix://{busybox_daemon.sock}", "DOCKER_CONFIG": str(busybox_daemon.base)}
+    base = {**os.environ, "DOCKER_HOST": f"unix://{busybox_daemon.sock}", "DOCKER_CONFIG": str(busybox_daemon.base)}
 
-    def run(*args: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
-        done = subprocess.run(["docker", *args], env=env, input=stdin, capture_output=True, text=True, timeout=60)
+    def run(*args: str, stdin: str | None = None, check: bool = True,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+        done = subprocess.run(["docker", *args], env={**base, **(env or {})}, input=stdin, capture_output=True,
+                              text=True, timeout=60)
         if check:
             assert done.returncode == 0, (args, done.stdout, done.stderr)
         return done
@@ -25,9 +28,18 @@ def docker(busybox_daemon):
     return run
 
 
-def test_version_negotiates_to_1_6(docker):
+def test_version_negotiates_to_1_47(docker):
     out = docker("version", "--format", "{{.Server.APIVersion}} {{.Client.APIVersion}}").stdout.split()
-    assert out[0] == "1.6"
+    assert out[0] == "1.47"
+    if not os.environ.get("DOCKER_API_VERSION"):
+        assert out[1] == "1.47"
+
+
+def test_forced_to_1_6_the_cli_still_works(docker):
+    env = {"DOCKER_API_VERSION": "1.6"}
+    assert docker("version", "--format", "{{.Client.APIVersion}}", env=env).stdout.strip() == "1.6"
+    done = docker("run", "--rm", "busybox", "sh", "-c", "echo old; exit 4", check=False, env=env)
+    assert done.returncode == 4 and done.stdout == "old\n"
 
 
 def test_run_prints_output_and_returns_the_exit_code(docker):

@@ -78,7 +78,7 @@ def https(daemon: Daemon, certs: Certs, cert_dir=None) -> httpx.Client:
 def test_a_client_with_a_certificate_the_ca_signed_gets_in(tls_daemon, certs):
     with https(tls_daemon, certs, certs.client_dir) as client:
         assert client.get("/_ping").text == "OK"
-        assert client.get("/version").json()["ApiVersion"] == "1.6"
+        assert client.get("/version").json()["ApiVersion"] == "1.47"
 
 
 @pytest.mark.parametrize("who", ["no certificate", "a certificate another CA signed", "plain HTTP"])
@@ -119,7 +119,7 @@ def docker_tls(tls_daemon, certs):
 
 def test_docker_cli_over_tls(docker_tls):
     done = docker_tls("version", "--format", "{{.Server.APIVersion}}")
-    assert done.returncode == 0 and done.stdout.strip() == "1.6", done.stderr
+    assert done.returncode == 0 and done.stdout.strip() == "1.47", done.stderr
     done = docker_tls("run", "--rm", "busybox", "sh", "-c", "echo out; echo err >&2; exit 3")
     assert (done.returncode, done.stdout, done.stderr.strip()) == (3, "out\n", "err")
 
@@ -147,7 +147,7 @@ def test_docker_py_over_tls(tls_daemon, certs):
     client.cert = (str(certs.client_dir / "cert.pem"), str(certs.client_dir / "key.pem"))
     client.verify = str(certs.ca)
     client.trust_env = False  # or REQUESTS_CA_BUNDLE in the environment would replace verify
-    assert client.version()["ApiVersion"] == "1.6"
+    assert client.version()["ApiVersion"] == "1.47"
     cid = client.create_container("busybox", ["/bin/sh", "-c", "echo over tls"])["Id"]
     try:
         client.start(cid)
