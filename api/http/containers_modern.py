@@ -129,6 +129,9 @@ def stop_parameters(request: Request, containers: ContainerService, name: str) -
 async def stop(name: str, request: Request, kernel: Kernel, containers: ContainerService, runner: Runner) -> Response:
     container = containers.get(name)
     if not container.state.running:
+        # between two runs of a restart policy it must stand down all the same, as Docker's stop
+        # of a restarting container does
+        await kernel.run_waiting(runner.stop, name, 0)
         return Response(status_code=304)
     timeout, signum = stop_parameters(request, containers, name)
     await kernel.run_waiting(_stop_with, runner, containers, name, timeout, signum)

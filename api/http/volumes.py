@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from moorage.api.http.containers import json_body
 from moorage.api.http.params import ApiVersion, KernelDep, query_bool
 from moorage.api.http.system import parse_filters
+from moorage.api.http.versioning import Version
 from moorage.core.sdk.errors import InvalidParameter, NotSupported
 from moorage.core.services.named_volumes import NamedVolumes, volume_json
 
@@ -80,9 +81,8 @@ async def delete(name: str, request: Request, kernel: KernelDep, volumes: Volume
 
 
 #: the API versions whose prune removes every unused volume, not only anonymous ones (Docker
-#: 1.42 changed it). The version is a float today (the versioning middleware's): 1.21 to 1.41
-#: are the versions with volumes before the change.
-PRUNES_ALL = (1.21, 1.42)
+#: 1.42 changed it): of those moorage serves, 1.24 to 1.41.
+PRUNES_ALL = (Version(1, 24), Version(1, 42))
 
 
 async def prune(request: Request, kernel: KernelDep, volumes: VolumesDep, version: ApiVersion) -> JSONResponse:

@@ -50,16 +50,15 @@ def holder(volume_daemon) -> LocalVolumeDriver:
 
 @pytest.fixture
 def docker(volume_daemon):
-    """Today's docker CLI against the daemon, at API 1.44 (it refuses ``docker volume`` at the
-    1.6 it negotiates: volumes came with 1.21)."""
+    """Today's docker CLI against the daemon, at the version it negotiates (1.47), or at
+    ``version``."""
     if shutil.which("docker") is None:
         pytest.skip("no docker CLI (bash bootstrap test installs one)")
-    env = {**os.environ, "DOCKER_HOST": f"unix://{volume_daemon.sock}", "DOCKER_CONFIG": str(volume_daemon.base),
-           "DOCKER_API_VERSION": "1.44"}
+    env = {**os.environ, "DOCKER_HOST": f"unix://{volume_daemon.sock}", "DOCKER_CONFIG": str(volume_daemon.base)}
+    env.pop("DOCKER_API_VERSION", None)
 
-    def run(*args, check=True, version="1.44"):
-        done = subprocess.run(["docker", *args], env={**env, "DOCKER_API_VERSION": version} if version else
-                              {k: v for k, v in env.items() if k != "DOCKER_API_VERSION"},
+    def run(*args, check=True, version=None):
+        done = subprocess.run(["docker", *args], env={**env, "DOCKER_API_VERSION": version} if version else env,
                               capture_output=True, text=True, timeout=60)
         if check and done.returncode != 0:
             raise AssertionError(f"docker {' '.join(args)}: {done.returncode}\n{done.stdout}\n{done.stderr}")

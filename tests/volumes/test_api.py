@@ -21,7 +21,7 @@ def test_create_and_inspect_in_dockers_shape(api):
         ("shape", "local", {"team": "db"}, None, "local")
     assert volume["Mountpoint"].endswith("/volume/local/shape/_data")
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", volume["CreatedAt"])
-    for path in ("/volumes/shape", "/v1.44/volumes/shape", "/v1.21/volumes/shape"):
+    for path in ("/volumes/shape", "/v1.44/volumes/shape", "/v1.24/volumes/shape"):
         assert api.get(path).json() == volume
     assert api.get("/v1.41/volumes").json() == {"Volumes": [volume], "Warnings": []}
 
