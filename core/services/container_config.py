@@ -345,13 +345,18 @@ def merge_with_image(config: ContainerConfig, image_config: dict[str, Any] | Non
     return warnings
 
 
-def validate(config: ContainerConfig) -> None:
-    if config.memory and config.memory < MIN_MEMORY:
+def _check_limits(memory: int, memory_swap: int, cpu_shares: int) -> None:
+    """The limits a 1.6 ``Config`` or a ``HostConfig`` may carry."""
+    if memory and memory < MIN_MEMORY:
         raise InvalidParameter(f"Memory limit must be given in bytes (minimum {MIN_MEMORY} bytes)")
-    if config.memory_swap < -1:
+    if memory_swap < -1:
         raise InvalidParameter("Bad parameter: MemorySwap must be -1, 0 or a number of bytes")
-    if config.cpu_shares < 0:
+    if cpu_shares < 0:
         raise InvalidParameter("Bad parameter: CpuShares cannot be negative")
+
+
+def validate(config: ContainerConfig) -> None:
+    _check_limits(config.memory, config.memory_swap, config.cpu_shares)
     for entry in config.env or []:
         if not entry or entry.startswith("="):
             raise InvalidParameter(f"Bad parameter: invalid environment entry {shown(entry)}: a name must come "
@@ -441,12 +446,7 @@ def parse_link(spec: str) -> tuple[str, str]:
 def validate_host(host: HostConfig) -> None:
     """What a create or start host config must satisfy before anything is made."""
     validate_host_config(host)
-    if host.memory and host.memory < MIN_MEMORY:
-        raise InvalidParameter(f"Memory limit must be given in bytes (minimum {MIN_MEMORY} bytes)")
-    if host.memory_swap < -1:
-        raise InvalidParameter("Bad parameter: MemorySwap must be -1, 0 or a number of bytes")
-    if host.cpu_shares < 0:
-        raise InvalidParameter("Bad parameter: CpuShares cannot be negative")
+    _check_limits(host.memory, host.memory_swap, host.cpu_shares)
 
 
 def resources(config: ContainerConfig, host: HostConfig) -> tuple[int, int, int]:
