@@ -10,9 +10,9 @@ import asyncio
 import json
 import socket
 import threading
-import time
 
 import pytest
+from conftest import eventually
 
 from moorage.api.http.app import create_app
 from moorage.api.http.server import bind, make_server, parse_host
@@ -30,10 +30,8 @@ def served_kernel(tmp_path):
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_until_complete, args=(server.serve(sockets=[sock]),), daemon=True)
     thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "the API server did not start"
-        time.sleep(0.01)
+    eventually(lambda: server.started or not thread.is_alive(), "the API server to start")
+    assert server.started, "the API server's thread ended before it started"
     yield kernel, str(tmp_path / "events.sock")
     server.should_exit = True
     thread.join(10)
@@ -43,10 +41,7 @@ def served_kernel(tmp_path):
 
 
 def wait_for_subscribers(kernel, count: int, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while kernel.events.subscribers < count:
-        assert time.monotonic() < deadline, f"{kernel.events.subscribers} of {count} streams subscribed"
-        time.sleep(0.01)
+    eventually(lambda: kernel.events.subscribers >= count, f"{count} event streams to subscribe", timeout)
 
 
 def open_stream(path: str, query: str = "") -> socket.socket:

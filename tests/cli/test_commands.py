@@ -31,9 +31,8 @@ def test_events_until_ends_the_stream(cli):
     start = int(time.time())
     name = cli.name()
     cli("create", "--name", name, "busybox", "true")
-    began = time.monotonic()
-    done = cli("events", "--since", str(start - 1), "--until", str(int(time.time()) + 2), timeout=30)
-    assert time.monotonic() - began < 15
+    # the stream ends by itself at --until (the CLI's timeout fails the test otherwise)
+    done = cli("events", "--since", str(start - 1), "--until", str(int(time.time()) + 2), timeout=15)
     assert "container create" in done.stdout and name in done.stdout
     # an until in the past ends at once, after the replay
     done = cli("events", "--since", str(start - 1), "--until", str(start - 1), timeout=10)
