@@ -22,7 +22,7 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from hypothesis import example
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 VICTIM = "{victim}"
@@ -148,6 +148,22 @@ def with_issue_examples(test):
     explicit example."""
     for case in ISSUE_CASES:
         test = example(entries=case)(test)
+    return test
+
+
+def nothing_outside_the_target_changes(examples: int):
+    """The property test of a module whose ``target`` fixture yields ``(sink, base)``: for
+    ``examples`` generated archives and every case of ``ISSUE_CASES``, nothing outside the
+    target tree changes. A module binds it to a ``test_`` name."""
+
+    @settings(max_examples=examples, deadline=None, database=None,
+              suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+    @given(entries=hostile_archives)
+    @with_issue_examples
+    def test(target, entries):
+        sink, base = target
+        check_hostile(sink, base, entries)
+
     return test
 
 

@@ -15,17 +15,10 @@ import shutil
 import uuid
 
 import pytest
-from hypothesis import HealthCheck, given, settings
 
 from moorage.core.sdk.driver import DriverContext
 from moorage.core.sdk.errors import NotSupported
-from moorage.core.testing.archives import (
-    LayerSink,
-    check_hostile,
-    hostile_archives,
-    plant_canaries,
-    with_issue_examples,
-)
+from moorage.core.testing.archives import LayerSink, nothing_outside_the_target_changes, plant_canaries
 
 from .conftest import registered_graph_drivers
 
@@ -53,10 +46,4 @@ def target(request, tmp_path):
     shutil.rmtree(base, ignore_errors=True)
 
 
-@settings(max_examples=EXAMPLES, deadline=None, database=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(entries=hostile_archives)
-@with_issue_examples
-def test_nothing_outside_the_target_changes(target, entries):
-    sink, base = target
-    check_hostile(sink, base, entries)
+test_nothing_outside_the_target_changes = nothing_outside_the_target_changes(EXAMPLES)
