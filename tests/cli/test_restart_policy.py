@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 
-from conftest import CONTAINER_CONFIG, import_image
+from conftest import CONTAINER_CONFIG, eventually, import_image
 
 from .conftest import Cli
 
@@ -23,9 +23,7 @@ def test_policy_restarts_a_container_that_ended_while_the_daemon_was_down(daemon
     time.sleep(2)
     second = daemon_factory(config, flags=["-g", str(first.root), "-r=false"])
     cli = Cli(second)
-    deadline = time.monotonic() + 20
-    while cli("inspect", "-f", "{{.State.Running}}", "cli-policy").stdout.strip() != "true":
-        assert time.monotonic() < deadline, "the restart policy did not start the container again"
-        time.sleep(0.2)
+    eventually(lambda: cli("inspect", "-f", "{{.State.Running}}", "cli-policy").stdout.strip() == "true",
+               "the restart policy to start the container again", 20)
     assert cli("inspect", "-f", "{{.State.Running}} {{.State.ExitCode}}", "cli-nopolicy").stdout.split() == [
         "false", "4"]
